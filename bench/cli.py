@@ -1,0 +1,358 @@
+"""`python -m bench`: the CLI contract of ../shared/DESIGN.md.
+
+Exit codes: 0 ok, 1 regression or failed cases, 2 bad usage or input (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger("bench")
+
+
+class UsageError(Exception):
+    """Bad usage or input: reported as one line and exit code 2."""
+
+
+def _check_data_root(path: str | None) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_dir():
+        raise UsageError(f"--data-root {path}: not a directory")
+    if not os.access(p, os.R_OK | os.X_OK):
+        raise UsageError(f"--data-root {path}: not readable")
+    return p
+
+
+def _check_out_dir(path: str, resume: bool) -> Path:
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"--out {path}: exists and is not a directory")
+    if p.is_dir() and (p / "results.csv").exists() and not resume:
+        raise UsageError(
+            f"--out {path} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    if resume and not (p / "results.csv").exists() and not (p / "run.json").exists():
+        log.warning("--resume: %s holds no run yet; starting a new one", path)
+    return p
+
+
+# -- commands ---------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.runner import Runner, RunOptions, new_run_id
+    from bench.suite import SuiteError, load_suite
+    from devices.base import DEVICES, DeviceUnavailable, get_device, resolve_device
+
+    try:
+        suite = load_suite(args.suite)
+    except SuiteError as exc:
+        raise UsageError(str(exc)) from exc
+    data_root = _check_data_root(args.data_root)
+    if args.device not in ("auto", *DEVICES.names()):
+        raise UsageError(f"unknown device {args.device!r} (known: auto, {', '.join(DEVICES.names())})")
+    if args.host and args.device not in ("jetson", "auto"):
+        raise UsageError("--host is for --device jetson (remote mode)")
+    out = _check_out_dir(args.out or str(Path("runs") / new_run_id()), args.resume)
+    if args.precision:
+        suite.measure.precision = args.precision
+    name = resolve_device(args.device)
+    try:
+        device = get_device(name)
+    except DeviceUnavailable as exc:
+        raise UsageError(str(exc)) from exc
+    log.info("suite %s: %d case(s) on device %s → %s", suite.name, len(suite.cases), name, out)
+    runner = Runner(suite, device, RunOptions(out=out, data_root=data_root, resume=args.resume,
+                                              show_progress=not args.quiet))  # fmt: skip
+    try:
+        rows = runner.run()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished cases are kept in {out}; continue with "
+              f"`python -m bench run --resume --out {out}`", file=sys.stderr)  # fmt: skip
+        return 130
+    from reports.html import write_report
+
+    html = write_report([out], out / "report.html")
+    _print_summary(rows)
+    print(f"report: {html.resolve()}")
+    return 1 if any(r["status"] == "failed" for r in rows) else 0
+
+
+def _print_summary(rows: list[dict]) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    cols = ["case_id", "batch_size", "status", "accuracy_top1", "weight_sparsity", "acceleration_rate",
+            "latency_ms_p50", "speedup", "size_mb", "power_source"]  # fmt: skip
+    with pd.option_context(
+        "display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3g}".format
+    ):
+        print(df[[c for c in cols if c in df]].to_string(index=False))
+    failed = df[df["status"] == "failed"]
+    for _, r in failed.iterrows():
+        print(f"FAILED {r['case_id']}: {r['error']}")
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from devices.base import DEVICES
+    from devices.power_sources import probe_power_sources
+
+    report = {"adapters": {}, "power_sources": {}}
+    for name in DEVICES.names():
+        a = DEVICES.get(name).probe()
+        report["adapters"][name] = {"available": a.ok, "reason": a.reason}
+    for name, (ok, reason) in probe_power_sources().items():
+        report["power_sources"][name] = {"available": ok, "reason": reason}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print("adapters:")
+    for name, a in report["adapters"].items():
+        print(f"  {name:8s} {'yes' if a['available'] else 'no ':4s} {a['reason']}")
+    print("power sources:")
+    for name, a in report["power_sources"].items():
+        print(f"  {name:14s} {'yes' if a['available'] else 'no ':4s} {a['reason']}")
+    return 0
+
+
+def cmd_ticket(args: argparse.Namespace) -> int:
+    from models.data import DataError, dataset_names, load_dataset
+    from models.tickets import METHODS, TicketConfig, find_ticket
+    from models.zoo import model_names
+
+    if args.model not in model_names():
+        raise UsageError(f"unknown model {args.model!r} (known: {', '.join(model_names())})")
+    if args.method not in METHODS.names():
+        raise UsageError(f"unknown method {args.method!r} (known: {', '.join(METHODS.names())})")
+    if not 0.0 <= args.sparsity < 1.0:
+        raise UsageError(f"--sparsity must be in [0, 1), got {args.sparsity}")
+    data_root = _check_data_root(args.data_root)
+    dataset = args.dataset or ("cifar10" if data_root else "synthetic")
+    if dataset not in dataset_names():
+        raise UsageError(f"unknown dataset {dataset!r} (known: {', '.join(dataset_names())})")
+    try:
+        data = load_dataset(dataset, data_root)
+    except DataError as exc:
+        raise UsageError(str(exc)) from exc
+    cfg = TicketConfig(args.model, dataset, args.method, args.sparsity, epochs=args.epochs,
+                       finetune_epochs=args.finetune_epochs, seed=args.seed)  # fmt: skip
+    out = Path(
+        args.out
+        or Path("runs") / "tickets" / f"{args.model}-{args.method}-s{args.sparsity:.2f}-{cfg.key()[:6]}"
+    )
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    ticket = find_ticket(cfg, data)
+    path = ticket.save(out)
+    print(json.dumps({"ticket": str(path), "accuracy_top1": ticket.accuracy,
+                      "weight_sparsity": ticket.weight_sparsity, "eb_epoch": ticket.artifacts.get("eb_epoch")}))  # fmt: skip
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from models.compact import compact
+    from models.data import load_dataset
+    from models.export import ExportError, export_onnx
+    from models.tickets import load_ticket
+
+    tdir = Path(args.ticket_dir)
+    if not (tdir / "ticket.pt").is_file() and not (tdir.is_file() and tdir.suffix == ".pt"):
+        raise UsageError(f"{tdir}: no ticket.pt here")
+    ticket = load_ticket(tdir)
+    shape = _input_shape(ticket.config.dataset, load_dataset)
+    compacted, report = compact(ticket.model, torch.zeros(1, *shape))
+    out = Path(args.out or (tdir if tdir.is_dir() else tdir.parent) / "model.onnx")
+    try:
+        res = export_onnx(compacted, ticket.model, shape, out)
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"onnx": str(res.path), "size_mb": res.size_mb, "max_abs_error": res.max_abs_error,
+                      "channels_removed": report.channels_removed}))  # fmt: skip
+    return 0
+
+
+def _input_shape(dataset: str, load_dataset) -> tuple[int, ...]:
+    return load_dataset(dataset).input_shape if dataset in ("digits", "synthetic") else (3, 32, 32)
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    import numpy as np
+    import onnx
+
+    from bench.results import COLUMNS
+    from devices.base import DeviceUnavailable, get_device, resolve_device
+    from devices.measure import LatencyConfig, energy_window, measure_latency
+    from devices.power import PowerSampler
+
+    path = Path(args.model)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such ONNX file")
+    try:
+        graph = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise UsageError(f"{path}: not an ONNX model ({exc})") from exc
+    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    shape = [d.dim_value if d.dim_value > 0 else 1 for d in dims][1:]
+    try:
+        device = get_device(resolve_device(args.device))
+    except (DeviceUnavailable, KeyError) as exc:
+        raise UsageError(str(exc).strip("'\"")) from exc
+    ident = device.identity()
+    session = device.load(path, args.precision, args.batch)
+    reader, note = device.power_reader()
+    sampler = PowerSampler(reader).start() if reader else None
+    x = np.random.default_rng(0).standard_normal((args.batch, *shape), dtype=np.float32)
+    lat = measure_latency(session, x, LatencyConfig(min_seconds=args.duration))
+    win = energy_window(sampler, "latency", lat.t0, lat.t1)
+    if sampler:
+        sampler.stop()
+    row = {c: None for c in COLUMNS}
+    row.update(lat.stats)
+    row.update(device=device.name, device_name=ident.get("device_name"), backend=ident.get("backend"),
+               precision=args.precision, batch_size=args.batch, size_mb=path.stat().st_size / 1e6,
+               latency_samples=len(lat.samples_ms), power_source=reader.source if reader else "none",
+               power_note=note or None, status="ok")  # fmt: skip
+    if win:
+        row["power_w_mean"] = win.power_w_mean
+        row["energy_mj_per_inference"] = win.energy_j / (len(lat.samples_ms) * args.batch) * 1e3
+    if args.json:
+        print(json.dumps(row))
+    else:
+        for k in (
+            "device_name",
+            "backend",
+            "batch_size",
+            "latency_ms_p50",
+            "latency_ms_p90",
+            "latency_ms_p99",
+            "latency_ms_mean",
+            "latency_ms_std",
+            "throughput_ips",
+            "power_source",
+            "energy_mj_per_inference",
+        ):
+            print(f"{k:24s} {row[k]}")  # fmt: skip
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.html import load_runs, render_html
+
+    dirs = [Path(d) for d in args.run_dirs]
+    for d in dirs:
+        if not (d / "results.csv").is_file():
+            raise UsageError(f"{d}: not a run directory (no results.csv)")
+    df, metas = load_runs(dirs)
+    from bench.results import COLUMNS
+    from bench.rundir import atomic_write_text
+
+    html = Path(args.html or (dirs[0] / "report.html"))
+    atomic_write_text(html, render_html(df, metas))
+    print(f"report: {html.resolve()}")
+    if args.csv:
+        atomic_write_text(
+            Path(args.csv),
+            df.reindex(columns=COLUMNS + [c for c in df if c not in COLUMNS]).to_csv(index=False),
+        )
+        print(f"csv: {Path(args.csv).resolve()}")
+    return 0
+
+
+def cmd_not_built(args: argparse.Namespace) -> int:
+    raise UsageError(f"`{args.command}` is not available in this version of ticketbench yet")
+
+
+# -- parser ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="find tickets, compact, export and measure a suite on a device")
+    r.add_argument("--device", default="auto", help="auto|cpu|gpu|jetson (default auto)")
+    r.add_argument("--suite", default="quick", help="built-in suite name or PATH.toml (default quick)")
+    r.add_argument("--out", help="run directory (default runs/<run-id>)")
+    r.add_argument("--host", help="USER@HOST of a Jetson driven over SSH (remote mode)")
+    r.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="override the suite's precision")
+    r.add_argument("--data-root", help="local folder holding real data sets (never downloaded)")
+    r.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished cases")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("devices", help="which adapters and power sources are available here, and why not")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_devices)
+
+    t = sub.add_parser("ticket", help="find one ticket and save it")
+    t.add_argument("--model", required=True)
+    t.add_argument("--method", required=True, help="eb|lth|mpt|magnitude|dense")
+    t.add_argument("--sparsity", type=float, required=True, help="fraction of weights/channels removed")
+    t.add_argument("--out")
+    t.add_argument("--dataset", help="cifar10|cifar100|digits|synthetic (default: cifar10 with --data-root)")
+    t.add_argument("--data-root")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--finetune-epochs", type=int, default=3)
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_ticket)
+
+    m = sub.add_parser("measure", help="time (and power) one ONNX model, like trtexec")
+    m.add_argument("model", help="MODEL.onnx")
+    m.add_argument("--device", default="auto")
+    m.add_argument("--batch", type=int, default=1)
+    m.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    m.add_argument(
+        "--duration", type=float, default=3.0, help="minimum timed seconds (default 3, as trtexec)"
+    )
+    m.add_argument("--json", action="store_true", help="one JSON object keyed by results.csv columns")
+    m.set_defaults(func=cmd_measure)
+
+    e = sub.add_parser("export", help="compact a saved ticket and export it to validated ONNX")
+    e.add_argument("ticket_dir")
+    e.add_argument("--out", help="FILE.onnx (default TICKET_DIR/model.onnx)")
+    e.set_defaults(func=cmd_export)
+
+    rp = sub.add_parser("report", help="one HTML report (and CSV) over one or more run directories")
+    rp.add_argument("run_dirs", nargs="+")
+    rp.add_argument("--html")
+    rp.add_argument("--csv")
+    rp.set_defaults(func=cmd_report)
+
+    c = sub.add_parser("compare", help="flag significant regressions between two runs (exit 1)")
+    c.add_argument("baseline")
+    c.add_argument("current")
+    c.add_argument("--threshold", type=float, default=0.05)
+    c.set_defaults(func=cmd_not_built)
+
+    f = sub.add_parser("farm", help="nightly runs over a device farm")
+    f.add_argument("action", choices=["nightly"])
+    f.add_argument("--inventory", required=True)
+    f.add_argument("--db")
+    f.set_defaults(func=cmd_not_built)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed a one-line usage error
+        return int(exc.code or 0)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
+    )
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130

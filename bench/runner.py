@@ -1,0 +1,278 @@
+"""Runs a suite on one device: ticket → compact → export → cost → measure → one results row per batch size.
+
+Every finished case is written to results.csv immediately (atomically), so an interrupted run keeps
+its work and `--resume` skips it. A failing case becomes a `status=failed` row and the run goes on.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bench.provenance import git_sha, host_info, package_versions
+from bench.results import empty_row
+from bench.rundir import RunDir, atomic_write_text
+from bench.suite import Case, Suite
+from devices.base import DeviceAdapter
+from devices.measure import LatencyConfig, energy_window, measure_latency, run_eval_epoch
+from devices.power import PowerSampler
+from models.compact import compact
+from models.cost import analyze
+from models.data import DataBundle, load_dataset
+from models.export import export_onnx, to_onnx_bytes
+from models.masks import apply_masks
+from models.tickets import Ticket, TicketContext, find_ticket
+from models.train import train
+
+log = logging.getLogger("bench.runner")
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+@dataclass
+class RunOptions:
+    out: Path
+    data_root: Path | None = None
+    resume: bool = False
+    power_rate_hz: float = 50.0
+    show_progress: bool = True
+
+
+class Runner:
+    def __init__(self, suite: Suite, device: DeviceAdapter, opts: RunOptions) -> None:
+        self.suite, self.device, self.opts = suite, device, opts
+        self.rundir = RunDir(opts.out).create()
+        self.datasets: dict[str, DataBundle] = {}
+        self.sampler: PowerSampler | None = None
+        self.power_note = ""
+        self._bar: tqdm | None = None
+        self.ctx = TicketContext(progress=self._progress)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _progress(self, msg: str) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(msg, refresh=True)
+        log.debug(msg)
+
+    def data(self, name: str) -> DataBundle:
+        if name not in self.datasets:
+            self.datasets[name] = load_dataset(name, self.opts.data_root)
+        return self.datasets[name]
+
+    def _start_power(self) -> None:
+        reader, why = self.device.power_reader()
+        if reader is None:
+            self.power_note = why
+            return
+        self.sampler = PowerSampler(reader, rate_hz=self.opts.power_rate_hz).start()
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> list[dict[str, Any]]:
+        existing = self.rundir.read_json() if self.opts.resume else {}
+        run_id = existing.get("run_id") or new_run_id()
+        done = self.rundir.finished_cases() if self.opts.resume else set()
+        old = self.rundir.read_results() if self.opts.resume else None
+        rows: list[dict[str, Any]] = (
+            [r for r in old.to_dict("records") if str(r["case_id"]) in done] if old is not None else []
+        )
+        meta = {
+            "run_id": run_id,
+            "start_time": existing.get("start_time") or datetime.now(timezone.utc).isoformat(),
+            "end_time": None,
+            "git_sha": git_sha(),
+            "host": host_info(),
+            "versions": package_versions(),
+            "suite": {
+                "name": self.suite.name,
+                "source": self.suite.source,
+                "measure": asdict(self.suite.measure),
+            },
+            "device": self.device.identity(),
+            "cases": [c.case_id for c in self.suite.cases],
+        }
+        self.rundir.write_json(meta)
+        self._start_power()
+        meta["power_source"] = self.sampler.reader.source if self.sampler else "none"
+        meta["power_note"] = self.power_note
+        todo = [c for c in self.suite.cases if c.case_id not in done]
+        if done:
+            log.info("resuming: %d finished case(s) kept, %d to run", len(done), len(todo))
+        try:
+            self._bar = tqdm(todo, desc="cases", unit="case", disable=not self.opts.show_progress, leave=True)
+            for case in self._bar:
+                self._bar.set_description(case.case_id)
+                rows.extend(self.run_case(case, run_id))
+                finalize_speedups(rows)
+                self.rundir.write_results(rows)
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            if self.sampler:
+                self.sampler.stop()
+            self.device.close()
+            meta["end_time"] = datetime.now(timezone.utc).isoformat()
+            self.rundir.write_json(meta)
+        return rows
+
+    def run_case(self, case: Case, run_id: str) -> list[dict[str, Any]]:
+        cfg = case.ticket
+        ident = self.device.identity()
+        base = {
+            "run_id": run_id,
+            "case_id": case.case_id,
+            "model": cfg.model,
+            "dataset": cfg.dataset,
+            "method": cfg.method,
+            "target_sparsity": cfg.sparsity,
+            "device": self.device.name,
+            "device_name": ident.get("device_name"),
+            "backend": ident.get("backend"),
+            "precision": self.suite.measure.precision,
+        }
+        try:
+            return self._measure_case(case, base)
+        except Exception as exc:  # one failing case must not stop the run
+            log.exception("case %s failed", case.case_id)
+            msg = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            return [
+                empty_row(**base, batch_size=b, status="failed", error=msg)
+                for b in self.suite.measure.batch_sizes
+            ]
+
+    def _measure_case(self, case: Case, base: dict[str, Any]) -> list[dict[str, Any]]:
+        cfg = case.ticket
+        data = self.data(cfg.dataset)
+        ticket = find_ticket(cfg, data, self.ctx)
+        tdir = self.rundir.tickets / case.case_id
+        ticket.save(tdir)
+        shape = data.input_shape
+        dense_model = self.ctx.fresh_model(cfg, data)  # same architecture, dense: the reference for sizes
+        cost_dense = analyze(dense_model, shape)
+        size_mb_dense = len(to_onnx_bytes(dense_model, shape)) / 1e6
+        cost_ticket = analyze(ticket.model, shape)
+        compacted, creport = compact(ticket.model, torch.zeros(1, *shape))
+        cost_compact = analyze(compacted, shape)
+        exp = export_onnx(compacted, ticket.model, shape, tdir / "model.onnx")
+        atomic_write_text(
+            tdir / "cost.json",
+            json.dumps(
+                {"ticket": cost_ticket.to_dict(), "compacted": cost_compact.to_dict(),
+                 "compaction": creport.to_dict(), "onnx": {"size_mb": exp.size_mb, "max_abs_error": exp.max_abs_error,
+                 "tolerance": exp.tolerance, "opset": exp.opset}, "accuracy_torch": ticket.accuracy},
+                indent=2,
+            ),
+        )  # fmt: skip
+        common = {
+            **base,
+            "weight_sparsity": cost_ticket.weight_sparsity,
+            "channel_sparsity": cost_ticket.channel_sparsity,
+            "kernel_sparsity": cost_ticket.kernel_sparsity,
+            "params_dense": cost_dense.params,
+            "params": cost_compact.params,
+            "params_nonzero": cost_compact.params_nonzero,
+            "size_mb_dense": size_mb_dense,
+            "size_mb": exp.size_mb,
+            "macs_dense": cost_dense.macs,
+            "macs": cost_compact.macs,
+            "macs_nonzero": cost_compact.macs_nonzero,
+            "acceleration_rate": cost_ticket.acceleration_rate,
+            "accuracy_top1_torch": ticket.accuracy,
+            "onnx_max_abs_error": exp.max_abs_error,
+            "channels_removed": creport.channels_removed,
+            "eb_epoch": ticket.artifacts.get("eb_epoch"),
+            "power_source": self.sampler.reader.source if self.sampler else "none",
+            "power_note": self.power_note or None,
+        }
+        session = self.device.load(exp.path, self.suite.measure.precision)
+        evalr = run_eval_epoch(session, _numpy_batches(data, 256))
+        e_eval = energy_window(self.sampler, "eval", evalr.t0, evalr.t1)
+        train_s, e_train = self._train_epoch(ticket, data)
+        rows = []
+        m = self.suite.measure
+        lat_cfg = LatencyConfig(warmup_iterations=m.warmup_iterations, min_iterations=m.min_iterations,
+                                min_seconds=m.min_seconds)  # fmt: skip
+        for bs in m.batch_sizes:
+            x = np.random.default_rng(0).standard_normal((bs, *shape), dtype=np.float32)
+            lat = measure_latency(session, x, lat_cfg)
+            e_lat = energy_window(self.sampler, "latency", lat.t0, lat.t1)
+            sample_file = f"samples/{case.case_id}-b{bs}-latency.csv"
+            atomic_write_text(
+                self.rundir.root / sample_file,
+                "latency_ms\n" + "\n".join(f"{v:.6f}" for v in lat.samples_ms) + "\n",
+            )
+            if self.sampler:
+                t, w = self.sampler.trace(lat.t0, lat.t1)
+                atomic_write_text(self.rundir.samples / f"{case.case_id}-b{bs}-power.csv",
+                                  "t_s,watts\n" + "\n".join(f"{a - lat.t0:.6f},{b:.4f}" for a, b in zip(t, w)) + "\n")  # fmt: skip
+            n_inf = len(lat.samples_ms) * bs
+            rows.append(
+                empty_row(
+                    **common,
+                    batch_size=bs,
+                    **lat.stats,
+                    latency_samples=len(lat.samples_ms),
+                    samples_file=sample_file,
+                    power_w_mean=e_lat.power_w_mean if e_lat else None,
+                    energy_mj_per_inference=e_lat.energy_j / n_inf * 1e3 if e_lat else None,
+                    energy_j_per_eval_epoch=e_eval.energy_j if e_eval else None,
+                    train_s_per_epoch=train_s,
+                    energy_j_per_train_epoch=e_train.energy_j if e_train else None,
+                    accuracy_top1=evalr.accuracy_top1,
+                    status="ok",
+                )
+            )
+        return rows
+
+    def _train_epoch(self, ticket: Ticket, data: DataBundle):
+        """One PyTorch training epoch of the ticket (mask fixed) on the device, when torch runs there."""
+        torch_device = getattr(self.device, "torch_device", None)
+        if torch_device is None:
+            return None, None
+        model = copy.deepcopy(ticket.model).to(torch_device)
+        masks = {k: v.to(torch_device) for k, v in ticket.masks.items()}
+        t0 = time.monotonic()
+        train(model, data, ticket.config.train_config(epochs=1, lr=1e-3), after_step=[lambda m: apply_masks(m, masks)],
+              evaluate_each_epoch=False)  # fmt: skip
+        t1 = time.monotonic()
+        return t1 - t0, energy_window(self.sampler, "train", t0, t1)
+
+
+def _numpy_batches(data: DataBundle, batch_size: int):
+    for x, y in data.loader("test", batch_size, shuffle=False):
+        yield x.numpy(), y.numpy()
+
+
+def finalize_speedups(rows: list[dict[str, Any]]) -> None:
+    """speedup = dense p50 / p50 on the same model, data, device, backend, precision and batch;
+    realization = speedup / acceleration_rate."""
+    dense = {}
+    for r in rows:
+        if r.get("method") == "dense" and r.get("status") == "ok":
+            dense[_group(r)] = r["latency_ms_p50"]
+    for r in rows:
+        ref = dense.get(_group(r))
+        if r.get("status") == "ok" and ref and r.get("latency_ms_p50"):
+            r["speedup"] = ref / r["latency_ms_p50"]
+            ar = r.get("acceleration_rate")
+            r["realization"] = r["speedup"] / ar if ar else None
+
+
+def _group(r: dict[str, Any]) -> tuple:
+    return tuple(r.get(k) for k in ("model", "dataset", "device", "backend", "precision", "batch_size"))
+
+
+ProgressFn = Callable[[str], None]

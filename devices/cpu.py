@@ -1,0 +1,84 @@
+"""CPU adapter: ONNX Runtime CPU execution provider with an explicit intra-op thread count; RAPL power."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from devices.base import DEVICES, Availability, DeviceAdapter
+from devices.power import PowerReader, probe_rapl
+
+
+def cpu_model_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class OrtCpuSession:
+    backend = "onnxruntime-cpu"
+
+    def __init__(self, onnx_path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.sess.get_inputs()[0].name
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.sess.run(None, {self.input_name: x})[0]
+
+    def sync(self) -> None:  # CPU execution is synchronous
+        pass
+
+
+@DEVICES.register("cpu")
+class CpuDevice(DeviceAdapter):
+    name = "cpu"
+    torch_device = "cpu"  # training epochs run here with PyTorch
+
+    def __init__(self, threads: int | None = None) -> None:
+        if threads is None:
+            threads = (
+                len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            )
+        self.threads = threads
+
+    @classmethod
+    def probe(cls) -> Availability:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            return Availability(False, f"onnxruntime not importable: {exc}")
+        return Availability(True, f"onnxruntime {ort.__version__} CPUExecutionProvider")
+
+    def identity(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        return {
+            "device": "cpu",
+            "device_name": cpu_model_name(),
+            "backend": OrtCpuSession.backend,
+            "onnxruntime": ort.__version__,
+            "threads": self.threads,
+            "machine": platform.machine(),
+        }
+
+    def load(self, onnx_path: Path, precision: str = "fp32", batch_size: int = 1) -> OrtCpuSession:
+        if precision != "fp32":
+            raise ValueError(f"cpu adapter runs fp32 only (asked for {precision})")
+        return OrtCpuSession(onnx_path, self.threads)
+
+    def power_reader(self) -> tuple[PowerReader | None, str]:
+        return probe_rapl()

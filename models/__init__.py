@@ -1,0 +1,1 @@
+"""Architectures, data sets, ticket-finding methods, compaction, export and analytic cost."""

@@ -1,0 +1,15 @@
+"""Ticket-finding methods behind one registry: `find_ticket(cfg, data)` → Ticket.
+
+Importing this package registers every method module.
+"""
+
+from models.tickets import dense, magnitude  # noqa: E402,F401  (registration)
+from models.tickets.base import (  # noqa: F401
+    METHODS,
+    Ticket,
+    TicketConfig,
+    TicketContext,
+    find_ticket,
+    load_ticket,
+    register_method,
+)

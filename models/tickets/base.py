@@ -1,0 +1,153 @@
+"""The Ticket every method produces and the rest of the pipeline consumes."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.data import DataBundle
+from models.masks import Masks, mask_sparsity
+from models.registry import Registry
+from models.train import TrainConfig, evaluate, train
+from models.zoo import create_model
+
+
+@dataclass
+class TicketConfig:
+    """Everything that determines a ticket; its hash names the case."""
+
+    model: str
+    dataset: str
+    method: str
+    sparsity: float = 0.0  # fraction of prunable weights (or channels) REMOVED
+    epochs: int = 10  # dense training / search epochs
+    finetune_epochs: int = 3  # retraining with the mask fixed
+    lr: float = 0.05
+    batch_size: int = 64
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)  # method-specific knobs
+
+    def train_config(self, epochs: int | None = None, lr: float | None = None) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs if epochs is None else epochs,
+            lr=self.lr if lr is None else lr,
+            batch_size=self.batch_size,
+            seed=self.seed,
+        )
+
+    def key(self) -> str:
+        """Short stable hash of the config (open_lth style: a result traces to what made it)."""
+        blob = json.dumps(asdict(self), sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+@dataclass
+class Ticket:
+    """A (possibly) sparse network: weights with pruned entries at zero, the masks, and where it came from."""
+
+    model: nn.Module
+    masks: Masks
+    config: TicketConfig
+    accuracy: float | None = None  # top-1 (%) of the PyTorch ticket on the test split
+    train_log: list[dict] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)  # for reports: eb mask distances, score hists
+
+    @property
+    def weight_sparsity(self) -> float:
+        return mask_sparsity(self.masks) if self.masks else 0.0
+
+    def save(self, directory: Path) -> Path:
+        """Write ticket.pt (state + masks + metadata); atomic via temp file + rename."""
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "ticket.pt"
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save(
+            {
+                "config": asdict(self.config),
+                "state_dict": self.model.state_dict(),
+                "masks": self.masks,
+                "accuracy": self.accuracy,
+                "train_log": self.train_log,
+                "provenance": self.provenance,
+                "artifacts": self.artifacts,
+                "model_kwargs": self.provenance.get("model_kwargs", {}),
+            },
+            tmp,
+        )
+        tmp.replace(path)
+        return path
+
+
+def load_ticket(path: Path) -> Ticket:
+    """Rebuild a Ticket from ticket.pt (file or its directory)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "ticket.pt"
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = TicketConfig(**blob["config"])
+    model = create_model(cfg.model, **blob.get("model_kwargs", {}))
+    model.load_state_dict(blob["state_dict"])
+    return Ticket(
+        model,
+        blob["masks"],
+        cfg,
+        blob["accuracy"],
+        blob["train_log"],
+        blob["provenance"],
+        blob.get("artifacts", {}),
+    )
+
+
+class TicketContext:
+    """Shared, cached work between cases of one run: the trained dense parent per (model, data, seed)."""
+
+    def __init__(self, progress: Callable[[str], None] | None = None) -> None:
+        self._dense: dict[tuple, tuple[dict, list[dict], dict]] = {}
+        self.progress = progress
+
+    def model_kwargs(self, data: DataBundle) -> dict[str, Any]:
+        return {"num_classes": data.num_classes, "in_channels": data.input_shape[0]}
+
+    def fresh_model(self, cfg: TicketConfig, data: DataBundle) -> nn.Module:
+        torch.manual_seed(cfg.seed)
+        return create_model(cfg.model, **self.model_kwargs(data))
+
+    def trained_dense(self, cfg: TicketConfig, data: DataBundle) -> tuple[nn.Module, list[dict], dict]:
+        """A dense model trained `cfg.epochs` epochs; (model copy, train log, initial state)."""
+        key = (cfg.model, data.name, cfg.seed, cfg.epochs, cfg.lr, cfg.batch_size)
+        if key not in self._dense:
+            model = self.fresh_model(cfg, data)
+            init = copy.deepcopy(model.state_dict())
+            log = train(model, data, cfg.train_config(), progress=self.progress)
+            self._dense[key] = (copy.deepcopy(model.state_dict()), log, init)
+        state, log, init = self._dense[key]
+        model = self.fresh_model(cfg, data)
+        model.load_state_dict(state)
+        return model, list(log), init
+
+
+MethodFn = Callable[[TicketConfig, DataBundle, TicketContext], Ticket]
+METHODS: Registry[MethodFn] = Registry("method")
+register_method = METHODS.register
+
+
+def find_ticket(cfg: TicketConfig, data: DataBundle, ctx: TicketContext | None = None) -> Ticket:
+    """Run the configured method and fill accuracy and provenance common to all methods."""
+    if not 0.0 <= cfg.sparsity < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), got {cfg.sparsity}")
+    ctx = ctx or TicketContext()
+    ticket = METHODS.get(cfg.method)(cfg, data, ctx)
+    if ticket.accuracy is None:
+        ticket.accuracy = evaluate(ticket.model, data)
+    ticket.provenance.setdefault("model_kwargs", ctx.model_kwargs(data))
+    ticket.provenance.setdefault("config_key", cfg.key())
+    return ticket

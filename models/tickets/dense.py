@@ -1,0 +1,12 @@
+"""The dense baseline: the trained parent network, no mask."""
+
+from __future__ import annotations
+
+from models.data import DataBundle
+from models.tickets.base import Ticket, TicketConfig, TicketContext, register_method
+
+
+@register_method("dense")
+def dense(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticket:
+    model, log, _ = ctx.trained_dense(cfg, data)
+    return Ticket(model, {}, cfg, train_log=log, provenance={"method": "dense"})

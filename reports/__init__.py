@@ -1,0 +1,1 @@
+"""Renders results tables into CSV and self-contained HTML; never recomputes measurements."""
