@@ -35,9 +35,7 @@ def _check_out_dir(path: str, resume: bool) -> Path:
     if p.exists() and not p.is_dir():
         raise UsageError(f"--out {path}: exists and is not a directory")
     if p.is_dir() and (p / "results.csv").exists() and not resume:
-        raise UsageError(
-            f"--out {path} already holds a run; pass --resume to continue it or choose another --out"
-        )
+        raise UsageError(f"--out {path} already holds a run; pass --resume to continue it or choose another --out")
     if resume and not (p / "results.csv").exists() and not (p / "run.json").exists():
         log.warning("--resume: %s holds no run yet; starting a new one", path)
     return p
@@ -67,13 +65,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     except DeviceUnavailable as exc:
         raise UsageError(str(exc)) from exc
     log.info("suite %s: %d case(s) on device %s → %s", suite.name, len(suite.cases), name, out)
-    runner = Runner(suite, device, RunOptions(out=out, data_root=data_root, resume=args.resume,
-                                              show_progress=not args.quiet))  # fmt: skip
+    runner = Runner(
+        suite, device, RunOptions(out=out, data_root=data_root, resume=args.resume, show_progress=not args.quiet)
+    )
     try:
         rows = runner.run()
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished cases are kept in {out}; continue with "
-              f"`python -m bench run --resume --out {out}`", file=sys.stderr)  # fmt: skip
+        print(
+            f"\ninterrupted: finished cases are kept in {out}; continue with "
+            f"`python -m bench run --resume --out {out}`",
+            file=sys.stderr,
+        )
         return 130
     from reports.html import write_report
 
@@ -87,11 +89,19 @@ def _print_summary(rows: list[dict]) -> None:
     import pandas as pd
 
     df = pd.DataFrame(rows)
-    cols = ["case_id", "batch_size", "status", "accuracy_top1", "weight_sparsity", "acceleration_rate",
-            "latency_ms_p50", "speedup", "size_mb", "power_source"]  # fmt: skip
-    with pd.option_context(
-        "display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3g}".format
-    ):
+    cols = [
+        "case_id",
+        "batch_size",
+        "status",
+        "accuracy_top1",
+        "weight_sparsity",
+        "acceleration_rate",
+        "latency_ms_p50",
+        "speedup",
+        "size_mb",
+        "power_source",
+    ]
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3g}".format):
         print(df[[c for c in cols if c in df]].to_string(index=False))
     failed = df[df["status"] == "failed"]
     for _, r in failed.iterrows():
@@ -139,18 +149,32 @@ def cmd_ticket(args: argparse.Namespace) -> int:
         data = load_dataset(dataset, data_root)
     except DataError as exc:
         raise UsageError(str(exc)) from exc
-    cfg = TicketConfig(args.model, dataset, args.method, args.sparsity, epochs=args.epochs,
-                       finetune_epochs=args.finetune_epochs, seed=args.seed)  # fmt: skip
+    cfg = TicketConfig(
+        args.model,
+        dataset,
+        args.method,
+        args.sparsity,
+        epochs=args.epochs,
+        finetune_epochs=args.finetune_epochs,
+        seed=args.seed,
+    )
     out = Path(
-        args.out
-        or Path("runs") / "tickets" / f"{args.model}-{args.method}-s{args.sparsity:.2f}-{cfg.key()[:6]}"
+        args.out or Path("runs") / "tickets" / f"{args.model}-{args.method}-s{args.sparsity:.2f}-{cfg.key()[:6]}"
     )
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
     ticket = find_ticket(cfg, data)
     path = ticket.save(out)
-    print(json.dumps({"ticket": str(path), "accuracy_top1": ticket.accuracy,
-                      "weight_sparsity": ticket.weight_sparsity, "eb_epoch": ticket.artifacts.get("eb_epoch")}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "ticket": str(path),
+                "accuracy_top1": ticket.accuracy,
+                "weight_sparsity": ticket.weight_sparsity,
+                "eb_epoch": ticket.artifacts.get("eb_epoch"),
+            }
+        )
+    )
     return 0
 
 
@@ -174,8 +198,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({"onnx": str(res.path), "size_mb": res.size_mb, "max_abs_error": res.max_abs_error,
-                      "channels_removed": report.channels_removed}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "onnx": str(res.path),
+                "size_mb": res.size_mb,
+                "max_abs_error": res.max_abs_error,
+                "channels_removed": report.channels_removed,
+            }
+        )
+    )
     return 0
 
 
@@ -216,10 +248,18 @@ def cmd_measure(args: argparse.Namespace) -> int:
         sampler.stop()
     row = {c: None for c in COLUMNS}
     row.update(lat.stats)
-    row.update(device=device.name, device_name=ident.get("device_name"), backend=ident.get("backend"),
-               precision=args.precision, batch_size=args.batch, size_mb=path.stat().st_size / 1e6,
-               latency_samples=len(lat.samples_ms), power_source=reader.source if reader else "none",
-               power_note=note or None, status="ok")  # fmt: skip
+    row.update(
+        device=device.name,
+        device_name=ident.get("device_name"),
+        backend=ident.get("backend"),
+        precision=args.precision,
+        batch_size=args.batch,
+        size_mb=path.stat().st_size / 1e6,
+        latency_samples=len(lat.samples_ms),
+        power_source=reader.source if reader else "none",
+        power_note=note or None,
+        status="ok",
+    )
     if win:
         row["power_w_mean"] = win.power_w_mean
         row["energy_mj_per_inference"] = win.energy_j / (len(lat.samples_ms) * args.batch) * 1e3
@@ -239,7 +279,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
             "power_source",
             "energy_mj_per_inference",
         ):
-            print(f"{k:24s} {row[k]}")  # fmt: skip
+            print(f"{k:24s} {row[k]}")
     return 0
 
 
@@ -308,9 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--device", default="auto")
     m.add_argument("--batch", type=int, default=1)
     m.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
-    m.add_argument(
-        "--duration", type=float, default=3.0, help="minimum timed seconds (default 3, as trtexec)"
-    )
+    m.add_argument("--duration", type=float, default=3.0, help="minimum timed seconds (default 3, as trtexec)")
     m.add_argument("--json", action="store_true", help="one JSON object keyed by results.csv columns")
     m.set_defaults(func=cmd_measure)
 
@@ -345,9 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed a one-line usage error
         return int(exc.code or 0)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
-    )
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return args.func(args)
     except UsageError as exc:

@@ -11,8 +11,18 @@ from pathlib import Path
 
 def package_versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version()}
-    for dist in ("ticketbench", "torch", "torchvision", "onnx", "onnxruntime", "numpy", "pandas",
-                 "tensorrt", "nvidia-ml-py", "jetson-stats"):  # fmt: skip
+    for dist in (
+        "ticketbench",
+        "torch",
+        "torchvision",
+        "onnx",
+        "onnxruntime",
+        "numpy",
+        "pandas",
+        "tensorrt",
+        "nvidia-ml-py",
+        "jetson-stats",
+    ):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

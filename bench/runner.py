@@ -148,10 +148,7 @@ class Runner:
         except Exception as exc:  # one failing case must not stop the run
             log.exception("case %s failed", case.case_id)
             msg = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            return [
-                empty_row(**base, batch_size=b, status="failed", error=msg)
-                for b in self.suite.measure.batch_sizes
-            ]
+            return [empty_row(**base, batch_size=b, status="failed", error=msg) for b in self.suite.measure.batch_sizes]
 
     def _measure_case(self, case: Case, base: dict[str, Any]) -> list[dict[str, Any]]:
         cfg = case.ticket
@@ -170,12 +167,21 @@ class Runner:
         atomic_write_text(
             tdir / "cost.json",
             json.dumps(
-                {"ticket": cost_ticket.to_dict(), "compacted": cost_compact.to_dict(),
-                 "compaction": creport.to_dict(), "onnx": {"size_mb": exp.size_mb, "max_abs_error": exp.max_abs_error,
-                 "tolerance": exp.tolerance, "opset": exp.opset}, "accuracy_torch": ticket.accuracy},
+                {
+                    "ticket": cost_ticket.to_dict(),
+                    "compacted": cost_compact.to_dict(),
+                    "compaction": creport.to_dict(),
+                    "onnx": {
+                        "size_mb": exp.size_mb,
+                        "max_abs_error": exp.max_abs_error,
+                        "tolerance": exp.tolerance,
+                        "opset": exp.opset,
+                    },
+                    "accuracy_torch": ticket.accuracy,
+                },
                 indent=2,
             ),
-        )  # fmt: skip
+        )
         common = {
             **base,
             "weight_sparsity": cost_ticket.weight_sparsity,
@@ -203,8 +209,9 @@ class Runner:
         train_s, e_train = self._train_epoch(ticket, data)
         rows = []
         m = self.suite.measure
-        lat_cfg = LatencyConfig(warmup_iterations=m.warmup_iterations, min_iterations=m.min_iterations,
-                                min_seconds=m.min_seconds)  # fmt: skip
+        lat_cfg = LatencyConfig(
+            warmup_iterations=m.warmup_iterations, min_iterations=m.min_iterations, min_seconds=m.min_seconds
+        )
         for bs in m.batch_sizes:
             x = np.random.default_rng(0).standard_normal((bs, *shape), dtype=np.float32)
             lat = measure_latency(session, x, lat_cfg)
@@ -216,8 +223,10 @@ class Runner:
             )
             if self.sampler:
                 t, w = self.sampler.trace(lat.t0, lat.t1)
-                atomic_write_text(self.rundir.samples / f"{case.case_id}-b{bs}-power.csv",
-                                  "t_s,watts\n" + "\n".join(f"{a - lat.t0:.6f},{b:.4f}" for a, b in zip(t, w)) + "\n")  # fmt: skip
+                atomic_write_text(
+                    self.rundir.samples / f"{case.case_id}-b{bs}-power.csv",
+                    "t_s,watts\n" + "\n".join(f"{a - lat.t0:.6f},{b:.4f}" for a, b in zip(t, w)) + "\n",
+                )
             n_inf = len(lat.samples_ms) * bs
             rows.append(
                 empty_row(
@@ -245,8 +254,13 @@ class Runner:
         model = copy.deepcopy(ticket.model).to(torch_device)
         masks = {k: v.to(torch_device) for k, v in ticket.masks.items()}
         t0 = time.monotonic()
-        train(model, data, ticket.config.train_config(epochs=1, lr=1e-3), after_step=[lambda m: apply_masks(m, masks)],
-              evaluate_each_epoch=False)  # fmt: skip
+        train(
+            model,
+            data,
+            ticket.config.train_config(epochs=1, lr=1e-3),
+            after_step=[lambda m: apply_masks(m, masks)],
+            evaluate_each_epoch=False,
+        )
         t1 = time.monotonic()
         return t1 - t0, energy_window(self.sampler, "train", t0, t1)
 

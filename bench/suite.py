@@ -99,9 +99,7 @@ def load_suite(name_or_path: str) -> Suite:
         text = resources.files("bench").joinpath("suites", f"{name_or_path}.toml").read_text()
         source = name_or_path
     else:
-        raise SuiteError(
-            f"unknown suite {name_or_path!r} (built-in: {', '.join(builtin_suites())}, or a .toml path)"
-        )
+        raise SuiteError(f"unknown suite {name_or_path!r} (built-in: {', '.join(builtin_suites())}, or a .toml path)")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -50,9 +50,7 @@ class CpuDevice(DeviceAdapter):
 
     def __init__(self, threads: int | None = None) -> None:
         if threads is None:
-            threads = (
-                len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-            )
+            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         self.threads = threads
 
     @classmethod

@@ -28,9 +28,5 @@ class JetsonDevice(DeviceAdapter):
     def probe(cls) -> Availability:
         model = jetson_model()
         if model is None:
-            return Availability(
-                False, "not a Jetson (no /proc/device-tree/model naming one); remote mode needs --host"
-            )
-        return Availability(
-            False, f"{model} found, but the jetson adapter's measurement path is not built yet"
-        )
+            return Availability(False, "not a Jetson (no /proc/device-tree/model naming one); remote mode needs --host")
+        return Availability(False, f"{model} found, but the jetson adapter's measurement path is not built yet")

@@ -111,9 +111,7 @@ class RaplReader:
     source = "rapl"
 
     def __init__(self, root: Path = Path("/sys/class/powercap")) -> None:
-        self.domains = sorted(
-            d for d in Path(root).glob("intel-rapl:*") if ":" in d.name and d.name.count(":") == 1
-        )
+        self.domains = sorted(d for d in Path(root).glob("intel-rapl:*") if ":" in d.name and d.name.count(":") == 1)
         if not self.domains:
             raise FileNotFoundError(f"no RAPL package domains under {root}")
         self.ranges = [int((d / "max_energy_range_uj").read_text()) for d in self.domains]

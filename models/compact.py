@@ -22,10 +22,23 @@ import torch.fx as fx
 from torch import nn
 
 _CHANNELWISE = (
-    nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.GELU,
-    nn.Identity, nn.Dropout, nn.Dropout2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+    nn.BatchNorm2d,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.Hardtanh,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.SiLU,
+    nn.GELU,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
     nn.AdaptiveMaxPool2d,
-)  # fmt: skip
+)
 _ACTS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.GELU)
 
 
@@ -125,11 +138,7 @@ def _propagate_constant(value: torch.Tensor, ops: list[str], mods: dict) -> tupl
             continue
         m = mods[op]
         if isinstance(m, nn.BatchNorm2d):
-            scale = (
-                m.weight / torch.sqrt(m.running_var + m.eps)
-                if m.affine
-                else 1 / torch.sqrt(m.running_var + m.eps)
-            )
+            scale = m.weight / torch.sqrt(m.running_var + m.eps) if m.affine else 1 / torch.sqrt(m.running_var + m.eps)
             shift = m.bias if m.affine else 0
             v = (v - m.running_mean) * scale + shift
         elif isinstance(m, _ACTS):

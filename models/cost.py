@@ -79,9 +79,22 @@ def _linear_cost(name: str, m: nn.Linear) -> LayerCost:
     nz = int(w.ne(0).sum())
     rows_nz = int(w.ne(0).any(1).sum())
     return LayerCost(
-        name, "linear", m.in_features, m.out_features, 1, (1, 1), (1, 1), w.numel(), w.numel() - nz,
-        w.numel(), w.numel() - nz, m.out_features, m.out_features - rows_nz, w.numel(), nz,
-    )  # fmt: skip
+        name,
+        "linear",
+        m.in_features,
+        m.out_features,
+        1,
+        (1, 1),
+        (1, 1),
+        w.numel(),
+        w.numel() - nz,
+        w.numel(),
+        w.numel() - nz,
+        m.out_features,
+        m.out_features - rows_nz,
+        w.numel(),
+        nz,
+    )
 
 
 def acceleration_rate(layers: list[LayerCost]) -> float:
@@ -105,13 +118,9 @@ def analyze(model: nn.Module, input_shape: tuple[int, ...]) -> ModelCost:
     hooks = []
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d):
-            hooks.append(
-                m.register_forward_hook(lambda mod, i, o, n=name: layers.append(_conv_cost(n, mod, o)))
-            )
+            hooks.append(m.register_forward_hook(lambda mod, i, o, n=name: layers.append(_conv_cost(n, mod, o))))
         elif isinstance(m, nn.Linear):
-            hooks.append(
-                m.register_forward_hook(lambda mod, i, o, n=name: layers.append(_linear_cost(n, mod)))
-            )
+            hooks.append(m.register_forward_hook(lambda mod, i, o, n=name: layers.append(_linear_cost(n, mod))))
     was_training = model.training
     model.eval()
     try:

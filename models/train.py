@@ -60,9 +60,7 @@ def train(
     """
     torch.manual_seed(cfg.seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = optimizer or torch.optim.SGD(
-        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
+    opt = optimizer or torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
     loss_fn = nn.CrossEntropyLoss()
     dev = _device_of(model)

@@ -58,8 +58,14 @@ def speed_vs_sparsity(df: pd.DataFrame) -> str | None:
     a1.legend(fontsize=6)
     for label, g in _series(df, "speedup"):
         (line,) = a2.plot(g["target_sparsity"], g["speedup"], marker="o", label=f"speedup {label}")
-        a2.plot(g["target_sparsity"], g["acceleration_rate"], ls="--", color=line.get_color(), alpha=0.7,
-                label=f"AR {label}")  # fmt: skip
+        a2.plot(
+            g["target_sparsity"],
+            g["acceleration_rate"],
+            ls="--",
+            color=line.get_color(),
+            alpha=0.7,
+            label=f"AR {label}",
+        )
     a2.set_xlabel("target sparsity")
     a2.set_ylabel("× vs dense")
     a2.set_title("Realized speedup (solid) beside analytic AR (dashed)")
