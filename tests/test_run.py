@@ -1,0 +1,135 @@
+"""The whole pipeline end to end on the embedded digits: run dir, contract columns, resume, failures."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pandas as pd
+import pytest
+
+from bench import runner as runner_mod
+from bench.cli import main
+from bench.results import CONTRACT_COLUMNS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    suite = tmp / "tiny.toml"
+    suite.write_text((Path(__file__).parent / "data" / "tiny_suite.toml").read_text())
+    out = tmp / "out"
+    code = main(["run", "--suite", str(suite), "--out", str(out), "-q"])
+    return code, out, suite
+
+
+def test_run_writes_every_artifact(tiny_run):
+    code, out, _ = tiny_run
+    assert code == 0
+    for name in ("run.json", "results.csv", "report.html"):
+        assert (out / name).is_file()
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["run_id"] and meta["end_time"] and meta["versions"]["torch"] and meta["device"]["device"] == "cpu"
+    df = pd.read_csv(out / "results.csv")
+    assert list(df.columns[: len(CONTRACT_COLUMNS)]) == CONTRACT_COLUMNS
+    assert (df["status"] == "ok").all()
+    assert set(df["method"]) == {"dense", "magnitude"}
+    assert len(df) == 4  # 2 cases × batch sizes 1, 4
+    for case in df["case_id"].unique():
+        tdir = out / "tickets" / case
+        onnx.checker.check_model(onnx.load(str(tdir / "model.onnx")))
+        assert (tdir / "ticket.pt").is_file() and (tdir / "cost.json").is_file()
+    assert len(list((out / "samples").glob("*-latency.csv"))) == 4
+
+
+def test_results_values_are_consistent(tiny_run):
+    _, out, _ = tiny_run
+    df = pd.read_csv(out / "results.csv")
+    dense = df[df.method == "dense"]
+    pruned = df[df.method == "magnitude"]
+    assert (dense["speedup"] == 1.0).all()
+    assert (dense["acceleration_rate"] == 1.0).all() and (dense["weight_sparsity"] == 0).all()
+    assert pruned["weight_sparsity"].between(0.79, 0.81).all()
+    assert (pruned["acceleration_rate"] >= 1.0).all()
+    assert (df["onnx_max_abs_error"] < 1e-3).all()
+    assert (df["latency_ms_p50"] <= df["latency_ms_p99"]).all()
+    assert ((df["realization"] - df["speedup"] / df["acceleration_rate"]).abs() < 1e-9).all()
+    assert df["accuracy_top1"].between(0, 100).all()
+    assert (df["params"] <= df["params_dense"]).all()
+    # no power source here: energy is empty and the reason is given, never an estimate
+    if (df["power_source"] == "none").all():
+        assert df["energy_mj_per_inference"].isna().all() and df["power_note"].notna().all()
+    assert df["train_s_per_epoch"].gt(0).all()
+
+
+def test_report_is_self_contained(tiny_run):
+    _, out, _ = tiny_run
+    html = (out / "report.html").read_text()
+    assert "<svg" in html and "Accuracy vs sparsity" in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+
+
+def test_resume_skips_finished_cases(tiny_run, monkeypatch):
+    _, out, suite = tiny_run
+    before = pd.read_csv(out / "results.csv")
+    calls = []
+    monkeypatch.setattr(runner_mod.Runner, "run_case", lambda self, case, rid: calls.append(case) or [])
+    assert main(["run", "--suite", str(suite), "--out", str(out), "--resume", "-q"]) == 0
+    assert calls == []
+    after = pd.read_csv(out / "results.csv")
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_interrupt_keeps_finished_cases_then_resume_completes(tmp_path, monkeypatch):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text((Path(__file__).parent / "data" / "tiny_suite.toml").read_text())
+    out = tmp_path / "out"
+    real = runner_mod.Runner.run_case
+    seen = []
+
+    def interrupt_second(self, case, rid):
+        seen.append(case.case_id)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        return real(self, case, rid)
+
+    monkeypatch.setattr(runner_mod.Runner, "run_case", interrupt_second)
+    assert main(["run", "--suite", str(suite), "--out", str(out), "-q"]) == 130
+    df = pd.read_csv(out / "results.csv")
+    assert set(df["case_id"]) == {seen[0]}
+    monkeypatch.setattr(runner_mod.Runner, "run_case", real)
+    assert main(["run", "--suite", str(suite), "--out", str(out), "--resume", "-q"]) == 0
+    df = pd.read_csv(out / "results.csv")
+    assert set(df["case_id"]) == set(seen) and (df["status"] == "ok").all()
+
+
+def test_failing_case_is_recorded_and_run_continues(tmp_path, monkeypatch):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text((Path(__file__).parent / "data" / "tiny_suite.toml").read_text())
+    out = tmp_path / "out"
+
+    def broken_export(*a, **k):
+        raise RuntimeError("exporter exploded\nsecond line")
+
+    monkeypatch.setattr(runner_mod, "export_onnx", broken_export)
+    assert main(["run", "--suite", str(suite), "--out", str(out), "-q"]) == 1
+    df = pd.read_csv(out / "results.csv")
+    assert (df["status"] == "failed").all()
+    assert (df["error"] == "RuntimeError: exporter exploded").all()
+
+
+def test_default_run_from_repo_root(tmp_path):
+    """The README's main command: no suite/device arguments, embedded data, device auto → cpu."""
+    out = tmp_path / "r"
+    res = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--out", str(out)], cwd=REPO, capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "report: " in res.stdout
+    df = pd.read_csv(out / "results.csv")
+    assert (df["status"] == "ok").all()
+    assert sorted(df["target_sparsity"].unique()) == [0.0, 0.5, 0.8, 0.9]

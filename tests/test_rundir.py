@@ -1,0 +1,32 @@
+import os
+
+import pytest
+
+from bench.results import COLUMNS, empty_row
+from bench.rundir import RunDir, atomic_write_text
+
+
+def test_atomic_write_leaves_no_temp_and_keeps_old_on_failure(tmp_path, monkeypatch):
+    p = tmp_path / "f.txt"
+    atomic_write_text(p, "one")
+    assert p.read_text() == "one"
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_text(p, "two")
+    assert p.read_text() == "one"
+    assert [x.name for x in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_results_roundtrip_and_finished_cases(tmp_path):
+    rd = RunDir(tmp_path / "run").create()
+    rows = [empty_row(case_id="a", status="ok"), empty_row(case_id="b", status="failed", error="x")]
+    rd.write_results(rows)
+    df = rd.read_results()
+    assert list(df.columns) == COLUMNS
+    assert rd.finished_cases() == {"a"}
+    for sub in ("samples", "tickets"):
+        assert (rd.root / sub).is_dir()

@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import pytest
+
+from bench.suite import SuiteError, builtin_suites, load_suite
+
+TINY = Path(__file__).parent / "data" / "tiny_suite.toml"
+
+
+def test_quick_suite_expands_sparsities():
+    suite = load_suite("quick")
+    methods = [(c.ticket.method, c.ticket.sparsity) for c in suite.cases]
+    assert methods[0] == ("dense", 0.0)
+    assert [s for m, s in methods if m == "magnitude"] == [0.5, 0.8, 0.9]
+    assert len({c.case_id for c in suite.cases}) == len(suite.cases)
+    assert "quick" in builtin_suites()
+
+
+def test_case_id_changes_with_config():
+    a = load_suite(str(TINY)).cases[1]
+    b_cfg = a.ticket.__class__(**{**a.ticket.__dict__, "seed": 1})
+    assert a.case_id != type(a)(b_cfg).case_id
+    assert a.case_id.startswith("small_cnn-digits-magnitude-s0.80-")
+
+
+@pytest.mark.parametrize(
+    "text, msg",
+    [
+        ("[[cases]]\nmodel='small_cnn'\ndataset='digits'\nmethod='dense'\nbogus=1\n", "unknown keys"),
+        ("name='x'\n", "no [[cases]]"),
+        ("[[cases]]\nmethod='dense'\n", "needs model, dataset and method"),
+        ("[[cases\n", "invalid TOML"),
+        ("[measure]\nnope=1\n[[cases]]\nmodel='a'\ndataset='b'\nmethod='dense'\n", "unknown [measure] keys"),
+    ],
+)
+def test_bad_suites_are_clear(tmp_path, text, msg):
+    p = tmp_path / "s.toml"
+    p.write_text(text)
+    with pytest.raises(SuiteError, match=msg.replace("[", r"\[")):
+        load_suite(str(p))
+
+
+def test_unknown_suite_names_builtins():
+    with pytest.raises(SuiteError, match="quick"):
+        load_suite("nope")
