@@ -64,6 +64,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         device = get_device(name)
     except DeviceUnavailable as exc:
         raise UsageError(str(exc)) from exc
+    if suite.measure.precision not in device.precisions:
+        raise UsageError(
+            f"device {name!r} does not run {suite.measure.precision} (supported: {', '.join(device.precisions)})"
+        )
     log.info("suite %s: %d case(s) on device %s → %s", suite.name, len(suite.cases), name, out)
     runner = Runner(
         suite, device, RunOptions(out=out, data_root=data_root, resume=args.resume, show_progress=not args.quiet)

@@ -29,12 +29,13 @@ from devices.base import DeviceAdapter
 from devices.measure import LatencyConfig, energy_window, measure_latency, run_eval_epoch
 from devices.power import PowerSampler
 from models.compact import compact
-from models.cost import analyze
+from models.cost import ModelCost, analyze
 from models.data import DataBundle, load_dataset
 from models.export import export_onnx, to_onnx_bytes
 from models.masks import apply_masks
 from models.tickets import Ticket, TicketContext, find_ticket
 from models.train import train
+from reports.artifacts import write_artifacts_json
 
 log = logging.getLogger("bench.runner")
 
@@ -57,6 +58,7 @@ class Runner:
         self.suite, self.device, self.opts = suite, device, opts
         self.rundir = RunDir(opts.out).create()
         self.datasets: dict[str, DataBundle] = {}
+        self._dense_refs: dict[tuple[str, str], tuple[ModelCost, float]] = {}
         self.sampler: PowerSampler | None = None
         self.power_note = ""
         self._bar: tqdm | None = None
@@ -156,10 +158,9 @@ class Runner:
         ticket = find_ticket(cfg, data, self.ctx)
         tdir = self.rundir.tickets / case.case_id
         ticket.save(tdir)
+        write_artifacts_json(tdir, ticket.artifacts)  # EB distances, score histograms: for reports, as JSON
         shape = data.input_shape
-        dense_model = self.ctx.fresh_model(cfg, data)  # same architecture, dense: the reference for sizes
-        cost_dense = analyze(dense_model, shape)
-        size_mb_dense = len(to_onnx_bytes(dense_model, shape)) / 1e6
+        cost_dense, size_mb_dense = self._dense_reference(case, data)
         cost_ticket = analyze(ticket.model, shape)
         compacted, creport = compact(ticket.model, torch.zeros(1, *shape))
         cost_compact = analyze(compacted, shape)
@@ -245,6 +246,15 @@ class Runner:
                 )
             )
         return rows
+
+    def _dense_reference(self, case: Case, data: DataBundle) -> tuple[ModelCost, float]:
+        """Cost and ONNX size (MB) of the dense architecture: the denominators for every ticket of it."""
+        key = (case.ticket.model, data.name)
+        if key not in self._dense_refs:
+            dense_model = self.ctx.fresh_model(case.ticket, data)
+            size = len(to_onnx_bytes(dense_model, data.input_shape)) / 1e6
+            self._dense_refs[key] = (analyze(dense_model, data.input_shape), size)
+        return self._dense_refs[key]
 
     def _train_epoch(self, ticket: Ticket, data: DataBundle):
         """One PyTorch training epoch of the ticket (mask fixed) on the device, when torch runs there."""

@@ -33,6 +33,7 @@ class DeviceAdapter:
 
     name = "base"
     torch_device: str | None = None  # where PyTorch training epochs run on this device; None = not here
+    precisions: tuple[str, ...] = ("fp32",)  # what load() accepts
 
     @classmethod
     def probe(cls) -> Availability:  # pragma: no cover - overridden

@@ -89,3 +89,127 @@ def synthetic(
         return TensorDataset(x, y)
 
     return DataBundle("synthetic", make(n_train), make(n_test), tuple(input_shape), num_classes)
+
+
+# -- CIFAR from a local torchvision-format folder ----------------------------------------------------
+# Per-channel mean/std of the training images (as in the network-slimming / Early-Bird code).
+CIFAR_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+# name → (folder, train files, test files, label key) in the layout torchvision's datasets.CIFAR* write.
+CIFAR_LAYOUT = {
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"),
+    "cifar100": ("cifar-100-python", ["train"], ["test"], b"fine_labels"),
+}
+
+
+class CifarDataset(Dataset):
+    """uint8 images (N, 3, 32, 32) served normalized; with `augment`, random 32 px crop of the 4 px
+    zero-padded image and a horizontal flip with p = 0.5 (the standard CIFAR recipe).
+
+    `__getitems__` augments a whole batch at once (DataLoader uses it), which keeps CPU epochs short.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std, augment: bool = False) -> None:
+        self.images, self.labels, self.augment = images, labels, augment
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _transform(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float() / 255.0
+        if self.augment:
+            n = len(x)
+            padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+            dy, dx = torch.randint(0, 9, (n,)), torch.randint(0, 9, (n,))
+            x = torch.stack([padded[i, :, dy[i] : dy[i] + 32, dx[i] : dx[i] + 32] for i in range(n)])
+            flip = torch.rand(n) < 0.5
+            x[flip] = x[flip].flip(-1)
+        return (x - self.mean) / self.std
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        xs = self._transform(self.images[idx])
+        return list(zip(xs.unbind(0), self.labels[idx].unbind(0), strict=True))
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.__getitems__([i])[0]
+
+
+def _read_cifar_file(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled batch → (uint8 images (N, 3, 32, 32), int64 labels); DataError says what is wrong."""
+    import pickle
+
+    if not path.is_file():
+        raise DataError(f"{path}: missing (expected the torchvision CIFAR layout; nothing is downloaded)")
+    try:
+        with path.open("rb") as f:
+            blob = pickle.load(f, encoding="bytes")
+    except Exception as exc:
+        raise DataError(f"{path}: not a pickled CIFAR batch ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(blob, dict) or b"data" not in blob or label_key not in blob:
+        raise DataError(f"{path}: a CIFAR batch needs keys b'data' and {label_key!r}")
+    data, labels = np.asarray(blob[b"data"]), np.asarray(blob[label_key], dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+        raise DataError(f"{path}: b'data' must be uint8 (N, 3072) with N labels, got {data.dtype} {data.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataError(f"{path}: labels outside [0, {num_classes})")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _subset(images: np.ndarray, labels: np.ndarray, n: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A random subset of `n` examples (all when n is None or ≥ the split size), fixed by `seed`."""
+    if n is None or n >= len(labels):
+        return images, labels
+    idx = np.sort(np.random.default_rng(seed).permutation(len(labels))[:n])
+    return images[idx], labels[idx]
+
+
+def load_cifar(
+    name: str,
+    data_root: str | Path | None,
+    subset: int | None = None,
+    test_subset: int | None = None,
+    augment: bool = True,
+    seed: int = 0,
+    **_,
+) -> DataBundle:
+    """CIFAR-10/100 from `data_root` (the folder holding `cifar-10-batches-py` / `cifar-100-python`, or
+    that folder itself). `subset` / `test_subset` keep that many random examples of each split."""
+    folder, train_files, test_files, label_key = CIFAR_LAYOUT[name]
+    num_classes = 10 if name == "cifar10" else 100
+    if data_root is None:
+        raise DataError(f"{name} is read from a local folder: pass --data-root DIR holding {folder}/")
+    root = Path(data_root)
+    base = root if (root / train_files[0]).exists() else root / folder
+    if not base.is_dir():
+        raise DataError(f"{name}: no {folder}/ under {root} (torchvision layout expected; nothing is downloaded)")
+
+    def read(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        parts = [_read_cifar_file(base / f, label_key, num_classes) for f in files]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    (xtr, ytr), (xte, yte) = read(train_files), read(test_files)
+    xtr, ytr = _subset(xtr, ytr, subset, seed)
+    xte, yte = _subset(xte, yte, test_subset, seed + 1)
+    mean, std = CIFAR_STATS[name]
+
+    def make(x: np.ndarray, y: np.ndarray, aug: bool) -> CifarDataset:
+        return CifarDataset(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y), mean, std, aug)
+
+    return DataBundle(name, make(xtr, ytr, augment), make(xte, yte, False), (3, 32, 32), num_classes)
+
+
+@DATASETS.register("cifar10")
+def cifar10(data_root: str | Path | None = None, **kw) -> DataBundle:
+    """CIFAR-10 (50k/10k, 10 classes) from a local torchvision folder."""
+    return load_cifar("cifar10", data_root, **kw)
+
+
+@DATASETS.register("cifar100")
+def cifar100(data_root: str | Path | None = None, **kw) -> DataBundle:
+    """CIFAR-100 (50k/10k, 100 fine classes) from a local torchvision folder."""
+    return load_cifar("cifar100", data_root, **kw)

@@ -26,6 +26,7 @@ def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
         (["run", "--suite", "missing.toml"], "suite file not found"),
         (["run", "--data-root", "/does/not/exist"], "not a directory"),
         (["run", "--device", "gpu"], "device 'gpu' is not available"),
+        (["run", "--device", "cpu", "--precision", "fp16"], "does not run fp16"),
     ],
 )
 def test_bad_input_exit_2_one_line(args, needle, capsys):

@@ -28,10 +28,11 @@ class ChannelSelection(nn.Module):
         return x * self.indexes.view(1, -1, 1, 1)
 
 
-def slimming_init(model: nn.Module, bn_gamma: float = 0.5) -> None:
+def slimming_init(model: nn.Module, bn_gamma: float = 0.5, init_linear: bool = True) -> None:
     """Initialization of the network-slimming / Early-Bird code: conv N(0, √(2/(k²·C_out))), BN γ = `bn_gamma`.
 
-    γ = 0.5 (not 1) is what the EB code uses for VGG and PreResNet; Linear layers get N(0, 0.01), bias 0.
+    γ = 0.5 (not 1) is what the EB code uses for VGG and PreResNet; with `init_linear` (VGG) Linear layers
+    get N(0, 0.01) and bias 0, otherwise (PreResNet) they keep PyTorch's default init.
     """
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -42,7 +43,7 @@ def slimming_init(model: nn.Module, bn_gamma: float = 0.5) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.constant_(m.weight, bn_gamma)
             nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
+        elif isinstance(m, nn.Linear) and init_linear:
             nn.init.normal_(m.weight, 0.0, 0.01)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)

@@ -60,8 +60,7 @@ class PreResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.inplanes, num_classes)
-        slimming_init(self, bn_gamma_init)
-        nn.init.kaiming_uniform_(self.fc.weight, a=5**0.5)  # the reference keeps PyTorch's default Linear init
+        slimming_init(self, bn_gamma_init, init_linear=False)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         out = planes * PreActBottleneck.expansion

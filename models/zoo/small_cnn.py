@@ -32,6 +32,6 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register_model("small_cnn")
+@register_model("small_cnn", input_size=8)
 def small_cnn(num_classes: int = 10, in_channels: int = 1, width: int = 32) -> nn.Module:
     return SmallCNN(num_classes=num_classes, in_channels=in_channels, width=width)

@@ -1,0 +1,166 @@
+"""Per-ticket artifacts a report draws beside the results table, read from the run directory as stored.
+
+- `tickets/<case>/cost.json`: `ticket.layers[*]` with `name`, `kind`, `kernels`, `zero_kernels` (written by the runner).
+- `tickets/<case>/artifacts.json`: the ticket's `artifacts` dict as JSON (`write_artifacts_json`, called by the
+  runner right after `ticket.save`): `eb_mask_distances` (pairwise mask-distance matrix over epochs, or one
+  matrix per pruning ratio), `eb_epoch`, `score_hist` (per-layer histograms of MPT scores).
+- `tickets/<case>/ticket.pt`: fallback for runs made before artifacts.json existed, read with
+  `torch.load(weights_only=True)` (no arbitrary unpickling) only when artifacts.json is absent.
+
+Everything is optional: a missing or malformed file means that plot is left out with a note.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("reports.artifacts")
+
+MAX_ELEMENTS = 100_000  # arrays above this many values are stored as a 64-bin histogram, not raw
+HIST_BINS = 64
+
+
+def to_jsonable(value: Any) -> Any:
+    """Tensors/arrays → nested lists (huge ones → {"counts", "edges"} histogram); NaN/inf → None."""
+    if hasattr(value, "detach"):  # torch tensor, without importing torch
+        value = value.detach().cpu().numpy()
+    if hasattr(value, "tolist") and hasattr(value, "shape"):  # numpy array or scalar
+        if getattr(value, "size", 0) > MAX_ELEMENTS:
+            import numpy as np
+
+            flat = np.asarray(value, dtype=float).ravel()
+            counts, edges = np.histogram(flat[np.isfinite(flat)], bins=HIST_BINS)
+            return {"counts": counts.tolist(), "edges": edges.tolist()}
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def write_artifacts_json(ticket_dir: Path, artifacts: dict[str, Any]) -> Path:
+    """Write `ticket_dir/artifacts.json` atomically so reports never need to unpickle ticket.pt."""
+    from bench.rundir import atomic_write_text
+
+    path = Path(ticket_dir) / "artifacts.json"
+    atomic_write_text(path, json.dumps(to_jsonable(artifacts or {}), indent=1, sort_keys=True) + "\n")
+    return path
+
+
+@dataclass
+class TicketArtifacts:
+    """What the report knows about one case's ticket beyond its results rows."""
+
+    case_id: str
+    run_id: str
+    layers: list[dict[str, Any]] = field(default_factory=list)  # conv layers: name, kernels, zero_kernels
+    eb_mask_distances: dict[str, list[list[float]]] = field(default_factory=dict)  # label → epochs × epochs
+    eb_epoch: int | None = None
+    score_hist: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)  # layer → (counts, edges)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable (%s); left out of the report", path, exc)
+        return None
+
+
+def _artifacts_from_ticket_pt(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        import torch
+
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch missing, or the file holds types weights_only refuses
+        log.debug("%s: artifacts not readable without unpickling (%s)", path, exc)
+        return None
+    return to_jsonable(blob.get("artifacts") or {}) if isinstance(blob, dict) else None
+
+
+def _matrices(value: Any) -> dict[str, list[list[float]]]:
+    """eb_mask_distances as stored → {label: square matrix}. A flat list (distance to the previous epoch's
+    mask) becomes a one-row matrix; a dict holds one matrix per pruning ratio."""
+    if isinstance(value, dict):
+        out: dict[str, list[list[float]]] = {}
+        for k, v in value.items():
+            for sub, m in _matrices(v).items():
+                out[f"{k} {sub}".strip()] = m
+        return out
+    if isinstance(value, list) and value:
+        if all(isinstance(r, list) for r in value):
+            return {"": [[_num(x) for x in r] for r in value]}
+        if all(isinstance(x, int | float) or x is None for x in value):
+            return {"": [[_num(x) for x in value]]}
+    return {}
+
+
+def _num(x: Any) -> float:
+    return float(x) if isinstance(x, int | float) else math.nan
+
+
+def _histogram(value: Any) -> tuple[list[float], list[float]] | None:
+    """One histogram as stored → (counts, edges); edges has one more entry than counts."""
+    counts = edges = None
+    if isinstance(value, dict):
+        counts = value.get("counts", value.get("hist"))
+        edges = value.get("edges", value.get("bin_edges", value.get("bins")))
+    elif isinstance(value, list) and len(value) == 2 and all(isinstance(v, list) for v in value):
+        a, b = value
+        counts, edges = (a, b) if len(b) == len(a) + 1 else (b, a)
+    elif isinstance(value, list) and value and all(isinstance(v, int | float) for v in value):
+        counts = value
+    if not isinstance(counts, list) or not counts:
+        return None
+    if not isinstance(edges, list) or len(edges) != len(counts) + 1:
+        edges = list(range(len(counts) + 1))
+    return [float(c) for c in counts], [float(e) for e in edges]
+
+
+def _score_hists(value: Any) -> dict[str, tuple[list[float], list[float]]]:
+    """score_hist as stored → {layer: (counts, edges)}: a dict of histograms per layer, or one histogram."""
+    if isinstance(value, dict) and not ({"counts", "hist"} & set(value)):
+        return {str(k): h for k, v in value.items() if (h := _histogram(v)) is not None}
+    single = _histogram(value)
+    return {"all layers": single} if single is not None else {}
+
+
+def load_ticket_artifacts(run_dir: Path, case_id: str, run_id: str = "") -> TicketArtifacts:
+    tdir = Path(run_dir) / "tickets" / case_id
+    out = TicketArtifacts(case_id=case_id, run_id=run_id)
+    cost = _read_json(tdir / "cost.json") or {}
+    layers = (cost.get("ticket") or {}).get("layers") or []
+    out.layers = [
+        {"name": str(lc.get("name")), "kernels": int(lc["kernels"]), "zero_kernels": int(lc["zero_kernels"])}
+        for lc in layers
+        if isinstance(lc, dict) and lc.get("kind", "conv") == "conv" and "kernels" in lc and "zero_kernels" in lc
+    ]
+    art = _read_json(tdir / "artifacts.json")
+    if art is None:
+        art = _artifacts_from_ticket_pt(tdir / "ticket.pt") or {}
+    out.eb_mask_distances = _matrices(art.get("eb_mask_distances"))
+    eb = art.get("eb_epoch")
+    out.eb_epoch = int(eb) if isinstance(eb, int | float) and math.isfinite(eb) else None
+    out.score_hist = _score_hists(art.get("score_hist"))
+    return out
+
+
+def load_run_artifacts(run_dir: Path, case_ids: list[str], run_id: str = "") -> list[TicketArtifacts]:
+    """Artifacts of the given cases whose ticket directory exists in this run."""
+    return [
+        load_ticket_artifacts(run_dir, c, run_id) for c in case_ids if (Path(run_dir) / "tickets" / str(c)).is_dir()
+    ]
