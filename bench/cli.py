@@ -59,9 +59,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = _check_out_dir(args.out or str(Path("runs") / new_run_id()), args.resume)
     if args.precision:
         suite.measure.precision = args.precision
-    name = resolve_device(args.device)
+    name = resolve_device(args.device, host=args.host)
     try:
-        device = get_device(name)
+        device = get_device(name, **({"host": args.host} if args.host else {}))  # --host: remote Jetson over SSH
     except DeviceUnavailable as exc:
         raise UsageError(str(exc)) from exc
     if suite.measure.precision not in device.precisions:
@@ -84,6 +84,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from reports.html import write_report
 
     html = write_report([out], out / "report.html")
+    from bench.store import ingest_after_run
+
+    ingest_after_run(out, getattr(args, "db", None))  # into the results database when SQLAlchemy is installed
     _print_summary(rows)
     print(f"report: {html.resolve()}")
     return 1 if any(r["status"] == "failed" for r in rows) else 0
@@ -118,7 +121,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
     report = {"adapters": {}, "power_sources": {}}
     for name in DEVICES.names():
-        a = DEVICES.get(name).probe()
+        remote = name == "jetson" and getattr(args, "host", None)
+        a = DEVICES.get(name).probe(host=args.host) if remote else DEVICES.get(name).probe()
         report["adapters"][name] = {"available": a.ok, "reason": a.reason}
     for name, (ok, reason) in probe_power_sources().items():
         report["power_sources"][name] = {"available": ok, "reason": reason}
@@ -150,9 +154,20 @@ def cmd_ticket(args: argparse.Namespace) -> int:
     if dataset not in dataset_names():
         raise UsageError(f"unknown dataset {dataset!r} (known: {', '.join(dataset_names())})")
     try:
-        data = load_dataset(dataset, data_root)
+        data = load_dataset(dataset, data_root, **({"subset": args.subset} if args.subset else {}))
     except DataError as exc:
         raise UsageError(str(exc)) from exc
+    options = {}
+    for item in args.option or []:  # --option KEY=VALUE, VALUE parsed as JSON when it parses
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--option {item!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    if args.width is not None:
+        options["model_kwargs"] = {**options.get("model_kwargs", {}), "width": args.width}
     cfg = TicketConfig(
         args.model,
         dataset,
@@ -161,6 +176,7 @@ def cmd_ticket(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         finetune_epochs=args.finetune_epochs,
         seed=args.seed,
+        options=options,
     )
     out = Path(
         args.out or Path("runs") / "tickets" / f"{args.model}-{args.method}-s{args.sparsity:.2f}-{cfg.key()[:6]}"
@@ -225,7 +241,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
     from bench.results import COLUMNS
     from devices.base import DeviceUnavailable, get_device, resolve_device
-    from devices.measure import LatencyConfig, energy_window, measure_latency
+    from devices.measure import LatencyConfig, energy_window, measure_idle, measure_latency
     from devices.power import PowerSampler
 
     path = Path(args.model)
@@ -237,19 +253,31 @@ def cmd_measure(args: argparse.Namespace) -> int:
         raise UsageError(f"{path}: not an ONNX model ({exc})") from exc
     dims = graph.graph.input[0].type.tensor_type.shape.dim
     shape = [d.dim_value if d.dim_value > 0 else 1 for d in dims][1:]
+    if args.host and args.device not in ("jetson", "auto"):
+        raise UsageError("--host is for --device jetson (remote mode)")
     try:
-        device = get_device(resolve_device(args.device))
+        device = get_device(resolve_device(args.device, host=args.host), **({"host": args.host} if args.host else {}))
     except (DeviceUnavailable, KeyError) as exc:
         raise UsageError(str(exc).strip("'\"")) from exc
-    ident = device.identity()
-    session = device.load(path, args.precision, args.batch)
-    reader, note = device.power_reader()
-    sampler = PowerSampler(reader).start() if reader else None
-    x = np.random.default_rng(0).standard_normal((args.batch, *shape), dtype=np.float32)
-    lat = measure_latency(session, x, LatencyConfig(min_seconds=args.duration))
-    win = energy_window(sampler, "latency", lat.t0, lat.t1)
-    if sampler:
-        sampler.stop()
+    try:
+        ident = device.identity()
+        reader, note = device.power_reader()
+        session = device.load(path, args.precision, args.batch)
+        sampler = PowerSampler(reader).start() if reader else None
+        idle = measure_idle(sampler, args.idle) if sampler and args.idle > 0 else None
+        x = np.random.default_rng(0).standard_normal((args.batch, *shape), dtype=np.float32)
+        lat = measure_latency(session, x, LatencyConfig(min_seconds=args.duration))
+        win = energy_window(sampler, "latency", lat.t0, lat.t1)
+        if sampler:
+            sampler.stop()
+    except ValueError as exc:  # e.g. a precision the backend does not run
+        raise UsageError(str(exc)) from exc
+    except (RuntimeError, OSError) as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        device.close()
+    n_inf = len(lat.samples_ms) * args.batch
     row = {c: None for c in COLUMNS}
     row.update(lat.stats)
     row.update(
@@ -262,11 +290,16 @@ def cmd_measure(args: argparse.Namespace) -> int:
         latency_samples=len(lat.samples_ms),
         power_source=reader.source if reader else "none",
         power_note=note or None,
+        throttled=lat.throttled,
+        throttle_note=lat.throttle_note or None,
         status="ok",
     )
     if win:
         row["power_w_mean"] = win.power_w_mean
-        row["energy_mj_per_inference"] = win.energy_j / (len(lat.samples_ms) * args.batch) * 1e3
+        row["energy_mj_per_inference"] = win.energy_j / n_inf * 1e3
+        if idle:
+            row["power_w_idle"] = idle.watts
+            row["energy_mj_per_inference_above_idle"] = win.above_idle_j(idle.watts) / n_inf * 1e3
     if args.json:
         print(json.dumps(row))
     else:
@@ -281,37 +314,79 @@ def cmd_measure(args: argparse.Namespace) -> int:
             "latency_ms_std",
             "throughput_ips",
             "power_source",
+            "power_w_mean",
             "energy_mj_per_inference",
+            "power_w_idle",
+            "energy_mj_per_inference_above_idle",
+            "throttled",
         ):
-            print(f"{k:24s} {row[k]}")
+            print(f"{k:36s} {row[k]}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from reports.html import load_runs, render_html
+    from reports.html import write_report
 
     dirs = [Path(d) for d in args.run_dirs]
     for d in dirs:
         if not (d / "results.csv").is_file():
             raise UsageError(f"{d}: not a run directory (no results.csv)")
-    df, metas = load_runs(dirs)
-    from bench.results import COLUMNS
-    from bench.rundir import atomic_write_text
-
-    html = Path(args.html or (dirs[0] / "report.html"))
-    atomic_write_text(html, render_html(df, metas))
+    html = write_report(dirs, Path(args.html or (dirs[0] / "report.html")), Path(args.csv) if args.csv else None)
     print(f"report: {html.resolve()}")
     if args.csv:
-        atomic_write_text(
-            Path(args.csv),
-            df.reindex(columns=COLUMNS + [c for c in df if c not in COLUMNS]).to_csv(index=False),
-        )
         print(f"csv: {Path(args.csv).resolve()}")
     return 0
 
 
-def cmd_not_built(args: argparse.Namespace) -> int:
-    raise UsageError(f"`{args.command}` is not available in this version of ticketbench yet")
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.regression import CompareConfig, CompareError, compare_runs, load_ref, write_comparison
+    from reports.pages import fmt_cell
+
+    if not 0 <= args.threshold < 10 or not 0 < args.alpha < 1:
+        raise UsageError("--threshold must be in [0, 10) and --alpha in (0, 1)")
+    cfg = CompareConfig(
+        latency_floor=args.threshold,
+        energy_floor=args.energy_threshold if args.energy_threshold is not None else max(0.10, 2 * args.threshold),
+        accuracy_floor_points=args.accuracy_points,
+        alpha=args.alpha,
+    )
+    try:
+        base, cur = load_ref(args.baseline, args.db), load_ref(args.current, args.db)
+    except CompareError as exc:
+        raise UsageError(str(exc)) from exc
+    comp = compare_runs(base, cur, cfg)
+    table = comp.table()
+    view = table.drop(columns=["backend", "precision"]).astype(object).map(fmt_cell)
+    print(view.to_string(index=False) if len(view) else "nothing to compare: no matching (case, device, batch) rows")
+    here = cur.root if cur.root is not None and os.access(cur.root, os.W_OK) else None  # default: beside CURRENT
+    md = Path(args.md) if args.md else here / "compare.md" if here else None
+    html = Path(args.html) if args.html else here / "compare.html" if here else None
+    for path in write_comparison(comp, md, html):
+        print(f"wrote {path.resolve()}")
+    flagged = comp.regressions
+    print(f"{len(flagged)} regression(s) flagged" if flagged else "no significant regression above the floors")
+    return 1 if flagged else 0
+
+
+def cmd_farm(args: argparse.Namespace) -> int:
+    from bench.farm import InventoryError, load_inventory, nightly
+
+    try:
+        inv = load_inventory(Path(args.inventory))
+    except InventoryError as exc:
+        raise UsageError(str(exc)) from exc
+    inv.db = args.db or inv.db
+    inv.scheduler = args.scheduler or inv.scheduler
+    for mod in ("distributed", "sqlalchemy"):
+        try:
+            __import__(mod)
+        except ImportError as exc:
+            raise UsageError(f'`farm` needs {mod}: pip install "ticketbench[farm]"') from exc
+    report = nightly(inv, night=args.night)
+    for o in report.outcomes:
+        print(f"{o.device:16s} {o.suite:10s} {o.status:10s} {o.message}")
+    print(f"summary: {report.summary_md.resolve()}\nreport: {report.summary_html.resolve()}")
+    return report.exit_code
 
 
 # -- parser ---------------------------------------------------------------------------------------
@@ -329,10 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-root", help="local folder holding real data sets (never downloaded)")
     r.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished cases")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--db", help="results database: SQLAlchemy URL or SQLite path (default runs/ticketbench.sqlite)")
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("devices", help="which adapters and power sources are available here, and why not")
     d.add_argument("--json", action="store_true")
+    d.add_argument("--host", help="USER@HOST: also probe a Jetson over SSH")
     d.set_defaults(func=cmd_devices)
 
     t = sub.add_parser("ticket", help="find one ticket and save it")
@@ -345,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--finetune-epochs", type=int, default=3)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--width", type=float, help="model width multiplier (e.g. 0.25 for a quick small model)")
+    t.add_argument("--subset", type=int, help="use this many training examples (CIFAR)")
+    t.add_argument("--option", action="append", help="method option KEY=VALUE (JSON value), repeatable")
     t.set_defaults(func=cmd_ticket)
 
     m = sub.add_parser("measure", help="time (and power) one ONNX model, like trtexec")
@@ -354,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
     m.add_argument("--duration", type=float, default=3.0, help="minimum timed seconds (default 3, as trtexec)")
     m.add_argument("--json", action="store_true", help="one JSON object keyed by results.csv columns")
+    m.add_argument("--host", help="USER@HOST of a Jetson driven over SSH (remote mode)")
+    m.add_argument("--idle", type=float, default=0.0, help="seconds of idle baseline to measure first (0 = off)")
     m.set_defaults(func=cmd_measure)
 
     e = sub.add_parser("export", help="compact a saved ticket and export it to validated ONNX")
@@ -370,14 +452,22 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="flag significant regressions between two runs (exit 1)")
     c.add_argument("baseline")
     c.add_argument("current")
-    c.add_argument("--threshold", type=float, default=0.05)
-    c.set_defaults(func=cmd_not_built)
+    c.add_argument("--threshold", type=float, default=0.05, help="relative latency floor (default 0.05)")
+    c.add_argument("--energy-threshold", type=float, help="relative energy floor (default max(0.10, 2×threshold))")
+    c.add_argument("--accuracy-points", type=float, default=1.0, help="top-1 drop floor in points (default 1)")
+    c.add_argument("--alpha", type=float, default=0.01, help="one-sided significance level (default 0.01)")
+    c.add_argument("--db", help="results database, for run ids (default runs/ticketbench.sqlite)")
+    c.add_argument("--md", help="markdown output (default CURRENT/compare.md)")
+    c.add_argument("--html", help="HTML output (default CURRENT/compare.html)")
+    c.set_defaults(func=cmd_compare)
 
     f = sub.add_parser("farm", help="nightly runs over a device farm")
     f.add_argument("action", choices=["nightly"])
     f.add_argument("--inventory", required=True)
-    f.add_argument("--db")
-    f.set_defaults(func=cmd_not_built)
+    f.add_argument("--db", help="shared results database URL (default: the inventory's, else runs/ticketbench.sqlite)")
+    f.add_argument("--scheduler", help="address of a running Dask scheduler (default: an in-process cluster)")
+    f.add_argument("--night", help="label of this night (default: UTC timestamp; must sort chronologically)")
+    f.set_defaults(func=cmd_farm)
     return p
 
 

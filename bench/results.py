@@ -56,6 +56,10 @@ EXTRA_COLUMNS = [
     "power_note",  # why energy is empty, when it is
     "latency_samples",  # number of timed iterations
     "samples_file",  # raw latency samples, relative to the run directory
+    "throttled",  # clocks changed / throttle reason / temperature at limit during the latency window; empty = unknown
+    "throttle_note",  # what changed, when throttled
+    "power_w_idle",  # idle baseline (W), when measured; energy columns are never reduced by it
+    "energy_mj_per_inference_above_idle",  # energy per inference minus idle power × window (mJ), when measured
 ]
 
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS

@@ -206,7 +206,7 @@ class Runner:
         }
         session = self.device.load(exp.path, self.suite.measure.precision)
         evalr = run_eval_epoch(session, _numpy_batches(data, 256))
-        e_eval = energy_window(self.sampler, "eval", evalr.t0, evalr.t1)
+        e_eval = energy_window(self.sampler, "eval", evalr.t0, evalr.t1, evalr.segments)
         train_s, e_train = self._train_epoch(ticket, data)
         rows = []
         m = self.suite.measure
@@ -242,6 +242,8 @@ class Runner:
                     train_s_per_epoch=train_s,
                     energy_j_per_train_epoch=e_train.energy_j if e_train else None,
                     accuracy_top1=evalr.accuracy_top1,
+                    throttled=lat.throttled,
+                    throttle_note=lat.throttle_note or None,
                     status="ok",
                 )
             )

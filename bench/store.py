@@ -21,14 +21,14 @@ from typing import Any
 
 import pandas as pd
 
-from bench.results import COLUMNS
+from bench.results import COLUMNS, CONTRACT_COLUMNS
 
 log = logging.getLogger("bench.store")
 
 SCHEMA_VERSION = 1
 DEFAULT_DB = Path("runs") / "ticketbench.sqlite"
 
-# Column types of the results table; every other contract column is a float.
+# Column types of the results table: integers, floats, and text for every other column (unknown ones included).
 INT_COLUMNS = {
     "params_dense",
     "params",
@@ -41,21 +41,13 @@ INT_COLUMNS = {
     "channels_removed",
     "latency_samples",
 }
-STR_COLUMNS = {
-    "run_id",
-    "case_id",
-    "model",
-    "dataset",
-    "method",
-    "device",
-    "device_name",
-    "backend",
-    "precision",
-    "power_source",
-    "status",
-    "error",
-    "power_note",
-    "samples_file",
+STR_COLUMNS = {"run_id", "case_id", "model", "dataset", "method", "device", "device_name", "backend", "precision",
+               "power_source", "status", "error", "power_note", "samples_file"}  # fmt: skip
+FLOAT_COLUMNS = {c for c in CONTRACT_COLUMNS if c not in INT_COLUMNS | STR_COLUMNS} | {
+    "accuracy_top1_torch",
+    "onnx_max_abs_error",
+    "power_w_idle",
+    "energy_mj_per_inference_above_idle",
 }
 NIGHT_STATUSES = ("ok", "regressed", "failed", "down")
 
@@ -101,7 +93,9 @@ def _clean(v: Any, col: str | None = None) -> Any:
         return None
     if col in INT_COLUMNS and isinstance(v, float):
         return int(v) if v.is_integer() else v
-    if col in STR_COLUMNS and not isinstance(v, str):
+    if col in FLOAT_COLUMNS and isinstance(v, int | float):
+        return float(v)
+    if col is not None and col not in INT_COLUMNS | FLOAT_COLUMNS and not isinstance(v, str):
         return str(v)
     return v
 
@@ -168,7 +162,7 @@ class ResultsStore:
         for c in COLUMNS:
             if c == "run_id":
                 continue
-            typ = sa.BigInteger if c in INT_COLUMNS else sa.Text if c in STR_COLUMNS else sa.Float
+            typ = sa.BigInteger if c in INT_COLUMNS else sa.Float if c in FLOAT_COLUMNS else sa.Text
             cols.append(sa.Column(c, typ))
         cols.append(sa.Column("extra_json", sa.Text))  # columns added to results.csv after this schema
         self.t_results = sa.Table("results", md, *cols)
@@ -207,6 +201,12 @@ class ResultsStore:
                     f"{self.url} has schema version {max(found)}; this ticketbench knows {SCHEMA_VERSION}: upgrade it"
                 )
             # versions below SCHEMA_VERSION would be migrated here, one step per version
+            # results columns added to results.csv after this database was created go to extra_json:
+            self.t_results = sa.Table("results", sa.MetaData(), autoload_with=conn)
+
+    def close(self) -> None:
+        """Release pooled connections (each farm job opens its own store)."""
+        self.engine.dispose()
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
@@ -269,11 +269,11 @@ class ResultsStore:
                 conn.execute(self.t_results.insert(), rows)
         return IngestResult(run_id, "updated" if old is not None else "inserted", len(df))
 
-    @staticmethod
-    def _result_row(run_id: str, index: int, rec: dict[str, Any]) -> dict[str, Any]:
-        row = {c: _clean(rec.get(c), c) for c in COLUMNS if c != "run_id"}
+    def _result_row(self, run_id: str, index: int, rec: dict[str, Any]) -> dict[str, Any]:
+        stored = set(self.t_results.c.keys()) - {"run_id", "row_index", "extra_json"}
+        row = {c: _clean(rec.get(c), c) for c in COLUMNS if c in stored}
         row.update(run_id=run_id, row_index=index)
-        extra = {k: _clean(v) for k, v in rec.items() if k not in COLUMNS}
+        extra = {k: _clean(v) for k, v in rec.items() if k not in stored and k != "run_id"}
         row["extra_json"] = json.dumps(extra, sort_keys=True, default=str) if extra else None
         return row
 
@@ -308,7 +308,16 @@ class ResultsStore:
             r.update(json.loads(r.pop("extra_json") or "{}"))
         df = pd.DataFrame(recs)
         extra = [c for c in df.columns if c not in COLUMNS]
-        return df.reindex(columns=COLUMNS + extra)
+        df = df.reindex(columns=COLUMNS + extra)
+        for c in df.columns:  # as pandas reads results.csv: numbers numeric, empty cells NaN
+            col = df[c].astype(object)
+            if c not in STR_COLUMNS:
+                try:
+                    col = pd.to_numeric(col)
+                except (ValueError, TypeError):
+                    pass
+            df[c] = col.where(col.notna(), float("nan"))
+        return df
 
     # -- farm -----------------------------------------------------------------------------------
     def upsert_device(self, name: str, kind: str, host: str, labels: list[str]) -> None:

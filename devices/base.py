@@ -1,4 +1,10 @@
-"""The device protocol and registry."""
+"""The device protocol and registry.
+
+An adapter reports its identity, prepares a model (ONNX → session), exposes a power reader, and
+optionally a `snapshot()` of clocks/temperatures/throttle reasons (taken around every latency window).
+A session runs one batch (`run`) and waits for the device (`sync`); sessions that time themselves
+(trtexec on a Jetson) add `timed_run` / `eval_epoch`, which devices/measure.py delegates to.
+"""
 
 from __future__ import annotations
 
@@ -33,10 +39,10 @@ class DeviceAdapter:
 
     name = "base"
     torch_device: str | None = None  # where PyTorch training epochs run on this device; None = not here
-    precisions: tuple[str, ...] = ("fp32",)  # what load() accepts
+    precisions: tuple[str, ...] = ("fp32",)  # what load() accepts; int8 needs calibration, which no adapter has
 
     @classmethod
-    def probe(cls) -> Availability:  # pragma: no cover - overridden
+    def probe(cls, **options: Any) -> Availability:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def identity(self) -> dict[str, Any]:
@@ -50,6 +56,10 @@ class DeviceAdapter:
         """(reader, "") or (None, reason) when no power source is usable here."""
         return None, "no power source implemented for this device"
 
+    def snapshot(self) -> dict[str, Any]:
+        """Clocks (MHz), temperatures (°C), limits and throttle reasons now; {} when the device shows none."""
+        return {}
+
     def close(self) -> None:
         """Release resources (samplers, connections)."""
 
@@ -61,19 +71,25 @@ class DeviceUnavailable(RuntimeError):
     """The requested device cannot be used here; the message says why."""
 
 
-def get_device(name: str) -> DeviceAdapter:
+def get_device(name: str, **options: Any) -> DeviceAdapter:
+    """Probe and construct an adapter; options (e.g. host= for a remote Jetson) go to both."""
     cls = DEVICES.get(name)
-    avail = cls.probe()
+    avail = cls.probe(**options) if options else cls.probe()
     if not avail.ok:
         raise DeviceUnavailable(f"device {name!r} is not available: {avail.reason}")
-    return cls()
+    try:
+        return cls(**options)
+    except (OSError, RuntimeError) as exc:
+        raise DeviceUnavailable(f"device {name!r} could not be opened: {exc}") from exc
 
 
-def resolve_device(name: str) -> str:
-    """'auto' picks jetson, then gpu, then cpu, whichever is available first."""
+def resolve_device(name: str, host: str | None = None) -> str:
+    """'auto' picks jetson (always, when a --host is given), then gpu, then cpu, whichever is available first."""
     if name != "auto":
         DEVICES.get(name)  # raises KeyError for unknown names
         return name
+    if host:
+        return "jetson"
     for candidate in ("jetson", "gpu", "cpu"):
         if DEVICES.get(candidate).probe().ok:
             return candidate

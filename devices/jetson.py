@@ -1,32 +1,372 @@
-"""NVIDIA Jetson adapter (TX2 and newer; local or over SSH).
+"""NVIDIA Jetson adapter (TX2 and newer): on the board itself, or remote over SSH (`--host user@board`).
 
-Only detection lives here so far; measurement arrives with the device-adapter issue.
+Two backends:
+- `tensorrt` (local only): the TensorRT Python API with torch CUDA buffers (JetPack 5/6 with a CUDA torch);
+  power is polled here from jtop, else INA3221 sysfs, else tegrastats; training epochs run on the board.
+- `trtexec` (local or remote; the only choice for TX2's JetPack 4.6 / Python 3.6): the ONNX is copied to
+  the board (cached by hash), engines are built by trtexec (cached per precision and shape), and each
+  measurement is one run of devices/jetson_board.py on the board, which starts the power sampler, runs
+  trtexec with every output line timestamped, and returns logs, the --exportTimes trace and the samples.
+  The latency window is the trace's first H2D start to last D2H end, placed on the board's monotonic
+  clock by the time trtexec printed 'Starting inference' (its trace origin). Board times are mapped to
+  local monotonic time by one offset fixed at connection, so windows and samples stay aligned exactly.
+
+Honest limits: with trtexec, latency inputs are trtexec's random values (eval epochs load the real ones),
+the warm-up is trtexec's time-based --warmUp (ms), and an eval epoch runs one trtexec process per batch,
+its energy summed over the per-batch inference windows only (process start-up excluded). No Jetson was
+available: everything here was exercised against fakes (sysfs trees, a fake trtexec/tegrastats/nvpmodel,
+an OpenSSH server on 127.0.0.1); see docs/devices.md.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
-from devices.base import DEVICES, Availability, DeviceAdapter
+import numpy as np
+
+from devices import jetson_board
+from devices.base import DEVICES, Availability, DeviceAdapter, Session
+from devices.measure import EvalResult, LatencyConfig, LatencyResult, detect_throttle
+from devices.power import PowerReader
+from devices.tensorrt_engine import file_sha256, onnx_input
+from devices.transport import LocalTransport, SshTransport, TransportError
+from devices.trtexec import (
+    build_argv,
+    infer_argv,
+    parse_outputs,
+    parse_summary,
+    parse_times,
+    parse_version,
+    timing_argv,
+    trace_latencies_ms,
+    trace_window_ms,
+)
+
+BOARD_SOURCE = Path(jetson_board.__file__).read_text()
 
 
 def jetson_model(root: Path = Path("/")) -> str | None:
     """The board model from the device tree, when this machine is a Jetson."""
-    p = root / "proc/device-tree/model"
-    try:
-        text = p.read_text(errors="ignore").strip("\x00 \n")
-    except OSError:
+    text = jetson_board.board_model(str(root))
+    if text is None:
         return None
-    return text if ("jetson" in text.lower() or (root / "etc/nv_tegra_release").exists()) else None
+    return text if ("jetson" in text.lower() or (Path(root) / "etc/nv_tegra_release").exists()) else None
+
+
+class Board:
+    """A Jetson reached through a transport: runs jetson_board.py there, maps its clock to ours."""
+
+    def __init__(self, transport: LocalTransport | SshTransport, root: str = "/", rate_hz: float = 50.0) -> None:
+        self.transport, self.root, self.rate_hz = transport, root, rate_hz
+        self.offset = 0.0  # board monotonic − local monotonic (0 locally: same clock)
+        self.facts: dict[str, Any] = {}
+
+    def call(self, spec: dict[str, Any], timeout: float = 3600) -> dict[str, Any]:
+        spec = {"root": self.root, "rate_hz": self.rate_hz, **spec}
+        if not self.transport.remote:
+            return jetson_board.run_jobs(spec) if spec.get("cmd") == "run" else jetson_board.info(self.root)
+        arg = base64.b64encode(json.dumps(spec).encode()).decode()
+        out = self.transport.run(["python3", "-", arg], input=BOARD_SOURCE, timeout=timeout)
+        return json.loads(out.strip().splitlines()[-1])
+
+    def info(self) -> dict[str, Any]:
+        facts = self.call({"cmd": "info"}, timeout=300)
+        if self.transport.remote:
+            self.offset = facts["clock"] - time.monotonic()
+        self.facts = facts
+        return facts
+
+    def to_local(self, t_board: float) -> float:
+        return t_board - self.offset
+
+    def run(self, jobs: list[dict[str, Any]], sample: bool = True, **extra: Any) -> dict[str, Any]:
+        return self.call({"cmd": "run", "jobs": jobs, "sample": sample, **extra})
+
+
+class BoardPowerFeed:
+    """Push reader: the board's power samples, delivered after each run of jetson_board on the board."""
+
+    def __init__(self, board: Board, source: str) -> None:
+        self.board, self.source = board, source
+        self._sink: Callable[[float, float], None] | None = None
+
+    def attach(self, sink: Callable[[float, float], None]) -> None:
+        self._sink = sink
+
+    def detach(self) -> None:
+        self._sink = None
+
+    def deliver(self, result: dict[str, Any]) -> None:
+        if self._sink is None:
+            return
+        for t, watts in result.get("samples", []):
+            self._sink(self.board.to_local(t), watts)
+
+    def idle_window(self, seconds: float) -> tuple[float, float]:
+        """Sample the idle board for `seconds` (no job running); the window in local monotonic time."""
+        res = self.board.run([], idle_s=seconds)
+        self.deliver(res)
+        a, b = res["idle_window"]
+        return self.board.to_local(a), self.board.to_local(b)
+
+
+def _check(job: dict[str, Any], what: str) -> None:
+    if job.get("rc", 0) != 0:
+        tail = " | ".join(job.get("log", "").strip().splitlines()[-3:])
+        raise RuntimeError(f"trtexec {what} failed (exit {job.get('rc')}): {tail}")
+
+
+class TrtexecSession:
+    """An ONNX model on a Jetson, built and run with trtexec (locally or over SSH)."""
+
+    backend = "tensorrt-trtexec"
+
+    def __init__(
+        self, board: Board, onnx_path: Path, precision: str, feed: BoardPowerFeed | None, eval_batch: int = 256
+    ) -> None:
+        if precision not in ("fp32", "fp16"):
+            raise ValueError(f"trtexec path supports fp32 and fp16 (asked for {precision}; int8 needs calibration)")
+        self.board, self.precision, self.feed, self.eval_batch = board, precision, feed, eval_batch
+        self.exe = board.facts.get("trtexec")
+        if not self.exe:
+            raise RuntimeError("trtexec not found on the board (PATH or /usr/src/tensorrt/bin/trtexec)")
+        self.trt_version = parse_version(board.facts.get("trtexec_banner") or "") or "unknown"
+        self.input_name, self.dims = onnx_input(onnx_path)
+        self.dynamic = bool(self.dims) and self.dims[0] is None
+        self.dir = f"{board.transport.workdir}/{file_sha256(onnx_path)[:16]}"
+        self.onnx = f"{self.dir}/model.onnx"
+        if not board.transport.exists(self.onnx):
+            with tempfile.TemporaryDirectory(prefix="tb-onnx-") as tmp:
+                copy = Path(tmp) / "model.onnx"
+                copy.write_bytes(Path(onnx_path).read_bytes())
+                board.transport.put([copy], self.dir)
+        self.engines: dict[tuple[int, int, int], str] = {}
+        self.last_run: dict[str, Any] = {}
+
+    def _shape(self, batch: int) -> list[int] | None:
+        return [batch, *[int(d) for d in self.dims[1:]]] if self.dynamic else None
+
+    def _engine(self, min_b: int, opt_b: int, max_b: int) -> str:
+        """Path of the engine for a batch profile, built on the board unless already cached there."""
+        key = (min_b, opt_b, max_b) if self.dynamic else (0, 0, 0)
+        if key in self.engines:
+            return self.engines[key]
+        path = f"{self.dir}/{self.precision}-b{min_b}-{opt_b}-{max_b}-trt{self.trt_version}.engine"
+        shapes = (self._shape(min_b), self._shape(opt_b), self._shape(max_b)) if self.dynamic else (None,) * 3
+        argv = build_argv(self.exe, self.onnx, path, self.precision, self.input_name, *shapes)
+        res = self.board.run([{"argv": argv, "skip_if_exists": path}], sample=False)
+        _check(res["jobs"][0], "engine build")
+        self.engines[key] = path
+        return path
+
+    def _deliver(self, res: dict[str, Any]) -> None:
+        self.last_run = res
+        if self.feed is not None:
+            self.feed.deliver(res)
+
+    def _window(self, job: dict[str, Any], trace: list[dict[str, float]]) -> tuple[float, float]:
+        t_si = job["marks"].get("Starting inference")
+        if t_si is None:
+            raise RuntimeError("trtexec printed no 'Starting inference' line: cannot place the timing window")
+        a, b = trace_window_ms(trace)
+        return self.board.to_local(t_si + a / 1e3), self.board.to_local(t_si + b / 1e3)
+
+    def timed_run(self, x: np.ndarray, cfg: LatencyConfig) -> LatencyResult:
+        """trtexec's own timing loop on the board, every query's latency kept, power sampled alongside."""
+        batch = int(x.shape[0])
+        engine = self._engine(batch, batch, batch)
+        times = f"{self.dir}/times-{self.precision}-b{batch}.json"
+        warmup_ms = max(1.0, cfg.warmup_seconds * 1e3)
+        argv = timing_argv(
+            self.exe, engine, self.input_name, self._shape(batch), warmup_ms, cfg.min_iterations, cfg.min_seconds, times
+        )
+        res = self.board.run([{"argv": argv, "read": [times]}])
+        job = res["jobs"][0]
+        _check(job, "timing run")
+        if not job["files"].get(times):
+            raise RuntimeError(f"trtexec wrote no timing trace ({times})")
+        trace = parse_times(job["files"][times], warmup_ms)
+        t0, t1 = self._window(job, trace)
+        self._deliver(res)
+        throttled, note = detect_throttle(res["snapshot_before"], res["snapshot_after"])
+        extra = {"trtexec": parse_summary(job["log"]), "power_source": res["power_source"]}
+        return LatencyResult(trace_latencies_ms(trace), batch, t0, t1, throttled, note, extra)
+
+    def _infer(self, xs: list[np.ndarray]) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
+        """One trtexec query per batch on the real inputs: outputs and per-batch inference windows."""
+        top = max(self.eval_batch, *(int(x.shape[0]) for x in xs))
+        engine = self._engine(1, top, top)  # one engine for every eval batch size up to `top`
+        remote = f"{self.board.transport.workdir}/inputs"  # shared by every model: same data, one upload
+        present = self.board.transport.listdir(remote)
+        jobs, reads = [], []
+        with tempfile.TemporaryDirectory(prefix="tb-eval-") as tmp:
+            files = []
+            for i, x in enumerate(xs):
+                blob = np.ascontiguousarray(x, dtype=np.float32)
+                name = f"{hashlib.sha256(blob.tobytes()).hexdigest()[:20]}.bin"
+                if name not in present:
+                    blob.tofile(Path(tmp) / name)
+                    files.append(Path(tmp) / name)
+                out, times = f"{self.dir}/out{i}.json", f"{self.dir}/times{i}.json"
+                shape = self._shape(int(x.shape[0]))
+                argv = infer_argv(self.exe, engine, self.input_name, shape, f"{remote}/{name}", out, times)
+                jobs.append({"argv": argv, "read": [out, times]})
+                reads.append((out, times))
+            self.board.transport.put(files, remote)
+        res = self.board.run(jobs)
+        outputs, segments = [], []
+        for job, (out, times) in zip(res["jobs"], reads):
+            _check(job, "inference")
+            tensors = parse_outputs(job["files"][out])
+            outputs.append(next(iter(tensors.values())))
+            segments.append(self._window(job, parse_times(job["files"][times])))
+        self._deliver(res)
+        return outputs, segments
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._infer([x])[0][0]
+
+    def sync(self) -> None:  # every trtexec process has finished when its run returns
+        pass
+
+    def eval_epoch(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> EvalResult:
+        xs, ys = zip(*batches)
+        outputs, segments = self._infer(list(xs))
+        correct = sum(int((o.reshape(len(y), -1).argmax(1) == y).sum()) for o, y in zip(outputs, ys))
+        n = sum(len(y) for y in ys)
+        busy = sum(b - a for a, b in segments)
+        return EvalResult(100.0 * correct / max(n, 1), busy, n, segments[0][0], segments[-1][1], segments)
+
+
+def _torch_cuda() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False
 
 
 @DEVICES.register("jetson")
 class JetsonDevice(DeviceAdapter):
     name = "jetson"
+    precisions = ("fp32", "fp16")
+
+    def __init__(
+        self,
+        host: str | None = None,
+        ssh_options: list[str] | None = None,
+        workdir: str | None = None,
+        root: str | None = None,
+        backend: str = "auto",
+        power: str = "auto",
+        rate_hz: float = 50.0,
+    ) -> None:
+        self.root = root or os.environ.get("TICKETBENCH_JETSON_ROOT", "/")
+        transport = SshTransport(host, ssh_options, workdir) if host else LocalTransport(workdir)
+        self.board = Board(transport, self.root, rate_hz)
+        self.power, self.rate_hz = power, rate_hz
+        try:
+            self.facts = self.board.info()
+        except (TransportError, OSError, ValueError) as exc:
+            transport.close()
+            raise RuntimeError(f"cannot query the Jetson ({transport.where}): {exc}") from exc
+        self.backend = self._choose_backend(backend)
+        self.torch_device = "cuda" if not transport.remote and _torch_cuda() else None  # training epochs
+        self._reader: Any = None
+
+    def _choose_backend(self, backend: str) -> str:
+        if backend in ("auto", "tensorrt") and not self.board.transport.remote:
+            try:
+                import tensorrt  # noqa: F401
+
+                if _torch_cuda():
+                    return "tensorrt"
+            except ImportError:
+                pass
+            if backend == "tensorrt":
+                raise RuntimeError("tensorrt backend needs the tensorrt module and a CUDA torch on the board")
+        if not self.facts.get("trtexec"):
+            raise RuntimeError("trtexec not found on the board (PATH or /usr/src/tensorrt/bin/trtexec)")
+        return "trtexec"
 
     @classmethod
-    def probe(cls) -> Availability:
-        model = jetson_model()
-        if model is None:
-            return Availability(False, "not a Jetson (no /proc/device-tree/model naming one); remote mode needs --host")
-        return Availability(False, f"{model} found, but the jetson adapter's measurement path is not built yet")
+    def probe(cls, host: str | None = None, **options: Any) -> Availability:
+        root = options.get("root") or os.environ.get("TICKETBENCH_JETSON_ROOT", "/")
+        if host is None:
+            model = jetson_model(Path(root))
+            if model is None:
+                return Availability(False, "not a Jetson (no device-tree model naming one); remote mode needs --host")
+            exe = jetson_board.find_trtexec()
+            return Availability(True, f"{model}; trtexec: {exe or 'not found'}")
+        transport = SshTransport(host, options.get("ssh_options"), options.get("workdir"))
+        try:
+            facts = Board(transport, root).info()
+        except (TransportError, OSError, ValueError) as exc:
+            return Availability(False, f"cannot reach {host}: {exc}")
+        finally:
+            transport.close()
+        if not facts.get("model"):
+            return Availability(False, f"{host} is not a Jetson (no /proc/device-tree/model)")
+        if not facts.get("trtexec"):
+            return Availability(False, f"{facts['model']} at {host} has no trtexec")
+        return Availability(True, f"{facts['model']} at {host}, L4T {facts.get('l4t')}")
+
+    def identity(self) -> dict[str, Any]:
+        f = self.facts
+        version = parse_version(f.get("trtexec_banner") or "")
+        if self.backend == "tensorrt":
+            import tensorrt
+
+            version = tensorrt.__version__
+        return {
+            "device": "jetson",
+            "device_name": f.get("model"),
+            "backend": "tensorrt" if self.backend == "tensorrt" else TrtexecSession.backend,
+            "host": self.board.transport.where,
+            "l4t": f.get("l4t"),
+            "jetpack": f.get("jetpack"),
+            "tensorrt": version,
+            "nvpmodel": f.get("nvpmodel"),
+            "jetson_clocks": f.get("jetson_clocks"),
+            "power_source": f.get("power_source"),
+            "power_reasons": f.get("power_reasons"),
+            "board_python": f.get("python"),
+            "snapshot": f.get("snapshot"),
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        return jetson_board.snapshot(self.root) if not self.board.transport.remote else {}
+
+    def power_reader(self) -> tuple[PowerReader | None, str]:
+        if self.backend == "trtexec":
+            if self.facts.get("power_source", "none") == "none":
+                return None, "; ".join(f"{k}: {v}" for k, v in (self.facts.get("power_reasons") or {}).items())
+            self._reader = BoardPowerFeed(self.board, self.facts["power_source"])
+            return self._reader, ""
+        reader, reasons = jetson_board.open_power(self.root, self.power, self.rate_hz)
+        self._reader = reader
+        return reader, "; ".join(f"{k}: {v}" for k, v in reasons.items()) if reader is None else ""
+
+    def load(self, onnx_path: Path, precision: str = "fp32", batch_size: int = 1) -> Session:
+        if self.backend == "trtexec":
+            feed = self._reader if isinstance(self._reader, BoardPowerFeed) else None
+            return TrtexecSession(self.board, Path(onnx_path), precision, feed)
+        from devices.gpu import GpuDevice
+
+        session = GpuDevice(backend="tensorrt")._load_tensorrt(Path(onnx_path), precision, batch_size)
+        session.snapshot = self.snapshot
+        return session
+
+    def close(self) -> None:
+        if self._reader is not None and hasattr(self._reader, "close"):
+            self._reader.close()
+        self.board.transport.close()

@@ -1,10 +1,20 @@
-"""Measurement method shared by every adapter: latency (trtexec's rule), eval epochs, energy windows."""
+"""Measurement method shared by every adapter: latency (trtexec's rule), eval epochs, energy windows.
+
+- Latency: warm up, then time single synchronized iterations until BOTH a minimum iteration count and a
+  minimum duration are reached (trtexec's rule); every sample is kept; p50/p90/p99 use numpy's linear
+  interpolation between order statistics.
+- Sessions that time themselves (trtexec on a Jetson) provide `timed_run(x, cfg)` / `eval_epoch(batches)`
+  and the functions below delegate to them, so the runner calls one API for every backend.
+- A session may carry `snapshot()` (clocks, temperatures, throttle reasons) taken before and after each
+  window, and `min_window_s` (power counters update slowly: NVML) that lengthens the latency window.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -23,46 +33,95 @@ class LatencyConfig:
     max_iterations: int = 100_000
 
 
+def latency_stats(samples_ms: np.ndarray, batch_size: int) -> dict[str, float]:
+    """Results columns from per-iteration latencies (ms); throughput = inferences per timed second."""
+    s = np.asarray(samples_ms, dtype=float)
+    return {
+        "latency_ms_p50": float(np.percentile(s, 50)),
+        "latency_ms_p90": float(np.percentile(s, 90)),
+        "latency_ms_p99": float(np.percentile(s, 99)),
+        "latency_ms_mean": float(s.mean()),
+        "latency_ms_std": float(s.std(ddof=1)) if len(s) > 1 else 0.0,
+        "throughput_ips": float(batch_size * len(s) / (s.sum() / 1e3)),
+    }
+
+
 @dataclass
 class LatencyResult:
     samples_ms: np.ndarray
     batch_size: int
     t0: float  # monotonic window start (s)
     t1: float
+    throttled: bool | None = None  # None: the device exposes no clocks/temperatures to check
+    throttle_note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # backend-specific facts (e.g. trtexec's own summary)
 
     @property
     def stats(self) -> dict[str, float]:
-        s = self.samples_ms
-        return {
-            "latency_ms_p50": float(np.percentile(s, 50)),
-            "latency_ms_p90": float(np.percentile(s, 90)),
-            "latency_ms_p99": float(np.percentile(s, 99)),
-            "latency_ms_mean": float(s.mean()),
-            "latency_ms_std": float(s.std(ddof=1)) if len(s) > 1 else 0.0,
-            "throughput_ips": float(self.batch_size * len(s) / (s.sum() / 1e3)),
-        }
+        return latency_stats(self.samples_ms, self.batch_size)
+
+
+def detect_throttle(before: dict, after: dict, rel_tol: float = 0.05) -> tuple[bool | None, str]:
+    """Flag throttling or clock changes between two snapshots.
+
+    A snapshot is {"clocks_mhz": {...}, "temps_c": {...}, "temp_limits_c": {...}, "throttle_reasons": [...]}.
+    Flags: a clock that moved by more than `rel_tol`, an active throttle reason (NVML), a temperature at or
+    above its limit (Jetson passive trip point). Returns (None, "") when neither snapshot has anything.
+    """
+    if not before and not after:
+        return None, ""
+    notes = []
+    cb, ca = before.get("clocks_mhz", {}), after.get("clocks_mhz", {})
+    for k in sorted(set(cb) & set(ca)):
+        a, b = float(cb[k]), float(ca[k])
+        if max(a, b) > 0 and abs(b - a) / max(a, b) > rel_tol:
+            notes.append(f"{k} clock {a:g}→{b:g} MHz")
+    reasons = sorted(set(before.get("throttle_reasons", [])) | set(after.get("throttle_reasons", [])))
+    if reasons:
+        notes.append("throttle reasons: " + ",".join(reasons))
+    for snap in (before, after):
+        limits = snap.get("temp_limits_c", {})
+        for k, temp in sorted(snap.get("temps_c", {}).items()):
+            if k in limits and float(temp) >= float(limits[k]):
+                notes.append(f"{k} {float(temp):g}°C ≥ limit {float(limits[k]):g}°C")
+    notes = list(dict.fromkeys(notes))
+    return bool(notes), "; ".join(notes)
+
+
+def _snapshot(session: Session) -> dict:
+    snap: Callable[[], dict] | None = getattr(session, "snapshot", None)
+    try:
+        return snap() if snap else {}
+    except Exception as exc:  # a failed clock read must not fail the measurement
+        return {"error": str(exc)}
 
 
 def measure_latency(session: Session, x: np.ndarray, cfg: LatencyConfig | None = None) -> LatencyResult:
     """Time `session.run(x)` per iteration, synchronizing each so the device work is inside the sample."""
     cfg = cfg or LatencyConfig()
+    if hasattr(session, "timed_run"):
+        return session.timed_run(x, cfg)
+    min_seconds = max(cfg.min_seconds, float(getattr(session, "min_window_s", 0.0) or 0.0))
     t_end = time.perf_counter() + cfg.warmup_seconds
     i = 0
     while i < cfg.warmup_iterations or time.perf_counter() < t_end:
         session.run(x)
         i += 1
     session.sync()
+    before = _snapshot(session)
     samples = []
     t0 = time.monotonic()
     start = time.perf_counter()
     while len(samples) < cfg.max_iterations and (
-        len(samples) < cfg.min_iterations or time.perf_counter() - start < cfg.min_seconds
+        len(samples) < cfg.min_iterations or time.perf_counter() - start < min_seconds
     ):
         a = time.perf_counter()
         session.run(x)
         session.sync()
         samples.append((time.perf_counter() - a) * 1e3)
-    return LatencyResult(np.array(samples), int(x.shape[0]), t0, time.monotonic())
+    t1 = time.monotonic()
+    throttled, note = detect_throttle(before, _snapshot(session))
+    return LatencyResult(np.array(samples), int(x.shape[0]), t0, t1, throttled, note)
 
 
 @dataclass
@@ -72,11 +131,15 @@ class EvalResult:
     n: int
     t0: float
     t1: float
+    segments: list[tuple[float, float]] | None = None  # disjoint device-busy windows, when not [t0, t1]
 
 
 def run_eval_epoch(session: Session, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> EvalResult:
     """One pass over the evaluation set on the device; accuracy from the device's own outputs."""
+    if hasattr(session, "eval_epoch"):
+        return session.eval_epoch(batches)
     correct = n = 0
+    session.sync()
     t0 = time.monotonic()
     for x, y in batches:
         out = session.run(x)
@@ -87,11 +150,42 @@ def run_eval_epoch(session: Session, batches: Iterable[tuple[np.ndarray, np.ndar
     return EvalResult(100.0 * correct / max(n, 1), t1 - t0, n, t0, t1)
 
 
-def energy_window(sampler: PowerSampler | None, name: str, t0: float, t1: float) -> Window | None:
-    """Wait for a sample past t1 (so the integral covers the window), then integrate."""
+def energy_window(
+    sampler: PowerSampler | None,
+    name: str,
+    t0: float,
+    t1: float,
+    segments: list[tuple[float, float]] | None = None,
+) -> Window | None:
+    """Wait for a sample past t1 (so the integral covers the window), then integrate over [t0, t1]
+    or, when given, over the disjoint `segments` only."""
     if sampler is None:
         return None
+    end = max(b for _, b in segments) if segments else t1
     deadline = time.monotonic() + 5.0 / sampler.rate_hz + 0.5
-    while (not sampler.t or sampler.t[-1] < t1) and time.monotonic() < deadline:
+    while (not sampler.t or sampler.t[-1] < end) and time.monotonic() < deadline:
         time.sleep(1.0 / sampler.rate_hz)
+    if segments:
+        return sampler.window_segments(name, segments)
     return sampler.window(name, t0, t1)
+
+
+@dataclass
+class IdleBaseline:
+    watts: float  # mean board/package power while idle (W)
+    seconds: float
+    samples: int
+
+
+def measure_idle(sampler: PowerSampler, seconds: float = 2.0) -> IdleBaseline:
+    """Mean power over `seconds` of doing nothing: the baseline reported next to (never instead of)
+    the measured energy, so energy above idle can be shown separately."""
+    idle_window = getattr(sampler.reader, "idle_window", None)  # a board sampling itself (remote Jetson)
+    if idle_window is not None:
+        t0, t1 = idle_window(seconds)
+    else:
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        t1 = time.monotonic()
+    win = energy_window(sampler, "idle", t0, t1)
+    return IdleBaseline(win.power_w_mean, win.duration_s, win.samples)

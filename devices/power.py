@@ -1,19 +1,30 @@
-"""Power readers behind one sampler thread, and the energy integral over a measured window.
+"""Power readers behind one sampler, and the energy integral over a measured window.
 
-A reader returns instantaneous board/package power in watts. Counter-based sources (RAPL energy_uj,
-NVML total energy) are read as energy and turned into power by differencing, so the integral over a
-window telescopes back to the counter delta.
+Three kinds of reader plug into `PowerSampler`:
+
+- *power* readers return instantaneous power (W) from `read_watts()`; the sampler polls them in a thread
+  and a window's energy is the trapezoid integral of the trace (INA3221 sysfs, NVML power, jtop);
+- *counter* readers also have `read_joules()`, a cumulative energy counter (J, wraparound already
+  unwrapped); the sampler stores the counter and a window's energy is the counter difference, linearly
+  interpolated to the window edges, so no integration error accumulates (RAPL energy_uj, NVML total energy);
+- *push* readers have `attach(sink)` / `detach()` and deliver `(t_monotonic_s, watts)` samples themselves
+  (a tegrastats stream, the samples a Jetson board recorded next to trtexec); no polling thread runs.
+
+All timestamps are `time.monotonic()` seconds. Energy is integrated over the measured window only.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+Sink = Callable[[float, float], None]  # (t_monotonic_s, watts)
 
 
 class PowerReader(Protocol):
@@ -22,8 +33,22 @@ class PowerReader(Protocol):
     def read_watts(self) -> float: ...
 
 
+def is_counter(reader: object) -> bool:
+    """Counter readers expose cumulative energy (J); windows then use counter differences."""
+    return callable(getattr(reader, "read_joules", None))
+
+
+def is_push(reader: object) -> bool:
+    """Push readers deliver their own timestamped samples; the sampler runs no thread for them."""
+    return callable(getattr(reader, "attach", None))
+
+
 def integrate_energy(t: np.ndarray, w: np.ndarray, t0: float, t1: float) -> float:
-    """∫ P dt (J) over [t0, t1] by the trapezoid rule, interpolating power at the window edges."""
+    """∫ P dt (J) over [t0, t1] by the trapezoid rule, interpolating power at the window edges.
+
+    Outside the sampled range the first/last sample is held (np.interp clamps); `Window.covered`
+    says whether that happened.
+    """
     t = np.asarray(t, dtype=float)
     w = np.asarray(w, dtype=float)
     if t1 <= t0 or len(t) == 0:
@@ -36,64 +61,122 @@ def integrate_energy(t: np.ndarray, w: np.ndarray, t0: float, t1: float) -> floa
     return float(np.sum((ws[1:] + ws[:-1]) * np.diff(ts)) / 2.0)
 
 
+def counter_energy(t: np.ndarray, e: np.ndarray, t0: float, t1: float) -> float:
+    """Energy (J) over [t0, t1] from a cumulative counter trace, interpolated linearly at the edges."""
+    t = np.asarray(t, dtype=float)
+    e = np.asarray(e, dtype=float)
+    if t1 <= t0 or len(t) < 2:
+        return 0.0
+    return float(np.interp(t1, t, e) - np.interp(t0, t, e))
+
+
 @dataclass
 class Window:
+    """Energy over one measured window (or over the union of several segments)."""
+
     name: str
     t0: float
     t1: float
     energy_j: float
-    power_w_mean: float
-    samples: int
+    power_w_mean: float  # energy / measured duration (W)
+    samples: int  # samples inside the window
+    covered: bool = True  # samples exist at or before t0 and at or after t1 (no edge extrapolation)
+    duration_s: float = 0.0  # measured duration; the sum of segment lengths for segmented windows
+
+    def above_idle_j(self, idle_w: float) -> float:
+        """Energy above an idle baseline (J): what the workload added on top of the idle board."""
+        return self.energy_j - idle_w * self.duration_s
 
 
 @dataclass
 class PowerSampler:
-    """Polls a reader at `rate_hz` in a daemon thread; timestamps from time.monotonic()."""
+    """Samples a reader at `rate_hz` (polling thread) or receives its pushed samples."""
 
     reader: PowerReader
     rate_hz: float = 50.0
     t: list[float] = field(default_factory=list)
     w: list[float] = field(default_factory=list)
+    e: list[float] = field(default_factory=list)  # cumulative J, counter readers only
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.counter = is_counter(self.reader)
+        max_rate = getattr(self.reader, "max_rate_hz", None)
+        if max_rate:  # e.g. jtop refreshes at its own interval: polling faster only repeats values
+            self.rate_hz = min(self.rate_hz, float(max_rate))
 
     def start(self) -> PowerSampler:
         self._stop.clear()
+        if is_push(self.reader):
+            self.reader.attach(self.push)
+            return self
         self._thread = threading.Thread(target=self._loop, name="power-sampler", daemon=True)
         self._thread.start()
         return self
 
+    def push(self, t: float, watts: float) -> None:
+        """Append one (monotonic s, W) sample; push readers call this, in time order."""
+        with self._lock:
+            self.t.append(t)
+            self.w.append(watts)
+
     def _loop(self) -> None:
         period = 1.0 / self.rate_hz
         nxt = time.monotonic()
+        read = self.reader.read_joules if self.counter else self.reader.read_watts
         while not self._stop.is_set():
-            watts = self.reader.read_watts()
-            now = time.monotonic()
+            before = time.monotonic()
+            value = read()
+            now = (before + time.monotonic()) / 2  # stamp the middle of the read
             with self._lock:
+                if self.counter:
+                    if self.t:
+                        dt = now - self.t[-1]
+                        watts = (value - self.e[-1]) / dt if dt > 0 else 0.0
+                        if len(self.w) == 1:
+                            self.w[0] = watts  # the first sample has no interval of its own
+                    else:
+                        watts = float("nan")
+                    self.e.append(value)
+                    self.w.append(watts)
+                else:
+                    self.w.append(value)
                 self.t.append(now)
-                self.w.append(watts)
             nxt += period
             self._stop.wait(max(0.0, nxt - time.monotonic()))
 
     def stop(self) -> None:
         self._stop.set()
+        if is_push(self.reader):
+            self.reader.detach()
         if self._thread:
             self._thread.join(timeout=2)
 
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with self._lock:
+            return np.array(self.t), np.array(self.w), np.array(self.e)
+
     def window(self, name: str, t0: float, t1: float) -> Window:
         """Energy over [t0, t1] (monotonic seconds) from the samples taken so far."""
-        with self._lock:
-            t, w = np.array(self.t), np.array(self.w)
-        e = integrate_energy(t, w, t0, t1)
-        n = int(((t >= t0) & (t <= t1)).sum())
-        return Window(name, t0, t1, e, e / (t1 - t0) if t1 > t0 else float("nan"), n)
+        return self.window_segments(name, [(t0, t1)])
+
+    def window_segments(self, name: str, segments: Sequence[tuple[float, float]]) -> Window:
+        """Energy summed over disjoint segments (e.g. the inference phases of several trtexec runs)."""
+        t, w, e = self._arrays()
+        energy, n, dur, covered = 0.0, 0, 0.0, len(t) > 0
+        for a, b in segments:
+            energy += counter_energy(t, e, a, b) if self.counter else integrate_energy(t, w, a, b)
+            n += int(((t >= a) & (t <= b)).sum())
+            dur += max(0.0, b - a)
+            covered = covered and bool(t[0] <= a and t[-1] >= b)
+        t0, t1 = min(a for a, _ in segments), max(b for _, b in segments)
+        return Window(name, t0, t1, energy, energy / dur if dur > 0 else float("nan"), n, covered, dur)
 
     def trace(self, t0: float | None = None, t1: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        with self._lock:
-            t, w = np.array(self.t), np.array(self.w)
+        """The raw (t_s, W) samples, optionally restricted to [t0, t1]."""
+        t, w, _ = self._arrays()
         sel = np.ones(len(t), bool)
         if t0 is not None:
             sel &= t >= t0
@@ -103,33 +186,42 @@ class PowerSampler:
 
 
 class RaplReader:
-    """Intel/AMD RAPL package energy via powercap sysfs, summed over package domains.
+    """Intel/AMD RAPL package energy via powercap sysfs, summed over package domains (a counter reader).
 
-    energy_uj wraps at max_energy_range_uj; a delta that goes negative is corrected by adding it.
+    Each domain's energy_uj wraps at its max_energy_range_uj; a negative delta between two reads means
+    one wrap, corrected by adding the range (reads at ≥ 1 Hz never miss a wrap: ranges are minutes long).
     """
 
     source = "rapl"
 
     def __init__(self, root: Path = Path("/sys/class/powercap")) -> None:
-        self.domains = sorted(d for d in Path(root).glob("intel-rapl:*") if ":" in d.name and d.name.count(":") == 1)
+        self.domains = sorted(d for d in Path(root).glob("intel-rapl:*") if d.name.count(":") == 1)
         if not self.domains:
             raise FileNotFoundError(f"no RAPL package domains under {root}")
         self.ranges = [int((d / "max_energy_range_uj").read_text()) for d in self.domains]
         self._last = self._read_uj()
-        self._last_t = time.monotonic()
+        self._total_uj = 0
+        self._last_j, self._last_t = 0.0, time.monotonic()
 
     def _read_uj(self) -> list[int]:
         return [int((d / "energy_uj").read_text()) for d in self.domains]
 
-    def read_watts(self) -> float:
-        now_uj, now_t = self._read_uj(), time.monotonic()
-        total = 0
-        for cur, last, rng in zip(now_uj, self._last, self.ranges):
+    def read_joules(self) -> float:
+        """Cumulative package energy (J) since this reader was created, wraparound unwrapped."""
+        now = self._read_uj()
+        for cur, last, rng in zip(now, self._last, self.ranges):
             delta = cur - last
-            total += delta + rng if delta < 0 else delta
-        dt = now_t - self._last_t
-        self._last, self._last_t = now_uj, now_t
-        return (total / 1e6) / dt if dt > 0 else 0.0
+            self._total_uj += delta + rng if delta < 0 else delta
+        self._last = now
+        return self._total_uj / 1e6
+
+    def read_watts(self) -> float:
+        """Mean power (W) since the previous read_watts call."""
+        j, t = self.read_joules(), time.monotonic()
+        dt = t - self._last_t
+        watts = (j - self._last_j) / dt if dt > 0 else 0.0
+        self._last_j, self._last_t = j, t
+        return watts
 
 
 def probe_rapl(root: Path = Path("/sys/class/powercap")) -> tuple[RaplReader | None, str]:
@@ -138,5 +230,5 @@ def probe_rapl(root: Path = Path("/sys/class/powercap")) -> tuple[RaplReader | N
         return RaplReader(root), ""
     except PermissionError as exc:
         return None, f"RAPL energy_uj not readable ({exc.filename}): run as root or chmod it"
-    except (FileNotFoundError, OSError) as exc:
+    except (FileNotFoundError, OSError, ValueError) as exc:
         return None, f"RAPL unavailable: {exc}"

@@ -2,47 +2,44 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
+from devices import jetson_board
 from devices.power import probe_rapl
 
 
 def probe_nvml() -> tuple[bool, str]:
-    try:
-        import pynvml
-    except ImportError:
-        return False, "nvidia-ml-py not installed (pip install 'ticketbench[gpu]')"
-    try:
-        pynvml.nvmlInit()
-        n = pynvml.nvmlDeviceGetCount()
-    except Exception as exc:
-        return False, f"NVML init failed: {exc}"
-    return (n > 0, f"{n} GPU(s)" if n else "NVML sees no GPU")
+    """NVML energy counter (Volta+) or power polling, or why neither."""
+    from devices.power_nvml import probe_nvml_reader
+
+    reader, why = probe_nvml_reader(0)
+    return (True, f"GPU 0 via {reader.source}") if reader else (False, why)
 
 
-def probe_jtop() -> tuple[bool, str]:
+def probe_jtop(root: Path = Path("/")) -> tuple[bool, str]:
     try:
         import jtop  # noqa: F401
     except ImportError:
         return False, "jetson-stats not installed (pip install 'ticketbench[jetson]')"
-    if not Path("/run/jtop.sock").exists():
+    if not (root / "run/jtop.sock").exists():
         return False, "jtop service not running (/run/jtop.sock missing)"
     return True, "jtop service socket found"
 
 
 def probe_ina3221(root: Path = Path("/")) -> tuple[bool, str]:
-    iio = list(root.glob("sys/bus/i2c/drivers/ina3221x/*/iio:device*/in_power*_input"))
-    hwmon = [p for p in root.glob("sys/class/hwmon/hwmon*/name") if p.read_text().strip() == "ina3221"]
-    if iio:
-        return True, f"INA3221 iio rails ({len(iio)} files, JetPack 4 layout)"
-    if hwmon:
-        return True, f"INA3221 hwmon ({hwmon[0].parent}, JetPack 5+ layout)"
-    return False, "no INA3221 in sysfs (not a Jetson)"
+    """INA3221 rails in sysfs and whether one of them is the total-board rail (VDD_IN / POM_5V_IN)."""
+    rails = jetson_board.find_ina3221_rails(str(root))
+    if not rails:
+        return False, "no INA3221 in sysfs (not a Jetson)"
+    name = jetson_board.total_rail(rails)
+    layout = "JetPack 4 iio" if next(iter(rails.values()))[0] == "mw" else "JetPack 5+ hwmon"
+    if name is None:
+        return False, f"INA3221 ({layout}) rails {','.join(sorted(rails))}: no total-board rail, sub-rails never summed"
+    return True, f"INA3221 {name} ({layout})"
 
 
 def probe_tegrastats() -> tuple[bool, str]:
-    path = shutil.which("tegrastats")
+    path = jetson_board.find_tegrastats()
     return (True, path) if path else (False, "tegrastats not on PATH (not a Jetson)")
 
 

@@ -1,15 +1,17 @@
-"""Physically remove dead output channels so a ticket's sparsity becomes real speed.
+"""Physically remove dead channels (and, optionally, dead kernels) so a ticket's sparsity becomes real speed.
 
-A conv output channel is *dead* when its filter is all zero (its output is a constant) or when every
-consumer weight reading it is zero (its value is never used). We trace the model with torch.fx and
-compact *chains*: conv → channel-wise ops (BN, activation, pooling, dropout, flatten) → one conv/linear,
-where no intermediate value is used anywhere else (residual adds are left alone here).
+The model is traced with torch.fx into a channel dependency graph (models/channel_graph.py): groups of
+tensors that share one channel axis through BN, activations, residual adds, depthwise convs, channel
+selections and flattens. A channel of a group is removed from every member at once, and only when no sink
+needs it: every conv/linear reading it either has zero weights for it (in the outputs it keeps) or can
+absorb it as a constant. A constant channel (a zero filter gives its bias; BN and activations map it to
+another constant) is folded into the consumer's bias, `bias[o] += κ · Σ W[o, c]`. That is exact for linears
+and unpadded convs; a zero-padded conv sees κ inside and 0 at the borders, so a non-zero constant meeting
+it is kept and the report says so. Removing output channels of a consumer can make its inputs unused, so
+decisions are iterated to a fixpoint. No layer is ever left with zero channels.
 
-Exactness: a zero filter produces the constant b (its bias, or 0). We push that constant through the
-chain (BN affine, activation, pooling). If it arrives as 0 the channel is dropped exactly. If it is
-non-zero and the consumer is a Linear or an unpadded conv, we fold `c · Σ W[:, ch]` into the consumer's
-bias, which is exact. A padded conv would see the constant at interior pixels but zeros at borders, so
-the channel is kept and the reason recorded. No layer is ever left with zero channels.
+After channel compaction, convs whose kernel connectivity splits into independent blocks are optionally
+rewritten as grouped or split convolutions (models/decompose.py) when the analytic cost says it pays.
 """
 
 from __future__ import annotations
@@ -21,207 +23,254 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-_CHANNELWISE = (
-    nn.BatchNorm2d,
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.Hardtanh,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.SiLU,
-    nn.GELU,
-    nn.Identity,
-    nn.Dropout,
-    nn.Dropout2d,
-    nn.MaxPool2d,
-    nn.AvgPool2d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveMaxPool2d,
-)
-_ACTS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.GELU)
+from models import channel_graph as cg
+
+
+@dataclass
+class CompactionConfig:
+    decompose: bool = True  # kernel-level decomposition into grouped/split convs where the cost model says it pays
+    min_gain: float = 1.25  # decompose only when dense cost / decomposed cost (overheads included) is at least this
 
 
 @dataclass
 class LayerCompaction:
+    """One conv/linear whose output channels (or depthwise channels) belong to a compacted group."""
+
     name: str
     channels_before: int
     channels_after: int
-    kept_nonexact: int = 0  # dead channels kept because removing them would not be exact
+    kept_nonexact: int = 0  # dead channels kept: a non-zero constant would meet zero padding
     note: str = ""
+    kind: str = "conv"  # "conv" | "linear" | "depthwise"
+    group: int = -1
+
+
+@dataclass
+class GroupCompaction:
+    """One channel group: all tensors tied to the same channel axis (e.g. a ResNet stage's residual stream)."""
+
+    gid: int
+    layers: list[str]  # convs/linears/BNs/selections that own its channels
+    channels_before: int
+    channels_after: int
+    folded: int = 0  # removed constant channels whose value was folded into consumer biases
+    kept_nonexact: int = 0  # constant channels kept because a zero-padded conv reads them
+    kept_nonempty: int = 0  # removable channels kept so that no layer has zero channels
+    kept_pinned: int = 0  # dead channels in a group that may not change (model input/output, unknown op)
+    pins: list[str] = field(default_factory=list)
 
 
 @dataclass
 class CompactionReport:
     layers: list[LayerCompaction] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # convs not compacted, with the reason
+    skipped: list[str] = field(default_factory=list)  # what limited compaction, with the reason
+    groups: list[GroupCompaction] = field(default_factory=list)
+    decomposed: list[dict] = field(default_factory=list)  # kernel-level rewrites (see models/decompose.py)
 
     @property
     def channels_removed(self) -> int:
-        return sum(lc.channels_before - lc.channels_after for lc in self.layers)
+        """Output filters physically removed from convs and linears (depthwise channels not counted)."""
+        return sum(lc.channels_before - lc.channels_after for lc in self.layers if lc.kind != "depthwise")
+
+    @property
+    def kept_nonexact(self) -> int:
+        return sum(g.kept_nonexact for g in self.groups)
 
     def to_dict(self) -> dict:
         return {
             "channels_removed": self.channels_removed,
+            "kept_nonexact": self.kept_nonexact,
             "layers": [vars(lc) for lc in self.layers],
+            "groups": [vars(g) for g in self.groups],
+            "decomposed": self.decomposed,
             "skipped": self.skipped,
         }
 
 
-@dataclass
-class _Chain:
-    producer: str  # conv module path
-    ops: list[str]  # channel-wise module paths in order ("<flatten>" marks a flatten)
-    consumer: str  # conv or linear module path
-    spatial: int  # H·W at the flatten (1 when consumer is a conv)
+def _need(graph: cg.ChannelGraph, g: cg.Group, keep: dict[int, torch.Tensor], padded_exact: bool) -> torch.Tensor:
+    """Channels of `g` some sink still reads (given what is kept downstream) and cannot absorb as a constant.
 
-
-def _find_chains(model: nn.Module, gm: fx.GraphModule, report: CompactionReport) -> list[_Chain]:
-    mods = dict(model.named_modules())
-    chains = []
-    for node in gm.graph.nodes:
-        if node.op != "call_module" or not isinstance(mods[node.target], nn.Conv2d):
+    With padded_exact=False every constant counts as foldable: the answer ignoring border effects.
+    """
+    need = torch.zeros(g.size, dtype=torch.bool)
+    for e in g.sinks:
+        kept_out = keep[graph.out_group[e.consumer]]
+        if isinstance(e, cg.SelectEdge):
+            need[e.index[kept_out & e.scale.ne(0)]] = True
             continue
-        if mods[node.target].groups != 1:
-            report.skipped.append(f"{node.target}: grouped conv")
-            continue
-        ops, cur, spatial, ok = [], node, 1, True
-        while True:
-            if len(cur.users) != 1:
-                ok = False
-                report.skipped.append(f"{node.target}: output used by {len(cur.users)} nodes")
-                break
-            nxt = next(iter(cur.users))
-            if nxt.op == "call_module" and isinstance(mods[nxt.target], (nn.Conv2d, nn.Linear)):
-                if isinstance(mods[nxt.target], nn.Conv2d) and (mods[nxt.target].groups != 1 or spatial != 1):
-                    ok = False
-                    report.skipped.append(f"{node.target}: consumer {nxt.target} is grouped")
-                elif isinstance(mods[nxt.target], nn.Linear) and "<flatten>" not in ops:
-                    ok = False
-                    report.skipped.append(f"{node.target}: linear consumer without flatten")
-                break
-            if nxt.op == "call_module" and isinstance(mods[nxt.target], _CHANNELWISE):
-                ops.append(nxt.target)
-            elif _is_flatten(nxt, mods):
-                shape = cur.meta.get("tensor_meta").shape
-                spatial = int(shape[-1] * shape[-2]) if len(shape) == 4 else 1
-                ops.append("<flatten>")
-            elif nxt.op == "call_function" and nxt.target in (torch.relu, torch.nn.functional.relu):
-                ops.append("<relu>")
-            else:
-                ok = False
-                report.skipped.append(f"{node.target}: feeds {nxt.op} {nxt.target}")
-                break
-            cur = nxt
-        if ok:
-            chains.append(_Chain(node.target, ops, nxt.target, spatial))
-    return chains
+        reads = e.nonzero[kept_out].any(0)
+        if padded_exact:
+            const, value = graph.const[e.member], graph.value[e.member]
+            foldable = const & (e.folds_any_constant | value.eq(0).all(1))
+        else:
+            foldable = graph.const_loose[e.member]
+        need |= reads & ~foldable
+    return need
 
 
-def _is_flatten(node: fx.Node, mods: dict) -> bool:
-    if node.op == "call_module" and isinstance(mods[node.target], nn.Flatten):
-        return True
-    if node.op == "call_function" and node.target is torch.flatten:
-        return True
-    return node.op == "call_method" and node.target == "flatten"
+def _prefer(graph: cg.ChannelGraph, g: cg.Group, candidates: torch.Tensor) -> int:
+    """The channel kept when all are removable: one that is constant at its sources needs nothing upstream."""
+    ok = candidates.clone()
+    for n in g.sources:
+        ok &= graph.const[n]
+    pick = ok if ok.any() else candidates
+    return int(torch.nonzero(pick)[0])
 
 
-def _propagate_constant(value: torch.Tensor, ops: list[str], mods: dict) -> tuple[torch.Tensor, bool]:
-    """Push per-channel constants through channel-wise ops; returns (values, exact_at_borders)."""
-    v = value.clone()
-    exact = True
-    for op in ops:
-        if op == "<flatten>":
-            continue
-        if op == "<relu>":
-            v = v.clamp_min(0)
-            continue
-        m = mods[op]
-        if isinstance(m, nn.BatchNorm2d):
-            scale = m.weight / torch.sqrt(m.running_var + m.eps) if m.affine else 1 / torch.sqrt(m.running_var + m.eps)
-            shift = m.bias if m.affine else 0
-            v = (v - m.running_mean) * scale + shift
-        elif isinstance(m, _ACTS):
-            v = m(v)
-        elif isinstance(m, nn.AvgPool2d) and m.padding and m.count_include_pad:
-            exact = False  # padded average at borders mixes in zeros
-    return v, exact
-
-
-def _slice_out(m: nn.Module, keep: torch.Tensor) -> None:
-    if isinstance(m, nn.Conv2d):
-        m.weight = nn.Parameter(m.weight.data[keep].clone())
-        if m.bias is not None:
-            m.bias = nn.Parameter(m.bias.data[keep].clone())
-        m.out_channels = int(keep.numel())
-    elif isinstance(m, nn.BatchNorm2d):
-        if m.affine:
-            m.weight = nn.Parameter(m.weight.data[keep].clone())
-            m.bias = nn.Parameter(m.bias.data[keep].clone())
-        m.running_mean = m.running_mean[keep].clone()
-        m.running_var = m.running_var[keep].clone()
-        m.num_features = int(keep.numel())
-
-
-def _consumer_columns(consumer: nn.Module, spatial: int) -> torch.Tensor:
-    """Consumer weight regrouped as [out, channel, rest] for per-channel reads."""
-    w = consumer.weight.data
-    if isinstance(consumer, nn.Linear):
-        return w.view(w.shape[0], -1, spatial)
-    return w.flatten(2)
+def solve(graph: cg.ChannelGraph) -> dict[int, torch.Tensor]:
+    """Greatest fixpoint of 'keep what a sink needs': keep sets only shrink, so this terminates."""
+    keep = {g.gid: torch.ones(g.size, dtype=torch.bool) for g in graph.groups}
+    changed = True
+    while changed:
+        changed = False
+        for g in graph.groups:
+            if g.pins:
+                continue
+            new = keep[g.gid] & _need(graph, g, keep, padded_exact=True)
+            if not new.any():
+                new[_prefer(graph, g, keep[g.gid])] = True
+            if not torch.equal(new, keep[g.gid]):
+                keep[g.gid], changed = new, True
+    return keep
 
 
 @torch.no_grad()
-def compact(model: nn.Module, example_input: torch.Tensor) -> tuple[nn.Module, CompactionReport]:
-    """Return a compacted deep copy (eval mode) and what was removed; the input model is untouched."""
+def _fold(graph: cg.ChannelGraph, g: cg.Group, removed: torch.Tensor) -> int:
+    """Add the removed constant channels' contribution to each consumer's bias; returns channels folded."""
+    folded = torch.zeros(g.size, dtype=torch.bool)
+    for e in g.sinks:
+        if not isinstance(e, cg.MixEdge):
+            continue
+        value = graph.value[e.member]
+        chans = removed & graph.const[e.member] & value.ne(0).any(1)
+        if not chans.any():
+            continue
+        contrib = (e.weight_sum[:, chans, :] * value[chans].unsqueeze(0)).sum((1, 2))
+        if not contrib.ne(0).any():
+            continue
+        m = graph.module(e.consumer)
+        if m.bias is None:
+            m.bias = nn.Parameter(torch.zeros(m.weight.shape[0]))
+        m.bias.data += contrib
+        folded |= chans & e.nonzero.any(0)
+    return int(folded.sum())
+
+
+def _layer_kind(m: nn.Module) -> str:
+    if isinstance(m, nn.Linear):
+        return "linear"
+    return "depthwise" if isinstance(m, nn.Conv2d) and m.groups > 1 else "conv"
+
+
+def _report_group(graph: cg.ChannelGraph, g: cg.Group, keep: dict[int, torch.Tensor], folded: int):
+    kept = keep[g.gid]
+    strict = _need(graph, g, keep, padded_exact=True)
+    loose = _need(graph, g, keep, padded_exact=False)
+    nonexact = int((kept & strict & ~loose).sum())
+    if g.pins:
+        dead = int((~loose).sum()) if g.sinks else 0
+        return GroupCompaction(g.gid, _owners(g), g.size, g.size, kept_pinned=dead, pins=list(g.pins))
+    nonempty = int((kept & ~strict).sum())
+    return GroupCompaction(g.gid, _owners(g), g.size, int(kept.sum()), folded, nonexact, nonempty)
+
+
+def _owners(g: cg.Group) -> list[str]:
+    return [str(n.target) for n in (*g.sources, *g.internal)]
+
+
+def _trace(model: nn.Module, example_input: torch.Tensor, report: CompactionReport) -> fx.GraphModule | None:
+    try:
+        return cg.trace(model, example_input)
+    except Exception as exc:  # untraceable models are exported as they are
+        report.skipped.append(f"<model>: not traceable by torch.fx ({type(exc).__name__}: {exc})"[:300])
+        return None
+
+
+@torch.no_grad()
+def compact_channels(gm: fx.GraphModule, report: CompactionReport) -> None:
+    """Remove every channel that is exactly removable, in place on a traced GraphModule."""
+    graph = cg.build(gm)
+    keep = solve(graph)
+    index = {}
+    for g in graph.groups:
+        folded = 0
+        if not g.pins and not keep[g.gid].all():
+            folded = _fold(graph, g, ~keep[g.gid])
+            index[g.gid] = torch.nonzero(keep[g.gid]).flatten()
+        gr = _report_group(graph, g, keep, folded)
+        report.groups.append(gr)
+        for n in (*g.sources, *g.internal):
+            if n in graph.selections or not isinstance(graph.module(n), (nn.Conv2d, nn.Linear)):
+                continue
+            note = []
+            if gr.kept_nonexact:
+                note.append(f"{gr.kept_nonexact} dead channel(s) kept: constant output meets zero padding")
+            if gr.kept_nonempty:
+                note.append("one removable channel kept so the layer is not empty")
+            if gr.kept_pinned:
+                note.append(f"{gr.kept_pinned} dead channel(s) kept: {'; '.join(g.pins)}")
+            kind = _layer_kind(graph.module(n))
+            report.layers.append(
+                LayerCompaction(str(n.target), g.size, gr.channels_after, gr.kept_nonexact, "; ".join(note), kind, g.gid)
+            )
+        if gr.kept_pinned:
+            report.skipped.extend(f"group {g.gid} ({', '.join(gr.layers) or 'no layers'}): {p}" for p in g.pins)
+    cg.reindex(graph, index)
+
+
+@torch.no_grad()
+def compact(
+    model: nn.Module, example_input: torch.Tensor, config: CompactionConfig | None = None
+) -> tuple[nn.Module, CompactionReport]:
+    """Return a compacted copy (eval mode) computing the same function, and what was removed.
+
+    The input model is untouched. The result is a torch.fx GraphModule whose submodules keep the original
+    names, so per-layer costs line up with the masked model's.
+    """
+    config = config or CompactionConfig()
     model = copy.deepcopy(model).eval()
     report = CompactionReport()
-    try:
-        gm = fx.symbolic_trace(model)
-        from torch.fx.passes.shape_prop import ShapeProp
-
-        ShapeProp(gm).propagate(example_input)
-    except Exception as exc:  # untraceable models are exported as they are
-        report.skipped.append(f"<model>: not traceable by torch.fx ({type(exc).__name__})")
+    gm = _trace(model, example_input, report)
+    if gm is None:
         return model, report
-    mods = dict(model.named_modules())
-    for ch in _find_chains(model, gm, report):
-        prod, cons = mods[ch.producer], mods[ch.consumer]
-        w = prod.weight.data
-        zero_filter = w.flatten(1).eq(0).all(1)
-        cols = _consumer_columns(cons, ch.spatial)  # [out, C, rest]
-        unused = cols.eq(0).all(2).all(0)
-        const = prod.bias.data.clone() if prod.bias is not None else torch.zeros(w.shape[0])
-        value, exact_pool = _propagate_constant(const, ch.ops, mods)
-        removable = unused.clone()
-        nonexact = 0
-        for c in torch.nonzero(zero_filter & ~unused).flatten().tolist():
-            if value[c] == 0 and exact_pool:
-                removable[c] = True
-            elif isinstance(cons, nn.Linear) or (all(p == 0 for p in cons.padding) and exact_pool):
-                removable[c] = True
-                fold = value[c] * cols[:, c, :].sum(1)
-                if cons.bias is None:
-                    cons.bias = nn.Parameter(torch.zeros(cons.weight.shape[0]))
-                cons.bias.data += fold
-            else:
-                nonexact += 1
-        if bool(removable.all()):  # never leave a layer with zero channels
-            removable[0] = False
-        keep = torch.nonzero(~removable).flatten()
-        before = w.shape[0]
-        if keep.numel() < before:
-            _slice_out(prod, keep)
-            for op in ch.ops:
-                if not op.startswith("<"):
-                    _slice_out(mods[op], keep)
-            if isinstance(cons, nn.Linear):
-                cw = cons.weight.data.view(cons.weight.shape[0], before, ch.spatial)[:, keep, :]
-                cons.weight = nn.Parameter(cw.reshape(cons.weight.shape[0], -1).clone())
-                cons.in_features = cons.weight.shape[1]
-            else:
-                cons.weight = nn.Parameter(cons.weight.data[:, keep].clone())
-                cons.in_channels = int(keep.numel())
-        note = "dead channel kept: constant output meets zero padding" if nonexact else ""
-        report.layers.append(LayerCompaction(ch.producer, before, int(keep.numel()), nonexact, note))
-    return model, report
+    compact_channels(gm, report)
+    if config.decompose:
+        from models.decompose import DecomposeConfig, decompose
+
+        gm2 = _trace(gm, example_input, report)
+        if gm2 is not None:
+            report.decomposed = [vars(d) for d in decompose(gm2, DecomposeConfig(min_gain=config.min_gain))]
+            gm = gm2
+    return gm.eval(), report
+
+
+@torch.no_grad()
+def kill_channels(model: nn.Module, channels: dict[str, torch.Tensor], example_input: torch.Tensor) -> nn.Module:
+    """Make conv output channels exactly dead in place, as an Early-Bird channel ticket has them.
+
+    `channels` maps a conv's module path to the channel indices to kill: their filter and bias become zero,
+    so do γ and β of a BatchNorm directly after the conv (the channel then outputs exactly 0), and, when the
+    conv is the channel's only writer, so do the weights of every conv/linear reading it (as EB masks them).
+    Used to build channel tickets from a plain channel mask in tests and benchmarks.
+    """
+    graph = cg.build(cg.trace(model, example_input))
+    for node in graph.gm.graph.nodes:
+        if node.op != "call_module" or node.target not in channels:
+            continue
+        idx = channels[node.target]
+        conv = graph.module(node)
+        conv.weight[idx] = 0
+        if conv.bias is not None:
+            conv.bias[idx] = 0
+        users = list(node.users)
+        if len(users) == 1 and users[0].op == "call_module":
+            bn = graph.module(users[0])
+            if isinstance(bn, nn.BatchNorm2d) and bn.affine:
+                bn.weight[idx] = 0
+                bn.bias[idx] = 0
+        g = graph.groups[graph.group_of[node]]
+        if g.sources == [node] and not g.pins:
+            for e in g.sinks:
+                if isinstance(e, cg.MixEdge):
+                    graph.module(e.consumer).weight[:, cg.expand(idx, graph.mult[e.member])] = 0
+    return model

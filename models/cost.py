@@ -1,8 +1,13 @@
 """Analytic cost measured from the weights themselves: params, MACs, sparsity and the acceleration rate.
 
 AR follows the Efficient-MPT report (Eq. 4): AR = Σ N·M·D²·k² / Σ P·D²·k² over conv layers, where N·M
-is the number of (input, output) kernels, D the output feature-map side, k the kernel side and P the
-number of kernels with at least one non-zero weight.
+is the number of (input, output) kernels (N·M/groups for a grouped conv), D² the output feature-map area
+(H·W), k² the kernel area and P the number of kernels with at least one non-zero weight. Equivalently
+AR = conv MACs / conv MACs over non-zero kernels, both reported per layer (`macs`, `macs_nonzero_kernels`).
+
+MACs count multiply-accumulates of conv and linear weights per image (no bias, BN or activation), the same
+quantity torch.utils.flop_counter reports as FLOPs / 2. Per-layer zero-kernel counts (`zero_kernels` of
+`kernels`) are what the report plots as the MPT report's Fig. 5.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ class LayerCost:
     zero_filters: int
     macs: int  # dense multiply-accumulates of this layer as stored
     macs_nonzero: int  # counting only non-zero weights
+    macs_nonzero_kernels: int = 0  # counting only kernels with a non-zero weight (P·k²·D²): what kernel removal buys
+    weight_sparsity: float = 0.0  # zero_weights / weights
+    kernel_sparsity: float = 0.0  # zero_kernels / kernels
+    channel_sparsity: float = 0.0  # zero_filters / filters
 
 
 @dataclass
@@ -43,9 +52,22 @@ class ModelCost:
     kernel_sparsity: float  # all-zero conv kernels / conv kernels
     acceleration_rate: float
     layers: list[LayerCost] = field(default_factory=list)
+    macs_nonzero_kernels: int = 0  # Σ over layers (linear layers count non-zero weights)
+    size_mb_fp32: float = 0.0  # parameters and buffers as fp32, 10⁶ bytes (the ONNX file is a little larger)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b if b else 0.0
+
+
+def _with_sparsity(lc: LayerCost) -> LayerCost:
+    lc.weight_sparsity = _ratio(lc.zero_weights, lc.weights)
+    lc.kernel_sparsity = _ratio(lc.zero_kernels, lc.kernels)
+    lc.channel_sparsity = _ratio(lc.zero_filters, lc.filters)
+    return lc
 
 
 def _conv_cost(name: str, m: nn.Conv2d, out: torch.Tensor) -> LayerCost:
@@ -55,7 +77,7 @@ def _conv_cost(name: str, m: nn.Conv2d, out: torch.Tensor) -> LayerCost:
     kern_nz = w.flatten(2).ne(0).any(-1)  # [out, in/groups]
     filt_nz = kern_nz.any(-1)
     nz = int(w.ne(0).sum())
-    return LayerCost(
+    lc = LayerCost(
         name,
         "conv",
         m.in_channels,
@@ -71,14 +93,16 @@ def _conv_cost(name: str, m: nn.Conv2d, out: torch.Tensor) -> LayerCost:
         m.out_channels - int(filt_nz.sum()),
         w.numel() * oh * ow,
         nz * oh * ow,
+        int(kern_nz.sum()) * kh * kw * oh * ow,
     )
+    return _with_sparsity(lc)
 
 
 def _linear_cost(name: str, m: nn.Linear) -> LayerCost:
     w = m.weight.detach()
     nz = int(w.ne(0).sum())
     rows_nz = int(w.ne(0).any(1).sum())
-    return LayerCost(
+    lc = LayerCost(
         name,
         "linear",
         m.in_features,
@@ -94,7 +118,9 @@ def _linear_cost(name: str, m: nn.Linear) -> LayerCost:
         m.out_features - rows_nz,
         w.numel(),
         nz,
+        nz,
     )
+    return _with_sparsity(lc)
 
 
 def acceleration_rate(layers: list[LayerCost]) -> float:
@@ -145,4 +171,6 @@ def analyze(model: nn.Module, input_shape: tuple[int, ...]) -> ModelCost:
         kernel_sparsity=sum(lc.zero_kernels for lc in convs) / kernels if kernels else 0.0,
         acceleration_rate=acceleration_rate(layers),
         layers=layers,
+        macs_nonzero_kernels=sum(lc.macs_nonzero_kernels for lc in layers),
+        size_mb_fp32=4 * (params + sum(b.numel() for b in model.buffers() if b.is_floating_point())) / 1e6,
     )

@@ -14,6 +14,10 @@ from models.data import DataBundle
 Callback = Callable[[nn.Module], None]
 
 
+class StopTraining(Exception):
+    """Raised by an `end_of_epoch` callback to end training after this epoch (e.g. an Early-Bird ticket)."""
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 10
@@ -56,7 +60,8 @@ def train(
     """SGD with cosine LR; returns a per-epoch log (loss, accuracy, seconds).
 
     `after_backward` hooks edit gradients (e.g. the EB L1 penalty on BN γ); `after_step` hooks edit
-    weights (e.g. re-applying masks); `end_of_epoch(model, epoch)` observes (e.g. EB detection).
+    weights (e.g. re-applying masks); `end_of_epoch(model, epoch)` observes (e.g. EB detection) and may
+    raise StopTraining to end after that epoch.
     """
     torch.manual_seed(cfg.seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -83,10 +88,16 @@ def train(
             n += len(y)
         sched.step()
         train_s = time.perf_counter() - t0
+        stop = False
         for cb in end_of_epoch:
-            cb(model, epoch)
+            try:
+                cb(model, epoch)
+            except StopTraining:
+                stop = True
         acc = evaluate(model, data) if evaluate_each_epoch else None
         log.append({"epoch": epoch, "loss": total_loss / max(n, 1), "accuracy": acc, "train_s": train_s})
         if progress:
             progress(f"epoch {epoch + 1}/{cfg.epochs} loss {total_loss / max(n, 1):.3f} acc {acc or 0:.1f}%")
+        if stop:
+            break
     return log

@@ -2,8 +2,10 @@
 
 - `tickets/<case>/cost.json`: `ticket.layers[*]` with `name`, `kind`, `kernels`, `zero_kernels` (written by the runner).
 - `tickets/<case>/artifacts.json`: the ticket's `artifacts` dict as JSON (`write_artifacts_json`, called by the
-  runner right after `ticket.save`): `eb_mask_distances` (pairwise mask-distance matrix over epochs, or one
-  matrix per pruning ratio), `eb_epoch`, `score_hist` (per-layer histograms of MPT scores).
+  runner right after `ticket.save`). Early-Bird: `mask_distance_matrix` (pairwise mask distance over search
+  epochs; also read as `eb_mask_distances`, a flat list or one matrix per ratio), `mask_distance_epochs` (the
+  epoch of each row, 1-based as `eb_epoch`), `eb_epoch`. MPT: `score_histograms` (also `score_hist`):
+  per layer `{"counts", "edges"}`.
 - `tickets/<case>/ticket.pt`: fallback for runs made before artifacts.json existed, read with
   `torch.load(weights_only=True)` (no arbitrary unpickling) only when artifacts.json is absent.
 
@@ -66,6 +68,7 @@ class TicketArtifacts:
     layers: list[dict[str, Any]] = field(default_factory=list)  # conv layers: name, kernels, zero_kernels
     eb_mask_distances: dict[str, list[list[float]]] = field(default_factory=dict)  # label → epochs × epochs
     eb_epoch: int | None = None
+    mask_epochs: list[int] | None = None  # epoch of each matrix row/column; None = 0, 1, 2, ...
     score_hist: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)  # layer → (counts, edges)
 
 
@@ -139,6 +142,10 @@ def _score_hists(value: Any) -> dict[str, tuple[list[float], list[float]]]:
     return {"all layers": single} if single is not None else {}
 
 
+def _first(d: dict[str, Any], *keys: str) -> Any:
+    return next((d[k] for k in keys if d.get(k) is not None), None)
+
+
 def load_ticket_artifacts(run_dir: Path, case_id: str, run_id: str = "") -> TicketArtifacts:
     tdir = Path(run_dir) / "tickets" / case_id
     out = TicketArtifacts(case_id=case_id, run_id=run_id)
@@ -152,10 +159,13 @@ def load_ticket_artifacts(run_dir: Path, case_id: str, run_id: str = "") -> Tick
     art = _read_json(tdir / "artifacts.json")
     if art is None:
         art = _artifacts_from_ticket_pt(tdir / "ticket.pt") or {}
-    out.eb_mask_distances = _matrices(art.get("eb_mask_distances"))
+    out.eb_mask_distances = _matrices(_first(art, "mask_distance_matrix", "eb_mask_distances"))
     eb = art.get("eb_epoch")
     out.eb_epoch = int(eb) if isinstance(eb, int | float) and math.isfinite(eb) else None
-    out.score_hist = _score_hists(art.get("score_hist"))
+    epochs = art.get("mask_distance_epochs")
+    if isinstance(epochs, list) and epochs and all(isinstance(e, int) for e in epochs):
+        out.mask_epochs = epochs
+    out.score_hist = _score_hists(_first(art, "score_histograms", "score_hist"))
     return out
 
 

@@ -1,15 +1,34 @@
-"""One self-contained report.html over one or more run directories: inline SVG, inline JS, no network."""
+"""One self-contained report.html over one or more run directories: inline SVG, inline JS, no network.
+
+Numbers come from the results tables as written (results.csv); per-ticket figures (EB heat map, zero kernels,
+score histograms) come from the artifacts stored beside them (reports.artifacts). Nothing is recomputed.
+"""
 
 from __future__ import annotations
 
 import json
-from importlib import resources
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import jinja2
 import pandas as pd
 
 from reports import plots
+from reports.artifacts import TicketArtifacts, load_run_artifacts
+from reports.pages import fmt_cell, template_env
+
+
+@dataclass
+class Figure:
+    title: str
+    svg: str | None
+    note: str = ""  # why the figure is absent, when it is
+
+
+@dataclass
+class ReportInputs:
+    df: pd.DataFrame
+    metas: list[dict]
+    artifacts: list[TicketArtifacts] = field(default_factory=list)
 
 
 def load_runs(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[dict]]:
@@ -25,42 +44,85 @@ def load_runs(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[dict]]:
     return pd.concat(frames, ignore_index=True), metas
 
 
-def render_html(df: pd.DataFrame, metas: list[dict], title: str = "ticketbench report") -> str:
-    env = jinja2.Environment(
-        loader=jinja2.FunctionLoader(lambda n: resources.files("reports.templates").joinpath(n).read_text()),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-    )
-    figures = [
-        (name, svg)
-        for name, svg in (
-            ("Accuracy vs sparsity", plots.accuracy_vs_sparsity(df)),
-            ("Latency and speedup vs sparsity", plots.speed_vs_sparsity(df)),
-            ("Energy per device", plots.energy_per_device(df)),
-        )
-        if svg
+def load_report_inputs(run_dirs: list[Path]) -> ReportInputs:
+    """Results, run metadata and the per-ticket artifacts of every case (first run holding a case wins)."""
+    df, metas = load_runs(run_dirs)
+    arts: list[TicketArtifacts] = []
+    seen: set[str] = set()
+    for d, meta in zip(run_dirs, metas):
+        run_id = str(meta.get("run_id", Path(d).name))
+        cases = [c for c in df.loc[df["run_id"].astype(str) == run_id, "case_id"].astype(str).unique()]
+        if not cases:  # run_id missing from the table: take the cases of this directory's csv
+            cases = list(pd.read_csv(Path(d) / "results.csv")["case_id"].astype(str).unique())
+        new = [c for c in cases if c not in seen]
+        seen.update(new)
+        arts.extend(load_run_artifacts(Path(d), new, run_id))
+    return ReportInputs(df, metas, arts)
+
+
+def case_labels(df: pd.DataFrame) -> dict[str, str]:
+    """case_id → "model method s=0.5", for legends."""
+    labels = {}
+    for r in df.drop_duplicates("case_id").to_dict("records"):
+        s = r.get("target_sparsity")
+        sp = f" s={s:g}" if isinstance(s, int | float) and s == s else ""
+        labels[str(r["case_id"])] = f"{r.get('model', '')} {r.get('method', '')}{sp}".strip()
+    return labels
+
+
+def figures(inputs: ReportInputs) -> list[Figure]:
+    df, arts = inputs.df, inputs.artifacts
+    labels = case_labels(df)
+    return [
+        Figure("Accuracy vs sparsity", plots.accuracy_vs_sparsity(df), "no accuracy in these results"),
+        Figure("Latency and speedup vs sparsity", plots.speed_vs_sparsity(df), "no latency in these results"),
+        Figure(
+            "Energy per inference and per training epoch",
+            plots.energy_per_device(df),
+            "no energy: no power source on these devices (see power_source and power_note)",
+        ),
+        Figure("Early-Bird mask distance", plots.eb_heatmaps(arts, labels), "no EB mask distances stored"),
+        Figure("Zero kernels per layer", plots.zero_kernels(arts, labels), "no pruned conv kernels stored"),
+        Figure("MPT score distributions", plots.score_distributions(arts, labels), "no MPT score histograms stored"),
     ]
+
+
+def render_html(
+    df: pd.DataFrame,
+    metas: list[dict],
+    title: str = "ticketbench report",
+    artifacts: list[TicketArtifacts] | None = None,
+) -> str:
+    figs = figures(ReportInputs(df, metas, artifacts or []))
     table = df.drop(columns=[c for c in ("run_id",) if c in df and df["run_id"].nunique() == 1])
-    return env.get_template("report.html.j2").render(
-        title=title,
-        figures=figures,
-        columns=list(table.columns),
-        rows=table.where(table.notna(), None).to_dict("records"),
-        metas=metas,
-        fmt=_fmt,
+    return (
+        template_env()
+        .get_template("report.html.j2")
+        .render(
+            title=title,
+            figures=figs,
+            columns=list(table.columns),
+            rows=table.astype(object).where(table.notna(), None).to_dict("records"),
+            metas=metas,
+            fmt=fmt_cell,
+        )
     )
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def write_report(run_dirs: list[Path], html_path: Path) -> Path:
+def write_csv(df: pd.DataFrame, path: Path) -> Path:
+    """The combined results table, contract columns first in contract order, then any extra columns."""
+    from bench.results import COLUMNS
     from bench.rundir import atomic_write_text
 
-    df, metas = load_runs(run_dirs)
-    atomic_write_text(html_path, render_html(df, metas))
-    return html_path
+    atomic_write_text(Path(path), df.reindex(columns=COLUMNS + [c for c in df if c not in COLUMNS]).to_csv(index=False))
+    return Path(path)
+
+
+def write_report(run_dirs: list[Path], html_path: Path, csv_path: Path | None = None) -> Path:
+    from bench.rundir import atomic_write_text
+
+    inputs = load_report_inputs([Path(d) for d in run_dirs])
+    atomic_write_text(Path(html_path), render_html(inputs.df, inputs.metas, artifacts=inputs.artifacts))
+    if csv_path is not None:
+        write_csv(inputs.df, csv_path)
+    return Path(html_path)

@@ -1,8 +1,16 @@
-"""Matplotlib figures rendered to inline SVG strings (no files, no network)."""
+"""Matplotlib figures rendered to inline SVG strings (no files, no network).
+
+SVG ids are salted with the figure's name and the date is left out, so the same results give a byte-identical
+report and several figures can share one HTML page without id clashes. Each function returns None when the
+table (or the artifacts) hold nothing to draw.
+"""
 
 from __future__ import annotations
 
 import io
+import math
+import re
+from collections.abc import Iterable
 
 import matplotlib
 
@@ -10,80 +18,248 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from reports.artifacts import TicketArtifacts  # noqa: E402
 
-def _svg(fig) -> str:
+_METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.S)
+MAX_PANELS = 6  # per figure; more cases than this are listed in the table only
+
+
+def _svg(fig, salt: str) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    with plt.rc_context({"svg.hashsalt": salt}):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     text = buf.getvalue()
-    return text[text.index("<svg") :]
+    return _METADATA.sub("", text[text.index("<svg") :])  # drop the RDF block: namespace URLs only, no content
 
 
-def _series(df: pd.DataFrame, y: str):
-    """One line per (model, dataset, method, device, batch) sorted by sparsity."""
-    keys = [k for k in ("model", "dataset", "method", "device", "batch_size") if k in df]
+SERIES_KEYS = ("model", "dataset", "method", "device", "batch_size")
+
+
+def _series(df: pd.DataFrame, y: str, keys: tuple[str, ...] = SERIES_KEYS):
+    """(label, rows sorted by sparsity): one line per (model, dataset, method, device, batch).
+
+    Each pruning method's line starts at the dense row of its group (sparsity 0), so a curve reads as what
+    pruning does to that network. Labels name the method and only the other keys that vary between lines.
+    """
+    keys = tuple(k for k in keys if k in df)
     ok = df[(df["status"] == "ok") & df[y].notna()]
-    for key, g in ok.groupby(keys, dropna=False):
-        yield (
-            " ".join(str(k) for k in (key if isinstance(key, tuple) else (key,))),
-            g.sort_values("target_sparsity"),
-        )
+    if ok.empty:
+        return
+    varying = [k for k in keys if k != "method" and ok[k].nunique(dropna=False) > 1]
+    group = [k for k in keys if k != "method"]
+    dense = {_tuple(k): g for k, g in ok[ok["method"] == "dense"].groupby(group, dropna=False)} if group else {}
+    pruned = ok[ok["method"] != "dense"]
+    seen = set()
+    for key, g in pruned.groupby(list(keys), dropna=False):
+        kd = dict(zip(keys, _tuple(key)))
+        gk = tuple(kd[k] for k in group)
+        seen.add(gk)
+        g = pd.concat([dense[gk], g]) if gk in dense else g
+        yield _label(kd, varying), g.sort_values("target_sparsity")
+    for gk, g in dense.items():
+        if gk not in seen:
+            yield _label({**dict(zip(group, gk)), "method": "dense"}, varying), g.sort_values("target_sparsity")
+
+
+def _tuple(key) -> tuple:
+    return key if isinstance(key, tuple) else (key,)
+
+
+def _label(key: dict, varying: list[str]) -> str:
+    parts = [str(key.get("method", ""))]
+    parts += [f"b{key[k]}" if k == "batch_size" else str(key[k]) for k in varying]
+    return " ".join(parts)
+
+
+def _legend(ax) -> None:
+    """Inside the axes when short, to the right when there are many lines."""
+    n = len(ax.get_legend_handles_labels()[0])
+    if n > 6:
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    elif n:
+        ax.legend(fontsize=7)
 
 
 def accuracy_vs_sparsity(df: pd.DataFrame) -> str | None:
+    """Top-1 (%) vs target sparsity per method (and device, when several); accuracy does not depend on batch."""
     d = df[df["status"] == "ok"].drop_duplicates(["model", "dataset", "method", "target_sparsity", "device"])
     if d["accuracy_top1"].isna().all():
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for label, g in _series(d.assign(batch_size="-"), "accuracy_top1"):
-        ax.plot(g["target_sparsity"], g["accuracy_top1"], marker="o", label=label.replace(" -", ""))
+    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
+    for label, g in _series(d, "accuracy_top1", ("model", "dataset", "method", "device")):
+        ax.plot(g["target_sparsity"], g["accuracy_top1"], marker="o", label=label)
     ax.set_xlabel("target sparsity")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title("Accuracy vs sparsity")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return _svg(fig)
+    _legend(ax)
+    return _svg(fig, "accuracy")
 
 
 def speed_vs_sparsity(df: pd.DataFrame) -> str | None:
+    """p50 latency (ms) and realized speedup vs sparsity, the analytic AR dashed in the same colour."""
     if df["latency_ms_p50"].isna().all():
         return None
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
     for label, g in _series(df, "latency_ms_p50"):
         a1.plot(g["target_sparsity"], g["latency_ms_p50"], marker="o", label=label)
     a1.set_xlabel("target sparsity")
     a1.set_ylabel("latency p50 (ms)")
     a1.set_title("Latency vs sparsity")
     a1.grid(alpha=0.3)
-    a1.legend(fontsize=6)
     for label, g in _series(df, "speedup"):
-        (line,) = a2.plot(g["target_sparsity"], g["speedup"], marker="o", label=f"speedup {label}")
-        a2.plot(
-            g["target_sparsity"],
-            g["acceleration_rate"],
-            ls="--",
-            color=line.get_color(),
-            alpha=0.7,
-            label=f"AR {label}",
-        )
+        (line,) = a2.plot(g["target_sparsity"], g["speedup"], marker="o", label=label)
+        a2.plot(g["target_sparsity"], g["acceleration_rate"], ls="--", marker="x", color=line.get_color(), alpha=0.7)
     a2.set_xlabel("target sparsity")
     a2.set_ylabel("× vs dense")
     a2.set_title("Realized speedup (solid) beside analytic AR (dashed)")
     a2.grid(alpha=0.3)
-    a2.legend(fontsize=6)
-    return _svg(fig)
+    _legend(a2)
+    return _svg(fig, "speed")
+
+
+ENERGY_METRICS = {
+    "energy_mj_per_inference": "energy per inference (mJ)",
+    "energy_j_per_train_epoch": "energy per training epoch (J)",
+}
 
 
 def energy_per_device(df: pd.DataFrame) -> str | None:
-    cols = [c for c in ("energy_mj_per_inference", "energy_j_per_train_epoch") if df[c].notna().any()]
+    """Energy per inference and per training epoch vs sparsity, one line per device (and model, method, batch)."""
+    cols = [c for c in ENERGY_METRICS if c in df and df[c].notna().any()]
     if not cols:
         return None
-    fig, axes = plt.subplots(1, len(cols), figsize=(5.5 * len(cols), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(cols), figsize=(5.5 * len(cols), 3.6), squeeze=False, layout="constrained")
     for ax, col in zip(axes[0], cols):
-        for label, g in _series(df, col):
+        per_case = col != "energy_mj_per_inference"  # a training epoch does not depend on the inference batch
+        d = df.drop_duplicates(["run_id", "case_id", "device"]) if per_case else df
+        keys = SERIES_KEYS if col == "energy_mj_per_inference" else ("model", "dataset", "method", "device")
+        for label, g in _series(d, col, keys):
             ax.plot(g["target_sparsity"], g[col], marker="o", label=label)
         ax.set_xlabel("target sparsity")
-        ax.set_ylabel(col)
+        ax.set_ylabel(ENERGY_METRICS[col])
+        ax.set_title(ENERGY_METRICS[col].split(" (")[0].capitalize() + " per device")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-    return _svg(fig)
+        _legend(ax)
+    return _svg(fig, "energy")
+
+
+def _grid(n: int, width: float, height: float):
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def eb_heatmaps(arts: Iterable[TicketArtifacts], labels: dict[str, str]) -> str | None:
+    """Pairwise mask distance between epochs (the Early-Bird paper's heat map), EB epoch marked in red.
+
+    Rows/columns are labelled with `mask_epochs` (the numbering `eb_epoch` uses), else 0, 1, 2, ...
+    """
+    panels = [(a, name, m) for a in arts for name, m in a.eb_mask_distances.items() if m and m[0]][:MAX_PANELS]
+    if not panels:
+        return None
+    fig, axes = _grid(len(panels), 4.2, 3.6)
+    for ax, (a, name, m) in zip(axes, panels):
+        im = ax.imshow(m, cmap="viridis", origin="upper", interpolation="nearest", aspect="auto")
+        fig.colorbar(im, ax=ax, fraction=0.046, label="mask distance")
+        title = " ".join(x for x in (labels.get(a.case_id, a.case_id), name) if x)
+        epochs = a.mask_epochs if a.mask_epochs and len(a.mask_epochs) == len(m[0]) else list(range(len(m[0])))
+        ticks = list(range(0, len(epochs), max(1, len(epochs) // 8)))
+        ax.set_xticks(ticks, [str(epochs[i]) for i in ticks])
+        if len(m) == len(epochs):
+            ax.set_yticks(ticks, [str(epochs[i]) for i in ticks])
+        e = a.eb_epoch
+        if e is not None and e in epochs:
+            i = epochs.index(e)
+            if len(m) > 1:
+                ax.axhline(i, color="red", lw=1.2, ls="--")
+            ax.axvline(i, color="red", lw=1.2, ls="--")
+            title += f"\nEB epoch {e}"
+        elif e is not None:
+            title += f"\nEB epoch {e} (outside the matrix)"
+        else:
+            title += "\nno EB ticket drawn"
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("epoch" if len(m) > 1 else "")
+    return _svg(fig, "eb")
+
+
+def zero_kernels(arts: Iterable[TicketArtifacts], labels: dict[str, str]) -> str | None:
+    """Per conv layer: kernels that are entirely zero, one bar per case, one panel per architecture."""
+    by_arch: dict[tuple[str, ...], list[TicketArtifacts]] = {}
+    for a in arts:
+        if a.layers and any(lc["zero_kernels"] for lc in a.layers):
+            by_arch.setdefault(tuple(lc["name"] for lc in a.layers), []).append(a)
+    if not by_arch:
+        return None
+    groups = list(by_arch.items())[:MAX_PANELS]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(10, 3.2 * len(groups)), squeeze=False, layout="constrained")
+    for ax, (names, group) in zip(axes[:, 0], groups):
+        group = group[:8]
+        width = 0.8 / len(group)
+        x = range(len(names))
+        for j, a in enumerate(group):
+            ax.bar(
+                [i + (j - (len(group) - 1) / 2) * width for i in x],
+                [lc["zero_kernels"] for lc in a.layers],
+                width,
+                label=labels.get(a.case_id, a.case_id),
+            )
+        totals = [lc["kernels"] for lc in group[0].layers]
+        ax.set_xticks(list(x), [f"{n}\n(of {t})" for n, t in zip(names, totals)], fontsize=7)
+        ax.set_ylabel("zero kernels")
+        ax.grid(alpha=0.3, axis="y")
+        _legend(ax)
+    axes[0, 0].set_title("All-zero conv kernels per layer")
+    return _svg(fig, "kernels")
+
+
+def score_distributions(arts: Iterable[TicketArtifacts], labels: dict[str, str]) -> str | None:
+    """Multi-Prize Ticket score histograms as densities, one step line per layer, one panel per case."""
+    panels = [a for a in arts if a.score_hist][:MAX_PANELS]
+    if not panels:
+        return None
+    fig, axes = _grid(len(panels), 4.2, 3.2)
+    for ax, a in zip(axes, panels):
+        for layer, (counts, edges) in list(a.score_hist.items())[:12]:
+            total = sum(counts)
+            widths = [hi - lo for lo, hi in zip(edges, edges[1:])]
+            density = [c / (total * w) if total and w > 0 else 0.0 for c, w in zip(counts, widths)]
+            ax.stairs(density, edges, label=layer)  # density, so layers of very different sizes compare
+        ax.set_title(labels.get(a.case_id, a.case_id), fontsize=8)
+        ax.set_xlabel("score")
+        ax.set_ylabel("density")
+        ax.grid(alpha=0.3)
+        _legend(ax)
+    return _svg(fig, "scores")
+
+
+def trend(df: pd.DataFrame, ylabel: str) -> str | None:
+    """A metric over nights: one panel per farm device, one line per case and batch size.
+
+    `df` has columns night, farm_device, case_id, batch_size, value (bench.store.ResultsStore.trend).
+    """
+    df = df.dropna(subset=["value"])
+    if df.empty:
+        return None
+    devices = sorted(df["farm_device"].unique())[:MAX_PANELS]
+    fig, axes = _grid(len(devices), 5.0, 3.4)
+    for ax, dev in zip(axes, devices):
+        d = df[df["farm_device"] == dev]
+        nights = sorted(d["night"].unique())
+        pos = {n: i for i, n in enumerate(nights)}
+        for (case, bs), g in d.groupby(["case_id", "batch_size"], dropna=False):
+            g = g.sort_values("night")
+            ax.plot([pos[n] for n in g["night"]], g["value"], marker="o", label=f"{case} b{bs}")
+        ax.set_xticks(range(len(nights)), nights, rotation=30, ha="right", fontsize=6)
+        ax.set_title(str(dev), fontsize=9)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        _legend(ax)
+    return _svg(fig, "trend-" + ylabel)

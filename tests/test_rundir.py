@@ -30,3 +30,11 @@ def test_results_roundtrip_and_finished_cases(tmp_path):
     assert rd.finished_cases() == {"a"}
     for sub in ("samples", "tickets"):
         assert (rd.root / sub).is_dir()
+
+
+def test_atomic_write_respects_umask(tmp_path):
+    p = tmp_path / "report.html"
+    atomic_write_text(p, "x")
+    old = os.umask(0)
+    os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~old

@@ -3,7 +3,7 @@
 Importing this package registers every method module.
 """
 
-from models.tickets import dense, magnitude  # noqa: E402,F401  (registration)
+from models.tickets import dense, eb, lth, magnitude, mpt  # noqa: E402,F401  (registration)
 from models.tickets.base import (  # noqa: F401
     METHODS,
     Ticket,

@@ -114,16 +114,19 @@ class TicketContext:
         self._dense: dict[tuple, tuple[dict, list[dict], dict]] = {}
         self.progress = progress
 
-    def model_kwargs(self, data: DataBundle) -> dict[str, Any]:
-        return {"num_classes": data.num_classes, "in_channels": data.input_shape[0]}
+    def model_kwargs(self, data: DataBundle, cfg: TicketConfig | None = None) -> dict[str, Any]:
+        """Factory kwargs: shape facts of the data plus `cfg.options["model_kwargs"]` (e.g. {"width": 0.25})."""
+        extra = dict(cfg.options.get("model_kwargs", {})) if cfg is not None else {}
+        return {"num_classes": data.num_classes, "in_channels": data.input_shape[0], **extra}
 
     def fresh_model(self, cfg: TicketConfig, data: DataBundle) -> nn.Module:
         torch.manual_seed(cfg.seed)
-        return create_model(cfg.model, **self.model_kwargs(data))
+        return create_model(cfg.model, **self.model_kwargs(data, cfg))
 
     def trained_dense(self, cfg: TicketConfig, data: DataBundle) -> tuple[nn.Module, list[dict], dict]:
         """A dense model trained `cfg.epochs` epochs; (model copy, train log, initial state)."""
-        key = (cfg.model, data.name, cfg.seed, cfg.epochs, cfg.lr, cfg.batch_size)
+        mkw = json.dumps(self.model_kwargs(data, cfg), sort_keys=True, default=str)
+        key = (cfg.model, data.name, cfg.seed, cfg.epochs, cfg.lr, cfg.batch_size, mkw)
         if key not in self._dense:
             model = self.fresh_model(cfg, data)
             init = copy.deepcopy(model.state_dict())
@@ -148,6 +151,6 @@ def find_ticket(cfg: TicketConfig, data: DataBundle, ctx: TicketContext | None =
     ticket = METHODS.get(cfg.method)(cfg, data, ctx)
     if ticket.accuracy is None:
         ticket.accuracy = evaluate(ticket.model, data)
-    ticket.provenance.setdefault("model_kwargs", ctx.model_kwargs(data))
+    ticket.provenance.setdefault("model_kwargs", ctx.model_kwargs(data, cfg))
     ticket.provenance.setdefault("config_key", cfg.key())
     return ticket

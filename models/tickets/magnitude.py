@@ -1,8 +1,13 @@
 """Magnitude pruning baseline: prune the trained dense network by |w|, then fine-tune with the mask fixed.
 
 options:
-  scope: "global" (one threshold over all prunable layers, default) or "layer" (same fraction per layer)
-  include_linear: prune Linear weights too (default True)
+  scope: "global" (one threshold over all prunable layers, default), "layer" (same fraction per layer),
+         "filter" (L1-norm filter pruning, Li et al. ICLR 2017: in every conv layer remove the `sparsity`
+         fraction of output filters with the smallest L1 norm) or "nm" (N:M semi-structured sparsity,
+         default 2:4 as NVIDIA Ampere sparse tensor cores run it: in every group of M consecutive weights
+         along the input dimension keep the N largest |w|; `sparsity` is then fixed at 1 − N/M)
+  include_linear: prune Linear weights too (default True; "filter" prunes conv filters only)
+  n, m: the N:M pattern (default 2, 4)
 """
 
 from __future__ import annotations
@@ -14,24 +19,73 @@ from models.masks import Masks, apply_masks, prunable_weights
 from models.tickets.base import Ticket, TicketConfig, TicketContext, register_method
 from models.train import train
 
+SCOPES = ("global", "layer", "filter", "nm")
+
+
+def filter_masks(weights: dict[str, torch.Tensor], sparsity: float) -> Masks:
+    """Per conv layer, zero whole output filters: the round(sparsity·filters) smallest by L1 norm.
+
+    Non-conv tensors are left dense; every layer keeps at least one filter.
+    """
+    masks = {}
+    for name, w in weights.items():
+        if w.dim() != 4:
+            continue
+        norms = w.detach().abs().flatten(1).sum(1)
+        n_prune = min(int(round(sparsity * len(norms))), len(norms) - 1)
+        keep = torch.ones(len(norms), dtype=w.dtype, device=w.device)
+        keep[torch.argsort(norms)[:n_prune]] = 0.0
+        masks[name] = keep.view(-1, 1, 1, 1).expand_as(w).clone()
+    return masks
+
+
+def nm_masks(weights: dict[str, torch.Tensor], n: int = 2, m: int = 4) -> tuple[Masks, list[str]]:
+    """N:M masks: in each group of `m` consecutive input-dimension weights keep the `n` largest |w|.
+
+    Conv weights are grouped along input channels at each (output, kh, kw) position (the layout NVIDIA's
+    ASP uses); Linear along in_features. Layers whose input dimension is not a multiple of `m` stay dense
+    and are returned by name.
+    """
+    masks, skipped = {}, []
+    for name, w in weights.items():
+        wt = w.detach().permute(0, 2, 3, 1) if w.dim() == 4 else w.detach()  # input dim last
+        if wt.shape[-1] % m:
+            skipped.append(name)
+            continue
+        groups = wt.abs().reshape(-1, m)
+        keep = torch.zeros_like(groups)
+        keep.scatter_(1, torch.topk(groups, n, dim=1).indices, 1.0)
+        keep = keep.view_as(wt)
+        masks[name] = (keep.permute(0, 3, 1, 2) if w.dim() == 4 else keep).contiguous()
+    return masks, skipped
+
 
 def magnitude_masks(weights: dict[str, torch.Tensor], sparsity: float, scope: str = "global") -> Masks:
     """Keep the largest-|w| entries so that exactly round(sparsity·n) entries are removed.
 
     Ties at the threshold are broken by position (topk), so the removed count is exact.
     """
+    if scope == "filter":
+        return filter_masks(weights, sparsity)
+    if scope == "nm":
+        return nm_masks(weights)[0]
     if scope not in ("global", "layer"):
-        raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
     if scope == "layer":
         return {n: magnitude_masks({n: w}, sparsity)[n] for n, w in weights.items()}
-    flat = torch.cat([w.detach().abs().flatten() for w in weights.values()])
+    return global_top_masks({n: w.detach().abs() for n, w in weights.items()}, sparsity)
+
+
+def global_top_masks(scores: dict[str, torch.Tensor], sparsity: float) -> Masks:
+    """Keep the highest scores over all tensors together so that exactly round(sparsity·n) are removed."""
+    flat = torch.cat([s.flatten() for s in scores.values()])
     n_keep = flat.numel() - int(round(sparsity * flat.numel()))
     keep = torch.zeros_like(flat, dtype=torch.bool)
     keep[torch.topk(flat, n_keep, sorted=False).indices] = True
     masks, i = {}, 0
-    for name, w in weights.items():
-        masks[name] = keep[i : i + w.numel()].view_as(w).float()
-        i += w.numel()
+    for name, s in scores.items():
+        masks[name] = keep[i : i + s.numel()].view_as(s).float()
+        i += s.numel()
     return masks
 
 
@@ -39,8 +93,15 @@ def magnitude_masks(weights: dict[str, torch.Tensor], sparsity: float, scope: st
 def magnitude(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticket:
     model, log, _ = ctx.trained_dense(cfg, data)
     opts = cfg.options
-    weights = prunable_weights(model, include_linear=opts.get("include_linear", True))
-    masks = magnitude_masks(weights, cfg.sparsity, opts.get("scope", "global"))
+    scope = opts.get("scope", "global")
+    weights = prunable_weights(model, include_linear=opts.get("include_linear", True) and scope != "filter")
+    extra = {}
+    if scope == "nm":
+        n, m = int(opts.get("n", 2)), int(opts.get("m", 4))
+        masks, skipped = nm_masks(weights, n, m)
+        extra = {"pattern": f"{n}:{m}", "dense_layers": skipped}
+    else:
+        masks = magnitude_masks(weights, cfg.sparsity, scope)
     apply_masks(model, masks)
     ft_log = []
     if cfg.finetune_epochs > 0:
@@ -56,5 +117,5 @@ def magnitude(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticket
         masks,
         cfg,
         train_log=[{**r, "phase": "dense"} for r in log] + [{**r, "phase": "finetune"} for r in ft_log],
-        provenance={"method": "magnitude", "scope": opts.get("scope", "global")},
+        provenance={"method": "magnitude", "scope": scope, **extra},
     )

@@ -1,0 +1,251 @@
+"""Compaction benchmark: does a ticket's sparsity become speed on ONNX Runtime CPU? Side by side, one run.
+
+Cases (CIFAR-shaped input 3x32x32, batch 1 unless --batch, one ORT thread unless --threads):
+1. VGG-16 dense vs an Early-Bird-style channel ticket: a random 50 % of every conv's channels killed
+   exactly as an EB ticket kills them (filter, BN γ/β, reader weights; models.compact.kill_channels).
+   The pruning literature reports about 4x smaller and 3x faster for VGG-19 at 0.5 (network slimming / EB).
+   The same channel mask compacted by Torch-Pruning (if installed) must match our parameter count, and we
+   must be no slower.
+2. ResNet-18 (CIFAR) "MPT-style" tickets at 70/90/95 % weight sparsity. The MPT method needs score
+   training that is out of reach here, so the masks are *synthetic*: whole 3x3 kernels are zeroed at the
+   rate that gives the Efficient-MPT report's acceleration rates (AR 1.4/2.3/3.0, kernel sparsity
+   1 − 1/AR), the surviving kernels are thinned to the target weight sparsity. This is right for the cost
+   side (AR, MACs); the accuracy side is not measured. Random kernel sparsity leaves every channel alive and
+   the kernel graph connected, so dense ORT cannot exploit it: realization = speedup / AR shows how much.
+3. ResNet-18 with a group-structured kernel ticket (synthetic: every channel group's channels are split
+   into 4 random classes, kernels kept only within a class, i.e. block diagonal after permutation). Kernel
+   level decomposition turns the convs into grouped convs; this is the case where kernel removal pays.
+
+Latency: every case is timed in many short interleaved windows (devices.measure, trtexec's rule per
+window) and the samples pooled; speedup uses the pooled p50, so a load change on the machine hits all cases
+alike. p10 is printed as well (less sensitive to other processes). The machine load (`uptime`) is printed
+with the figures.
+
+Run: `python benchmarks/bench_compaction.py [--quick] [--batch 1] [--threads 1] [--json out.json]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from devices.cpu import OrtCpuSession
+from devices.measure import LatencyConfig, measure_latency
+from models import channel_graph as cg
+from models.compact import compact, kill_channels
+from models.cost import analyze
+from models.export import export_onnx
+from models.zoo import create_model
+
+SHAPE = (3, 32, 32)
+MPT_AR = {0.7: 1.4, 0.9: 2.3, 0.95: 3.0}  # Efficient-MPT report, Table 4 (ResNet-18, CIFAR-10)
+
+
+@dataclass
+class Case:
+    name: str
+    model: nn.Module  # what is exported and timed
+    reference: nn.Module  # the masked model it must reproduce
+    ticket_ar: float = 1.0
+    note: str = ""
+    info: dict = field(default_factory=dict)
+
+
+@torch.no_grad()
+def trained_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """BN statistics of a trained-looking network (non-zero shifts), so constants are not trivially zero."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    return model.eval()
+
+
+def eb_channel_mask(model: nn.Module, fraction: float, seed: int) -> dict[str, torch.Tensor]:
+    """A random `fraction` of every conv's output channels (EB-style structure at a uniform ratio)."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            k = int(round(m.out_channels * fraction))
+            out[name] = torch.randperm(m.out_channels, generator=g)[:k].sort().values
+    return out
+
+
+@torch.no_grad()
+def mpt_style(model: nn.Module, sparsity: float, ar: float, seed: int) -> nn.Module:
+    """Synthetic MPT-style ticket: kernel sparsity 1 − 1/AR on convs, total weight sparsity `sparsity`."""
+    g = torch.Generator().manual_seed(seed)
+    ks = 1 - 1 / ar
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            o, i, kh, kw = m.weight.shape
+            taps = kh * kw
+            alive = torch.rand(o, i, generator=g) >= ks
+            keep_per_kernel = taps * (1 - sparsity) / (1 - ks)  # expected non-zeros in a surviving kernel
+            q = min(1.0, max(0.0, (keep_per_kernel - 1) / max(taps - 1, 1)))
+            mask = torch.rand(o, i, taps, generator=g) < q
+            mask[torch.arange(o)[:, None], torch.arange(i)[None, :], torch.randint(taps, (o, i), generator=g)] = True
+            m.weight.mul_((mask & alive[:, :, None]).view_as(m.weight).float())
+        elif isinstance(m, nn.Linear):
+            m.weight.mul_((torch.rand(m.weight.shape, generator=g) >= sparsity).float())
+    return model.eval()
+
+
+@torch.no_grad()
+def group_structured(model: nn.Module, classes: int, seed: int) -> nn.Module:
+    """Kernel (o, c) kept only when o and c share a class; classes drawn per channel group (consistent)."""
+    g = torch.Generator().manual_seed(seed)
+    graph = cg.build(cg.trace(model, torch.zeros(1, *SHAPE)))
+    label = {gr.gid: torch.randperm(gr.size, generator=g) % classes for gr in graph.groups}
+    for node in graph.gm.graph.nodes:
+        if node.op == "call_module" and isinstance(graph.module(node), nn.Conv2d):
+            conv = graph.module(node)
+            g_in = graph.group_of[node.all_input_nodes[0]]
+            if conv.groups != 1 or graph.groups[g_in].pins:  # the stem reads the image: left dense
+                continue
+            keep = label[graph.group_of[node]][:, None] == label[g_in][None, :]
+            conv.weight.mul_(keep[:, :, None, None].float())
+    return model.eval()
+
+
+def torch_pruning(model: nn.Module, channels: dict[str, torch.Tensor]) -> nn.Module | None:
+    """The same channel mask compacted by Torch-Pruning (None when it is not installed)."""
+    try:
+        import torch_pruning as tp
+    except ImportError:
+        return None
+    model = copy.deepcopy(model).eval()
+    dg = tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(1, *SHAPE), verbose=False)
+    for name, idx in channels.items():
+        dg.get_pruning_group(model.get_submodule(name), tp.prune_conv_out_channels, idxs=idx.tolist()).prune()
+    return model
+
+
+def build_cases(quick: bool) -> list[Case]:
+    torch.manual_seed(0)
+    vgg = trained_bn(create_model("vgg16", num_classes=10, width=0.5 if quick else 1.0))
+    chans = eb_channel_mask(vgg, 0.5, seed=1)
+    ticket = kill_channels(copy.deepcopy(vgg), chans, torch.zeros(1, *SHAPE))
+    ours, rep = compact(ticket, torch.zeros(1, *SHAPE))
+    ar = analyze(ticket, SHAPE).acceleration_rate
+    cases = [
+        Case("vgg16 dense", vgg, vgg),
+        Case("vgg16 EB-style 50% channels", ours, ticket, ar, info={"channels_removed": rep.channels_removed}),
+    ]
+    tp_model = torch_pruning(vgg, chans)
+    if tp_model is not None:
+        cases.append(Case("vgg16 50% channels, Torch-Pruning", tp_model, tp_model, ar, "same mask, TP's compaction"))
+    resnet = trained_bn(create_model("resnet18_cifar", num_classes=10, width=0.5 if quick else 1.0))
+    cases.append(Case("resnet18 dense", resnet, resnet))
+    for s, ar_target in MPT_AR.items():
+        t = mpt_style(copy.deepcopy(resnet), s, ar_target, seed=int(s * 100))
+        c, rep = compact(t, torch.zeros(1, *SHAPE))
+        cases.append(
+            Case(
+                f"resnet18 MPT-style {int(s * 100)}% (synthetic)",
+                c,
+                t,
+                analyze(t, SHAPE).acceleration_rate,
+                info={"channels_removed": rep.channels_removed, "decomposed": len(rep.decomposed)},
+            )
+        )
+    t = group_structured(copy.deepcopy(resnet), 4, seed=3)
+    c, rep = compact(t, torch.zeros(1, *SHAPE))
+    gathers = sum(d["input_gather"] + d["output_gather"] for d in rep.decomposed)
+    cases.append(
+        Case(
+            "resnet18 4-class kernel ticket (synthetic)",
+            c,
+            t,
+            analyze(t, SHAPE).acceleration_rate,
+            info={"decomposed": len(rep.decomposed), "gathers": gathers},
+        )
+    )
+    return cases
+
+
+def run(quick: bool, batch: int, threads: int, rounds: int) -> dict:
+    cases = build_cases(quick)
+    workdir = Path(tempfile.mkdtemp(prefix="bench_compaction_"))
+    sessions, rows = [], []
+    for i, case in enumerate(cases):
+        exp = export_onnx(case.model, case.reference, SHAPE, workdir / f"case{i}.onnx", tolerance=1e-3)
+        cost = analyze(case.model, SHAPE)
+        sessions.append(OrtCpuSession(exp.path, threads))
+        rows.append(
+            {
+                "case": case.name,
+                "params": cost.params,
+                "macs": cost.macs,
+                "size_mb": round(exp.size_mb, 3),
+                "acceleration_rate": round(case.ticket_ar, 3),
+                "onnx_max_abs_error": exp.max_abs_error,
+                "note": case.note,
+                **case.info,
+            }
+        )
+    x = np.random.default_rng(0).standard_normal((batch, *SHAPE), dtype=np.float32)
+    cfg = LatencyConfig(warmup_iterations=2, warmup_seconds=0.0, min_iterations=5, min_seconds=0.05 if quick else 0.15)
+    samples: list[list[float]] = [[] for _ in cases]
+    for _ in range(rounds):  # short interleaved windows: load changes hit every case alike
+        for i, sess in enumerate(sessions):
+            samples[i].extend(measure_latency(sess, x, cfg).samples_ms.tolist())
+    p50 = [float(np.median(s)) for s in samples]
+    dense = {"vgg16": p50[0], "resnet18": next(p for r, p in zip(rows, p50) if r["case"] == "resnet18 dense")}
+    for row, lat in zip(rows, p50):
+        base = dense[row["case"].split()[0]]
+        row["latency_ms_p50"] = round(lat, 3)
+        row["latency_ms_p10"] = round(float(np.percentile(samples[rows.index(row)], 10)), 3)
+        row["samples"] = len(samples[rows.index(row)])
+        row["speedup"] = round(base / lat, 3)
+        row["realization"] = round(row["speedup"] / row["acceleration_rate"], 3)
+    return {
+        "rows": rows,
+        "batch": batch,
+        "threads": threads,
+        "rounds": rounds,
+        "load": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="half-width models, shorter timing windows")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="ORT intra-op threads")
+    ap.add_argument("--rounds", type=int, default=20, help="interleaved timing windows per case")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    t0 = time.time()
+    out = run(args.quick, args.batch, args.threads, args.rounds)
+    out["wall_s"] = round(time.time() - t0, 1)
+    cols = ["case", "params", "size_mb", "macs", "acceleration_rate", "latency_ms_p50", "speedup", "realization"]
+    print(" | ".join(cols))
+    for r in out["rows"]:
+        print(" | ".join(str(r[c]) for c in cols))
+    for r in out["rows"]:
+        extra = {k: v for k, v in r.items() if k not in cols and v not in ("", None)}
+        print(f"  {r['case']}: {extra}")
+    print(f"batch {out['batch']}, {out['threads']} ORT thread(s), {out['rounds']} rounds; load: {out['load']}")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

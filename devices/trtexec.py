@@ -1,0 +1,197 @@
+"""trtexec: command lines and parsers for its log, its timing trace and its exported outputs.
+
+Formats handled (checked against recorded logs in tests/fixtures/trtexec/):
+- TensorRT 8.2 (JetPack 4.6, TX2/Nano/Xavier): summary lines `Latency: min = .. ms, max = .., mean = ..,
+  median = .., percentile(99%) = .. ms`, plus `End-to-End Host Latency`; the --exportTimes trace
+  includes the warm-up queries.
+- TensorRT 10.x: `percentile(90%)`, `percentile(95%)`, `percentile(99%)`, no End-to-End line; the
+  trace excludes warm-up queries.
+In both, trace times are ms since the inference phase started, which trtexec announces with its
+`Starting inference` line; devices/jetson.py timestamps that line on the board to place the timing
+window on the board's monotonic clock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+VERSION_RE = re.compile(r"\[TensorRT v(\d+)\]")
+STAT_LINE_RE = re.compile(
+    r"\] (Latency|End-to-End Host Latency|Enqueue Time|H2D Latency|GPU Compute Time|D2H Latency): (min = .*)$"
+)
+STAT_RE = re.compile(r"(min|max|mean|median|percentile\((\d+(?:\.\d+)?)%\)) = ([-+\d.eE]+|inf|nan) ms")
+KEYS = {
+    "Latency": "latency_ms",
+    "End-to-End Host Latency": "end_to_end_ms",
+    "Enqueue Time": "enqueue_ms",
+    "H2D Latency": "h2d_ms",
+    "GPU Compute Time": "gpu_compute_ms",
+    "D2H Latency": "d2h_ms",
+}
+
+
+def parse_version(text: str) -> str | None:
+    """'8.2.1' from '[TensorRT v8201]', '10.2.0' from '[TensorRT v100200]'."""
+    m = VERSION_RE.search(text or "")
+    if not m:
+        return None
+    d = m.group(1)
+    if len(d) == 4:  # MNPP
+        return f"{d[0]}.{d[1]}.{int(d[2:])}"
+    if len(d) == 6:  # MMNNPP
+        return f"{int(d[:2])}.{int(d[2:4])}.{int(d[4:])}"
+    return d
+
+
+def _num(text: str) -> float:
+    return float(text) if text not in ("inf", "nan") else float(text)
+
+
+def parse_summary(log: str) -> dict[str, Any]:
+    """trtexec's own figures: version, throughput (qps), per-metric stats (ms), walltime and warm-up."""
+    out: dict[str, Any] = {"version": parse_version(log)}
+    for line in log.splitlines():
+        m = STAT_LINE_RE.search(line)
+        if m:
+            stats = {}
+            for name, pct, value in STAT_RE.findall(m.group(2)):
+                key = f"p{pct.rstrip('0').rstrip('.') if '.' in pct else pct}" if pct else name
+                stats[key] = _num(value)
+            out[KEYS[m.group(1)]] = stats
+            continue
+        for pattern, key, conv in (
+            (r"\] Throughput: ([\d.eE+-]+) qps", "throughput_qps", float),
+            (r"\] Total Host Walltime: ([\d.eE+-]+) s", "host_walltime_s", float),
+            (r"\] Total GPU Compute Time: ([\d.eE+-]+) s", "gpu_compute_total_s", float),
+        ):
+            mm = re.search(pattern, line)
+            if mm:
+                out[key] = conv(mm.group(1))
+        mm = re.search(r"Warmup completed (\d+) queries over ([\d.]+) ms", line)
+        if mm:
+            out["warmup_queries"], out["warmup_ms"] = int(mm.group(1)), float(mm.group(2))
+        mm = re.search(r"Timing trace has (\d+) queries over ([\d.eE+-]+) s", line)
+        if mm:
+            out["timed_queries"], out["timed_s"] = int(mm.group(1)), float(mm.group(2))
+    return out
+
+
+def parse_times(text: str, warmup_ms: float = 0.0) -> list[dict[str, float]]:
+    """The --exportTimes trace, without warm-up queries (TensorRT 8.x writes them; 10.x does not).
+
+    A query belongs to the warm-up when its compute started before `warmup_ms`, trtexec's own rule.
+    """
+    trace = json.loads(text)
+    return [q for q in trace if q.get("startComputeMs", math.inf) >= warmup_ms]
+
+
+def trace_latencies_ms(trace: Sequence[dict[str, float]]) -> np.ndarray:
+    """Per-query latency (ms) = H2D + GPU compute + D2H, what trtexec reports as 'Latency'."""
+    return np.array([q["latencyMs"] for q in trace], dtype=float)
+
+
+def trace_window_ms(trace: Sequence[dict[str, float]]) -> tuple[float, float]:
+    """(first H2D start, last D2H end) in ms since 'Starting inference': the timed window (its walltime)."""
+    start = min(q.get("startH2dMs", q.get("startInMs", q.get("startComputeMs"))) for q in trace)
+    end = max(q.get("endD2hMs", q.get("endOutMs", q.get("endComputeMs"))) for q in trace)
+    return float(start), float(end)
+
+
+def parse_outputs(text: str) -> dict[str, np.ndarray]:
+    """--exportOutput JSON → {tensor name: array shaped by its 'dimensions' ('256x10')}."""
+    # trtexec prints nan/inf unquoted; json reads NaN / Infinity / -Infinity
+    fixed = re.sub(
+        r"(?<=[\s,\[])(-?)(nan|inf)\b",
+        lambda m: "NaN" if m.group(2) == "nan" else m.group(1) + "Infinity",
+        text,
+    )
+    out = {}
+    for entry in json.loads(fixed):
+        dims = [int(d) for d in str(entry["dimensions"]).split("x") if d]
+        values = np.array([float(v) for v in entry["values"]], dtype=np.float32)
+        out[entry["name"]] = values.reshape(dims) if dims and int(np.prod(dims)) == values.size else values
+    return out
+
+
+def shape_arg(name: str, shape: Sequence[int]) -> str:
+    """'input:32x1x8x8' as trtexec's --shapes/--minShapes/... expect."""
+    return f"{name}:{'x'.join(str(int(d)) for d in shape)}"
+
+
+def build_argv(
+    exe: str,
+    onnx: str,
+    engine: str,
+    precision: str,
+    input_name: str,
+    min_shape: Sequence[int] | None,
+    opt_shape: Sequence[int] | None,
+    max_shape: Sequence[int] | None,
+) -> list[str]:
+    """Build and serialize an engine from ONNX; the inference trtexec would run afterwards is cut to one query."""
+    argv = [exe, f"--onnx={onnx}", f"--saveEngine={engine}"]
+    if precision == "fp16":
+        argv.append("--fp16")
+    elif precision != "fp32":
+        raise ValueError(f"trtexec path supports fp32 and fp16 (asked for {precision}; int8 needs calibration)")
+    if min_shape is not None:
+        argv += [
+            f"--minShapes={shape_arg(input_name, min_shape)}",
+            f"--optShapes={shape_arg(input_name, opt_shape)}",
+            f"--maxShapes={shape_arg(input_name, max_shape)}",
+        ]
+    return argv + ["--iterations=1", "--warmUp=0", "--duration=0"]
+
+
+def timing_argv(
+    exe: str,
+    engine: str,
+    input_name: str,
+    shape: Sequence[int] | None,
+    warmup_ms: float,
+    min_iterations: int,
+    min_seconds: float,
+    times_file: str,
+) -> list[str]:
+    """Time an engine with trtexec's rule: run until BOTH --iterations and --duration are reached.
+
+    --duration is a whole number of seconds in TensorRT 8.2, so it is rounded up.
+    """
+    argv = [exe, f"--loadEngine={engine}"]
+    if shape is not None:
+        argv.append(f"--shapes={shape_arg(input_name, shape)}")
+    return argv + [
+        f"--warmUp={int(round(warmup_ms))}",
+        f"--iterations={int(min_iterations)}",
+        f"--duration={max(1, math.ceil(min_seconds))}",
+        f"--exportTimes={times_file}",
+    ]
+
+
+def infer_argv(
+    exe: str,
+    engine: str,
+    input_name: str,
+    shape: Sequence[int] | None,
+    input_file: str,
+    output_file: str,
+    times_file: str,
+) -> list[str]:
+    """One query on given inputs (raw float32 file), outputs and the query's timing exported as JSON."""
+    argv = [exe, f"--loadEngine={engine}"]
+    if shape is not None:
+        argv.append(f"--shapes={shape_arg(input_name, shape)}")
+    return argv + [
+        f"--loadInputs={input_name}:{input_file}",
+        f"--exportOutput={output_file}",
+        f"--exportTimes={times_file}",
+        "--iterations=1",
+        "--warmUp=0",
+        "--duration=0",
+    ]

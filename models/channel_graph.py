@@ -1,0 +1,693 @@
+"""Channel dependency graph of a traced model: which tensors share one channel axis, who creates it, who reads it.
+
+A *group* is a set of tensors (torch.fx nodes) whose channel axis is one and the same: a conv output, the BN
+and activation after it, a residual add and everything the add ties together, a depthwise conv (channel c in,
+channel c out), and a flatten (channel c becomes a block of H·W features). A channel of a group can only be
+removed from every member at once. Each group has
+
+- *sources* that create its channels: dense convs and linears (output filters), channel selections (indices);
+- *internal* per-channel layers that follow the channel: BatchNorm, depthwise convs, channel scales;
+- *sinks* that read it: dense convs and linears (input columns), channel selections;
+- *pins*: reasons no channel may be removed (model input or output, an op we do not understand).
+
+Constants are propagated structurally, never by sampling: a channel is constant when its value does not
+depend on the input nor on the position (a zero filter gives its bias everywhere, BN with γ = 0 gives β).
+Zero padding breaks constness at borders, which is why a constant channel meeting a padded conv is kept.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+# Modules applied channel by channel with no parameters: the output channel c depends on input channel c only.
+_ELEMENTWISE_MODULES = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.Hardtanh,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.SiLU,
+    nn.GELU,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.ELU,
+    nn.Mish,
+    nn.Softplus,
+)
+_IDENTITY_MODULES = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.AlphaDropout)
+_POOL_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+_ELEMENTWISE_FUNCTIONS = {
+    F.relu,
+    torch.relu,
+    F.relu6,
+    F.leaky_relu,
+    F.hardtanh,
+    torch.sigmoid,
+    F.sigmoid,
+    torch.tanh,
+    F.tanh,
+    F.silu,
+    F.gelu,
+    F.hardswish,
+    F.elu,
+    torch.clamp,
+}
+_ELEMENTWISE_METHODS = {"relu", "relu_", "sigmoid", "tanh", "clamp", "clamp_min", "contiguous", "clone", "detach"}
+_POOL_FUNCTIONS = {F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d}
+_IDENTITY_FUNCTIONS = {F.dropout, F.dropout2d}
+_BINARY = {
+    operator.add: torch.add,
+    operator.iadd: torch.add,
+    torch.add: torch.add,
+    operator.sub: torch.sub,
+    operator.isub: torch.sub,
+    torch.sub: torch.sub,
+    operator.mul: torch.mul,
+    operator.imul: torch.mul,
+    torch.mul: torch.mul,
+    operator.truediv: torch.div,
+    torch.div: torch.div,
+}
+_BINARY_METHODS = {"add": torch.add, "add_": torch.add, "sub": torch.sub, "mul": torch.mul, "mul_": torch.mul}
+_SHAPE_METHODS = {"size", "dim"}  # read a tensor's metadata only
+
+
+def is_selection_module(m: nn.Module) -> bool:
+    """Channel selection / channel mask modules (network slimming's `channel_selection` and its kin)."""
+    name = type(m).__name__.lower()
+    return "select" in name or hasattr(m, "indexes")
+
+
+class SelectionTracer(fx.Tracer):
+    """fx tracer that keeps channel selections as leaves: their forward often calls numpy on the mask."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return is_selection_module(m) or super().is_leaf_module(m, qualname)
+
+
+def trace(model: nn.Module, example_input: torch.Tensor) -> fx.GraphModule:
+    """Trace with SelectionTracer and record every node's output shape (node.meta['tensor_meta'])."""
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    graph = SelectionTracer().trace(model)
+    gm = fx.GraphModule(model, graph, type(model).__name__)
+    ShapeProp(gm).propagate(example_input)
+    return gm
+
+
+def probe_selection(m: nn.Module, channels: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """What a selection module does, learned by feeding channel c the value c+1 (exact: integers in fp32).
+
+    Returns (index, scale): output channel j is input channel index[j] times scale[j] ∈ {0, 1}. Covers an
+    index selection (network slimming) and a 0/1 channel multiplier (the zoo's ChannelSelection) alike;
+    None when the module is neither.
+    """
+    x = (torch.arange(channels, dtype=torch.float32) + 1).view(1, channels, 1, 1).expand(1, channels, 2, 2)
+    try:
+        with torch.no_grad():
+            y = m(x.clone())
+    except Exception:
+        return None
+    if not isinstance(y, torch.Tensor) or y.dim() != 4 or y.shape[0] != 1 or y.shape[2:] != (2, 2):
+        return None
+    v = y[0, :, 0, 0]
+    if not bool((y == v.view(1, -1, 1, 1)).all()) or not bool(((v == v.round()) & (v >= 0) & (v <= channels)).all()):
+        return None
+    scale = (v > 0).float()
+    index = torch.where(v > 0, v.long() - 1, torch.arange(v.numel()).clamp_max(channels - 1))
+    return index, scale
+
+
+@dataclass
+class MixEdge:
+    """A dense conv/linear reading group channels: input column c holds features [c·mult, (c+1)·mult)."""
+
+    consumer: fx.Node
+    member: fx.Node
+    nonzero: torch.Tensor  # [out, C] bool: output o reads channel c through a non-zero weight
+    weight_sum: torch.Tensor  # [out, C, mult]: Σ weights over kernel taps, for folding constants into bias
+    folds_any_constant: bool  # False for a zero-padded conv: a non-zero constant is not constant at borders
+
+
+@dataclass
+class SelectEdge:
+    consumer: fx.Node
+    member: fx.Node
+    index: torch.Tensor  # output position j reads input channel index[j]…
+    scale: torch.Tensor  # …times scale[j] ∈ {0, 1}
+
+
+@dataclass
+class Group:
+    gid: int
+    size: int
+    members: list[fx.Node] = field(default_factory=list)
+    sources: list[fx.Node] = field(default_factory=list)
+    internal: list[fx.Node] = field(default_factory=list)
+    sinks: list[MixEdge | SelectEdge] = field(default_factory=list)
+    pins: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ChannelGraph:
+    gm: fx.GraphModule
+    groups: list[Group]
+    group_of: dict[fx.Node, int]  # tensor node → group id
+    mult: dict[fx.Node, int]  # features per channel at that node (1, or H·W after a flatten)
+    const: dict[fx.Node, torch.Tensor]  # [C] bool: channel is constant over inputs and positions
+    value: dict[fx.Node, torch.Tensor]  # [C, mult] float: the constant (0 where not constant)
+    selections: dict[fx.Node, tuple[torch.Tensor, torch.Tensor]]  # selection nodes → (index, scale)
+    out_group: dict[fx.Node, int] = field(default_factory=dict)  # conv/linear/select node → group it feeds
+    reshapes: list[fx.Node] = field(default_factory=list)  # view/reshape nodes that may hold literal sizes
+    # constness if zero padding did not exist (for reporting channels kept only because of borders)
+    const_loose: dict[fx.Node, torch.Tensor] = field(default_factory=dict)
+
+    def module(self, node: fx.Node) -> nn.Module:
+        return self.gm.get_submodule(node.target)
+
+
+def _shape(node) -> tuple[int, ...] | None:
+    meta = node.meta.get("tensor_meta") if isinstance(node, fx.Node) else None
+    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+
+
+def zero_padded(m: nn.Conv2d) -> bool:
+    """True when the conv pads with zeros, so a constant input is not constant at the borders."""
+    if m.padding_mode != "zeros":
+        return False
+    if isinstance(m.padding, str):
+        return m.padding == "same" and any(k > 1 for k in m.kernel_size)
+    return any(p > 0 for p in m.padding)
+
+
+def dense_kernel_view(m: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(nonzero [O, I] bool, tap sums [O, I]) of a conv of any groups, laid out as if it were dense."""
+    w = m.weight.detach()
+    o, i_g = w.shape[:2]
+    nz_g, sum_g = w.flatten(2).ne(0).any(-1), w.flatten(2).sum(-1)
+    if m.groups == 1:
+        return nz_g, sum_g
+    nz = torch.zeros(o, m.in_channels, dtype=torch.bool)
+    sm = torch.zeros(o, m.in_channels)
+    o_g = o // m.groups
+    for g in range(m.groups):
+        rows, cols = slice(g * o_g, (g + 1) * o_g), slice(g * i_g, (g + 1) * i_g)
+        nz[rows, cols], sm[rows, cols] = nz_g[rows], sum_g[rows]
+    return nz, sm
+
+
+class _Builder:
+    def __init__(self, gm: fx.GraphModule) -> None:
+        self.gm = gm
+        self.mods = dict(gm.named_modules())
+        self.parent: dict[fx.Node, fx.Node] = {}
+        self.pins: dict[fx.Node, list[str]] = {}
+        self.mult: dict[fx.Node, int] = {}
+        self.roles: dict[fx.Node, str] = {}  # "source" | "internal"
+        self.edges: list[tuple[fx.Node, fx.Node, str]] = []  # (consumer, member, kind)
+        self.selections: dict[fx.Node, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.module_calls: dict[str, list[fx.Node]] = {}
+        self.reshapes: list[fx.Node] = []
+
+    # union-find over tensor nodes
+    def find(self, n: fx.Node) -> fx.Node:
+        while self.parent[n] is not n:
+            self.parent[n] = self.parent[self.parent[n]]
+            n = self.parent[n]
+        return n
+
+    def add(self, n: fx.Node, mult: int = 1) -> None:
+        self.parent[n] = n
+        self.mult[n] = mult
+
+    def union(self, a: fx.Node, b: fx.Node) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra is not rb:
+            self.parent[rb] = ra
+
+    def pin(self, n, reason: str) -> None:
+        if isinstance(n, fx.Node) and n in self.parent:
+            self.pins.setdefault(n, []).append(reason)
+
+    def tensor_args(self, node: fx.Node) -> list[fx.Node]:
+        return [a for a in node.all_input_nodes if a in self.parent]
+
+    def channels(self, n: fx.Node) -> int:
+        return _shape(n)[1]
+
+    def follow(self, node: fx.Node, src: fx.Node, mult: int | None = None) -> None:
+        """node's channel axis is src's (same channels, possibly reshaped to `mult` features per channel)."""
+        out, inp = _shape(node), _shape(src)
+        if out is None or len(out) not in (2, 4) or out[0] != inp[0]:
+            self.unsupported(node, "changes the batch or rank")
+            return
+        m = self.mult[src] if mult is None else mult
+        if out[1] * self.mult[src] != inp[1] * m:
+            self.unsupported(node, "changes the channel count")
+            return
+        self.add(node, m)
+        self.union(node, src)
+
+    def unsupported(self, node: fx.Node, why: str) -> None:
+        what = node.target if node.op == "call_module" else getattr(node.target, "__name__", str(node.target))
+        reason = f"{node.name} ({what}): {why}"
+        for a in self.tensor_args(node):
+            self.pin(a, reason)
+        shape = _shape(node)
+        if shape is not None and len(shape) in (2, 4):
+            if node not in self.parent:
+                self.add(node, 1)
+            self.pin(node, reason)
+
+    def build(self) -> None:
+        for node in self.gm.graph.nodes:
+            shape = _shape(node)
+            if node.op == "placeholder":
+                if shape is not None and len(shape) in (2, 4):
+                    self.add(node)
+                    self.pin(node, "model input")
+            elif node.op == "output":
+                for a in node.all_input_nodes:
+                    self.pin(a, "model output")
+            elif node.op == "get_attr":
+                continue
+            elif node.op == "call_module":
+                self.module_calls.setdefault(node.target, []).append(node)
+                self.call_module(node, self.mods[node.target])
+            elif node.op == "call_method" and node.target in _SHAPE_METHODS:
+                continue
+            elif node.op == "call_function" and node.target is getattr and node.args[1] in ("shape", "dtype", "device"):
+                continue
+            else:
+                self.call_function(node)
+        for target, nodes in self.module_calls.items():
+            if len(nodes) > 1 and any(True for _ in self.mods[target].parameters()):
+                for n in nodes:
+                    self.unsupported(n, f"module {target} is called {len(nodes)} times")
+
+    def call_module(self, node: fx.Node, m: nn.Module) -> None:
+        args = self.tensor_args(node)
+        if len(args) != 1 or len(node.args) != 1:
+            self.unsupported(node, "not a single-tensor call")
+            return
+        x = args[0]
+        if isinstance(m, nn.Conv2d):
+            c_in, c_out = m.in_channels, m.out_channels
+            if m.groups == 1:
+                self.add(node)
+                self.roles[node] = "source"
+                self.edges.append((node, x, "mix"))
+            elif m.groups == c_in == c_out:
+                self.follow(node, x)
+                self.roles[node] = "internal"
+            else:
+                self.unsupported(node, f"grouped conv (groups={m.groups})")
+        elif isinstance(m, nn.Linear):
+            if len(_shape(x)) != 2:
+                self.unsupported(node, "linear on a tensor that is not [batch, features]")
+                return
+            self.add(node)
+            self.roles[node] = "source"
+            self.edges.append((node, x, "mix"))
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            if not m.track_running_stats or m.running_mean is None:
+                self.unsupported(node, "batch norm without running statistics")
+                return
+            self.follow(node, x)
+            self.roles[node] = "internal"
+        elif isinstance(m, nn.PReLU) and m.num_parameters > 1:
+            self.follow(node, x)
+            self.roles[node] = "internal"
+        elif isinstance(m, (*_ELEMENTWISE_MODULES, *_IDENTITY_MODULES, *_POOL_MODULES, nn.PReLU)):
+            self.follow(node, x)
+        elif isinstance(m, nn.Flatten):
+            self.flatten(node, x, m.start_dim, m.end_dim)
+        elif is_selection_module(m):
+            found = probe_selection(m, self.channels(x)) if len(_shape(x)) == 4 and self.mult[x] == 1 else None
+            if found is None or _shape(node) is None or _shape(node)[1] != found[0].numel():
+                self.unsupported(node, "selection module with unknown behaviour")
+            else:
+                self.selections[node] = found
+                self.add(node)
+                self.roles[node] = "source"
+                self.edges.append((node, x, "select"))
+        else:
+            self.unsupported(node, f"module {type(m).__name__} not understood")
+
+    def flatten(self, node: fx.Node, x: fx.Node, start: int, end: int) -> None:
+        s_in, s_out = _shape(x), _shape(node)
+        if len(s_in) == 4 and start == 1 and end in (-1, 3) and len(s_out) == 2:
+            self.follow(node, x, mult=self.mult[x] * s_in[2] * s_in[3])
+        elif len(s_in) == 2:
+            self.follow(node, x)
+        else:
+            self.unsupported(node, "flatten not from dim 1")
+
+    def call_function(self, node: fx.Node) -> None:
+        args = self.tensor_args(node)
+        if not args:
+            return
+        t = node.target
+        first = node.args[0] if node.args else None
+        if node.op == "call_method":
+            name = t
+            if name in _ELEMENTWISE_METHODS and len(args) == 1 and first is args[0]:
+                self.follow(node, first)
+            elif name == "flatten" and len(args) == 1 and first is args[0]:
+                start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+                end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+                self.flatten(node, first, start, end)
+            elif name in ("view", "reshape") and len(args) == 1 and first is args[0]:
+                self.reshape(node, first)
+            elif name in ("mean", "amax") and len(args) == 1 and first is args[0]:
+                self.spatial_reduce(node, first)
+            elif name in _BINARY_METHODS:
+                self.binary(node, args)
+            else:
+                self.unsupported(node, f"method {name} not understood")
+            return
+        if t in _ELEMENTWISE_FUNCTIONS or t in _POOL_FUNCTIONS or t in _IDENTITY_FUNCTIONS:
+            if len(args) == 1 and first is args[0]:
+                self.follow(node, first)
+            else:
+                self.unsupported(node, "function on several tensors")
+        elif t is torch.flatten and len(args) == 1 and first is args[0]:
+            start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+            end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+            self.flatten(node, first, start, end)
+        elif t in (torch.mean, torch.amax) and len(args) == 1 and first is args[0]:
+            self.spatial_reduce(node, first)
+        elif t in (torch.reshape,) and len(args) == 1 and first is args[0]:
+            self.reshape(node, first)
+        elif t in _BINARY:
+            self.binary(node, args)
+        else:
+            self.unsupported(node, "function not understood")
+
+    def reshape(self, node: fx.Node, x: fx.Node) -> None:
+        s_in, s_out = _shape(x), _shape(node)
+        if len(s_in) == 4 and len(s_out) == 2 and s_out[1] == s_in[1] * s_in[2] * s_in[3]:
+            self.follow(node, x, mult=self.mult[x] * s_in[2] * s_in[3])
+            self.reshapes.append(node)
+        elif s_in == s_out:
+            self.follow(node, x)
+            self.reshapes.append(node)
+        else:
+            self.unsupported(node, "reshape that is not a flatten")
+
+    def spatial_reduce(self, node: fx.Node, x: fx.Node) -> None:
+        s_in, s_out = _shape(x), _shape(node)
+        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        dims = {d % 4 for d in (dims if isinstance(dims, (tuple, list)) else [dims])} if dims is not None else None
+        if len(s_in) == 4 and dims == {2, 3} and s_out[:2] == s_in[:2] and self.mult[x] == 1:
+            self.follow(node, x, mult=1)
+        else:
+            self.unsupported(node, "reduction that is not over H and W")
+
+    def binary(self, node: fx.Node, args: list[fx.Node]) -> None:
+        shapes = {_shape(a) for a in args}
+        others = [a for a in node.args if isinstance(a, fx.Node) and a not in self.parent]
+        if others or len(shapes) != 1 or _shape(node) != shapes.pop() or len({self.mult[a] for a in args}) != 1:
+            self.unsupported(node, "broadcasting or non-tensor operand")
+            return
+        self.follow(node, args[0])
+        for a in args[1:]:
+            self.union(node, a)
+
+    def finish(self) -> ChannelGraph:
+        roots: dict[fx.Node, int] = {}
+        groups: list[Group] = []
+        group_of: dict[fx.Node, int] = {}
+        for n in self.parent:
+            r = self.find(n)
+            if r not in roots:
+                roots[r] = len(groups)
+                groups.append(Group(len(groups), _shape(n)[1] // self.mult[n]))
+            g = groups[roots[r]]
+            group_of[n] = g.gid
+            g.members.append(n)
+            for reason in self.pins.get(n, []):
+                if reason not in g.pins:
+                    g.pins.append(reason)
+        for n, role in self.roles.items():
+            if n in group_of:
+                (groups[group_of[n]].sources if role == "source" else groups[group_of[n]].internal).append(n)
+        graph = ChannelGraph(self.gm, groups, group_of, self.mult, {}, {}, self.selections)
+        graph.reshapes = self.reshapes
+        for n in self.roles:
+            if n in group_of:
+                graph.out_group[n] = group_of[n]
+        for consumer, member, kind in self.edges:
+            if member not in group_of or consumer not in group_of:
+                continue
+            g = groups[group_of[member]]
+            if kind == "select":
+                g.sinks.append(SelectEdge(consumer, member, *self.selections[consumer]))
+            else:
+                g.sinks.append(_mix_edge(consumer, member, self.mods[consumer.target], g.size, self.mult[member]))
+        _propagate_constants(graph, self.mods, exact=True)
+        graph.const_loose = _propagate_constants(graph, self.mods, exact=False)[0]
+        return graph
+
+
+def _mix_edge(consumer: fx.Node, member: fx.Node, m: nn.Module, channels: int, mult: int) -> MixEdge:
+    w = m.weight.detach()
+    if isinstance(m, nn.Linear):
+        wv = w.view(w.shape[0], channels, mult)
+        return MixEdge(consumer, member, wv.ne(0).any(-1), wv.clone(), True)
+    taps = w.flatten(2)
+    return MixEdge(consumer, member, taps.ne(0).any(-1), taps.sum(-1, keepdim=True), not zero_padded(m))
+
+
+@torch.no_grad()
+def _propagate_constants(graph: ChannelGraph, mods: dict[str, nn.Module], exact: bool) -> tuple[dict, dict]:
+    """Forward pass over per-channel constants in graph order (see the module docstring).
+
+    exact=True fills graph.const/value; exact=False pretends zero padding keeps constants constant.
+    """
+    const, value = (graph.const, graph.value) if exact else ({}, {})
+    for node in graph.gm.graph.nodes:
+        if node not in graph.group_of:
+            continue
+        c = graph.groups[graph.group_of[node]].size
+        mult = graph.mult[node]
+        args = [a for a in node.all_input_nodes if a in graph.group_of]
+        k, v = torch.zeros(c, dtype=torch.bool), torch.zeros(c, mult)
+        if not args:
+            pass
+        elif node.op == "call_module":
+            m = mods[node.target]
+            k, v = _module_constant(m, node, args[0], graph, const, value, c, mult, exact)
+        else:
+            k, v = _function_constant(node, args, graph, const, value, c, mult, exact)
+        const[node], value[node] = k, torch.where(k.unsqueeze(1), v, torch.zeros_like(v))
+    return const, value
+
+
+def _module_constant(m, node, x, graph, const, value, c, mult, exact):
+    kin, vin = const.get(x), value.get(x)
+    zeros = torch.zeros(c, dtype=torch.bool), torch.zeros(c, mult)
+    if kin is None:
+        return zeros
+    if isinstance(m, nn.Conv2d) and (m.groups == 1 or node in graph.groups[graph.group_of[node]].internal):
+        nz, wsum = dense_kernel_view(m)
+        vin1 = vin[:, 0]
+        ok_in = kin & ((vin1 == 0) | (not (exact and zero_padded(m))))
+        k = ~(nz & ~ok_in.unsqueeze(0)).any(1)
+        v = (wsum * vin1.unsqueeze(0)).sum(1) + (m.bias.detach() if m.bias is not None else 0)
+        return k, v.unsqueeze(1)
+    if isinstance(m, nn.Linear):
+        w = m.weight.detach()
+        feats_const = kin.repeat_interleave(graph.mult[x])
+        k = ~(w.ne(0) & ~feats_const.unsqueeze(0)).any(1)
+        v = w @ vin.flatten() + (m.bias.detach() if m.bias is not None else 0)
+        return k, v.unsqueeze(1)
+    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        scale = torch.rsqrt(m.running_var + m.eps)
+        shift = -m.running_mean * scale
+        if m.affine:
+            scale, shift = scale * m.weight.detach(), shift * m.weight.detach() + m.bias.detach()
+        scale, shift = scale.view(c, -1), shift.view(c, -1)
+        k = kin | scale.eq(0).all(1)
+        return k, vin * scale + shift
+    if node in graph.selections:
+        index, scale = graph.selections[node]
+        return kin[index] | scale.eq(0), vin[index] * scale.view(c, 1)
+    if isinstance(m, nn.PReLU):
+        return kin, m(vin.clone().view(1, c * mult)).view(c, mult)
+    if isinstance(m, _ELEMENTWISE_MODULES):
+        return kin, m(vin.clone())
+    if isinstance(m, nn.AvgPool2d):
+        pads = m.padding if isinstance(m.padding, tuple) else (m.padding,)
+        if exact and (any(p > 0 for p in pads) or m.ceil_mode or m.divisor_override):
+            return kin & vin.eq(0).all(1), vin
+        return kin, vin
+    if isinstance(m, (*_IDENTITY_MODULES, *_POOL_MODULES, nn.Flatten)):
+        return kin, vin.reshape(c, -1).expand(c, mult) if vin.shape[1] != mult else vin
+    return zeros
+
+
+def _function_constant(node, args, graph, const, value, c, mult, exact):
+    zeros = torch.zeros(c, dtype=torch.bool), torch.zeros(c, mult)
+    if any(a not in const for a in args):
+        return zeros
+    t = node.target
+    x = args[0]
+    kin, vin = const[x], value[x]
+    if t in _BINARY or t in _BINARY_METHODS:
+        fn = _BINARY.get(t) or _BINARY_METHODS[t]
+        vals = [value[a] if isinstance(a, fx.Node) else a for a in node.args[:2]]
+        k = torch.ones(c, dtype=torch.bool)
+        for a in args:
+            k &= const[a]
+        if fn is torch.mul and len(args) == 2:  # 0 · anything = 0
+            for a in args:
+                k |= const[a] & value[a].eq(0).all(1)
+        return k, fn(*vals)
+    if t in _ELEMENTWISE_FUNCTIONS or (node.op == "call_method" and t in _ELEMENTWISE_METHODS):
+        fn = getattr(torch.Tensor, t) if node.op == "call_method" else t
+        rest = [a for a in node.args[1:]]
+        kwargs = {k: v for k, v in node.kwargs.items() if k != "inplace"}
+        return kin, fn(vin.clone(), *rest, **kwargs)
+    if t is F.avg_pool2d:
+        pad = node.args[3] if len(node.args) > 3 else node.kwargs.get("padding", 0)
+        pads = pad if isinstance(pad, (tuple, list)) else (pad,)
+        if exact and (any(p > 0 for p in pads) or node.kwargs.get("ceil_mode") or len(node.args) > 4):
+            return kin & vin.eq(0).all(1), vin
+        return kin, vin
+    # pools, dropout, flatten, reshape, spatial mean/max: a constant stays that constant
+    return kin, vin.reshape(c, -1).expand(c, mult) if vin.shape[1] != mult else vin
+
+
+def build(gm: fx.GraphModule) -> ChannelGraph:
+    """Channel groups, sinks and constants of a traced, shape-propagated GraphModule (see `trace`)."""
+    b = _Builder(gm)
+    b.build()
+    return b.finish()
+
+
+class ChannelSelect(nn.Module):
+    """y = x[:, index] · scale: what a channel selection becomes after compaction (ONNX: Gather, then Mul if needed)."""
+
+    def __init__(self, index: torch.Tensor, scale: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.register_buffer("index", index.long().clone())
+        self.register_buffer("scale", None if scale is None or bool(scale.eq(1).all()) else scale.float().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.index_select(1, self.index)
+        if self.scale is not None:
+            y = y * self.scale.view(1, -1, 1, 1)
+        return y
+
+
+def expand(index: torch.Tensor, mult: int) -> torch.Tensor:
+    """Channel indices → feature indices when each channel spans `mult` consecutive features."""
+    if mult == 1:
+        return index
+    return (index.unsqueeze(1) * mult + torch.arange(mult)).flatten()
+
+
+def _take(p: torch.Tensor | None, index: torch.Tensor, dim: int) -> nn.Parameter | None:
+    if p is None:
+        return None
+    return nn.Parameter(p.data.index_select(dim, index).clone(), requires_grad=p.requires_grad)
+
+
+def take_out(m: nn.Module, index: torch.Tensor) -> None:
+    """Keep output filters/rows `index` (in that order) of a conv or linear."""
+    m.weight = _take(m.weight, index, 0)
+    m.bias = _take(m.bias, index, 0)
+    if isinstance(m, nn.Conv2d):
+        m.out_channels = int(index.numel())
+    else:
+        m.out_features = int(index.numel())
+
+
+def take_in(m: nn.Module, index: torch.Tensor) -> None:
+    """Keep input channels/features `index` (in that order) of a dense conv or linear."""
+    m.weight = _take(m.weight, index, 1)
+    if isinstance(m, nn.Conv2d):
+        m.in_channels = int(index.numel())
+    else:
+        m.in_features = int(index.numel())
+
+
+def take_channelwise(m: nn.Module, index: torch.Tensor) -> None:
+    """Keep channels `index` of a per-channel layer: BatchNorm, depthwise conv, PReLU."""
+    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        if m.affine:
+            m.weight, m.bias = _take(m.weight, index, 0), _take(m.bias, index, 0)
+        m.running_mean = m.running_mean.index_select(0, index).clone()
+        m.running_var = m.running_var.index_select(0, index).clone()
+        m.num_features = int(index.numel())
+    elif isinstance(m, nn.Conv2d):
+        take_out(m, index)
+        m.in_channels = m.groups = int(index.numel())
+    elif isinstance(m, nn.PReLU):
+        m.weight = _take(m.weight, index, 0)
+        m.num_parameters = int(index.numel())
+
+
+def _bypass(gm: fx.GraphModule, node: fx.Node) -> None:
+    x = next(a for a in node.all_input_nodes)
+    node.replace_all_uses_with(x)
+    gm.graph.erase_node(node)
+    if node.op == "call_module":
+        gm.delete_submodule(node.target)
+
+
+@torch.no_grad()
+def reindex(graph: ChannelGraph, index: dict[int, torch.Tensor]) -> None:
+    """Keep channels `index[gid]` of each listed group, in that order, in every member at once.
+
+    A subset removes channels, a permutation reorders them; either way the function the model computes is
+    unchanged for the channels kept (the caller has made sure removed channels are unused or folded).
+    Selections are rewritten as ChannelSelect, or dropped when they became the identity.
+    """
+    for gid, idx in index.items():
+        g = graph.groups[gid]
+        for n in g.sources:
+            if n not in graph.selections:
+                take_out(graph.module(n), idx)
+        for n in g.internal:
+            if n not in graph.selections:
+                take_channelwise(graph.module(n), expand(idx, graph.mult[n]))
+        for e in g.sinks:
+            if isinstance(e, MixEdge):
+                take_in(graph.module(e.consumer), expand(idx, graph.mult[e.member]))
+    for n, (sel, scale) in graph.selections.items():
+        x = next(a for a in n.all_input_nodes if a in graph.group_of)
+        g_in, g_out = graph.groups[graph.group_of[x]], graph.groups[graph.group_of[n]]
+        idx_in = index.get(g_in.gid, torch.arange(g_in.size))
+        pos = torch.full((g_in.size,), -1, dtype=torch.long)
+        pos[idx_in] = torch.arange(idx_in.numel())
+        own = index.get(g_out.gid, torch.arange(g_out.size))
+        new, new_scale = pos[sel[own]], scale[own]
+        if bool((new[new_scale != 0] < 0).any()):
+            raise RuntimeError(f"{n.name}: selection reads a removed channel")
+        new = new.clamp_min(0)  # a zero-scaled position may point anywhere
+        identity = torch.equal(new, torch.arange(idx_in.numel())) and bool(new_scale.eq(1).all())
+        if identity:
+            _bypass(graph.gm, n)
+        else:
+            graph.gm.add_submodule(n.target, ChannelSelect(new, new_scale))
+    for n in graph.reshapes:  # `x.view(-1, 512)` spells the channel count: make it a flatten (or nothing)
+        x = n.args[0]
+        if len(_shape(n)) == len(_shape(x)):
+            n.replace_all_uses_with(x)
+        else:
+            with graph.gm.graph.inserting_after(n):
+                flat = graph.gm.graph.call_function(torch.flatten, (x, 1))
+            n.replace_all_uses_with(flat)
+        graph.gm.graph.erase_node(n)
+    graph.reshapes = []
+    graph.gm.graph.lint()
+    graph.gm.recompile()

@@ -1,0 +1,41 @@
+"""The comparison of two runs as markdown and HTML, from the findings table of bench.regression."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from reports.pages import markdown_table, render_page
+
+COLUMNS = ["case_id", "device", "batch_size", "metric", "baseline", "current", "change", "floor", "p_value", "test",
+           "verdict"]  # fmt: skip
+
+
+def _summary(table: pd.DataFrame, baseline: str, current: str) -> list[str]:
+    flagged = table[table["verdict"].isin(["regression", "failed"])]
+    head = (
+        f"REGRESSION: {len(flagged)} finding(s) flagged"
+        if len(flagged)
+        else "No significant regression above the floors"
+    )
+    counts = ", ".join(f"{v}: {n}" for v, n in table["verdict"].value_counts().sort_index().items())
+    return [head, f"baseline {baseline} → current {current}", f"verdicts: {counts or 'nothing compared'}"]
+
+
+def _view(table: pd.DataFrame) -> pd.DataFrame:
+    return table.reindex(columns=[c for c in COLUMNS if c in table])
+
+
+def comparison_markdown(table: pd.DataFrame, baseline: str, current: str) -> str:
+    lines = _summary(table, baseline, current)
+    flagged = table["verdict"].isin(["regression", "failed"])
+    out = [f"# ticketbench compare\n\n**{lines[0]}**\n", *(f"{x}\n" for x in lines[1:])]
+    if flagged.any():
+        out += ["\n## Flagged\n\n", markdown_table(_view(table[flagged]))]
+    out += ["\n## All findings\n\n", markdown_table(_view(table))]
+    return "".join(out)
+
+
+def comparison_html(table: pd.DataFrame, baseline: str, current: str) -> str:
+    view = _view(table)
+    bad = table["verdict"].isin(["regression", "failed"])
+    return render_page("ticketbench compare", _summary(table, baseline, current), [("Findings", view, bad)])

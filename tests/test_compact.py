@@ -1,0 +1,451 @@
+"""Channel compaction through real dependencies: exact (same outputs) and complete (dead channels gone).
+
+Small architectures written here cover each dependency kind (residual add with downsample, pre-activation
+block with channel selection, depthwise-separable block, flatten into linear with spatial > 1, grouped conv),
+so these tests do not depend on the zoo; tests/test_compact_zoo.py runs the same checks over the zoo.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.compact import CompactionConfig, compact
+
+NO_DECOMPOSE = CompactionConfig(decompose=False)
+
+
+class ChannelSelection(nn.Module):
+    """Network slimming's channel selection: keeps channels whose `indexes` entry is non-zero (numpy forward)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.indexes = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x):
+        idx = np.squeeze(np.argwhere(self.indexes.data.cpu().numpy()))
+        if idx.size == 1:
+            idx = np.resize(idx, (1,))
+        return x[:, idx, :, :]
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.shortcut(x)
+        return F.relu(out)
+
+
+class TinyResNet(nn.Module):
+    def __init__(self, w: int = 8, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, w, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(w)
+        self.layer1 = nn.Sequential(BasicBlock(w, w), BasicBlock(w, w))
+        self.layer2 = nn.Sequential(BasicBlock(w, 2 * w, 2), BasicBlock(2 * w, 2 * w))
+        self.linear = nn.Linear(2 * w, num_classes)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer2(self.layer1(out))
+        out = F.avg_pool2d(out, out.shape[-1])
+        return self.linear(out.view(out.size(0), -1))
+
+
+class PreActBottleneck(nn.Module):
+    """Pre-activation bottleneck as in network slimming's PreResNet: bn1 → select → relu → conv1 …"""
+
+    def __init__(self, cin: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.select = ChannelSelection(cin)
+        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or cin != planes * 4:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, planes * 4, 1, stride, bias=False))
+
+    def forward(self, x):
+        residual = x
+        out = self.relu(self.select(self.bn1(x)))
+        out = self.conv1(out)
+        out = self.conv2(self.relu(self.bn2(out)))
+        out = self.conv3(self.relu(self.bn3(out)))
+        if self.downsample is not None:
+            residual = self.downsample(x)
+        out += residual
+        return out
+
+
+class TinyPreResNet(nn.Module):
+    def __init__(self, w: int = 4, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4 * w, 3, padding=1, bias=False)
+        self.layer1 = nn.Sequential(PreActBottleneck(4 * w, w), PreActBottleneck(4 * w, w))
+        self.layer2 = nn.Sequential(PreActBottleneck(4 * w, 2 * w, 2), PreActBottleneck(8 * w, 2 * w))
+        self.bn = nn.BatchNorm2d(8 * w)
+        self.select = ChannelSelection(8 * w)
+        self.relu = nn.ReLU(inplace=True)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8 * w, num_classes)
+
+    def forward(self, x):
+        x = self.layer2(self.layer1(self.conv1(x)))
+        x = self.avgpool(self.relu(self.select(self.bn(x))))
+        return self.fc(torch.flatten(x, 1))
+
+
+def _dw_block(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
+        nn.BatchNorm2d(cin),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cout, 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class TinyMobileNet(nn.Module):
+    def __init__(self, w: int = 8, num_classes: int = 10) -> None:
+        super().__init__()
+        self.model = nn.Sequential(
+            nn.Conv2d(3, w, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(w),
+            nn.ReLU(inplace=True),
+            _dw_block(w, 2 * w, 1),
+            _dw_block(2 * w, 2 * w, 2),
+            _dw_block(2 * w, 4 * w, 2),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        self.fc = nn.Linear(4 * w, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.model(x).view(-1, self.fc.in_features))
+
+
+class TinyVGG(nn.Module):
+    """conv stack → flatten of a 2x2 map (4 features per channel) → Linear → BN1d → ReLU → Linear."""
+
+    def __init__(self, w: int = 8, num_classes: int = 10) -> None:
+        super().__init__()
+        layers, cin = [], 3
+        for v in (w, "M", 2 * w, "M", 2 * w, "M"):
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(cin, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+                cin = v
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.Linear(cin * 4, 4 * w), nn.BatchNorm1d(4 * w), nn.ReLU(inplace=True), nn.Linear(4 * w, num_classes)
+        )
+
+    def forward(self, x):
+        x = self.features(x)
+        return self.classifier(x.view(x.size(0), -1))
+
+
+class GroupedNet(nn.Module):
+    """A grouped (not depthwise) conv: channels around it must stay, the rest of the net still compacts."""
+
+    def __init__(self, w: int = 8) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, w, 3, padding=1)
+        self.c2 = nn.Conv2d(w, w, 3, padding=1, groups=2)
+        self.c3 = nn.Conv2d(w, w, 1)
+        self.fc = nn.Linear(w, 10)
+
+    def forward(self, x):
+        x = self.c3(F.relu(self.c2(F.relu(self.c1(x)))))
+        return self.fc(F.relu(x).mean((2, 3)))
+
+
+ARCHS = {
+    "resnet": TinyResNet,
+    "preresnet": TinyPreResNet,
+    "mobilenet": TinyMobileNet,
+    "vgg": TinyVGG,
+    "grouped": GroupedNet,
+}
+INPUT = (3, 16, 16)
+
+
+@torch.no_grad()
+def randomize(
+    model: nn.Module,
+    seed: int,
+    density: float = 0.5,
+    empty: int = 0,
+    filters: float = 0.3,
+    columns: float = 0.2,
+    zero_gamma: float = 0.15,
+) -> nn.Module:
+    """Trained-looking BN statistics with a `zero_gamma` fraction of γ = 0; random unstructured (`density`
+    kept), filter and input-column masks (`filters`, `columns` removed); `empty` whole convs zeroed."""
+    g = torch.Generator().manual_seed(seed)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.copy_(torch.randn(m.num_features, generator=g))
+            m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.5)
+            m.weight[torch.rand(m.num_features, generator=g) < zero_gamma] = 0  # slimming-style zero γ
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            w = m.weight
+            mask = (torch.rand(w.shape, generator=g) < density).float()
+            mask *= (torch.rand(w.shape[0], generator=g) >= filters).float().view(-1, *[1] * (w.dim() - 1))
+            if w.dim() == 4 and w.shape[1] > 1:
+                mask *= (torch.rand(w.shape[1], generator=g) >= columns).float().view(1, -1, 1, 1)
+            w.mul_(mask)
+            if m.bias is not None:
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    for i in torch.randperm(len(convs), generator=g)[:empty].tolist():
+        convs[i].weight.zero_()
+    return model.eval()
+
+
+def check_exact(model: nn.Module, config: CompactionConfig = NO_DECOMPOSE, shape=INPUT, atol: float = 1e-4):
+    compacted, report = compact(model, torch.zeros(1, *shape), config)
+    x = torch.randn(4, *shape, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        ref, out = model(x), compacted(x)
+    assert out.shape == ref.shape
+    assert torch.allclose(out, ref, atol=atol, rtol=1e-4), float((out - ref).abs().max())
+    for m in compacted.modules():  # never a layer with zero channels
+        if isinstance(m, nn.Conv2d):
+            assert m.in_channels > 0 and m.out_channels > 0
+        if isinstance(m, nn.Linear):
+            assert m.in_features > 0 and m.out_features > 0
+    return compacted, report
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize("seed,empty", [(0, 0), (1, 1), (2, 3)])
+def test_compaction_is_exact_and_removes_channels(arch, seed, empty):
+    torch.manual_seed(seed)
+    model = randomize(ARCHS[arch](), seed, empty=empty)
+    compacted, report = check_exact(model)
+    assert report.channels_removed > 0
+    assert n_params(compacted) < n_params(model)
+
+
+def test_dense_model_is_unchanged():
+    torch.manual_seed(0)
+    model = TinyResNet().eval()
+    compacted, report = check_exact(model)
+    assert report.channels_removed == 0
+    assert n_params(compacted) == n_params(model)
+
+
+def test_input_model_is_untouched():
+    model = randomize(TinyVGG(), 3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    compact(model, torch.zeros(1, *INPUT))
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def _chain(consumer: nn.Module) -> nn.Sequential:
+    """conv(2→3) → BN → ReLU → consumer; filter 1 of the conv is zero, BN shift of channel 1 is β."""
+    conv = nn.Conv2d(2, 3, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight[1] = 0
+    bn = nn.BatchNorm2d(3).eval()
+    return nn.Sequential(conv, bn, nn.ReLU(), consumer).eval()
+
+
+@torch.no_grad()
+def test_constant_channel_folds_into_unpadded_consumer_bias():
+    consumer = nn.Conv2d(3, 2, 1)
+    model = _chain(consumer)
+    model[1].bias.copy_(torch.tensor([0.0, 3.0, 0.0]))  # zero filter → BN gives 3 → ReLU 3
+    compacted, report = check_exact(model, shape=(2, 6, 6))
+    new = compacted.get_submodule("3")
+    assert new.in_channels == 2 and compacted.get_submodule("0").out_channels == 2
+    # hand computation: bias'[o] = bias[o] + 3 · W[o, 1, 0, 0]
+    assert torch.allclose(new.bias, consumer.bias + 3.0 * consumer.weight[:, 1, 0, 0])
+    assert report.groups[1].folded == 1 and report.kept_nonexact == 0
+
+
+@torch.no_grad()
+def test_constant_meeting_zero_padding_is_kept_and_reported():
+    model = _chain(nn.Conv2d(3, 2, 3, padding=1))
+    model[1].bias.copy_(torch.tensor([0.0, 3.0, 0.0]))
+    compacted, report = check_exact(model, shape=(2, 6, 6))
+    assert compacted.get_submodule("3").in_channels == 3
+    assert report.kept_nonexact == 1
+    assert "zero padding" in report.layers[0].note
+
+
+@torch.no_grad()
+def test_zero_constant_is_removed_even_before_padding():
+    model = _chain(nn.Conv2d(3, 2, 3, padding=1))
+    model[1].bias.copy_(torch.tensor([0.0, -3.0, 0.0]))  # ReLU(−3) = 0: exactly zero, borders included
+    compacted, report = check_exact(model, shape=(2, 6, 6))
+    assert compacted.get_submodule("3").in_channels == 2 and report.kept_nonexact == 0
+
+
+@torch.no_grad()
+def test_zero_gamma_makes_channel_constant_whatever_the_filter():
+    model = _chain(nn.Conv2d(3, 2, 3, padding=1))
+    model[0].weight.normal_()
+    model[1].weight.copy_(torch.tensor([1.0, 1.0, 0.0]))  # γ₂ = 0, β₂ = 0: output 0 for any input
+    compacted, _ = check_exact(model, shape=(2, 6, 6))
+    assert compacted.get_submodule("0").out_channels == 2
+
+
+@torch.no_grad()
+def test_residual_channel_removed_only_when_dead_in_every_member():
+    model = TinyResNet(w=4).eval()
+    writers = [model.conv1, model.layer1[0].conv2, model.layer1[1].conv2]
+    readers = [model.layer1[0].conv1, model.layer1[1].conv1, model.layer2[0].conv1, model.layer2[0].shortcut[0]]
+    for conv in readers[:-1]:
+        conv.weight[:, 2] = 0  # channel 2 of the stage-1 stream is unread by all but the downsample conv
+    _, report = check_exact(model)
+    assert report.groups[1].channels_after == 4
+    for conv in writers[:2]:
+        conv.weight[2] = 0  # zero in two of three writers: still a live, read channel
+    _, report = check_exact(model)
+    assert report.groups[1].channels_after == 4
+    readers[-1].weight[:, 2] = 0  # now unread everywhere: gone from every member of the group
+    compacted, report = check_exact(model)
+    assert report.groups[1].channels_after == 3
+    assert (
+        compacted.get_submodule("layer1.0.conv1").in_channels == 3
+        and compacted.get_submodule("layer2.0.shortcut.0").in_channels == 3
+    )
+    assert compacted.bn1.num_features == 3 and compacted.get_submodule("layer1.1.conv2").out_channels == 3
+
+
+@torch.no_grad()
+def test_residual_constant_channel_written_by_every_member_folds_into_downsample():
+    model = TinyResNet(w=4).eval()
+    for conv in (model.conv1, model.layer1[0].conv2, model.layer1[1].conv2):
+        conv.weight[2] = 0  # every writer of stream channel 2 is zero…
+    model.bn1.bias[2] = 1.5  # …but the stem's BN shifts it: the stream carries a constant 1.5 (after ReLUs)
+    for conv in (model.layer1[0].conv1, model.layer1[1].conv1, model.layer2[0].conv1):
+        conv.weight[:, 2] = 0  # padded readers ignore it; only the unpadded 1x1 downsample reads it
+    compacted, report = check_exact(model)
+    assert report.groups[1].channels_after == 3 and report.groups[1].folded == 1
+    assert compacted.get_submodule("layer2.0.shortcut.0").bias is not None
+
+
+@torch.no_grad()
+def test_depthwise_channel_goes_with_its_producer():
+    model = TinyMobileNet(w=4).eval()
+    dw, pw = model.model[3][0], model.model[3][3]
+    pw.weight[:, 1] = 0  # nobody reads depthwise channel 1 → depthwise channel 1, BN and stem filter 1 go
+    compacted, _ = check_exact(model)
+    assert compacted.get_submodule("model.3.0").groups == 3 and compacted.get_submodule("model.3.0").out_channels == 3
+    assert (
+        compacted.get_submodule("model.0").out_channels == 3 and compacted.get_submodule("model.3.3").in_channels == 3
+    )
+    assert dw.groups == 4  # original untouched
+
+
+@torch.no_grad()
+def test_selection_indices_are_remapped():
+    model = TinyPreResNet(w=2).eval()
+    block = model.layer1[1]
+    block.select.indexes.copy_(torch.tensor([1.0, 0, 1, 1, 0, 1, 1, 1]))  # selects 6 of 8 stream channels
+    block.conv1 = nn.Conv2d(6, 2, 1, bias=False)  # as a slimmed network has it
+    block.conv1.weight[:, 0] = 0  # selected position 0 (stream channel 0) unread → dropped from the selection
+    compacted, _ = check_exact(model)
+    assert compacted.get_submodule("layer1.1.conv1").in_channels == 5
+    assert compacted.get_submodule("layer1.1.select").index.tolist() == [2, 3, 5, 6, 7]
+
+
+class MaskSelection(nn.Module):
+    """Channel selection as a 0/1 multiplier (traceable form used by the zoo)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.register_buffer("indexes", torch.ones(channels))
+
+    def forward(self, x):
+        return x * self.indexes.view(1, -1, 1, 1)
+
+
+@torch.no_grad()
+def test_multiplier_selection_becomes_a_gather_of_kept_channels():
+    model = TinyPreResNet(w=2).eval()
+    block = model.layer1[1]
+    block.select = MaskSelection(8)
+    block.select.indexes.copy_(torch.tensor([1.0, 0, 1, 1, 0, 1, 1, 1]))
+    compacted, report = check_exact(model)
+    new = compacted.get_submodule("layer1.1")
+    assert new.bn1.num_features == 8  # the residual stream keeps all its channels…
+    assert new.select.index.tolist() == [0, 2, 3, 5, 6, 7] and new.select.scale is None  # …conv1 reads six
+    assert new.conv1.in_channels == 6
+
+
+@torch.no_grad()
+def test_flatten_with_spatial_blocks_into_linear():
+    model = TinyVGG(w=4).eval()
+    last = model.features[8]  # third conv, 8 channels → 2x2 map → 32 features
+    last.weight[5] = 0
+    last.bias[5] = 0
+    model.features[9].bias[5] = -10.0  # ReLU kills it: channel 5 is exactly 0
+    compacted, _ = check_exact(model)
+    assert compacted.get_submodule("classifier.0").in_features == 7 * 4
+
+
+@torch.no_grad()
+def test_emptied_layer_keeps_one_channel():
+    model = TinyVGG(w=4).eval()
+    model.features[4].weight.zero_()  # second conv: all filters zero, and nothing downstream may be empty
+    model.features[4].bias.zero_()
+    compacted, report = check_exact(model)
+    assert (
+        compacted.get_submodule("features.4").out_channels == 1
+        and compacted.get_submodule("features.8").in_channels == 1
+    )
+    assert compacted.get_submodule("features.0").out_channels == 1  # its input is unread: first conv also down to one
+    assert any(g.kept_nonempty == 1 for g in report.groups)
+
+
+@torch.no_grad()
+def test_grouped_conv_is_pinned_with_reason():
+    model = GroupedNet().eval()
+    model.c2.weight[:, 0] = 0
+    model.c3.weight[:, 3] = 0
+    compacted, report = check_exact(model)
+    assert compacted.c1.out_channels == 8 and compacted.c3.in_channels == 8
+    assert any("grouped conv" in p for g in report.groups for p in g.pins)
+
+
+def test_untraceable_model_is_returned_as_is():
+    class Dynamic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.c(x) if x.sum() > 0 else -self.c(x)
+
+    compacted, report = compact(Dynamic(), torch.zeros(1, *INPUT))
+    assert isinstance(compacted, Dynamic) and "not traceable" in report.skipped[0]

@@ -1,0 +1,129 @@
+"""The Jetson adapter in local trtexec mode against a fake board (sysfs tree + fake trtexec on PATH)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures.jetson.boards import TX2_VDD_IN_MW, install_bin, make_board, path_with
+
+from devices.base import DeviceUnavailable, get_device
+from devices.jetson import JetsonDevice
+from devices.measure import LatencyConfig, energy_window, measure_latency, run_eval_epoch
+from devices.power import PowerSampler
+from models.export import to_onnx_bytes
+from models.zoo import create_model
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory) -> Path:
+    import torch
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("onnx") / "small.onnx"
+    path.write_bytes(to_onnx_bytes(create_model("small_cnn", num_classes=10, in_channels=1, width=8), (1, 8, 8)))
+    return path
+
+
+def cpu_logits(onnx_path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"input": x})[0]
+
+
+@pytest.fixture
+def board(tmp_path, monkeypatch):
+    root = make_board(tmp_path / "board", "tx2")
+    bindir = install_bin(tmp_path / "bin")
+    monkeypatch.setenv("PATH", path_with(bindir))
+    return root, tmp_path / "work"
+
+
+def test_local_board_identity_and_power(board):
+    root, work = board
+    dev = JetsonDevice(root=str(root), workdir=str(work))
+    ident = dev.identity()
+    assert ident["device_name"] == "NVIDIA Jetson TX2"
+    assert ident["backend"] == "tensorrt-trtexec"  # no tensorrt module here: trtexec
+    assert ident["tensorrt"] == "10.3.0" and ident["l4t"] == "32.7.1"
+    assert ident["nvpmodel"]["name"] == "MAXN" and ident["jetson_clocks"]["state"] == "off"
+    assert ident["power_source"] == "ina3221-sysfs"
+    reader, why = dev.power_reader()
+    assert reader.source == "ina3221-sysfs" and why == ""
+    assert dev.snapshot()["clocks_mhz"]["gpu"] == pytest.approx(1300.5)
+    dev.close()
+
+
+def test_latency_and_eval_with_trtexec(board, onnx_model):
+    root, work = board
+    dev = JetsonDevice(root=str(root), workdir=str(work))
+    reader, _ = dev.power_reader()
+    sampler = PowerSampler(reader).start()
+    session = dev.load(onnx_model, "fp32")
+    cfg = LatencyConfig(warmup_seconds=0.01, min_iterations=20, min_seconds=0.1)
+    lat = measure_latency(session, np.zeros((4, 1, 8, 8), np.float32), cfg)
+    assert len(lat.samples_ms) >= 20 and lat.batch_size == 4
+    assert lat.extra["trtexec"]["version"] == "10.3.0"
+    assert lat.extra["trtexec"]["latency_ms"]["min"] == pytest.approx(lat.samples_ms.min(), abs=1e-3)
+    assert lat.throttled is False  # fake clocks did not move, temperatures below the passive trips
+    win = energy_window(sampler, "latency", lat.t0, lat.t1)
+    assert win.covered and win.samples >= 1
+    assert win.power_w_mean == pytest.approx(TX2_VDD_IN_MW / 1e3)  # constant VDD_IN ⇒ exact
+    assert win.energy_j == pytest.approx(TX2_VDD_IN_MW / 1e3 * (lat.t1 - lat.t0))
+
+    rng = np.random.default_rng(1)
+    x1, x2 = rng.standard_normal((5, 1, 8, 8), dtype=np.float32), rng.standard_normal((3, 1, 8, 8), dtype=np.float32)
+    y1, y2 = cpu_logits(onnx_model, x1).argmax(1), cpu_logits(onnx_model, x2).argmax(1)
+    y2[0] = (y2[0] + 1) % 10  # one wrong label out of 8
+    ev = run_eval_epoch(session, [(x1, y1), (x2, y2)])
+    assert ev.n == 8 and ev.accuracy_top1 == pytest.approx(100 * 7 / 8)  # outputs are the real ones
+    assert len(ev.segments) == 2 and all(b > a for a, b in ev.segments)
+    e = energy_window(sampler, "eval", ev.t0, ev.t1, ev.segments)
+    assert e.duration_s == pytest.approx(sum(b - a for a, b in ev.segments))
+    np.testing.assert_allclose(session.run(x2), cpu_logits(onnx_model, x2), atol=1e-4)
+    engines = sorted(p.name for p in work.rglob("*.engine"))
+    assert engines == ["fp32-b1-256-256-trt10.3.0.engine", "fp32-b4-4-4-trt10.3.0.engine"]  # built once each
+    sampler.stop()
+    dev.close()
+
+
+def test_trt82_trace_with_warmups(tmp_path, monkeypatch, onnx_model):
+    root = make_board(tmp_path / "board", "tx2")
+    monkeypatch.setenv("PATH", path_with(install_bin(tmp_path / "bin", trt_version="8201")))
+    dev = JetsonDevice(root=str(root), workdir=str(tmp_path / "work"))
+    session = dev.load(onnx_model, "fp16")
+    lat = measure_latency(session, np.zeros((1, 1, 8, 8), np.float32), LatencyConfig(0, 0.05, 10, 0.1))
+    s = lat.extra["trtexec"]
+    assert s["version"] == "8.2.1" and "end_to_end_ms" in s
+    assert s["timed_queries"] == len(lat.samples_ms)  # warm-up queries were dropped from the 8.2 trace
+    assert s["latency_ms"]["max"] == pytest.approx(lat.samples_ms.max(), abs=1e-3)
+    with pytest.raises(ValueError, match="int8"):
+        dev.load(onnx_model, "int8")
+    dev.close()
+
+
+def test_board_without_total_rail_reports_why(tmp_path, monkeypatch):
+    root = make_board(tmp_path / "board", "xavier_agx")
+    monkeypatch.setenv("PATH", path_with(install_bin(tmp_path / "bin")))
+    dev = JetsonDevice(root=str(root), workdir=str(tmp_path / "w"))
+    reader, why = dev.power_reader()
+    assert reader is None
+    assert "no total-board rail" in why and "tegrastats" in why
+    dev.close()
+
+
+def test_not_a_jetson(tmp_path, monkeypatch):
+    monkeypatch.setenv("TICKETBENCH_JETSON_ROOT", str(tmp_path))
+    with pytest.raises(DeviceUnavailable, match="not a Jetson"):
+        get_device("jetson")
+
+
+def test_no_trtexec_on_board(tmp_path, monkeypatch):
+    root = make_board(tmp_path / "board", "tx2")
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    monkeypatch.setattr("devices.jetson_board.TRTEXEC_FALLBACK", str(tmp_path / "none"))
+    with pytest.raises(RuntimeError, match="trtexec not found"):
+        JetsonDevice(root=str(root), workdir=str(tmp_path / "w"))

@@ -1,0 +1,143 @@
+"""The measurement method: trtexec's stopping rule, statistics, throttle flags, delegation, idle baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from devices.measure import (
+    EvalResult,
+    LatencyConfig,
+    LatencyResult,
+    detect_throttle,
+    energy_window,
+    latency_stats,
+    measure_idle,
+    measure_latency,
+    run_eval_epoch,
+)
+from devices.power import PowerSampler
+
+
+class CountingSession:
+    backend = "fake"
+
+    def __init__(self, snaps=None) -> None:
+        self.runs = self.syncs = 0
+        self.snaps = list(snaps or [])
+
+    def run(self, x):
+        self.runs += 1
+        return np.eye(10, dtype=np.float32)[np.arange(len(x)) % 10]  # predicts class i % 10 for row i
+
+    def sync(self) -> None:
+        self.syncs += 1
+
+
+def test_latency_stats_by_hand():
+    s = latency_stats(np.array([1.0, 2.0, 3.0, 4.0]), batch_size=8)
+    assert s["latency_ms_p50"] == 2.5
+    assert s["latency_ms_p90"] == pytest.approx(3.7)  # linear interpolation between order statistics
+    assert s["latency_ms_p99"] == pytest.approx(3.97)
+    assert s["latency_ms_mean"] == 2.5
+    assert s["latency_ms_std"] == pytest.approx(np.sqrt(5 / 3))  # sample std (ddof=1)
+    assert s["throughput_ips"] == pytest.approx(8 * 4 / 0.010)  # 32 inferences in 10 ms
+
+
+def test_iteration_minimum_and_every_sample_kept():
+    sess = CountingSession()
+    cfg = LatencyConfig(warmup_iterations=3, warmup_seconds=0.0, min_iterations=25, min_seconds=0.0)
+    res = measure_latency(sess, np.zeros((2, 4), np.float32), cfg)
+    assert len(res.samples_ms) == 25 and sess.runs == 28  # 3 warm-up + 25 timed
+    assert sess.syncs >= 25  # each timed iteration waits for the device
+    assert res.batch_size == 2 and res.t1 >= res.t0
+    assert res.throttled is None  # no snapshot: unknown, not "fine"
+
+
+def test_duration_minimum_also_applies():
+    cfg = LatencyConfig(warmup_iterations=0, warmup_seconds=0.0, min_iterations=1, min_seconds=0.05)
+    res = measure_latency(CountingSession(), np.zeros((1, 4), np.float32), cfg)
+    assert len(res.samples_ms) > 1  # one iteration is far shorter than 50 ms: it kept going
+    assert res.t1 - res.t0 >= 0.05
+
+
+def test_session_min_window_lengthens_the_window():
+    sess = CountingSession()
+    sess.min_window_s = 0.05  # e.g. NVML's averaging period
+    cfg = LatencyConfig(warmup_iterations=0, warmup_seconds=0.0, min_iterations=1, min_seconds=0.0)
+    res = measure_latency(sess, np.zeros((1, 4), np.float32), cfg)
+    assert res.t1 - res.t0 >= 0.05
+
+
+def test_clock_change_is_flagged():
+    snaps = iter([{"clocks_mhz": {"gpu": 1300.0}}, {"clocks_mhz": {"gpu": 1100.0}}])
+    sess = CountingSession()
+    sess.snapshot = lambda: next(snaps)
+    cfg = LatencyConfig(warmup_iterations=1, warmup_seconds=0.0, min_iterations=2, min_seconds=0.0)
+    res = measure_latency(sess, np.zeros((1, 4), np.float32), cfg)
+    assert res.throttled is True and "gpu clock 1300→1100 MHz" in res.throttle_note
+
+
+@pytest.mark.parametrize(
+    "before,after,flag,text",
+    [
+        ({}, {}, None, ""),
+        ({"clocks_mhz": {"sm": 1980}}, {"clocks_mhz": {"sm": 1950}}, False, ""),  # 1.5 %: within tolerance
+        ({"throttle_reasons": ["hw_thermal"]}, {}, True, "hw_thermal"),
+        ({"temps_c": {"GPU-therm": 97.5}, "temp_limits_c": {"GPU-therm": 97.0}}, {}, True, "GPU-therm 97.5°C"),
+        ({"temps_c": {"GPU-therm": 60.0}, "temp_limits_c": {"GPU-therm": 97.0}}, {"clocks_mhz": {}}, False, ""),
+    ],
+)
+def test_detect_throttle(before, after, flag, text):
+    got, note = detect_throttle(before, after)
+    assert got is flag
+    assert text in note
+
+
+def test_delegation_to_self_timing_sessions():
+    class SelfTimed:
+        backend = "self"
+
+        def timed_run(self, x, cfg):
+            return LatencyResult(np.array([1.0, 3.0]), len(x), 10.0, 11.0)
+
+        def eval_epoch(self, batches):
+            return EvalResult(50.0, 0.2, 4, 1.0, 2.0, [(1.0, 1.1), (1.9, 2.0)])
+
+    assert measure_latency(SelfTimed(), np.zeros((3, 1))).stats["latency_ms_mean"] == 2.0
+    assert run_eval_epoch(SelfTimed(), []).segments == [(1.0, 1.1), (1.9, 2.0)]
+
+
+def test_eval_epoch_accuracy_from_device_outputs():
+    x = np.zeros((10, 4), np.float32)
+    y = np.array([0, 1, 2, 3, 4, 0, 0, 0, 0, 0])  # the fake predicts 0..9: the first five are right
+    res = run_eval_epoch(CountingSession(), [(x, y)])
+    assert res.accuracy_top1 == pytest.approx(50.0) and res.n == 10 and res.segments is None
+
+
+class Push:
+    source = "fake"
+
+    def attach(self, sink):
+        self.sink = sink
+
+    def detach(self):
+        pass
+
+
+def test_energy_window_segments_and_idle():
+    reader = Push()
+    s = PowerSampler(reader).start()
+    for i in range(21):
+        reader.sink(i * 0.1, 3.0)
+    assert energy_window(None, "x", 0, 1) is None
+    assert energy_window(s, "lat", 0.2, 1.2).energy_j == pytest.approx(3.0)
+    seg = energy_window(s, "eval", 0.0, 2.0, [(0.0, 0.5), (1.5, 2.0)])
+    assert seg.energy_j == pytest.approx(3.0) and seg.duration_s == pytest.approx(1.0)
+
+    def idle_window(seconds):  # a board that samples itself while idle returns its window
+        return 0.0, seconds
+
+    reader.idle_window = idle_window
+    idle = measure_idle(s, 1.5)
+    assert idle.watts == pytest.approx(3.0) and idle.seconds == pytest.approx(1.5)

@@ -1,0 +1,153 @@
+"""Multi-Prize Tickets: top-k masks, α gain, straight-through scores, power-propagation, threshold mode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from models.data import load_dataset
+from models.export import max_abs_error, to_onnx_bytes
+from models.tickets import TicketConfig, find_ticket
+from models.tickets.mpt import PowerProp, attach, bake, threshold_masks, thresholds, topk_masks
+from models.zoo import create_model
+
+
+def test_topk_masks_hand_computed():
+    a, b = torch.tensor([0.1, -0.9, 0.3]), torch.tensor([[0.5], [-0.2]])
+    # global: 5 scores, prune ⌊0.4·5⌋ = 2 smallest |S| (0.1 and 0.2)
+    ga, gb = topk_masks([a, b], 0.4, "global")
+    assert ga.tolist() == [0, 1, 1] and gb.flatten().tolist() == [1, 0]
+    # layer-wise: ⌊0.4·3⌋ = 1 from a, ⌊0.4·2⌋ = 0 from b
+    la, lb = topk_masks([a, b], 0.4, "layer")
+    assert la.tolist() == [0, 1, 1] and lb.flatten().tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_threshold_agrees_with_sort_without_ties(scope):
+    g = torch.Generator().manual_seed(0)
+    scores = [torch.randn(8, 3, 3, 3, generator=g), torch.randn(10, 72, generator=g), torch.randn(5, generator=g)]
+    for s in (0.1, 0.5, 0.9):
+        expect = topk_masks(scores, s, scope)
+        got = threshold_masks(scores, thresholds(scores, s, scope))
+        for e, m in zip(expect, got, strict=True):
+            assert torch.equal(e, m)
+
+
+def _linear_supermask():
+    model = nn.Sequential(nn.Linear(2, 2, bias=False))
+    sm = attach(model, 0.5, scope="layer", mode="sort", power=None)
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0, -2.0], [3.0, -4.0]]))
+        sm.layers[0].scores.copy_(torch.tensor([[5.0, 0.1], [-0.2, -6.0]]))  # keeps |5| and |−6|
+    return model, sm
+
+
+def test_alpha_gain_and_binarized_forward():
+    model, sm = _linear_supermask()
+    y = model(torch.tensor([[1.0, 1.0]]))
+    # M = [[1,0],[0,1]], α = (|1| + |−4|) / 2 = 2.5, w = α·sign(W)·M = [[2.5, 0], [0, −2.5]]
+    assert y.tolist() == [[2.5, -2.5]]
+    masks = bake(model, sm)
+    assert model[0].weight.tolist() == [[2.5, 0.0], [0.0, -2.5]]
+    assert masks["0.weight"].tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    assert "forward" not in vars(model[0]) and model[0].weight.requires_grad
+
+
+def test_straight_through_gradient_to_scores():
+    model, sm = _linear_supermask()
+    x = torch.tensor([[0.5, -3.0]])
+    model(x).sum().backward()
+    # dL/dw[i,j] = x[j]; biprop's STE: dL/ds = dL/dw · sign(W) · |W| · sign(s) = x[j] · W[i,j] · sign(s[i,j]),
+    # for pruned entries too (that is what lets a pruned weight come back).
+    W = torch.tensor([[1.0, -2.0], [3.0, -4.0]])
+    sgn = torch.tensor([[1.0, 1.0], [-1.0, -1.0]])
+    expect = x.expand(2, 2) * W * sgn
+    torch.testing.assert_close(sm.layers[0].scores.grad, expect)
+    assert model[0].weight.grad is None  # the weights stay frozen
+
+
+@pytest.mark.parametrize("alpha", [2.0, 3.0, 4.0])
+def test_power_propagation_gradient_matches_autograd_and_formula(alpha):
+    s = torch.tensor([-1.5, -0.3, 0.2, 0.7, 2.0], dtype=torch.float64, requires_grad=True)
+    g = torch.tensor([0.3, -1.0, 2.0, 0.5, -0.7], dtype=torch.float64)
+    S = PowerProp.apply(s, alpha)
+    torch.testing.assert_close(S, s * s.abs() ** (alpha - 1))
+    (ours,) = torch.autograd.grad(S, s, g)
+    (auto,) = torch.autograd.grad(s * s.abs() ** (alpha - 1), s, g)
+    torch.testing.assert_close(ours, auto)
+    torch.testing.assert_close(ours, g * alpha * s.detach().abs() ** (alpha - 1))
+    z = torch.zeros(1, requires_grad=True)
+    (gz,) = torch.autograd.grad(PowerProp.apply(z, alpha), z, torch.ones(1))
+    assert gz.item() == 0.0  # α > 1: no gradient at s = 0 (the report's plateau property)
+
+
+def test_power_one_is_identity_with_unit_gradient():
+    s = torch.tensor([-2.0, 0.0, 0.5], requires_grad=True)
+    S = PowerProp.apply(s, 1.0)
+    (gs,) = torch.autograd.grad(S, s, torch.tensor([1.0, 2.0, 3.0]))
+    assert torch.equal(S.detach(), s.detach()) and gs.tolist() == [1.0, 2.0, 3.0]
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return load_dataset("synthetic", n_train=96, n_test=32)
+
+
+def _cfg(sparsity=0.6, epochs=2, finetune_epochs=0, **opts) -> TicketConfig:
+    o = {"model_kwargs": {"width": 0.125}, **opts}
+    return TicketConfig("conv4", "synthetic", "mpt", sparsity, epochs, finetune_epochs, 0.1, 32, options=o)
+
+
+def _losses(t):
+    return [r["loss"] for r in t.train_log]
+
+
+def test_alpha_one_reproduces_plain_exactly(tiny_data):
+    plain = find_ticket(_cfg(power=None), tiny_data)
+    one = find_ticket(_cfg(power=1.0), tiny_data)
+    assert _losses(plain) == _losses(one)
+    for k, v in plain.model.state_dict().items():
+        assert torch.equal(v, one.model.state_dict()[k]), k
+    two = find_ticket(_cfg(power=2.0), tiny_data)
+    assert _losses(two) != _losses(plain)
+
+
+def test_threshold_refreshed_every_step_equals_sorting(tiny_data):
+    srt = find_ticket(_cfg(mode="sort"), tiny_data)
+    thr = find_ticket(_cfg(mode="threshold", refresh_steps=1), tiny_data)
+    assert _losses(srt) == pytest.approx(_losses(thr), rel=0, abs=0)
+    for k in srt.masks:
+        assert torch.equal(srt.masks[k], thr.masks[k])
+    lazy = find_ticket(_cfg(mode="threshold"), tiny_data)  # refreshed once per epoch
+    assert lazy.weight_sparsity == pytest.approx(srt.weight_sparsity)  # final mask is an exact sort
+    assert len(lazy.artifacts["kept_fraction_per_epoch"]) == 2
+
+
+def test_ticket_is_plain_binarized_exportable_model(tiny_data):
+    t = find_ticket(_cfg(sparsity=0.7, finetune_epochs=1, finetune="last"), tiny_data)
+    fresh = create_model("conv4", num_classes=10, in_channels=3, width=0.125)
+    assert type(t.model) is type(fresh) and list(t.model.state_dict()) == list(fresh.state_dict())
+    n = sum(m.numel() for m in t.masks.values())
+    assert t.weight_sparsity == pytest.approx(int(0.7 * n) / n)
+    for name, m in t.model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nz = m.weight[m.weight != 0].abs()
+            assert torch.allclose(nz, nz[0].expand_as(nz)), name  # one magnitude per layer: α·sign(W)
+            assert torch.equal(m.weight != 0, t.masks[f"{name}.weight"].bool())
+    assert t.provenance["prune_rate_kept"] == pytest.approx(0.3) and t.provenance["finetune"] == "last"
+    hist = t.artifacts["score_histograms"]["convs.0"]
+    assert sum(hist["counts"]) == t.masks["convs.0.weight"].numel() and len(hist["edges"]) == 51
+    assert max_abs_error(t.model, to_onnx_bytes(t.model, (3, 32, 32)), (3, 32, 32), n=2) < 1e-4
+
+
+@pytest.mark.parametrize("which", ["first", "last", "all"])
+def test_finetuning_changes_only_chosen_layers_and_keeps_the_mask(tiny_data, which):
+    base = find_ticket(_cfg(finetune_epochs=0), tiny_data)
+    tuned = find_ticket(_cfg(finetune_epochs=1, finetune=which, finetune_lr=0.5), tiny_data)
+    names = [n for n in base.masks]
+    changed = [n for n in names if not torch.equal(base.model.state_dict()[n], tuned.model.state_dict()[n])]
+    expect = {"first": names[:1], "last": names[-1:], "all": names}[which]
+    assert set(changed) <= set(expect) and changed
+    for n in names:
+        assert torch.equal(base.masks[n], tuned.masks[n])
