@@ -211,7 +211,9 @@ def compact_channels(gm: fx.GraphModule, report: CompactionReport) -> None:
                 note.append(f"{gr.kept_pinned} dead channel(s) kept: {'; '.join(g.pins)}")
             kind = _layer_kind(graph.module(n))
             report.layers.append(
-                LayerCompaction(str(n.target), g.size, gr.channels_after, gr.kept_nonexact, "; ".join(note), kind, g.gid)
+                LayerCompaction(
+                    str(n.target), g.size, gr.channels_after, gr.kept_nonexact, "; ".join(note), kind, g.gid
+                )
             )
         if gr.kept_pinned:
             report.skipped.extend(f"group {g.gid} ({', '.join(gr.layers) or 'no layers'}): {p}" for p in g.pins)

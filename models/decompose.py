@@ -137,7 +137,7 @@ def pack(items: list[tuple[torch.Tensor, torch.Tensor]], groups: int, n_out: int
     """Pack blocks into `groups` bins of exactly n_out/groups outputs and n_in/groups inputs (greedy), or None."""
     cap_o, cap_i = n_out // groups, n_in // groups
     bins: list[tuple[list[torch.Tensor], list[torch.Tensor], list[int]]] = [([], [], [0, 0]) for _ in range(groups)]
-    for o, i in sorted(items, key=lambda b: (len(b[1]) * n_out + len(b[0]) * n_in), reverse=True):
+    for o, i in sorted(items, key=lambda b: len(b[1]) * n_out + len(b[0]) * n_in, reverse=True):
         fits = [b for b in bins if b[2][0] + len(o) <= cap_o and b[2][1] + len(i) <= cap_i]
         if not fits:
             return None

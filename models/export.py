@@ -78,7 +78,11 @@ def zero_filters(onnx_model) -> dict[str, int]:
 
     inits = {i.name: i for i in onnx_model.graph.initializer}
     consts = {
-        n.output[0]: a.t for n in onnx_model.graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"
+        n.output[0]: a.t
+        for n in onnx_model.graph.node
+        if n.op_type == "Constant"
+        for a in n.attribute
+        if a.name == "value"
     }
     out = {}
     for n in onnx_model.graph.node:

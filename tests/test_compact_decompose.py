@@ -30,7 +30,10 @@ def test_components_of_a_hand_made_connectivity():
     )
     comps = components(nz)  # in 2 is unread: in no component
     assert [(o.tolist(), i.tolist()) for o, i in comps] == [([0, 2], [0, 3]), ([1], [1])]
-    items = comps + [(torch.tensor([3]), torch.empty(0, dtype=torch.long)), (torch.empty(0, dtype=torch.long), torch.tensor([2]))]
+    items = comps + [
+        (torch.tensor([3]), torch.empty(0, dtype=torch.long)),
+        (torch.empty(0, dtype=torch.long), torch.tensor([2])),
+    ]
     bins = pack(items, 2, 4, 4)  # two groups of 2 outputs × 2 inputs
     assert bins is not None and sorted(len(o) for o, _ in bins) == [2, 2] and sorted(len(i) for _, i in bins) == [2, 2]
     assert pack(items, 4, 4, 4) is None  # the 2x2 block cannot fit a 1x1 group

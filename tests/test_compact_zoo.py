@@ -14,8 +14,8 @@ import inspect
 import onnx
 import pytest
 import torch
-from torch import nn
 from test_compact import randomize
+from torch import nn
 
 from models import channel_graph as cg
 from models.compact import CompactionConfig, compact
