@@ -42,9 +42,9 @@ from torch import nn
 
 from devices.cpu import OrtCpuSession
 from devices.measure import LatencyConfig, measure_latency
-from models import channel_graph as cg
 from models.compact import compact, kill_channels
 from models.cost import analyze
+from models.decompose import block_structured
 from models.export import export_onnx
 from models.zoo import create_model
 
@@ -105,23 +105,6 @@ def mpt_style(model: nn.Module, sparsity: float, ar: float, seed: int) -> nn.Mod
     return model.eval()
 
 
-@torch.no_grad()
-def group_structured(model: nn.Module, classes: int, seed: int) -> nn.Module:
-    """Kernel (o, c) kept only when o and c share a class; classes drawn per channel group (consistent)."""
-    g = torch.Generator().manual_seed(seed)
-    graph = cg.build(cg.trace(model, torch.zeros(1, *SHAPE)))
-    label = {gr.gid: torch.randperm(gr.size, generator=g) % classes for gr in graph.groups}
-    for node in graph.gm.graph.nodes:
-        if node.op == "call_module" and isinstance(graph.module(node), nn.Conv2d):
-            conv = graph.module(node)
-            g_in = graph.group_of[node.all_input_nodes[0]]
-            if conv.groups != 1 or graph.groups[g_in].pins:  # the stem reads the image: left dense
-                continue
-            keep = label[graph.group_of[node]][:, None] == label[g_in][None, :]
-            conv.weight.mul_(keep[:, :, None, None].float())
-    return model.eval()
-
-
 def torch_pruning(model: nn.Module, channels: dict[str, torch.Tensor]) -> nn.Module | None:
     """The same channel mask compacted by Torch-Pruning (None when it is not installed)."""
     try:
@@ -163,7 +146,7 @@ def build_cases(quick: bool) -> list[Case]:
                 info={"channels_removed": rep.channels_removed, "decomposed": len(rep.decomposed)},
             )
         )
-    t = group_structured(copy.deepcopy(resnet), 4, seed=3)
+    t = block_structured(copy.deepcopy(resnet), torch.zeros(1, *SHAPE), 4, seed=3)
     c, rep = compact(t, torch.zeros(1, *SHAPE))
     gathers = sum(d["input_gather"] + d["output_gather"] for d in rep.decomposed)
     cases.append(

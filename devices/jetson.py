@@ -194,6 +194,8 @@ class TrtexecSession:
         if not job["files"].get(times):
             raise RuntimeError(f"trtexec wrote no timing trace ({times})")
         trace = parse_times(job["files"][times], warmup_ms)
+        if not trace:
+            raise RuntimeError("trtexec's timing trace has no query after the warm-up")
         t0, t1 = self._window(job, trace)
         self._deliver(res)
         throttled, note = detect_throttle(res["snapshot_before"], res["snapshot_after"])

@@ -24,12 +24,13 @@ import torch.fx as fx
 from torch import nn
 
 from models import channel_graph as cg
+from models.decompose import DecomposeConfig, decompose
 
 
 @dataclass
 class CompactionConfig:
     decompose: bool = True  # kernel-level decomposition into grouped/split convs where the cost model says it pays
-    min_gain: float = 1.25  # decompose only when dense cost / decomposed cost (overheads included) is at least this
+    decomposition: DecomposeConfig = field(default_factory=DecomposeConfig)  # its cost model
 
 
 @dataclass
@@ -237,11 +238,9 @@ def compact(
         return model, report
     compact_channels(gm, report)
     if config.decompose:
-        from models.decompose import DecomposeConfig, decompose
-
         gm2 = _trace(gm, example_input, report)
         if gm2 is not None:
-            report.decomposed = [vars(d) for d in decompose(gm2, DecomposeConfig(min_gain=config.min_gain))]
+            report.decomposed = [vars(d) for d in decompose(gm2, config.decomposition)]
             gm = gm2
     return gm.eval(), report
 

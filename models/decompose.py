@@ -311,3 +311,27 @@ def decompose(gm: fx.GraphModule, config: DecomposeConfig | None = None) -> list
         gm.add_submodule(plan.node.target, new)
     gm.recompile()
     return [p.report for p in plans]
+
+
+@torch.no_grad()
+def block_structured(model: nn.Module, example_input: torch.Tensor, classes: int, seed: int = 0) -> nn.Module:
+    """Synthetic kernel ticket, in place: each channel group's channels fall into `classes` random classes,
+    and a dense conv keeps kernel (o, c) only when o and c share a class (block diagonal after permutation).
+
+    Classes are drawn per channel group, so a residual stream is split the same way for every conv that
+    reads or writes it. Convs reading a pinned group (the image) stay dense. For tests and benchmarks of
+    kernel-level removal; not a ticket method.
+    """
+    g = torch.Generator().manual_seed(seed)
+    graph = cg.build(cg.trace(model, example_input))
+    label = {gr.gid: torch.randperm(gr.size, generator=g) % classes for gr in graph.groups}
+    for node in graph.gm.graph.nodes:
+        if node.op != "call_module" or not isinstance(graph.module(node), nn.Conv2d):
+            continue
+        conv, x = graph.module(node), node.all_input_nodes[0]
+        g_in = graph.group_of.get(x)
+        if conv.groups != 1 or g_in is None or graph.groups[g_in].pins:
+            continue
+        keep = label[graph.group_of[node]][:, None] == label[g_in][None, :]
+        conv.weight.mul_(keep[:, :, None, None].float())
+    return model.eval()

@@ -9,7 +9,7 @@ from torch import nn
 
 from models.compact import CompactionConfig
 from models.cost import analyze
-from models.decompose import GroupedConv2d, SplitConv2d, components, pack
+from models.decompose import DecomposeConfig, GroupedConv2d, SplitConv2d, components, pack
 
 
 @torch.no_grad()
@@ -58,7 +58,7 @@ def test_unequal_blocks_become_a_split_conv():
     model = TinyVGG(w=32).eval()
     conv = model.features[4]  # 32 → 64 channels, 3x3 on 8x8
     block_mask(conv, torch.tensor([0] * 48 + [1] * 16), torch.tensor([0] * 24 + [1] * 8))
-    compacted, report = check_exact(model, CompactionConfig(min_gain=1.2))
+    compacted, report = check_exact(model, CompactionConfig(decomposition=DecomposeConfig(min_gain=1.2)))
     (d,) = [d for d in report.decomposed if d["layer"] == "features.4"]
     assert d["kind"] == "split" and d["blocks"] == 2 and d["macs_after"] == (48 * 24 + 16 * 8) * 9 * 64
     assert isinstance(compacted.get_submodule("features.4"), SplitConv2d)
@@ -73,9 +73,9 @@ def test_random_sparsity_is_not_decomposed():
 def test_cost_model_guards_the_rewrite():
     model = TinyVGG(w=8).eval()
     block_mask(model.features[4], torch.arange(16) % 2, torch.arange(8) % 2)  # gain at most 2
-    _, report = check_exact(model, CompactionConfig(min_gain=2.5))
+    _, report = check_exact(model, CompactionConfig(decomposition=DecomposeConfig(min_gain=2.5)))
     assert report.decomposed == []
-    _, report = check_exact(model, CompactionConfig(min_gain=1.5))
+    _, report = check_exact(model, CompactionConfig(decomposition=DecomposeConfig(min_gain=1.5)))
     assert [d["layer"] for d in report.decomposed] == ["features.4"]
 
 

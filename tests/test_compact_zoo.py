@@ -19,6 +19,7 @@ from torch import nn
 
 from models import channel_graph as cg
 from models.compact import CompactionConfig, compact
+from models.decompose import DecomposeConfig, block_structured
 from models.export import export_onnx, zero_filters
 from models.zoo import MODELS, create_model, input_size, model_names
 
@@ -105,3 +106,16 @@ def test_zoo_compacted_onnx_is_exact_and_has_no_dead_filter(name, kind, seed, em
         assert unexplained <= sum(g.kept_nonempty for g in report.groups)
     again, report2 = compact(compacted, torch.zeros(1, *shape), CompactionConfig(decompose=False))
     assert report2.channels_removed == 0  # compaction is a fixpoint: nothing removable is left
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_zoo_block_structured_ticket_decomposes_exactly(name, tmp_path):
+    torch.manual_seed(0)
+    model, shape = build(name)
+    model = randomize(model, 0, density=1.0, filters=0, columns=0, zero_gamma=0)
+    model = block_structured(model, torch.zeros(1, *shape), 2)
+    free = DecomposeConfig(min_gain=1.0, move_cost_macs=0, node_cost_macs=0)  # rewrite whatever saves MACs
+    compacted, report = compact(model, torch.zeros(1, *shape), CompactionConfig(decomposition=free))
+    assert report.decomposed  # every zoo model has a conv between two free channel groups
+    result = export_onnx(compacted, model, shape, tmp_path / "m.onnx", tolerance=1e-4)
+    assert result.max_abs_error <= 1e-4 * max(1.0, result.reference_max_abs)

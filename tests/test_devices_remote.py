@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from fixtures.jetson.boards import TX2_VDD_IN_MW, install_bin, make_board, path_with, which_sshd
 
-from devices.base import get_device
 from devices.jetson import JetsonDevice
 from devices.measure import LatencyConfig, energy_window, measure_latency, run_eval_epoch
 from devices.power import PowerSampler
@@ -95,7 +94,7 @@ def test_remote_latency_eval_and_power(sshd, tmp_path, onnx_model):
     reader, _ = dev.power_reader()
     sampler = PowerSampler(reader).start()
     session = dev.load(onnx_model, "fp32")
-    assert (tmp_path / "w").glob("*/model.onnx")  # copied over scp
+    assert any((tmp_path / "w").glob("*/model.onnx"))  # copied over scp
     lat = measure_latency(session, np.zeros((2, 1, 8, 8), np.float32), LatencyConfig(0, 0.01, 15, 0.05))
     assert len(lat.samples_ms) >= 15
     win = energy_window(sampler, "latency", lat.t0, lat.t1)
@@ -156,5 +155,5 @@ def test_cli_run_on_remote_jetson(sshd, tmp_path, monkeypatch):
     assert np.isnan(row["train_s_per_epoch"])  # torch does not run on a remote board
     assert row["throttled"] in (False, "False")
     assert row["accuracy_top1"] == pytest.approx(row["accuracy_top1_torch"], abs=1.0)
-    assert (out / "samples").glob("*-power.csv")
-    assert get_device  # the CLI built the adapter through the registry
+    trace = next((out / "samples").glob("*-power.csv")).read_text().splitlines()
+    assert trace[0] == "t_s,watts" and len(trace) > 1 and trace[1].endswith(",3.1400")  # raw board trace saved
