@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.fx as fx
 from torch import nn
@@ -108,28 +109,20 @@ class _Plan:
 
 def components(nonzero: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Connected components (outputs, inputs) of the bipartite kernel graph; isolated rows/columns left out."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     n_out, n_in = nonzero.shape
-    parent = list(range(n_out + n_in))
-
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for o, c in torch.nonzero(nonzero).tolist():
-        ra, rb = find(o), find(n_out + c)
-        if ra != rb:
-            parent[rb] = ra
+    o, i = (t.numpy() for t in torch.nonzero(nonzero, as_tuple=True))
+    adj = coo_matrix((np.ones(len(o), dtype=np.int8), (o, i + n_out)), shape=(n_out + n_in,) * 2)
+    _, labels = connected_components(adj, directed=False)
+    labels = torch.from_numpy(labels)
     rows, cols = nonzero.any(1), nonzero.any(0)
-    comps: dict[int, tuple[list[int], list[int]]] = {}
-    for o in range(n_out):
-        if rows[o]:
-            comps.setdefault(find(o), ([], []))[0].append(o)
-    for c in range(n_in):
-        if cols[c]:
-            comps.setdefault(find(n_out + c), ([], []))[1].append(c)
-    out = [(torch.tensor(o, dtype=torch.long), torch.tensor(i, dtype=torch.long)) for o, i in comps.values()]
+    out = []
+    for lab in torch.unique(torch.cat([labels[:n_out][rows], labels[n_out:][cols]])):
+        outs = torch.nonzero(rows & (labels[:n_out] == lab)).flatten()
+        ins = torch.nonzero(cols & (labels[n_out:] == lab)).flatten()
+        out.append((outs, ins))
     return sorted(out, key=lambda b: int(b[1].min()))
 
 
