@@ -153,8 +153,9 @@ def cmd_ticket(args: argparse.Namespace) -> int:
     dataset = args.dataset or ("cifar10" if data_root else "synthetic")
     if dataset not in dataset_names():
         raise UsageError(f"unknown dataset {dataset!r} (known: {', '.join(dataset_names())})")
+    data_options = {"subset": args.subset} if args.subset else {}
     try:
-        data = load_dataset(dataset, data_root, **({"subset": args.subset} if args.subset else {}))
+        data = load_dataset(dataset, data_root, **data_options)
     except DataError as exc:
         raise UsageError(str(exc)) from exc
     options = {}
@@ -177,6 +178,7 @@ def cmd_ticket(args: argparse.Namespace) -> int:
         finetune_epochs=args.finetune_epochs,
         seed=args.seed,
         options=options,
+        data_options=data_options,
     )
     out = Path(
         args.out or Path("runs") / "tickets" / f"{args.model}-{args.method}-s{args.sparsity:.2f}-{cfg.key()[:6]}"
@@ -210,7 +212,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not (tdir / "ticket.pt").is_file() and not (tdir.is_file() and tdir.suffix == ".pt"):
         raise UsageError(f"{tdir}: no ticket.pt here")
     ticket = load_ticket(tdir)
-    shape = _input_shape(ticket.config.dataset, load_dataset)
+    shape = tuple(ticket.provenance.get("input_shape") or _input_shape(ticket.config, load_dataset))
     compacted, report = compact(ticket.model, torch.zeros(1, *shape))
     out = Path(args.out or (tdir if tdir.is_dir() else tdir.parent) / "model.onnx")
     try:
@@ -231,8 +233,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _input_shape(dataset: str, load_dataset) -> tuple[int, ...]:
-    return load_dataset(dataset).input_shape if dataset in ("digits", "synthetic") else (3, 32, 32)
+def _input_shape(cfg, load_dataset) -> tuple[int, ...]:
+    """Input shape of a ticket saved before provenance recorded it: from the embedded data, else the zoo's hint."""
+    from models.zoo import input_size
+
+    if cfg.dataset in ("digits", "synthetic"):
+        return load_dataset(cfg.dataset).input_shape
+    side = input_size(cfg.model) or 32
+    return (3, side, side)
 
 
 def cmd_measure(args: argparse.Namespace) -> int:

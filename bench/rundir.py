@@ -12,7 +12,6 @@ import pandas as pd
 
 from bench.results import COLUMNS
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

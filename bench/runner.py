@@ -26,16 +26,15 @@ from bench.results import empty_row
 from bench.rundir import RunDir, atomic_write_text
 from bench.suite import Case, Suite
 from devices.base import DeviceAdapter
-from devices.measure import LatencyConfig, energy_window, measure_latency, run_eval_epoch
+from devices.measure import IdleBaseline, LatencyConfig, energy_window, measure_idle, measure_latency, run_eval_epoch
 from devices.power import PowerSampler
 from models.compact import compact
 from models.cost import ModelCost, analyze
 from models.data import DataBundle, load_dataset
 from models.export import export_onnx, to_onnx_bytes
 from models.masks import apply_masks
-from models.tickets import Ticket, TicketContext, find_ticket
+from models.tickets import Ticket, TicketConfig, TicketContext, find_ticket
 from models.train import train
-from reports.artifacts import write_artifacts_json
 
 log = logging.getLogger("bench.runner")
 
@@ -58,9 +57,10 @@ class Runner:
         self.suite, self.device, self.opts = suite, device, opts
         self.rundir = RunDir(opts.out).create()
         self.datasets: dict[str, DataBundle] = {}
-        self._dense_refs: dict[tuple[str, str], tuple[ModelCost, float]] = {}
+        self._dense_refs: dict[str, tuple[ModelCost, float]] = {}
         self.sampler: PowerSampler | None = None
         self.power_note = ""
+        self.idle: IdleBaseline | None = None
         self._bar: tqdm | None = None
         self.ctx = TicketContext(progress=self._progress)
 
@@ -70,10 +70,11 @@ class Runner:
             self._bar.set_postfix_str(msg, refresh=True)
         log.debug(msg)
 
-    def data(self, name: str) -> DataBundle:
-        if name not in self.datasets:
-            self.datasets[name] = load_dataset(name, self.opts.data_root)
-        return self.datasets[name]
+    def data(self, cfg: TicketConfig) -> DataBundle:
+        key = json.dumps([cfg.dataset, cfg.data_options], sort_keys=True, default=str)
+        if key not in self.datasets:
+            self.datasets[key] = load_dataset(cfg.dataset, self.opts.data_root, **cfg.data_options)
+        return self.datasets[key]
 
     def _start_power(self) -> None:
         reader, why = self.device.power_reader()
@@ -81,6 +82,9 @@ class Runner:
             self.power_note = why
             return
         self.sampler = PowerSampler(reader, rate_hz=self.opts.power_rate_hz).start()
+        if self.suite.measure.idle_seconds > 0:
+            self.idle = measure_idle(self.sampler, self.suite.measure.idle_seconds)
+            log.info("idle baseline: %.2f W over %.1f s", self.idle.watts, self.idle.seconds)
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
@@ -110,6 +114,7 @@ class Runner:
         self._start_power()
         meta["power_source"] = self.sampler.reader.source if self.sampler else "none"
         meta["power_note"] = self.power_note
+        meta["idle_baseline"] = asdict(self.idle) if self.idle else None
         todo = [c for c in self.suite.cases if c.case_id not in done]
         if done:
             log.info("resuming: %d finished case(s) kept, %d to run", len(done), len(todo))
@@ -154,11 +159,10 @@ class Runner:
 
     def _measure_case(self, case: Case, base: dict[str, Any]) -> list[dict[str, Any]]:
         cfg = case.ticket
-        data = self.data(cfg.dataset)
+        data = self.data(cfg)
         ticket = find_ticket(cfg, data, self.ctx)
         tdir = self.rundir.tickets / case.case_id
         ticket.save(tdir)
-        write_artifacts_json(tdir, ticket.artifacts)  # EB distances, score histograms: for reports, as JSON
         shape = data.input_shape
         cost_dense, size_mb_dense = self._dense_reference(case, data)
         cost_ticket = analyze(ticket.model, shape)
@@ -172,12 +176,7 @@ class Runner:
                     "ticket": cost_ticket.to_dict(),
                     "compacted": cost_compact.to_dict(),
                     "compaction": creport.to_dict(),
-                    "onnx": {
-                        "size_mb": exp.size_mb,
-                        "max_abs_error": exp.max_abs_error,
-                        "tolerance": exp.tolerance,
-                        "opset": exp.opset,
-                    },
+                    "onnx": {k: v for k, v in asdict(exp).items() if k != "path"},
                     "accuracy_torch": ticket.accuracy,
                 },
                 indent=2,
@@ -238,6 +237,10 @@ class Runner:
                     samples_file=sample_file,
                     power_w_mean=e_lat.power_w_mean if e_lat else None,
                     energy_mj_per_inference=e_lat.energy_j / n_inf * 1e3 if e_lat else None,
+                    power_w_idle=self.idle.watts if self.idle else None,
+                    energy_mj_per_inference_above_idle=(
+                        e_lat.above_idle_j(self.idle.watts) / n_inf * 1e3 if e_lat and self.idle else None
+                    ),
                     energy_j_per_eval_epoch=e_eval.energy_j if e_eval else None,
                     train_s_per_epoch=train_s,
                     energy_j_per_train_epoch=e_train.energy_j if e_train else None,
@@ -251,7 +254,7 @@ class Runner:
 
     def _dense_reference(self, case: Case, data: DataBundle) -> tuple[ModelCost, float]:
         """Cost and ONNX size (MB) of the dense architecture: the denominators for every ticket of it."""
-        key = (case.ticket.model, data.name)
+        key = json.dumps([case.ticket.model, data.name, self.ctx.model_kwargs(data, case.ticket)], default=str)
         if key not in self._dense_refs:
             dense_model = self.ctx.fresh_model(case.ticket, data)
             size = len(to_onnx_bytes(dense_model, data.input_shape)) / 1e6

@@ -31,6 +31,7 @@ class MeasureConfig:
     min_seconds: float = 1.0
     warmup_iterations: int = 10
     precision: str = "fp32"
+    idle_seconds: float = 0.0  # idle power baseline measured once before the cases (0 = off); reported beside energy
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Per-ticket artifacts a report draws beside the results table, read from the run directory as stored.
 
 - `tickets/<case>/cost.json`: `ticket.layers[*]` with `name`, `kind`, `kernels`, `zero_kernels` (written by the runner).
-- `tickets/<case>/artifacts.json`: the ticket's `artifacts` dict as JSON (`write_artifacts_json`, called by the
-  runner right after `ticket.save`). Early-Bird: `mask_distance_matrix` (pairwise mask distance over search
+- `tickets/<case>/artifacts.json`: the ticket's `artifacts` dict as JSON (written by `Ticket.save`, see
+  models/tickets/artifacts.py). Early-Bird: `mask_distance_matrix` (pairwise mask distance over search
   epochs; also read as `eb_mask_distances`, a flat list or one matrix per ratio), `mask_distance_epochs` (the
   epoch of each row, 1-based as `eb_epoch`), `eb_epoch`. MPT: `score_histograms` (also `score_hist`):
   per layer `{"counts", "edges"}`.
@@ -21,42 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models.tickets.artifacts import to_jsonable
+
 log = logging.getLogger("reports.artifacts")
-
-MAX_ELEMENTS = 100_000  # arrays above this many values are stored as a 64-bin histogram, not raw
-HIST_BINS = 64
-
-
-def to_jsonable(value: Any) -> Any:
-    """Tensors/arrays → nested lists (huge ones → {"counts", "edges"} histogram); NaN/inf → None."""
-    if hasattr(value, "detach"):  # torch tensor, without importing torch
-        value = value.detach().cpu().numpy()
-    if hasattr(value, "tolist") and hasattr(value, "shape"):  # numpy array or scalar
-        if getattr(value, "size", 0) > MAX_ELEMENTS:
-            import numpy as np
-
-            flat = np.asarray(value, dtype=float).ravel()
-            counts, edges = np.histogram(flat[np.isfinite(flat)], bins=HIST_BINS)
-            return {"counts": counts.tolist(), "edges": edges.tolist()}
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
-
-
-def write_artifacts_json(ticket_dir: Path, artifacts: dict[str, Any]) -> Path:
-    """Write `ticket_dir/artifacts.json` atomically so reports never need to unpickle ticket.pt."""
-    from bench.rundir import atomic_write_text
-
-    path = Path(ticket_dir) / "artifacts.json"
-    atomic_write_text(path, json.dumps(to_jsonable(artifacts or {}), indent=1, sort_keys=True) + "\n")
-    return path
 
 
 @dataclass

@@ -16,7 +16,8 @@ import pytest
 
 from bench.cli import main
 from bench.results import COLUMNS, empty_row
-from reports.artifacts import load_ticket_artifacts, to_jsonable, write_artifacts_json
+from models.tickets.artifacts import to_jsonable, write_artifacts_json
+from reports.artifacts import load_ticket_artifacts
 from reports.html import load_report_inputs, render_html, write_report
 
 # case_id, method, target sparsity, AR, latency at batch 1 (ms), accuracy (%)

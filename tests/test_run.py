@@ -133,3 +133,37 @@ def test_default_run_from_repo_root(tmp_path):
     df = pd.read_csv(out / "results.csv")
     assert (df["status"] == "ok").all()
     assert sorted(df["target_sparsity"].unique()) == [0.0, 0.5, 0.8, 0.9]
+
+
+class ConstantPower:
+    """A power reader at a fixed 12.5 W: energy must come out as watts × measured window, nothing else."""
+
+    source = "rapl"
+
+    def read_watts(self) -> float:
+        return 12.5
+
+
+def test_energy_columns_follow_the_power_reader(tmp_path, monkeypatch):
+    from bench.runner import Runner, RunOptions
+    from bench.suite import load_suite
+    from devices.cpu import CpuDevice
+
+    monkeypatch.setattr(CpuDevice, "power_reader", lambda self: (ConstantPower(), ""))
+    suite = load_suite(str(Path(__file__).parent / "data" / "tiny_suite.toml"))
+    suite.measure.idle_seconds = 0.1
+    rows = Runner(suite, CpuDevice(), RunOptions(out=tmp_path / "out", show_progress=False)).run()
+    assert rows and all(r["status"] == "ok" for r in rows)
+    for r in rows:
+        assert r["power_source"] == "rapl" and r["power_note"] is None
+        assert r["power_w_mean"] == pytest.approx(12.5)
+        assert r["power_w_idle"] == pytest.approx(12.5)
+        # constant power: everything above idle is zero, and energy/inference = P × window / inferences
+        assert r["energy_mj_per_inference_above_idle"] == pytest.approx(0.0, abs=1e-9)
+        window_s = r["energy_mj_per_inference"] / 1e3 * r["latency_samples"] * r["batch_size"] / 12.5
+        assert window_s >= r["latency_ms_mean"] * r["latency_samples"] / 1e3 * 0.999
+        assert r["energy_j_per_eval_epoch"] > 0 and r["energy_j_per_train_epoch"] > 0
+        assert r["energy_j_per_train_epoch"] == pytest.approx(12.5 * r["train_s_per_epoch"], rel=0.05)
+    meta = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert meta["power_source"] == "rapl" and meta["idle_baseline"]["watts"] == pytest.approx(12.5)
+    assert len(list((tmp_path / "out" / "samples").glob("*-power.csv"))) == len(rows)

@@ -16,6 +16,7 @@ from torch import nn
 from models.data import DataBundle
 from models.masks import Masks, mask_sparsity
 from models.registry import Registry
+from models.tickets.artifacts import write_artifacts_json
 from models.train import TrainConfig, evaluate, train
 from models.zoo import create_model
 
@@ -34,6 +35,7 @@ class TicketConfig:
     batch_size: int = 64
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)  # method-specific knobs
+    data_options: dict[str, Any] = field(default_factory=dict)  # passed to the data set (e.g. subset)
 
     def train_config(self, epochs: int | None = None, lr: float | None = None) -> TrainConfig:
         return TrainConfig(
@@ -84,6 +86,7 @@ class Ticket:
             tmp,
         )
         tmp.replace(path)
+        write_artifacts_json(directory, self.artifacts)
         return path
 
 
@@ -153,4 +156,5 @@ def find_ticket(cfg: TicketConfig, data: DataBundle, ctx: TicketContext | None =
         ticket.accuracy = evaluate(ticket.model, data)
     ticket.provenance.setdefault("model_kwargs", ctx.model_kwargs(data, cfg))
     ticket.provenance.setdefault("config_key", cfg.key())
+    ticket.provenance.setdefault("input_shape", list(data.input_shape))
     return ticket
