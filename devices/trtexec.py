@@ -149,6 +149,14 @@ def build_argv(
     return argv + ["--iterations=1", "--warmUp=0", "--duration=0"]
 
 
+def _engine_argv(exe: str, engine: str, input_name: str, shape: Sequence[int] | None) -> list[str]:
+    """The part every engine run shares: load the engine, and fix the input shape when it is dynamic."""
+    argv = [exe, f"--loadEngine={engine}"]
+    if shape is not None:
+        argv.append(f"--shapes={shape_arg(input_name, shape)}")
+    return argv
+
+
 def timing_argv(
     exe: str,
     engine: str,
@@ -163,10 +171,7 @@ def timing_argv(
 
     --duration is a whole number of seconds in TensorRT 8.2, so it is rounded up.
     """
-    argv = [exe, f"--loadEngine={engine}"]
-    if shape is not None:
-        argv.append(f"--shapes={shape_arg(input_name, shape)}")
-    return argv + [
+    return _engine_argv(exe, engine, input_name, shape) + [
         f"--warmUp={int(round(warmup_ms))}",
         f"--iterations={int(min_iterations)}",
         f"--duration={max(1, math.ceil(min_seconds))}",
@@ -184,10 +189,7 @@ def infer_argv(
     times_file: str,
 ) -> list[str]:
     """One query on given inputs (raw float32 file), outputs and the query's timing exported as JSON."""
-    argv = [exe, f"--loadEngine={engine}"]
-    if shape is not None:
-        argv.append(f"--shapes={shape_arg(input_name, shape)}")
-    return argv + [
+    return _engine_argv(exe, engine, input_name, shape) + [
         f"--loadInputs={input_name}:{input_file}",
         f"--exportOutput={output_file}",
         f"--exportTimes={times_file}",

@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
+import pytest
 import torch
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Runs made by tests ingest into a throwaway database, never the checkout's runs/ticketbench.sqlite.
 os.environ["TICKETBENCH_DB"] = os.path.join(tempfile.mkdtemp(prefix="ticketbench-test-db-"), "results.sqlite")
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory) -> Path:
+    """A small_cnn (width 8, 1×8×8 input) exported to ONNX: the model device tests run."""
+    from models.export import to_onnx_bytes
+    from models.zoo import create_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("onnx") / "small.onnx"
+    path.write_bytes(to_onnx_bytes(create_model("small_cnn", num_classes=10, in_channels=1, width=8), (1, 8, 8)))
+    return path

@@ -13,18 +13,6 @@ from devices.base import DeviceUnavailable, get_device
 from devices.jetson import JetsonDevice
 from devices.measure import LatencyConfig, energy_window, measure_latency, run_eval_epoch
 from devices.power import PowerSampler
-from models.export import to_onnx_bytes
-from models.zoo import create_model
-
-
-@pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory) -> Path:
-    import torch
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("onnx") / "small.onnx"
-    path.write_bytes(to_onnx_bytes(create_model("small_cnn", num_classes=10, in_channels=1, width=8), (1, 8, 8)))
-    return path
 
 
 def cpu_logits(onnx_path: Path, x: np.ndarray) -> np.ndarray:

@@ -11,7 +11,6 @@ import shlex
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +19,6 @@ from fixtures.jetson.boards import TX2_VDD_IN_MW, install_bin, make_board, path_
 from devices.jetson import JetsonDevice
 from devices.measure import LatencyConfig, energy_window, measure_latency, run_eval_epoch
 from devices.power import PowerSampler
-from models.export import to_onnx_bytes
-from models.zoo import create_model
 
 TX2_LINE = (
     "RAM 2020/7852MB (lfb 1164x4MB) CPU [9%@345,21%@345,25%@345,3%@345,1%@345,1%@345] EMC_FREQ 0% GR3D_FREQ 0% "
@@ -72,16 +69,6 @@ def sshd(tmp_path_factory):
     yield {"host": f"{user}@127.0.0.1", "opts": opts, "dir": d}
     proc.terminate()
     proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory) -> Path:
-    import torch
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("onnx") / "small.onnx"
-    path.write_bytes(to_onnx_bytes(create_model("small_cnn", num_classes=10, in_channels=1, width=8), (1, 8, 8)))
-    return path
 
 
 def test_remote_latency_eval_and_power(sshd, tmp_path, onnx_model):
