@@ -7,6 +7,7 @@ its work and `--resume` skips it. A failing case becomes a `status=failed` row a
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import logging
 import time
@@ -203,7 +204,11 @@ class Runner:
             "power_source": self.sampler.reader.source if self.sampler else "none",
             "power_note": self.power_note or None,
         }
-        session = self.device.load(exp.path, self.suite.measure.precision)
+        # adapters that can run PyTorch (gpu's torch-cuda backend) get the module the ONNX was validated against
+        takes_module = "module" in inspect.signature(self.device.load).parameters
+        session = self.device.load(
+            exp.path, self.suite.measure.precision, **({"module": compacted} if takes_module else {})
+        )
         evalr = run_eval_epoch(session, _numpy_batches(data, 256))
         e_eval = energy_window(self.sampler, "eval", evalr.t0, evalr.t1, evalr.segments)
         train_s, e_train = self._train_epoch(ticket, data)

@@ -194,7 +194,9 @@ class GpuDevice(DeviceAdapter):
             return {}
 
     def load(self, onnx_path: Path, precision: str = "fp32", batch_size: int = 1, module: Any | None = None) -> Session:
-        if module is not None or self.backend == "torch-cuda":
+        """`module` (the PyTorch model the ONNX was exported from) is used by the torch-cuda backend only;
+        the ONNX backends ignore it, so callers may always pass it."""
+        if self.backend == "torch-cuda":
             if module is None:
                 raise RuntimeError(
                     "no ONNX backend on this GPU (install tensorrt or onnxruntime-gpu); "

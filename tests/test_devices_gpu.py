@@ -280,6 +280,17 @@ def test_torch_module_backend_and_missing_onnx_backend(monkeypatch, onnx_path):
     np.testing.assert_allclose(sess.run(x), want, rtol=1e-6)
 
 
+def test_onnx_backend_ignores_a_passed_module(monkeypatch, onnx_path):
+    """The runner always passes the module; an ONNX backend must still run the ONNX, not the module."""
+    monkeypatch.setattr(gpu, "available_backends", lambda: {"onnxruntime-cuda": "", "torch-cuda": ""})
+    dev = GpuDevice()
+    assert dev.backend == "onnxruntime-cuda"
+    used = []
+    monkeypatch.setattr(gpu, "OrtGpuSession", lambda *a, **k: used.append(a) or types.SimpleNamespace())
+    dev.load(onnx_path, module=torch.nn.Identity())
+    assert used and used[0][1] == "onnxruntime-cuda"
+
+
 def test_no_gpu_here_says_why():
     avail = GpuDevice.probe()
     if avail.ok:  # pragma: no cover - only on a machine with a GPU
