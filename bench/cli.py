@@ -203,7 +203,7 @@ def cmd_ticket(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from models.compact import compact
+    from models.compact import CompactionConfig, compact
     from models.data import load_dataset
     from models.export import ExportError, export_onnx
     from models.tickets import load_ticket
@@ -213,7 +213,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(f"{tdir}: no ticket.pt here")
     ticket = load_ticket(tdir)
     shape = tuple(ticket.provenance.get("input_shape") or _input_shape(ticket.config, load_dataset))
-    compacted, report = compact(ticket.model, torch.zeros(1, *shape))
+    compacted, report = compact(ticket.model, torch.zeros(1, *shape), CompactionConfig(align=args.align))
     out = Path(args.out or (tdir if tdir.is_dir() else tdir.parent) / "model.onnx")
     try:
         res = export_onnx(compacted, ticket.model, shape, out)
@@ -227,6 +227,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 "size_mb": res.size_mb,
                 "max_abs_error": res.max_abs_error,
                 "channels_removed": report.channels_removed,
+                "channels_kept_for_alignment": sum(g.kept_aligned for g in report.groups),
             }
         )
     )
@@ -449,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="compact a saved ticket and export it to validated ONNX")
     e.add_argument("ticket_dir")
     e.add_argument("--out", help="FILE.onnx (default TICKET_DIR/model.onnx)")
+    e.add_argument(
+        "--align", type=int, default=8, help="keep channel counts multiples of N (faster kernels; 1 = remove all)"
+    )
     e.set_defaults(func=cmd_export)
 
     rp = sub.add_parser("report", help="one HTML report (and CSV) over one or more run directories")

@@ -53,6 +53,7 @@ EXTRA_COLUMNS = [
     "accuracy_top1_torch",  # top-1 (%) of the PyTorch ticket (accuracy_top1 is the exported model on the device)
     "onnx_max_abs_error",  # max |ONNX − PyTorch| on random inputs
     "channels_removed",  # output channels physically removed by compaction
+    "channels_kept_for_alignment",  # removable channels kept so widths are multiples of the device's alignment
     "power_note",  # why energy is empty, when it is
     "latency_samples",  # number of timed iterations
     "samples_file",  # raw latency samples, relative to the run directory

@@ -29,7 +29,7 @@ from bench.suite import Case, Suite
 from devices.base import DeviceAdapter
 from devices.measure import IdleBaseline, LatencyConfig, energy_window, measure_idle, measure_latency, run_eval_epoch
 from devices.power import PowerSampler
-from models.compact import compact
+from models.compact import CompactionConfig, compact
 from models.cost import ModelCost, analyze
 from models.data import DataBundle, load_dataset
 from models.export import export_onnx, to_onnx_bytes
@@ -167,7 +167,8 @@ class Runner:
         shape = data.input_shape
         cost_dense, size_mb_dense = self._dense_reference(case, data)
         cost_ticket = analyze(ticket.model, shape)
-        compacted, creport = compact(ticket.model, torch.zeros(1, *shape))
+        align = CompactionConfig(align=self.device.channel_alignment)
+        compacted, creport = compact(ticket.model, torch.zeros(1, *shape), align)
         cost_compact = analyze(compacted, shape)
         exp = export_onnx(compacted, ticket.model, shape, tdir / "model.onnx")
         atomic_write_text(
@@ -200,6 +201,7 @@ class Runner:
             "accuracy_top1_torch": ticket.accuracy,
             "onnx_max_abs_error": exp.max_abs_error,
             "channels_removed": creport.channels_removed,
+            "channels_kept_for_alignment": sum(g.kept_aligned for g in creport.groups),
             "eb_epoch": ticket.artifacts.get("eb_epoch"),
             "power_source": self.sampler.reader.source if self.sampler else "none",
             "power_note": self.power_note or None,

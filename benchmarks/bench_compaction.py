@@ -42,7 +42,7 @@ from torch import nn
 
 from devices.cpu import OrtCpuSession
 from devices.measure import LatencyConfig, measure_latency
-from models.compact import compact, kill_channels
+from models.compact import CompactionConfig, compact, kill_channels
 from models.cost import analyze
 from models.decompose import block_structured
 from models.export import export_onnx
@@ -129,6 +129,14 @@ def build_cases(quick: bool) -> list[Case]:
         Case("vgg16 dense", vgg, vgg),
         Case("vgg16 EB-style 50% channels", ours, ticket, ar, info={"channels_removed": rep.channels_removed}),
     ]
+    # Channel alignment: a 45% mask leaves odd widths; align=8 keeps a few dead channels so widths are multiples
+    # of 8 (ORT's NCHWc blocks). Same ticket, two compactions, timed side by side.
+    odd = kill_channels(copy.deepcopy(vgg), eb_channel_mask(vgg, 0.45, seed=2), torch.zeros(1, *SHAPE))
+    odd_ar = analyze(odd, SHAPE).acceleration_rate
+    for align in (1, 8):
+        c, rep = compact(odd, torch.zeros(1, *SHAPE), CompactionConfig(align=align))
+        kept = sum(g.kept_aligned for g in rep.groups)
+        cases.append(Case(f"vgg16 45% channels, align {align}", c, odd, odd_ar, info={"kept_for_alignment": kept}))
     tp_model = torch_pruning(vgg, chans)
     if tp_model is not None:
         cases.append(Case("vgg16 50% channels, Torch-Pruning", tp_model, tp_model, ar, "same mask, TP's compaction"))

@@ -39,6 +39,9 @@ class DeviceAdapter:
 
     name = "base"
     torch_device: str | None = None  # where PyTorch training epochs run on this device; None = not here
+    # Keep compacted channel counts a multiple of this: ORT's NCHWc conv kernels (blocks of 8 on AVX2) and
+    # TensorRT's tensor-core kernels run aligned widths faster than odd ones (benchmarks/bench_compaction.py).
+    channel_alignment: int = 8
     precisions: tuple[str, ...] = ("fp32",)  # what load() accepts; int8 needs calibration, which no adapter has
 
     @classmethod

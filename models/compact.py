@@ -29,6 +29,7 @@ from models.decompose import DecomposeConfig, decompose
 
 @dataclass
 class CompactionConfig:
+    align: int = 1  # keep each group's channel count a multiple of this (dead channels kept), capped at the original
     decompose: bool = True  # kernel-level decomposition into grouped/split convs where the cost model says it pays
     decomposition: DecomposeConfig = field(default_factory=DecomposeConfig)  # its cost model
 
@@ -58,6 +59,7 @@ class GroupCompaction:
     kept_nonexact: int = 0  # constant channels kept because a zero-padded conv reads them
     kept_nonempty: int = 0  # removable channels kept so that no layer has zero channels
     kept_pinned: int = 0  # dead channels in a group that may not change (model input/output, unknown op)
+    kept_aligned: int = 0  # removable channels kept to round the count up to CompactionConfig.align
     pins: list[str] = field(default_factory=list)
 
 
@@ -118,8 +120,9 @@ def _prefer(graph: cg.ChannelGraph, g: cg.Group, candidates: torch.Tensor) -> in
     return int(torch.nonzero(pick)[0])
 
 
-def solve(graph: cg.ChannelGraph) -> dict[int, torch.Tensor]:
-    """Greatest fixpoint of 'keep what a sink needs': keep sets only shrink, so this terminates."""
+def solve(graph: cg.ChannelGraph, forced: dict[int, torch.Tensor] | None = None) -> dict[int, torch.Tensor]:
+    """Greatest fixpoint of 'keep what a sink needs (or what is forced)': keep sets only shrink, so this
+    terminates. Forced channels count as needed, so whatever they read upstream is kept too."""
     keep = {g.gid: torch.ones(g.size, dtype=torch.bool) for g in graph.groups}
     changed = True
     while changed:
@@ -127,12 +130,56 @@ def solve(graph: cg.ChannelGraph) -> dict[int, torch.Tensor]:
         for g in graph.groups:
             if g.pins:
                 continue
-            new = keep[g.gid] & _need(graph, g, keep, padded_exact=True)
+            need = _need(graph, g, keep, padded_exact=True)
+            if forced is not None:
+                need |= forced[g.gid]
+            new = keep[g.gid] & need
             if not new.any():
                 new[_prefer(graph, g, keep[g.gid])] = True
             if not torch.equal(new, keep[g.gid]):
                 keep[g.gid], changed = new, True
     return keep
+
+
+def _aligned(graph: cg.ChannelGraph, keep: dict[int, torch.Tensor], align: int) -> dict[int, torch.Tensor]:
+    """`keep` with each unpinned group's count rounded up to a multiple of `align` (at most its size).
+
+    Why: runtimes run channel counts that are multiples of 8 (ORT's NCHWc blocks, tensor cores) faster; a few
+    kept dead channels can beat fewer odd ones. Channels constant at their sources are re-added first: they
+    read nothing upstream.
+    """
+    out = {}
+    for g in graph.groups:
+        k = keep[g.gid].clone()
+        n = int(k.sum())
+        extra = min(g.size, -(-n // align) * align) - n
+        if extra > 0 and not g.pins:
+            const_src = torch.ones(g.size, dtype=torch.bool)
+            for src in g.sources:
+                const_src &= graph.const[src]
+            removed = torch.nonzero(~k).flatten()
+            order = sorted(removed.tolist(), key=lambda c: (not bool(const_src[c]), c))
+            k[order[:extra]] = True
+        out[g.gid] = k
+    return out
+
+
+def solve_aligned(graph: cg.ChannelGraph, align: int) -> tuple[dict[int, torch.Tensor], dict[int, int]]:
+    """Keep sets whose counts are multiples of `align`, plus how many channels each group kept for that.
+
+    Padding a group may keep more upstream channels, which may need padding in turn: iterate until stable
+    (the forced sets only grow, so this terminates).
+    """
+    exact = solve(graph)
+    keep = exact
+    if align > 1:
+        while True:
+            forced = _aligned(graph, keep, align)
+            if all(torch.equal(forced[gid], keep[gid]) for gid in keep):
+                break
+            keep = solve(graph, forced)
+    extra = {gid: int(keep[gid].sum()) - int(exact[gid].sum()) for gid in keep}
+    return keep, extra
 
 
 @torch.no_grad()
@@ -163,7 +210,7 @@ def _layer_kind(m: nn.Module) -> str:
     return "depthwise" if isinstance(m, nn.Conv2d) and m.groups > 1 else "conv"
 
 
-def _report_group(graph: cg.ChannelGraph, g: cg.Group, keep: dict[int, torch.Tensor], folded: int):
+def _report_group(graph: cg.ChannelGraph, g: cg.Group, keep: dict[int, torch.Tensor], folded: int, aligned: int = 0):
     kept = keep[g.gid]
     strict = _need(graph, g, keep, padded_exact=True)
     loose = _need(graph, g, keep, padded_exact=False)
@@ -171,8 +218,10 @@ def _report_group(graph: cg.ChannelGraph, g: cg.Group, keep: dict[int, torch.Ten
     if g.pins:
         dead = int((~loose).sum()) if g.sinks else 0
         return GroupCompaction(g.gid, _owners(g), g.size, g.size, kept_pinned=dead, pins=list(g.pins))
-    nonempty = int((kept & ~strict).sum())
-    return GroupCompaction(g.gid, _owners(g), g.size, int(kept.sum()), folded, nonexact, nonempty)
+    nonempty = int((kept & ~strict).sum()) - aligned
+    return GroupCompaction(
+        g.gid, _owners(g), g.size, int(kept.sum()), folded, nonexact, max(nonempty, 0), kept_aligned=aligned
+    )
 
 
 def _owners(g: cg.Group) -> list[str]:
@@ -188,17 +237,18 @@ def _trace(model: nn.Module, example_input: torch.Tensor, report: CompactionRepo
 
 
 @torch.no_grad()
-def compact_channels(gm: fx.GraphModule, report: CompactionReport) -> None:
-    """Remove every channel that is exactly removable, in place on a traced GraphModule."""
+def compact_channels(gm: fx.GraphModule, report: CompactionReport, align: int = 1) -> None:
+    """Remove every channel that is exactly removable, in place on a traced GraphModule; with `align` > 1,
+    keep just enough dead channels that every group's count is a multiple of `align`."""
     graph = cg.build(gm)
-    keep = solve(graph)
+    keep, aligned = solve_aligned(graph, align)
     index = {}
     for g in graph.groups:
         folded = 0
         if not g.pins and not keep[g.gid].all():
             folded = _fold(graph, g, ~keep[g.gid])
             index[g.gid] = torch.nonzero(keep[g.gid]).flatten()
-        gr = _report_group(graph, g, keep, folded)
+        gr = _report_group(graph, g, keep, folded, aligned.get(g.gid, 0))
         report.groups.append(gr)
         for n in (*g.sources, *g.internal):
             if n in graph.selections or not isinstance(graph.module(n), (nn.Conv2d, nn.Linear)):
@@ -210,6 +260,8 @@ def compact_channels(gm: fx.GraphModule, report: CompactionReport) -> None:
                 note.append("one removable channel kept so the layer is not empty")
             if gr.kept_pinned:
                 note.append(f"{gr.kept_pinned} dead channel(s) kept: {'; '.join(g.pins)}")
+            if gr.kept_aligned:
+                note.append(f"{gr.kept_aligned} removable channel(s) kept to align the count to a multiple")
             kind = _layer_kind(graph.module(n))
             report.layers.append(
                 LayerCompaction(
@@ -236,7 +288,7 @@ def compact(
     gm = _trace(model, example_input, report)
     if gm is None:
         return model, report
-    compact_channels(gm, report)
+    compact_channels(gm, report, config.align)
     if config.decompose:
         gm2 = _trace(gm, example_input, report)
         if gm2 is not None:

@@ -449,3 +449,22 @@ def test_untraceable_model_is_returned_as_is():
 
     compacted, report = compact(Dynamic(), torch.zeros(1, *INPUT))
     assert isinstance(compacted, Dynamic) and "not traceable" in report.skipped[0]
+
+
+def test_align_rounds_kept_channels_up_to_a_multiple():
+    """32-channel conv with 19 live filters: align=8 keeps 24 (5 dead ones), align=1 keeps 19; same outputs."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1, bias=False), nn.ReLU(), nn.Conv2d(32, 16, 3, padding=1), nn.ReLU()
+    ).eval()
+    with torch.no_grad():
+        model[0].weight[19:] = 0  # channels 19..31 output exactly 0 after ReLU
+    x = torch.randn(2, 3, 8, 8)
+    plain, rp = compact(model, x[:1], CompactionConfig(decompose=False))
+    aligned, ra = compact(model, x[:1], CompactionConfig(align=8, decompose=False))
+    first = {m: dict(m.named_modules())["0"] for m in (plain, aligned)}  # GraphModules keep module names
+    assert first[plain].out_channels == 19 and first[aligned].out_channels == 24
+    assert [g.kept_aligned for g in ra.groups if g.channels_before == 32] == [5]
+    with torch.no_grad():
+        torch.testing.assert_close(aligned(x), model(x), rtol=0, atol=1e-6)
+        torch.testing.assert_close(plain(x), model(x), rtol=0, atol=1e-6)

@@ -119,3 +119,22 @@ def test_zoo_block_structured_ticket_decomposes_exactly(name, tmp_path):
     assert report.decomposed  # every zoo model has a conv between two free channel groups
     result = export_onnx(compacted, model, shape, tmp_path / "m.onnx", tolerance=1e-4)
     assert result.max_abs_error <= 1e-4 * max(1.0, result.reference_max_abs)
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_zoo_aligned_compaction_is_exact_and_aligned(name, tmp_path):
+    """align=8 keeps a few dead channels so every group's width is a multiple of 8 (or unchanged): still exact,
+    and kept channels never read an input channel that was removed (the export would then differ)."""
+    torch.manual_seed(3)
+    model, shape = build(name)
+    model = channel_prune(model, 3, fraction=0.45)
+    compacted, report = compact(model, torch.zeros(1, *shape), CompactionConfig(align=8, decompose=False))
+    result = export_onnx(compacted, model, shape, tmp_path / "m.onnx", tolerance=1e-4)
+    assert result.max_abs_error <= 1e-4 * max(1.0, result.reference_max_abs)
+    for g in report.groups:
+        assert g.channels_after % 8 == 0 or g.channels_after == g.channels_before, g
+    _, plain = compact(model, torch.zeros(1, *shape), CompactionConfig(decompose=False))
+    assert report.channels_removed <= plain.channels_removed
+    assert sum(g.kept_aligned for g in report.groups) == sum(g.channels_after for g in report.groups) - sum(
+        g.channels_after for g in plain.groups
+    )
