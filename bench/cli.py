@@ -140,7 +140,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_ticket(args: argparse.Namespace) -> int:
     from models.data import DataError, dataset_names, load_dataset
-    from models.tickets import METHODS, TicketConfig, find_ticket
+    from models.tickets import METHODS, TicketConfig, TicketContext, find_ticket
     from models.zoo import model_names
 
     if args.model not in model_names():
@@ -185,7 +185,7 @@ def cmd_ticket(args: argparse.Namespace) -> int:
     )
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
-    ticket = find_ticket(cfg, data)
+    ticket = find_ticket(cfg, data, TicketContext(progress=lambda msg: log.info("%s %s", cfg.method, msg)))
     path = ticket.save(out)
     print(
         json.dumps(
