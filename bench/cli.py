@@ -149,6 +149,8 @@ def cmd_ticket(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown method {args.method!r} (known: {', '.join(METHODS.names())})")
     if not 0.0 <= args.sparsity < 1.0:
         raise UsageError(f"--sparsity must be in [0, 1), got {args.sparsity}")
+    if args.epochs < 0 or args.finetune_epochs < 0:
+        raise UsageError("--epochs and --finetune-epochs must be ≥ 0")
     data_root = _check_data_root(args.data_root)
     dataset = args.dataset or ("cifar10" if data_root else "synthetic")
     if dataset not in dataset_names():
@@ -250,10 +252,12 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
     from bench.results import COLUMNS
     from devices.base import DeviceUnavailable, get_device, resolve_device
-    from devices.measure import LatencyConfig, energy_window, measure_idle, measure_latency
+    from devices.measure import UNCOVERED, LatencyConfig, energy_window, measure_idle, measure_latency
     from devices.power import PowerSampler
 
     path = Path(args.model)
+    if args.batch < 1 or not args.duration > 0 or not args.idle >= 0:
+        raise UsageError("--batch must be ≥ 1, --duration > 0 and --idle ≥ 0")
     if not path.is_file():
         raise UsageError(f"{path}: no such ONNX file")
     try:
@@ -268,6 +272,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         device = get_device(resolve_device(args.device, host=args.host), **({"host": args.host} if args.host else {}))
     except (DeviceUnavailable, KeyError) as exc:
         raise UsageError(str(exc).strip("'\"")) from exc
+    sampler = None
     try:
         ident = device.identity()
         reader, note = device.power_reader()
@@ -277,14 +282,16 @@ def cmd_measure(args: argparse.Namespace) -> int:
         x = np.random.default_rng(0).standard_normal((args.batch, *shape), dtype=np.float32)
         lat = measure_latency(session, x, LatencyConfig(min_seconds=args.duration))
         win = energy_window(sampler, "latency", lat.t0, lat.t1)
-        if sampler:
-            sampler.stop()
+        if sampler and win is None:
+            note = UNCOVERED
     except ValueError as exc:  # e.g. a precision the backend does not run
         raise UsageError(str(exc)) from exc
     except (RuntimeError, OSError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
+        if sampler:
+            sampler.stop()
         device.close()
     n_inf = len(lat.samples_ms) * args.batch
     row = {c: None for c in COLUMNS}
@@ -340,6 +347,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     for d in dirs:
         if not (d / "results.csv").is_file():
             raise UsageError(f"{d}: not a run directory (no results.csv)")
+    for flag, target in (("--html", args.html), ("--csv", args.csv)):
+        if target and Path(target).is_dir():
+            raise UsageError(f"{flag} {target}: is a directory, expected a file path")
     html = write_report(dirs, Path(args.html or (dirs[0] / "report.html")), Path(args.csv) if args.csv else None)
     print(f"report: {html.resolve()}")
     if args.csv:

@@ -27,7 +27,15 @@ from bench.results import empty_row
 from bench.rundir import RunDir, atomic_write_text
 from bench.suite import Case, Suite
 from devices.base import DeviceAdapter
-from devices.measure import IdleBaseline, LatencyConfig, energy_window, measure_idle, measure_latency, run_eval_epoch
+from devices.measure import (
+    UNCOVERED,
+    IdleBaseline,
+    LatencyConfig,
+    energy_window,
+    measure_idle,
+    measure_latency,
+    run_eval_epoch,
+)
 from devices.power import PowerSampler
 from models.compact import CompactionConfig, compact
 from models.cost import ModelCost, analyze
@@ -85,7 +93,8 @@ class Runner:
         self.sampler = PowerSampler(reader, rate_hz=self.opts.power_rate_hz).start()
         if self.suite.measure.idle_seconds > 0:
             self.idle = measure_idle(self.sampler, self.suite.measure.idle_seconds)
-            log.info("idle baseline: %.2f W over %.1f s", self.idle.watts, self.idle.seconds)
+            if self.idle:
+                log.info("idle baseline: %.2f W over %.1f s", self.idle.watts, self.idle.seconds)
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
@@ -257,6 +266,8 @@ class Runner:
                     status="ok",
                 )
             )
+            if self.sampler and e_lat is None:
+                rows[-1]["power_note"] = UNCOVERED
         return rows
 
     def _dense_reference(self, case: Case, data: DataBundle) -> tuple[ModelCost, float]:

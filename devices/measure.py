@@ -21,6 +21,8 @@ import numpy as np
 from devices.base import Session
 from devices.power import PowerSampler, Window
 
+UNCOVERED = "power trace does not cover the timed window: energy left empty"  # power_note when energy_window is None
+
 
 @dataclass
 class LatencyConfig:
@@ -158,16 +160,20 @@ def energy_window(
     segments: list[tuple[float, float]] | None = None,
 ) -> Window | None:
     """Wait for a sample past t1 (so the integral covers the window), then integrate over [t0, t1]
-    or, when given, over the disjoint `segments` only."""
+    or, when given, over the disjoint `segments` only.
+
+    None when there is no sampler, or when its trace does not cover the window (no sample at or before the
+    start or at or after the end, e.g. the board's power source failed during the run): such an energy
+    would be an extrapolation (0 J for an empty trace), and energy is never estimated.
+    """
     if sampler is None:
         return None
     end = max(b for _, b in segments) if segments else t1
     deadline = time.monotonic() + 5.0 / sampler.rate_hz + 0.5
     while (not sampler.t or sampler.t[-1] < end) and time.monotonic() < deadline:
         time.sleep(1.0 / sampler.rate_hz)
-    if segments:
-        return sampler.window_segments(name, segments)
-    return sampler.window(name, t0, t1)
+    win = sampler.window_segments(name, segments) if segments else sampler.window(name, t0, t1)
+    return win if win.covered else None
 
 
 @dataclass
@@ -177,9 +183,9 @@ class IdleBaseline:
     samples: int
 
 
-def measure_idle(sampler: PowerSampler, seconds: float = 2.0) -> IdleBaseline:
+def measure_idle(sampler: PowerSampler, seconds: float = 2.0) -> IdleBaseline | None:
     """Mean power over `seconds` of doing nothing: the baseline reported next to (never instead of)
-    the measured energy, so energy above idle can be shown separately."""
+    the measured energy, so energy above idle can be shown separately. None when the trace misses the window."""
     idle_window = getattr(sampler.reader, "idle_window", None)  # a board sampling itself (remote Jetson)
     if idle_window is not None:
         t0, t1 = idle_window(seconds)
@@ -188,4 +194,4 @@ def measure_idle(sampler: PowerSampler, seconds: float = 2.0) -> IdleBaseline:
         time.sleep(seconds)
         t1 = time.monotonic()
     win = energy_window(sampler, "idle", t0, t1)
-    return IdleBaseline(win.power_w_mean, win.duration_s, win.samples)
+    return IdleBaseline(win.power_w_mean, win.duration_s, win.samples) if win else None

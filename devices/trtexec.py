@@ -49,10 +49,6 @@ def parse_version(text: str) -> str | None:
     return d
 
 
-def _num(text: str) -> float:
-    return float(text) if text not in ("inf", "nan") else float(text)
-
-
 def parse_summary(log: str) -> dict[str, Any]:
     """trtexec's own figures: version, throughput (qps), per-metric stats (ms), walltime and warm-up."""
     out: dict[str, Any] = {"version": parse_version(log)}
@@ -62,7 +58,7 @@ def parse_summary(log: str) -> dict[str, Any]:
             stats = {}
             for name, pct, value in STAT_RE.findall(m.group(2)):
                 key = f"p{pct.rstrip('0').rstrip('.') if '.' in pct else pct}" if pct else name
-                stats[key] = _num(value)
+                stats[key] = float(value)  # float() reads trtexec's inf/nan too
             out[KEYS[m.group(1)]] = stats
             continue
         for pattern, key, conv in (

@@ -149,8 +149,10 @@ def analyze(model: nn.Module, input_shape: tuple[int, ...]) -> ModelCost:
             hooks.append(m.register_forward_hook(lambda mod, i, o, n=name: layers.append(_linear_cost(n, mod))))
     was_training = model.training
     model.eval()
+    p = next(model.parameters(), None)
+    like = {"device": p.device, "dtype": p.dtype} if p is not None and p.is_floating_point() else {}
     try:
-        model(torch.zeros(1, *input_shape))
+        model(torch.zeros(1, *input_shape, **like))  # on the model's device and dtype (GPU, fp16)
     finally:
         for h in hooks:
             h.remove()

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.train import _device_of
+
 OPSET = 17
 
 
@@ -48,7 +50,7 @@ def to_onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], opset: int = O
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,
-            (torch.zeros(1, *input_shape),),
+            (torch.zeros(1, *input_shape, device=_device_of(model)),),
             buf,
             input_names=["input"],
             output_names=["logits"],
@@ -104,7 +106,7 @@ def validate(
 
     x = torch.randn(n, *input_shape, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        ref = reference.eval()(x).numpy()
+        ref = reference.eval()(x.to(_device_of(reference))).cpu().numpy()
     sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     return float(np.max(np.abs(out - ref))), float(np.max(np.abs(ref)))

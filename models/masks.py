@@ -19,7 +19,10 @@ def apply_masks(model: nn.Module, masks: Masks) -> None:
     """Zero the pruned weights in place (called after every optimizer step while training a ticket)."""
     params = dict(model.named_parameters())
     for name, mask in masks.items():
-        params[name].mul_(mask.to(params[name].dtype))
+        if name not in params:
+            raise KeyError(f"mask {name!r} names no parameter of {type(model).__name__}")
+        p = params[name]
+        p.mul_(mask.to(device=p.device, dtype=p.dtype))  # masks may live on the CPU (load_ticket)
 
 
 def mask_sparsity(masks: Masks) -> float:

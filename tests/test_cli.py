@@ -27,6 +27,9 @@ def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
         (["run", "--data-root", "/does/not/exist"], "not a directory"),
         (["run", "--device", "gpu"], "device 'gpu' is not available"),
         (["run", "--device", "cpu", "--precision", "fp16"], "does not run fp16"),
+        (["measure", "model.onnx", "--batch", "0"], "--batch must be ≥ 1"),
+        (["measure", "model.onnx", "--duration", "0"], "--duration > 0"),
+        (["ticket", "--model", "small_cnn", "--method", "dense", "--sparsity", "0", "--epochs", "-1"], "--epochs"),
     ],
 )
 def test_bad_input_exit_2_one_line(args, needle, capsys):
@@ -41,6 +44,15 @@ def test_out_dir_that_is_a_file(tmp_path, capsys):
     assert main(["run", "--out", str(f)]) == 2
     assert "not a directory" in capsys.readouterr().err
     assert f.read_text() == "keep me"
+
+
+def test_report_output_that_is_a_directory(tmp_path, capsys):
+    (tmp_path / "results.csv").write_text("run_id\nx\n")
+    assert main(["report", str(tmp_path), "--html", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --html {tmp_path}: is a directory, expected a file path"
+    assert main(["report", str(tmp_path), "--csv", str(tmp_path)]) == 2
+    assert "--csv" in capsys.readouterr().err
+    assert (tmp_path / "results.csv").read_text() == "run_id\nx\n"
 
 
 def test_existing_run_needs_resume(tmp_path, capsys):

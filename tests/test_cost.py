@@ -45,6 +45,11 @@ def test_hand_computed_acceleration_rate_over_layers():
     assert cost.params == 6 * 9 + 3 + 6 + 2 and cost.size_mb_fp32 == pytest.approx(4 * 65 / 1e6)
 
 
+def test_analyze_runs_a_float64_model_with_the_same_counts():
+    cost = analyze(_two_layer().double(), (2, 5, 5))  # the probe input follows the model's dtype (and device)
+    assert cost.acceleration_rate == pytest.approx(540 / 369) and cost.layers[0].out_hw == (3, 3)
+
+
 def test_channel_sparsity_and_linear_layers():
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 16, 3)).eval()
     with torch.no_grad():

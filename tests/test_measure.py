@@ -141,3 +141,17 @@ def test_energy_window_segments_and_idle():
     reader.idle_window = idle_window
     idle = measure_idle(s, 1.5)
     assert idle.watts == pytest.approx(3.0) and idle.seconds == pytest.approx(1.5)
+
+
+def test_energy_window_is_empty_when_the_trace_misses_the_window():
+    """No samples (a board whose power source failed during the run) must not read as 0 J; a trace that ends
+    before the window does not either: both would be extrapolations, and energy is never estimated."""
+    reader = Push()
+    s = PowerSampler(reader, rate_hz=1000.0).start()
+    assert energy_window(s, "lat", 0.0, 1.0) is None
+    reader.idle_window = lambda seconds: (0.0, seconds)
+    assert measure_idle(s, 1.0) is None
+    for i in range(5):
+        reader.sink(i * 0.1, 2.0)  # samples up to 0.4 s only
+    assert energy_window(s, "lat", 0.0, 1.0) is None
+    assert energy_window(s, "lat", 0.1, 0.3).energy_j == pytest.approx(0.4)

@@ -144,16 +144,22 @@ class ConstantPower:
         return 12.5
 
 
-def test_energy_columns_follow_the_power_reader(tmp_path, monkeypatch):
+def _run_tiny_with_reader(tmp_path, monkeypatch, reader) -> list[dict]:
+    """The tiny suite on the CPU adapter with `reader` as its power source and a 0.1 s idle baseline."""
     from bench.runner import Runner, RunOptions
     from bench.suite import load_suite
     from devices.cpu import CpuDevice
 
-    monkeypatch.setattr(CpuDevice, "power_reader", lambda self: (ConstantPower(), ""))
+    monkeypatch.setattr(CpuDevice, "power_reader", lambda self: (reader, ""))
     suite = load_suite(str(Path(__file__).parent / "data" / "tiny_suite.toml"))
     suite.measure.idle_seconds = 0.1
     rows = Runner(suite, CpuDevice(), RunOptions(out=tmp_path / "out", show_progress=False)).run()
     assert rows and all(r["status"] == "ok" for r in rows)
+    return rows
+
+
+def test_energy_columns_follow_the_power_reader(tmp_path, monkeypatch):
+    rows = _run_tiny_with_reader(tmp_path, monkeypatch, ConstantPower())
     for r in rows:
         assert r["power_source"] == "rapl" and r["power_note"] is None
         assert r["power_w_mean"] == pytest.approx(12.5)
@@ -167,3 +173,25 @@ def test_energy_columns_follow_the_power_reader(tmp_path, monkeypatch):
     meta = json.loads((tmp_path / "out" / "run.json").read_text())
     assert meta["power_source"] == "rapl" and meta["idle_baseline"]["watts"] == pytest.approx(12.5)
     assert len(list((tmp_path / "out" / "samples").glob("*-power.csv"))) == len(rows)
+
+
+class SilentPush:
+    """A push reader that delivers nothing (a board whose power source failed mid-run)."""
+
+    source = "ina3221-sysfs"
+
+    def attach(self, sink) -> None:
+        pass
+
+    def detach(self) -> None:
+        pass
+
+
+def test_power_trace_missing_the_window_leaves_energy_empty_with_a_reason(tmp_path, monkeypatch):
+    from devices.measure import UNCOVERED
+
+    rows = _run_tiny_with_reader(tmp_path, monkeypatch, SilentPush())
+    for r in rows:  # no samples: not 0 J, but empty energy, the source named and the reason given
+        assert r["power_source"] == "ina3221-sysfs" and r["power_note"] == UNCOVERED
+        assert r["energy_mj_per_inference"] is None and r["power_w_mean"] is None and r["power_w_idle"] is None
+        assert r["energy_j_per_eval_epoch"] is None

@@ -202,3 +202,14 @@ def test_preresnet_eb_prunes_through_the_selection_layer(tiny_data):
     assert torch.equal(blk.select.indexes, k.float())
     assert torch.all(blk.conv1.weight[:, ~k] == 0) and torch.all(blk.bn1.weight[~k] == 0)
     assert t.artifacts["channel_sparsity"] == pytest.approx(1 - float(torch.cat(list(keeps.values())).float().mean()))
+
+
+def test_search_applies_the_l1_penalty_to_bn_gammas(tiny_data):
+    def gammas(s: float) -> torch.Tensor:
+        cfg = _cfg(epsilon=1.0, s=s)
+        cfg.finetune_epochs = 0  # the ticket is the searched network at the EB epoch, masked
+        t = find_ticket(cfg, tiny_data)
+        return torch.cat([b.weight.detach().abs() for b in t.model.modules() if isinstance(b, nn.BatchNorm2d)])
+
+    # same seed, data and steps: only the s·sign(γ) term differs, and it pulls every |γ| towards 0
+    assert gammas(0.05).sum() < gammas(0.0).sum() - 0.01

@@ -7,6 +7,7 @@ import torch
 
 from models.cost import analyze
 from models.data import load_dataset
+from models.masks import apply_masks
 from models.tickets import TicketConfig, find_ticket
 from models.tickets.magnitude import filter_masks, magnitude_masks, nm_masks
 
@@ -15,6 +16,8 @@ def test_nm_two_of_four_hand_computed():
     w = {"fc.weight": torch.tensor([[1.0, -5.0, 3.0, 2.0, 0.1, 0.2, -0.3, 0.4]])}
     masks, skipped = nm_masks(w, 2, 4)
     assert masks["fc.weight"].tolist() == [[0, 1, 1, 0, 0, 0, 1, 1]] and skipped == []
+    with pytest.raises(ValueError, match="0 < n ≤ m"):
+        nm_masks(w, 5, 4)
 
 
 def test_nm_groups_conv_weights_along_input_channels():
@@ -47,6 +50,26 @@ def test_unstructured_counts_are_exact():
     assert int(sum((x == 0).sum() for x in m.values())) == 4
     with pytest.raises(ValueError, match="scope"):
         magnitude_masks(w, 0.5, "rows")
+
+
+def test_global_and_layer_scopes_remove_the_smallest_magnitudes():
+    w = {"a": torch.tensor([[0.1, -4.0], [3.0, 0.2]]), "b": torch.tensor([-0.3, 5.0, 6.0, -7.0])}
+    # global, 3 of 8 removed: |0.1|, |0.2|, |−0.3|, wherever they sit
+    g = magnitude_masks(w, 3 / 8, "global")
+    assert g["a"].tolist() == [[0, 1], [1, 0]] and g["b"].tolist() == [0, 1, 1, 1]
+    # layer-wise, half of each layer: a loses |0.1| and |0.2|, b loses |−0.3| and |5|
+    la = magnitude_masks(w, 0.5, "layer")
+    assert la["a"].tolist() == [[0, 1], [1, 0]] and la["b"].tolist() == [0, 0, 1, 1]
+
+
+def test_apply_masks_follows_the_parameter_dtype_and_names_a_bad_key():
+    lin = torch.nn.Linear(2, 2).double()
+    with torch.no_grad():
+        lin.weight.fill_(3.0)
+    apply_masks(lin, {"weight": torch.tensor([[True, False], [False, True]])})  # bool mask, float64 weight
+    assert lin.weight.dtype == torch.float64 and lin.weight.tolist() == [[3.0, 0.0], [0.0, 3.0]]
+    with pytest.raises(KeyError, match="classifier.weight. names no parameter"):
+        apply_masks(lin, {"classifier.weight": torch.ones(2, 2)})
 
 
 @pytest.fixture(scope="module")

@@ -46,6 +46,8 @@ def nm_masks(weights: dict[str, torch.Tensor], n: int = 2, m: int = 4) -> tuple[
     ASP uses); Linear along in_features. Layers whose input dimension is not a multiple of `m` stay dense
     and are returned by name.
     """
+    if not 0 < n <= m:
+        raise ValueError(f"N:M sparsity needs 0 < n ≤ m, got {n}:{m}")
     masks, skipped = {}, []
     for name, w in weights.items():
         wt = w.detach().permute(0, 2, 3, 1) if w.dim() == 4 else w.detach()  # input dim last
