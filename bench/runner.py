@@ -103,7 +103,10 @@ class Runner:
         done = self.rundir.finished_cases() if self.opts.resume else set()
         old = self.rundir.read_results() if self.opts.resume else None
         rows: list[dict[str, Any]] = (
-            [r for r in old.to_dict("records") if str(r["case_id"]) in done] if old is not None else []
+            # empty cells come back as NaN; make them None like fresh rows so groups (speedup) match
+            [r for r in old.astype(object).where(old.notna(), None).to_dict("records") if str(r["case_id"]) in done]
+            if old is not None
+            else []
         )
         meta = {
             "run_id": run_id,

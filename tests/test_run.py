@@ -195,3 +195,16 @@ def test_power_trace_missing_the_window_leaves_energy_empty_with_a_reason(tmp_pa
         assert r["power_source"] == "ina3221-sysfs" and r["power_note"] == UNCOVERED
         assert r["energy_mj_per_inference"] is None and r["power_w_mean"] is None and r["power_w_idle"] is None
         assert r["energy_j_per_eval_epoch"] is None
+
+
+def test_finalize_speedups_matches_resumed_rows():
+    """A dense row read back from results.csv (empty cells → None after resume) still anchors new rows."""
+    from bench.results import empty_row
+    from bench.runner import finalize_speedups
+
+    key = dict(model="m", dataset="d", device="cpu", backend="b", precision="fp32", batch_size=1, status="ok")
+    dense = empty_row(**key, method="dense", latency_ms_p50=2.0, acceleration_rate=1.0)
+    pruned = empty_row(**key, method="magnitude", latency_ms_p50=0.5, acceleration_rate=2.0)
+    rows = [dense, pruned]
+    finalize_speedups(rows)
+    assert pruned["speedup"] == 4.0 and pruned["realization"] == 2.0 and dense["speedup"] == 1.0
