@@ -252,7 +252,13 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
     from bench.results import COLUMNS
     from devices.base import DeviceUnavailable, get_device, resolve_device
-    from devices.measure import UNCOVERED, LatencyConfig, energy_window, measure_idle, measure_latency
+    from devices.measure import (
+        LatencyConfig,
+        energy_window,
+        inference_energy_columns,
+        measure_idle,
+        measure_latency,
+    )
     from devices.power import PowerSampler
 
     path = Path(args.model)
@@ -282,8 +288,6 @@ def cmd_measure(args: argparse.Namespace) -> int:
         x = np.random.default_rng(0).standard_normal((args.batch, *shape), dtype=np.float32)
         lat = measure_latency(session, x, LatencyConfig(min_seconds=args.duration))
         win = energy_window(sampler, "latency", lat.t0, lat.t1)
-        if sampler and win is None:
-            note = UNCOVERED
     except ValueError as exc:  # e.g. a precision the backend does not run
         raise UsageError(str(exc)) from exc
     except (RuntimeError, OSError) as exc:
@@ -305,17 +309,11 @@ def cmd_measure(args: argparse.Namespace) -> int:
         size_mb=path.stat().st_size / 1e6,
         latency_samples=len(lat.samples_ms),
         power_source=reader.source if reader else "none",
-        power_note=note or None,
         throttled=lat.throttled,
         throttle_note=lat.throttle_note or None,
         status="ok",
     )
-    if win:
-        row["power_w_mean"] = win.power_w_mean
-        row["energy_mj_per_inference"] = win.energy_j / n_inf * 1e3
-        if idle:
-            row["power_w_idle"] = idle.watts
-            row["energy_mj_per_inference_above_idle"] = win.above_idle_j(idle.watts) / n_inf * 1e3
+    row.update(inference_energy_columns(win, n_inf, idle, sampler is not None, note))
     if args.json:
         print(json.dumps(row))
     else:

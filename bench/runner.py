@@ -28,10 +28,10 @@ from bench.rundir import RunDir, atomic_write_text
 from bench.suite import Case, Suite
 from devices.base import DeviceAdapter
 from devices.measure import (
-    UNCOVERED,
     IdleBaseline,
     LatencyConfig,
     energy_window,
+    inference_energy_columns,
     measure_idle,
     measure_latency,
     run_eval_epoch,
@@ -216,7 +216,6 @@ class Runner:
             "channels_kept_for_alignment": sum(g.kept_aligned for g in creport.groups),
             "eb_epoch": ticket.artifacts.get("eb_epoch"),
             "power_source": self.sampler.reader.source if self.sampler else "none",
-            "power_note": self.power_note or None,
         }
         # adapters that can run PyTorch (gpu's torch-cuda backend) get the module the ONNX was validated against
         takes_module = "module" in inspect.signature(self.device.load).parameters
@@ -254,12 +253,7 @@ class Runner:
                     **lat.stats,
                     latency_samples=len(lat.samples_ms),
                     samples_file=sample_file,
-                    power_w_mean=e_lat.power_w_mean if e_lat else None,
-                    energy_mj_per_inference=e_lat.energy_j / n_inf * 1e3 if e_lat else None,
-                    power_w_idle=self.idle.watts if self.idle else None,
-                    energy_mj_per_inference_above_idle=(
-                        e_lat.above_idle_j(self.idle.watts) / n_inf * 1e3 if e_lat and self.idle else None
-                    ),
+                    **inference_energy_columns(e_lat, n_inf, self.idle, self.sampler is not None, self.power_note),
                     energy_j_per_eval_epoch=e_eval.energy_j if e_eval else None,
                     train_s_per_epoch=train_s,
                     energy_j_per_train_epoch=e_train.energy_j if e_train else None,
@@ -269,8 +263,6 @@ class Runner:
                     status="ok",
                 )
             )
-            if self.sampler and e_lat is None:
-                rows[-1]["power_note"] = UNCOVERED
         return rows
 
     def _dense_reference(self, case: Case, data: DataBundle) -> tuple[ModelCost, float]:

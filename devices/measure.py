@@ -195,3 +195,29 @@ def measure_idle(sampler: PowerSampler, seconds: float = 2.0) -> IdleBaseline | 
         t1 = time.monotonic()
     win = energy_window(sampler, "idle", t0, t1)
     return IdleBaseline(win.power_w_mean, win.duration_s, win.samples) if win else None
+
+
+def inference_energy_columns(
+    win: Window | None, inferences: int, idle: IdleBaseline | None, sampling: bool, note: str = ""
+) -> dict[str, object]:
+    """The per-inference energy columns of a latency window, as results.csv names them.
+
+    Empty (None) when there is no window; when a sampler ran but its trace did not cover the window, the
+    power note says so (UNCOVERED) instead of any estimate.
+    """
+    out: dict[str, object] = {
+        "power_w_mean": None,
+        "energy_mj_per_inference": None,
+        "power_w_idle": idle.watts if idle else None,
+        "energy_mj_per_inference_above_idle": None,
+        "power_note": note or None,
+    }
+    if win is None:
+        if sampling:
+            out["power_note"] = UNCOVERED
+        return out
+    out["power_w_mean"] = win.power_w_mean
+    out["energy_mj_per_inference"] = win.energy_j / inferences * 1e3
+    if idle:
+        out["energy_mj_per_inference_above_idle"] = win.above_idle_j(idle.watts) / inferences * 1e3
+    return out

@@ -155,3 +155,20 @@ def test_energy_window_is_empty_when_the_trace_misses_the_window():
         reader.sink(i * 0.1, 2.0)  # samples up to 0.4 s only
     assert energy_window(s, "lat", 0.0, 1.0) is None
     assert energy_window(s, "lat", 0.1, 0.3).energy_j == pytest.approx(0.4)
+
+
+def test_inference_energy_columns_hand_computed():
+    from devices.measure import UNCOVERED, IdleBaseline, inference_energy_columns
+    from devices.power import Window
+
+    win = Window("latency", 0.0, 0.5, energy_j=6.0, power_w_mean=12.0, samples=25, duration_s=0.5)
+    cols = inference_energy_columns(win, 200, IdleBaseline(watts=4.0, seconds=2.0, samples=100), sampling=True)
+    assert cols["power_w_mean"] == 12.0
+    assert cols["energy_mj_per_inference"] == pytest.approx(30.0)  # 6 J / 200 inferences
+    assert cols["power_w_idle"] == 4.0
+    assert cols["energy_mj_per_inference_above_idle"] == pytest.approx(20.0)  # (6 − 4 W × 0.5 s) / 200
+    assert cols["power_note"] is None
+    none = inference_energy_columns(None, 200, None, sampling=False, note="no RAPL here")
+    assert none["energy_mj_per_inference"] is None and none["power_note"] == "no RAPL here"
+    missed = inference_energy_columns(None, 200, None, sampling=True)
+    assert missed["energy_mj_per_inference"] is None and missed["power_note"] == UNCOVERED
