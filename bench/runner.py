@@ -70,6 +70,7 @@ class Runner:
         self.sampler: PowerSampler | None = None
         self.power_note = ""
         self.idle: IdleBaseline | None = None
+        self.identity: dict[str, Any] = {}  # the device's identity, read once per run
         self._bar: tqdm | None = None
         self.ctx = TicketContext(progress=self._progress)
 
@@ -108,6 +109,7 @@ class Runner:
             if old is not None
             else []
         )
+        self.identity = self.device.identity()
         meta = {
             "run_id": run_id,
             "start_time": existing.get("start_time") or datetime.now(timezone.utc).isoformat(),
@@ -120,7 +122,7 @@ class Runner:
                 "source": self.suite.source,
                 "measure": asdict(self.suite.measure),
             },
-            "device": self.device.identity(),
+            "device": self.identity,
             "cases": [c.case_id for c in self.suite.cases],
         }
         self.rundir.write_json(meta)
@@ -150,7 +152,7 @@ class Runner:
 
     def run_case(self, case: Case, run_id: str) -> list[dict[str, Any]]:
         cfg = case.ticket
-        ident = self.device.identity()
+        ident = self.identity
         base = {
             "run_id": run_id,
             "case_id": case.case_id,
