@@ -1,3 +1,1 @@
-"""ticketbench: find lottery tickets, compact and export them, measure them on devices, report."""
-
-__version__ = "0.1.0"
+"""The benchmark harness: CLI, suites, runner, results store, regression and the device farm."""

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-log = logging.getLogger("bench")
+log = logging.getLogger("ticketbench.bench")
 
 
 class UsageError(Exception):
@@ -43,9 +43,9 @@ def _check_out_dir(path: str, resume: bool) -> Path:
 
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.runner import Runner, RunOptions, new_run_id
-    from bench.suite import SuiteError, load_suite
-    from devices.base import DEVICES, DeviceUnavailable, get_device, resolve_device
+    from ticketbench.bench.runner import Runner, RunOptions, new_run_id
+    from ticketbench.bench.suite import SuiteError, load_suite
+    from ticketbench.devices.base import DEVICES, DeviceUnavailable, get_device, resolve_device
 
     try:
         suite = load_suite(args.suite)
@@ -81,10 +81,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    from reports.html import write_report
+    from ticketbench.reports.html import write_report
 
     html = write_report([out], out / "report.html")
-    from bench.store import ingest_after_run
+    from ticketbench.bench.store import ingest_after_run
 
     ingest_after_run(out, getattr(args, "db", None))  # into the results database when SQLAlchemy is installed
     _print_summary(rows)
@@ -116,8 +116,8 @@ def _print_summary(rows: list[dict]) -> None:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from devices.base import DEVICES
-    from devices.power_sources import probe_power_sources
+    from ticketbench.devices.base import DEVICES
+    from ticketbench.devices.power_sources import probe_power_sources
 
     report = {"adapters": {}, "power_sources": {}}
     for name in DEVICES.names():
@@ -139,9 +139,9 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_ticket(args: argparse.Namespace) -> int:
-    from models.data import DataError, dataset_names, load_dataset
-    from models.tickets import METHODS, TicketConfig, TicketContext, find_ticket
-    from models.zoo import model_names
+    from ticketbench.models.data import DataError, dataset_names, load_dataset
+    from ticketbench.models.tickets import METHODS, TicketConfig, TicketContext, find_ticket
+    from ticketbench.models.zoo import model_names
 
     if args.model not in model_names():
         raise UsageError(f"unknown model {args.model!r} (known: {', '.join(model_names())})")
@@ -205,10 +205,10 @@ def cmd_ticket(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from models.compact import CompactionConfig, compact
-    from models.data import load_dataset
-    from models.export import ExportError, export_onnx
-    from models.tickets import load_ticket
+    from ticketbench.models.compact import CompactionConfig, compact
+    from ticketbench.models.data import load_dataset
+    from ticketbench.models.export import ExportError, export_onnx
+    from ticketbench.models.tickets import load_ticket
 
     tdir = Path(args.ticket_dir)
     if not (tdir / "ticket.pt").is_file() and not (tdir.is_file() and tdir.suffix == ".pt"):
@@ -238,7 +238,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _input_shape(cfg, load_dataset) -> tuple[int, ...]:
     """Input shape of a ticket saved before provenance recorded it: from the embedded data, else the zoo's hint."""
-    from models.zoo import input_size
+    from ticketbench.models.zoo import input_size
 
     if cfg.dataset in ("digits", "synthetic"):
         return load_dataset(cfg.dataset).input_shape
@@ -250,16 +250,16 @@ def cmd_measure(args: argparse.Namespace) -> int:
     import numpy as np
     import onnx
 
-    from bench.results import COLUMNS
-    from devices.base import DeviceUnavailable, get_device, resolve_device
-    from devices.measure import (
+    from ticketbench.bench.results import COLUMNS
+    from ticketbench.devices.base import DeviceUnavailable, get_device, resolve_device
+    from ticketbench.devices.measure import (
         LatencyConfig,
         energy_window,
         inference_energy_columns,
         measure_idle,
         measure_latency,
     )
-    from devices.power import PowerSampler
+    from ticketbench.devices.power import PowerSampler
 
     path = Path(args.model)
     if args.batch < 1 or not args.duration > 0 or not args.idle >= 0:
@@ -339,7 +339,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from reports.html import write_report
+    from ticketbench.reports.html import write_report
 
     dirs = [Path(d) for d in args.run_dirs]
     for d in dirs:
@@ -356,8 +356,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from bench.regression import CompareConfig, CompareError, compare_runs, load_ref, write_comparison
-    from reports.pages import fmt_cell
+    from ticketbench.bench.regression import CompareConfig, CompareError, compare_runs, load_ref, write_comparison
+    from ticketbench.reports.pages import fmt_cell
 
     if not 0 <= args.threshold < 10 or not 0 < args.alpha < 1:
         raise UsageError("--threshold must be in [0, 10) and --alpha in (0, 1)")
@@ -386,7 +386,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_farm(args: argparse.Namespace) -> int:
-    from bench.farm import InventoryError, load_inventory, nightly
+    from ticketbench.bench.farm import InventoryError, load_inventory, nightly
 
     try:
         inv = load_inventory(Path(args.inventory))

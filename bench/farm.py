@@ -26,9 +26,9 @@ from typing import Any
 
 import pandas as pd
 
-from bench.regression import CompareConfig, RunRef, compare_runs, load_ref, write_comparison
+from ticketbench.bench.regression import CompareConfig, RunRef, compare_runs, load_ref, write_comparison
 
-log = logging.getLogger("bench.farm")
+log = logging.getLogger("ticketbench.bench.farm")
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 HOST = re.compile(r"^(local|([A-Za-z0-9_.-]+@)?[A-Za-z0-9_.:-]+)$")
@@ -203,7 +203,7 @@ def run_bench(job: Job) -> Path:
 
 def device_night(job: Job, run_fn: RunFn = run_bench) -> Outcome:
     """Run, ingest, compare with the device's last good night, record. Runs on the device's worker."""
-    from bench.store import ResultsStore
+    from ticketbench.bench.store import ResultsStore
 
     d = job.device
     out = Outcome(d.name, job.suite, job.night, "ok")
@@ -290,7 +290,7 @@ def nightly(
     """Dispatch every (device, suite) job, gather outcomes, write the summary and trend report."""
     from distributed import as_completed
 
-    from bench.store import ResultsStore
+    from ticketbench.bench.store import ResultsStore
 
     night = night or new_night()
     store = ResultsStore(inv.db)
@@ -349,8 +349,8 @@ def _slug(text: str) -> str:
 
 def write_night_summary(report: NightReport, store, directory: Path) -> None:
     """summary.md (outcomes) and summary.html (outcomes + trend plots per device), and trend.csv."""
-    from bench.rundir import atomic_write_text
-    from reports.nightly import night_html, night_markdown
+    from ticketbench.bench.rundir import atomic_write_text
+    from ticketbench.reports.nightly import night_html, night_markdown
 
     directory.mkdir(parents=True, exist_ok=True)
     trends = {m: store.trend(m) for m in ("latency_ms_p50", "accuracy_top1", "energy_mj_per_inference")}

@@ -231,7 +231,7 @@ def load_ref(spec: str, db: str | None = None) -> RunRef:
         return RunRef(str(meta.get("run_id") or p.name), pd.read_csv(p / "results.csv"), p)
     if p.exists():
         raise CompareError(f"{spec}: not a run directory (no results.csv)")
-    from bench.store import ResultsStore, StoreError
+    from ticketbench.bench.store import ResultsStore, StoreError
 
     try:
         store = ResultsStore(db)
@@ -244,8 +244,8 @@ def load_ref(spec: str, db: str | None = None) -> RunRef:
 
 def write_comparison(comp: Comparison, md: Path | None, html: Path | None) -> list[Path]:
     """The comparison as markdown and/or self-contained HTML; returns the paths written."""
-    from bench.rundir import atomic_write_text
-    from reports.compare import comparison_html, comparison_markdown
+    from ticketbench.bench.rundir import atomic_write_text
+    from ticketbench.reports.compare import comparison_html, comparison_markdown
 
     table, written = comp.table(), []
     for path, render in ((md, comparison_markdown), (html, comparison_html)):

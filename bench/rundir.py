@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.results import COLUMNS
+from ticketbench.bench.results import COLUMNS
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

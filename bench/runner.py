@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench.provenance import git_sha, host_info, package_versions
-from bench.results import empty_row
-from bench.rundir import RunDir, atomic_write_text
-from bench.suite import Case, Suite
-from devices.base import DeviceAdapter
-from devices.measure import (
+from ticketbench.bench.provenance import git_sha, host_info, package_versions
+from ticketbench.bench.results import empty_row
+from ticketbench.bench.rundir import RunDir, atomic_write_text
+from ticketbench.bench.suite import Case, Suite
+from ticketbench.devices.base import DeviceAdapter
+from ticketbench.devices.measure import (
     IdleBaseline,
     LatencyConfig,
     energy_window,
@@ -36,16 +36,16 @@ from devices.measure import (
     measure_latency,
     run_eval_epoch,
 )
-from devices.power import PowerSampler
-from models.compact import CompactionConfig, compact
-from models.cost import ModelCost, analyze
-from models.data import DataBundle, load_dataset
-from models.export import export_onnx, to_onnx_bytes
-from models.masks import apply_masks
-from models.tickets import Ticket, TicketConfig, TicketContext, find_ticket
-from models.train import train
+from ticketbench.devices.power import PowerSampler
+from ticketbench.models.compact import CompactionConfig, compact
+from ticketbench.models.cost import ModelCost, analyze
+from ticketbench.models.data import DataBundle, load_dataset
+from ticketbench.models.export import export_onnx, to_onnx_bytes
+from ticketbench.models.masks import apply_masks
+from ticketbench.models.tickets import Ticket, TicketConfig, TicketContext, find_ticket
+from ticketbench.models.train import train
 
-log = logging.getLogger("bench.runner")
+log = logging.getLogger("ticketbench.bench.runner")
 
 
 def new_run_id() -> str:

@@ -21,9 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from bench.results import COLUMNS, CONTRACT_COLUMNS
+from ticketbench.bench.results import COLUMNS, CONTRACT_COLUMNS
 
-log = logging.getLogger("bench.store")
+log = logging.getLogger("ticketbench.bench.store")
 
 SCHEMA_VERSION = 1
 DEFAULT_DB = Path("runs") / "ticketbench.sqlite"

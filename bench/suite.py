@@ -17,7 +17,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from models.tickets import TicketConfig
+from ticketbench.models.tickets import TicketConfig
 
 
 class SuiteError(ValueError):
@@ -55,7 +55,9 @@ class Suite:
 
 def builtin_suites() -> list[str]:
     return sorted(
-        p.name[:-5] for p in resources.files("bench").joinpath("suites").iterdir() if p.name.endswith(".toml")
+        p.name[:-5]
+        for p in resources.files("ticketbench.bench").joinpath("suites").iterdir()
+        if p.name.endswith(".toml")
     )
 
 
@@ -97,7 +99,7 @@ def load_suite(name_or_path: str) -> Suite:
             raise SuiteError(f"suite file not found: {name_or_path}")
         text, source = path.read_text(), str(path)
     elif name_or_path in builtin_suites():
-        text = resources.files("bench").joinpath("suites", f"{name_or_path}.toml").read_text()
+        text = resources.files("ticketbench.bench").joinpath("suites", f"{name_or_path}.toml").read_text()
         source = name_or_path
     else:
         raise SuiteError(f"unknown suite {name_or_path!r} (built-in: {', '.join(builtin_suites())}, or a .toml path)")

@@ -40,13 +40,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from devices.cpu import OrtCpuSession
-from devices.measure import LatencyConfig, measure_latency
-from models.compact import CompactionConfig, compact, kill_channels
-from models.cost import analyze
-from models.decompose import block_structured
-from models.export import export_onnx
-from models.zoo import create_model
+from ticketbench.devices.cpu import OrtCpuSession
+from ticketbench.devices.measure import LatencyConfig, measure_latency
+from ticketbench.models.compact import CompactionConfig, compact, kill_channels
+from ticketbench.models.cost import analyze
+from ticketbench.models.decompose import block_structured
+from ticketbench.models.export import export_onnx
+from ticketbench.models.zoo import create_model
 
 SHAPE = (3, 32, 32)
 MPT_AR = {0.7: 1.4, 0.9: 2.3, 0.95: 3.0}  # Efficient-MPT report, Table 4 (ResNet-18, CIFAR-10)

@@ -25,12 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from devices.cpu import CpuDevice  # noqa: E402
-from devices.jetson_board import Ina3221Reader  # noqa: E402
-from devices.measure import LatencyConfig, measure_latency  # noqa: E402
-from devices.power import PowerSampler  # noqa: E402
-from models.export import to_onnx_bytes  # noqa: E402
-from models.zoo import create_model  # noqa: E402
+from ticketbench.devices.cpu import CpuDevice  # noqa: E402
+from ticketbench.devices.jetson_board import Ina3221Reader  # noqa: E402
+from ticketbench.devices.measure import LatencyConfig, measure_latency  # noqa: E402
+from ticketbench.devices.power import PowerSampler  # noqa: E402
+from ticketbench.models.export import to_onnx_bytes  # noqa: E402
+from ticketbench.models.zoo import create_model  # noqa: E402
 
 
 def bare_ort_p50(path: Path, x: np.ndarray, n: int, warmup: int = 20) -> float:

@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from test_report import make_run_dir  # noqa: E402
 
-from bench.regression import CompareConfig, compare_runs, load_ref  # noqa: E402
-from bench.store import ResultsStore  # noqa: E402
-from reports.html import write_report  # noqa: E402
+from ticketbench.bench.regression import CompareConfig, compare_runs, load_ref  # noqa: E402
+from ticketbench.bench.store import ResultsStore  # noqa: E402
+from ticketbench.reports.html import write_report  # noqa: E402
 
 
 def timed(fn, repeat: int = 3) -> float:

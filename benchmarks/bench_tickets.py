@@ -23,10 +23,10 @@ import time
 import torch
 from torch import nn
 
-from models.data import load_dataset
-from models.tickets import TicketConfig, TicketContext, find_ticket
-from models.tickets.mpt import attach, mpt_init_
-from models.zoo import create_model
+from ticketbench.models.data import load_dataset
+from ticketbench.models.tickets import TicketConfig, TicketContext, find_ticket
+from ticketbench.models.tickets.mpt import attach, mpt_init_
+from ticketbench.models.zoo import create_model
 
 
 def _sync(device: str) -> None:

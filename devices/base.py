@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from devices.power import PowerReader
-from models.registry import Registry
+from ticketbench.devices.power import PowerReader
+from ticketbench.models.registry import Registry
 
 
 @dataclass

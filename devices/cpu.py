@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from devices.base import DEVICES, Availability, DeviceAdapter
-from devices.power import PowerReader, probe_rapl
+from ticketbench.devices.base import DEVICES, Availability, DeviceAdapter
+from ticketbench.devices.power import PowerReader, probe_rapl
 
 
 def cpu_model_name() -> str:

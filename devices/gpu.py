@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from devices.base import DEVICES, Availability, DeviceAdapter, Session
-from devices.power import PowerReader
+from ticketbench.devices.base import DEVICES, Availability, DeviceAdapter, Session
+from ticketbench.devices.power import PowerReader
 
 ONNX_BACKENDS = ("tensorrt", "onnxruntime-tensorrt", "onnxruntime-cuda")
 ORT_PROVIDERS = {"onnxruntime-tensorrt": "TensorrtExecutionProvider", "onnxruntime-cuda": "CUDAExecutionProvider"}
@@ -164,7 +164,7 @@ class GpuDevice(DeviceAdapter):
     def identity(self) -> dict[str, Any]:
         ident: dict[str, Any] = {"device": "gpu", "backend": self.backend, "backends": self.backends}
         try:
-            from devices.power_nvml import nvml_identity
+            from ticketbench.devices.power_nvml import nvml_identity
 
             ident.update(nvml_identity(self.index))
         except Exception as exc:  # no NVML: fall back to torch's name
@@ -187,7 +187,7 @@ class GpuDevice(DeviceAdapter):
 
     def snapshot(self) -> dict[str, Any]:
         try:
-            from devices.power_nvml import nvml_snapshot
+            from ticketbench.devices.power_nvml import nvml_snapshot
 
             return nvml_snapshot(self.index)
         except Exception:
@@ -209,7 +209,7 @@ class GpuDevice(DeviceAdapter):
             session = self._load_tensorrt(Path(onnx_path), precision, batch_size)
         else:
             session = OrtGpuSession(Path(onnx_path), self.backend, precision, self.index)
-        from devices.power_nvml import MIN_WINDOW_S
+        from ticketbench.devices.power_nvml import MIN_WINDOW_S
 
         session.snapshot = self.snapshot
         session.min_window_s = MIN_WINDOW_S
@@ -218,7 +218,7 @@ class GpuDevice(DeviceAdapter):
     def _load_tensorrt(self, onnx_path: Path, precision: str, batch_size: int) -> Session:
         import tensorrt as trt
 
-        from devices.tensorrt_engine import (
+        from ticketbench.devices.tensorrt_engine import (
             DEFAULT_CACHE,
             EngineKey,
             TrtSession,
@@ -244,7 +244,7 @@ class GpuDevice(DeviceAdapter):
 
     def identity_name(self) -> str:
         try:
-            from devices.power_nvml import nvml_identity
+            from ticketbench.devices.power_nvml import nvml_identity
 
             return nvml_identity(self.index)["device_name"]
         except Exception:
@@ -253,7 +253,7 @@ class GpuDevice(DeviceAdapter):
             return torch.cuda.get_device_name(self.index)
 
     def power_reader(self) -> tuple[PowerReader | None, str]:
-        from devices.power_nvml import probe_nvml_reader
+        from ticketbench.devices.power_nvml import probe_nvml_reader
 
         self._reader, why = probe_nvml_reader(self.index)
         return self._reader, why

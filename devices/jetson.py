@@ -32,13 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from devices import jetson_board
-from devices.base import DEVICES, Availability, DeviceAdapter, Session
-from devices.measure import EvalResult, LatencyConfig, LatencyResult, detect_throttle
-from devices.power import PowerReader
-from devices.tensorrt_engine import file_sha256, onnx_input
-from devices.transport import LocalTransport, SshTransport, TransportError
-from devices.trtexec import (
+from ticketbench.devices import jetson_board
+from ticketbench.devices.base import DEVICES, Availability, DeviceAdapter, Session
+from ticketbench.devices.measure import EvalResult, LatencyConfig, LatencyResult, detect_throttle
+from ticketbench.devices.power import PowerReader
+from ticketbench.devices.tensorrt_engine import file_sha256, onnx_input
+from ticketbench.devices.transport import LocalTransport, SshTransport, TransportError
+from ticketbench.devices.trtexec import (
     build_argv,
     infer_argv,
     parse_outputs,
@@ -362,7 +362,7 @@ class JetsonDevice(DeviceAdapter):
         if self.backend == "trtexec":
             feed = self._reader if isinstance(self._reader, BoardPowerFeed) else None
             return TrtexecSession(self.board, Path(onnx_path), precision, feed)
-        from devices.gpu import GpuDevice
+        from ticketbench.devices.gpu import GpuDevice
 
         session = GpuDevice(backend="tensorrt")._load_tensorrt(Path(onnx_path), precision, batch_size)
         session.snapshot = self.snapshot

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from devices.base import Session
-from devices.power import PowerSampler, Window
+from ticketbench.devices.base import Session
+from ticketbench.devices.power import PowerSampler, Window
 
 UNCOVERED = "power trace does not cover the timed window: energy left empty"  # power_note when energy_window is None
 

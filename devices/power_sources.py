@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devices import jetson_board
-from devices.power import probe_rapl
+from ticketbench.devices import jetson_board
+from ticketbench.devices.power import probe_rapl
 
 
 def probe_nvml() -> tuple[bool, str]:
     """NVML energy counter (Volta+) or power polling, or why neither."""
-    from devices.power_nvml import probe_nvml_reader
+    from ticketbench.devices.power_nvml import probe_nvml_reader
 
     reader, why = probe_nvml_reader(0)
     return (True, f"GPU 0 via {reader.source}") if reader else (False, why)

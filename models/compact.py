@@ -23,8 +23,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from models import channel_graph as cg
-from models.decompose import DecomposeConfig, decompose
+from ticketbench.models import channel_graph as cg
+from ticketbench.models.decompose import DecomposeConfig, decompose
 
 
 @dataclass

@@ -24,7 +24,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from models import channel_graph as cg
+from ticketbench.models import channel_graph as cg
 
 
 @dataclass

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.train import _device_of
+from ticketbench.models.train import _device_of
 
 OPSET = 17
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.data import DataBundle
+from ticketbench.models.data import DataBundle
 
 Callback = Callable[[nn.Module], None]
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.tickets.artifacts import to_jsonable
+from ticketbench.models.tickets.artifacts import to_jsonable
 
-log = logging.getLogger("reports.artifacts")
+log = logging.getLogger("ticketbench.reports.artifacts")
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.pages import markdown_table, render_page
+from ticketbench.reports.pages import markdown_table, render_page
 
 COLUMNS = ["case_id", "device", "batch_size", "metric", "baseline", "current", "change", "floor", "p_value", "test",
            "verdict"]  # fmt: skip

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports import plots
-from reports.artifacts import TicketArtifacts, load_run_artifacts
-from reports.pages import fmt_cell, template_env
+from ticketbench.reports import plots
+from ticketbench.reports.artifacts import TicketArtifacts, load_run_artifacts
+from ticketbench.reports.pages import fmt_cell, template_env
 
 
 @dataclass
@@ -111,15 +111,15 @@ def render_html(
 
 def write_csv(df: pd.DataFrame, path: Path) -> Path:
     """The combined results table, contract columns first in contract order, then any extra columns."""
-    from bench.results import COLUMNS
-    from bench.rundir import atomic_write_text
+    from ticketbench.bench.results import COLUMNS
+    from ticketbench.bench.rundir import atomic_write_text
 
     atomic_write_text(Path(path), df.reindex(columns=COLUMNS + [c for c in df if c not in COLUMNS]).to_csv(index=False))
     return Path(path)
 
 
 def write_report(run_dirs: list[Path], html_path: Path, csv_path: Path | None = None) -> Path:
-    from bench.rundir import atomic_write_text
+    from ticketbench.bench.rundir import atomic_write_text
 
     inputs = load_report_inputs([Path(d) for d in run_dirs])
     atomic_write_text(Path(html_path), render_html(inputs.df, inputs.metas, artifacts=inputs.artifacts))

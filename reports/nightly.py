@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports import plots
-from reports.pages import markdown_table, render_page
+from ticketbench.reports import plots
+from ticketbench.reports.pages import markdown_table, render_page
 
 OUTCOME_COLUMNS = ["device", "suite", "status", "regressions", "run_id", "baseline_run_id", "message"]
 TREND_LABELS = {

@@ -14,7 +14,9 @@ import pandas as pd
 def template_env() -> jinja2.Environment:
     """Templates of reports/templates, HTML-escaped by default."""
     return jinja2.Environment(
-        loader=jinja2.FunctionLoader(lambda n: resources.files("reports.templates").joinpath(n).read_text()),
+        loader=jinja2.FunctionLoader(
+            lambda n: resources.files("ticketbench.reports.templates").joinpath(n).read_text()
+        ),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
     )
 

@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from reports.artifacts import TicketArtifacts  # noqa: E402
+from ticketbench.reports.artifacts import TicketArtifacts  # noqa: E402
 
 _METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.S)
 MAX_PANELS = 6  # per figure; more cases than this are listed in the table only

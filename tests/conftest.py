@@ -18,8 +18,8 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def onnx_model(tmp_path_factory) -> Path:
     """A small_cnn (width 8, 1×8×8 input) exported to ONNX: the model device tests run."""
-    from models.export import to_onnx_bytes
-    from models.zoo import create_model
+    from ticketbench.models.export import to_onnx_bytes
+    from ticketbench.models.zoo import create_model
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("onnx") / "small.onnx"

@@ -20,7 +20,7 @@ import urllib.request
 import pytest
 from test_report import FIGURES, make_run_dir
 
-from reports.html import write_report
+from ticketbench.reports.html import write_report
 
 
 def _chrome() -> str | None:
@@ -259,7 +259,7 @@ def test_the_harness_catches_errors_and_requests(page, tmp_path):
 
 
 def test_comparison_page_loads_offline_without_errors(page, tmp_path):
-    from bench.cli import main
+    from ticketbench.bench.cli import main
 
     base = make_run_dir(tmp_path / "b", "B", seed=1)
     slow = make_run_dir(tmp_path / "x", "X", seed=2, latency_scale=1.1)

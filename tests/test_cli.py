@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
+from ticketbench.bench.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 

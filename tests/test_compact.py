@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.compact import CompactionConfig, compact
+from ticketbench.models.compact import CompactionConfig, compact
 
 NO_DECOMPOSE = CompactionConfig(decompose=False)
 

@@ -7,9 +7,9 @@ import torch
 from test_compact import INPUT, TinyResNet, TinyVGG, check_exact, randomize
 from torch import nn
 
-from models.compact import CompactionConfig
-from models.cost import analyze
-from models.decompose import DecomposeConfig, GroupedConv2d, SplitConv2d, components, pack
+from ticketbench.models.compact import CompactionConfig
+from ticketbench.models.cost import analyze
+from ticketbench.models.decompose import DecomposeConfig, GroupedConv2d, SplitConv2d, components, pack
 
 
 @torch.no_grad()
@@ -81,7 +81,7 @@ def test_cost_model_guards_the_rewrite():
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_residual_network_with_group_structure_decomposes_without_gathers(seed, tmp_path):
-    from models.export import export_onnx
+    from ticketbench.models.export import export_onnx
 
     model = randomize(TinyResNet(w=8), seed, density=1.0, filters=0, columns=0, zero_gamma=0)
     for m in model.modules():  # every stream/inner channel c belongs to class c % 4, consistently

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from models.compact import compact, kill_channels
-from models.zoo import create_model
+from ticketbench.models.compact import compact, kill_channels
+from ticketbench.models.zoo import create_model
 
 tp = pytest.importorskip("torch_pruning")
 

@@ -17,11 +17,11 @@ import torch
 from test_compact import randomize
 from torch import nn
 
-from models import channel_graph as cg
-from models.compact import CompactionConfig, compact
-from models.decompose import DecomposeConfig, block_structured
-from models.export import export_onnx, zero_filters
-from models.zoo import MODELS, create_model, input_size, model_names
+from ticketbench.models import channel_graph as cg
+from ticketbench.models.compact import CompactionConfig, compact
+from ticketbench.models.decompose import DecomposeConfig, block_structured
+from ticketbench.models.export import export_onnx, zero_filters
+from ticketbench.models.zoo import MODELS, create_model, input_size, model_names
 
 WIDTH = {"resnet50": 0.0625, "preresnet101": 0.25}  # float width multipliers; default 0.125
 

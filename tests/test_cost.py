@@ -8,8 +8,8 @@ from test_compact import ARCHS, INPUT, randomize
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.compact import compact
-from models.cost import acceleration_rate, analyze
+from ticketbench.models.compact import compact
+from ticketbench.models.cost import acceleration_rate, analyze
 
 
 def _two_layer() -> nn.Sequential:

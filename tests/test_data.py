@@ -9,7 +9,7 @@ import pytest
 import torch
 from fixtures.cifar import write_cifar
 
-from models.data import CIFAR_STATS, DataError, dataset_names, load_dataset
+from ticketbench.models.data import CIFAR_STATS, DataError, dataset_names, load_dataset
 
 
 def test_registered():

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from devices import gpu
-from devices.gpu import GpuDevice, OrtGpuSession, available_backends
-from devices.tensorrt_engine import EngineKey, TrtSession, cached_engine, io_api, profile_shapes
-from models.export import to_onnx_bytes
-from models.zoo import create_model
+from ticketbench.devices import gpu
+from ticketbench.devices.gpu import GpuDevice, OrtGpuSession, available_backends
+from ticketbench.devices.tensorrt_engine import EngineKey, TrtSession, cached_engine, io_api, profile_shapes
+from ticketbench.models.export import to_onnx_bytes
+from ticketbench.models.zoo import create_model
 
 K = 4  # fake output classes
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from fixtures.jetson.boards import TX2_VDD_IN_MW, install_bin, make_board, path_with
 
-from devices.base import DeviceUnavailable, get_device
-from devices.jetson import JetsonDevice
-from devices.measure import LatencyConfig, energy_window, measure_latency, run_eval_epoch
-from devices.power import PowerSampler
+from ticketbench.devices.base import DeviceUnavailable, get_device
+from ticketbench.devices.jetson import JetsonDevice
+from ticketbench.devices.measure import LatencyConfig, energy_window, measure_latency, run_eval_epoch
+from ticketbench.devices.power import PowerSampler
 
 
 def cpu_logits(onnx_path: Path, x: np.ndarray) -> np.ndarray:
@@ -112,6 +112,6 @@ def test_not_a_jetson(tmp_path, monkeypatch):
 def test_no_trtexec_on_board(tmp_path, monkeypatch):
     root = make_board(tmp_path / "board", "tx2")
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
-    monkeypatch.setattr("devices.jetson_board.TRTEXEC_FALLBACK", str(tmp_path / "none"))
+    monkeypatch.setattr("ticketbench.devices.jetson_board.TRTEXEC_FALLBACK", str(tmp_path / "none"))
     with pytest.raises(RuntimeError, match="trtexec not found"):
         JetsonDevice(root=str(root), workdir=str(tmp_path / "w"))

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from fixtures.jetson.boards import TX2_VDD_IN_MW, install_bin, make_board, path_with, which_sshd
 
-from devices.jetson import JetsonDevice
-from devices.measure import LatencyConfig, energy_window, measure_latency, run_eval_epoch
-from devices.power import PowerSampler
+from ticketbench.devices.jetson import JetsonDevice
+from ticketbench.devices.measure import LatencyConfig, energy_window, measure_latency, run_eval_epoch
+from ticketbench.devices.power import PowerSampler
 
 TX2_LINE = (
     "RAM 2020/7852MB (lfb 1164x4MB) CPU [9%@345,21%@345,25%@345,3%@345,1%@345,1%@345] EMC_FREQ 0% GR3D_FREQ 0% "
@@ -117,7 +117,7 @@ def test_unreachable_host_is_reported(tmp_path):
 
 
 def test_cli_run_on_remote_jetson(sshd, tmp_path, monkeypatch):
-    from bench.cli import main
+    from ticketbench.bench.cli import main
 
     root = make_board(tmp_path / "board", "tx2")
     suite = tmp_path / "tiny.toml"

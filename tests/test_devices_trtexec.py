@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devices import trtexec as tx
+from ticketbench.devices import trtexec as tx
 
 FIX = Path(__file__).parent / "fixtures" / "trtexec"
 

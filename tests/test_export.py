@@ -12,8 +12,8 @@ import torch
 from test_compact import INPUT, TinyVGG, randomize
 from torch import nn
 
-from models.compact import compact
-from models.export import OPSET, ExportError, export_onnx, to_onnx_bytes, zero_filters
+from ticketbench.models.compact import compact
+from ticketbench.models.export import OPSET, ExportError, export_onnx, to_onnx_bytes, zero_filters
 
 
 def _pruned_vgg() -> nn.Module:

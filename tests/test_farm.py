@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from test_report import make_run_dir
 
-from bench.cli import main
-from bench.farm import (
+from ticketbench.bench.cli import main
+from ticketbench.bench.farm import (
     DeviceDown,
     DeviceSpec,
     Inventory,
@@ -25,7 +25,7 @@ from bench.farm import (
     nightly,
     ssh_reachable,
 )
-from bench.regression import CompareConfig
+from ticketbench.bench.regression import CompareConfig
 
 pytest.importorskip("sqlalchemy")
 distributed = pytest.importorskip("distributed")
@@ -110,7 +110,7 @@ def test_three_nights_down_failed_regressed_and_last_good_baseline(tmp_path, cli
     assert by["b"].baseline_run_id == "b-n1-quick"  # its own last GOOD night, not the regressed n2
     assert by["c"].baseline_run_id == "c-n2-quick"
 
-    from bench.store import ResultsStore
+    from ticketbench.bench.store import ResultsStore
 
     store = ResultsStore(inv.db)
     nights = store.nights()
@@ -153,7 +153,7 @@ def test_device_without_a_worker_is_down_and_a_partial_run_failed(tmp_path, clie
     assert by["d"].status == "failed" and by["d"].message.startswith("2 failed case row(s)")
     assert by["d"].run_id == "d-n1-quick"  # its results are stored all the same
     assert report.exit_code == 1
-    from bench.store import ResultsStore
+    from ticketbench.bench.store import ResultsStore
 
     assert ResultsStore(inv.db).last_good_run("d", "quick") is None  # a failed night is no baseline
 

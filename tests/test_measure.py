@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from devices.measure import (
+from ticketbench.devices.measure import (
     EvalResult,
     LatencyConfig,
     LatencyResult,
@@ -16,7 +16,7 @@ from devices.measure import (
     measure_latency,
     run_eval_epoch,
 )
-from devices.power import PowerSampler
+from ticketbench.devices.power import PowerSampler
 
 
 class CountingSession:
@@ -158,8 +158,8 @@ def test_energy_window_is_empty_when_the_trace_misses_the_window():
 
 
 def test_inference_energy_columns_hand_computed():
-    from devices.measure import UNCOVERED, IdleBaseline, inference_energy_columns
-    from devices.power import Window
+    from ticketbench.devices.measure import UNCOVERED, IdleBaseline, inference_energy_columns
+    from ticketbench.devices.power import Window
 
     win = Window("latency", 0.0, 0.5, energy_j=6.0, power_w_mean=12.0, samples=25, duration_s=0.5)
     cols = inference_energy_columns(win, 200, IdleBaseline(watts=4.0, seconds=2.0, samples=100), sampling=True)

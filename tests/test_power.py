@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from devices.power import PowerSampler, RaplReader, counter_energy, integrate_energy, probe_rapl
+from ticketbench.devices.power import PowerSampler, RaplReader, counter_energy, integrate_energy, probe_rapl
 
 
 # -- the integral on known traces ----------------------------------------------------------------------

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from fixtures.jetson.boards import ORIN_VDD_IN_MA, ORIN_VDD_IN_MV, TX2_VDD_IN_MW, install_bin, make_board
 
-from devices import jetson_board as jb
-from devices.power import PowerSampler
-from devices.power_sources import probe_ina3221
+from ticketbench.devices import jetson_board as jb
+from ticketbench.devices.power import PowerSampler
+from ticketbench.devices.power_sources import probe_ina3221
 
 FIX = Path(__file__).parent / "fixtures" / "tegrastats"
 

@@ -8,9 +8,15 @@ import types
 
 import pytest
 
-from devices.power import PowerSampler
-from devices.power_nvml import NvmlEnergyReader, NvmlPowerReader, nvml_identity, nvml_snapshot, probe_nvml_reader
-from devices.power_sources import probe_nvml
+from ticketbench.devices.power import PowerSampler
+from ticketbench.devices.power_nvml import (
+    NvmlEnergyReader,
+    NvmlPowerReader,
+    nvml_identity,
+    nvml_snapshot,
+    probe_nvml_reader,
+)
+from ticketbench.devices.power_sources import probe_nvml
 
 
 class NVMLError(Exception):

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from test_report import make_run_dir
 
-from bench.cli import main
-from bench.regression import (
+from ticketbench.bench.cli import main
+from ticketbench.bench.regression import (
     CompareConfig,
     RunRef,
     compare_runs,
@@ -147,7 +147,7 @@ def test_cli_compare_exit_codes_and_outputs(tmp_path, capsys):
 
 def test_compare_by_run_id_from_the_store(tmp_path, monkeypatch):
     pytest.importorskip("sqlalchemy")
-    from bench.store import ResultsStore
+    from ticketbench.bench.store import ResultsStore
 
     db = f"sqlite:///{tmp_path / 'db.sqlite'}"
     store = ResultsStore(db)

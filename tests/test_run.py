@@ -10,9 +10,9 @@ import onnx
 import pandas as pd
 import pytest
 
-from bench import runner as runner_mod
-from bench.cli import main
-from bench.results import CONTRACT_COLUMNS
+from ticketbench.bench import runner as runner_mod
+from ticketbench.bench.cli import main
+from ticketbench.bench.results import CONTRACT_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -146,9 +146,9 @@ class ConstantPower:
 
 def _run_tiny_with_reader(tmp_path, monkeypatch, reader) -> list[dict]:
     """The tiny suite on the CPU adapter with `reader` as its power source and a 0.1 s idle baseline."""
-    from bench.runner import Runner, RunOptions
-    from bench.suite import load_suite
-    from devices.cpu import CpuDevice
+    from ticketbench.bench.runner import Runner, RunOptions
+    from ticketbench.bench.suite import load_suite
+    from ticketbench.devices.cpu import CpuDevice
 
     monkeypatch.setattr(CpuDevice, "power_reader", lambda self: (reader, ""))
     suite = load_suite(str(Path(__file__).parent / "data" / "tiny_suite.toml"))
@@ -188,7 +188,7 @@ class SilentPush:
 
 
 def test_power_trace_missing_the_window_leaves_energy_empty_with_a_reason(tmp_path, monkeypatch):
-    from devices.measure import UNCOVERED
+    from ticketbench.devices.measure import UNCOVERED
 
     rows = _run_tiny_with_reader(tmp_path, monkeypatch, SilentPush())
     for r in rows:  # no samples: not 0 J, but empty energy, the source named and the reason given
@@ -199,8 +199,8 @@ def test_power_trace_missing_the_window_leaves_energy_empty_with_a_reason(tmp_pa
 
 def test_finalize_speedups_matches_resumed_rows():
     """A dense row read back from results.csv (empty cells → None after resume) still anchors new rows."""
-    from bench.results import empty_row
-    from bench.runner import finalize_speedups
+    from ticketbench.bench.results import empty_row
+    from ticketbench.bench.runner import finalize_speedups
 
     key = dict(model="m", dataset="d", device="cpu", backend="b", precision="fp32", batch_size=1, status="ok")
     dense = empty_row(**key, method="dense", latency_ms_p50=2.0, acceleration_rate=1.0)

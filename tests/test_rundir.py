@@ -2,8 +2,8 @@ import os
 
 import pytest
 
-from bench.results import COLUMNS, empty_row
-from bench.rundir import RunDir, atomic_write_text
+from ticketbench.bench.results import COLUMNS, empty_row
+from ticketbench.bench.rundir import RunDir, atomic_write_text
 
 
 def test_atomic_write_leaves_no_temp_and_keeps_old_on_failure(tmp_path, monkeypatch):

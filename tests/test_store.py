@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from test_report import CASES, make_run_dir
 
-from bench.results import COLUMNS
-from bench.store import SCHEMA_VERSION, ResultsStore, StoreError, db_url, ingest_after_run
+from ticketbench.bench.results import COLUMNS
+from ticketbench.bench.store import SCHEMA_VERSION, ResultsStore, StoreError, db_url, ingest_after_run
 
 sa = pytest.importorskip("sqlalchemy")
 
@@ -118,7 +118,7 @@ def test_ingest_after_run_never_raises(tmp_path, caplog):
     d = make_run_dir(tmp_path / "r", "R1")
     db = tmp_path / "a.sqlite"
     assert ingest_after_run(d, str(db)).action == "inserted"
-    with caplog.at_level(logging.WARNING, logger="bench.store"):
+    with caplog.at_level(logging.WARNING, logger="ticketbench.bench.store"):
         assert ingest_after_run(tmp_path / "missing", str(db)) is None
     assert "could not ingest" in caplog.text
 
@@ -139,10 +139,10 @@ def test_a_column_newer_than_the_database_is_kept_in_extra_json(tmp_path):
 
 
 def test_run_without_sqlalchemy_logs_why_and_goes_on(tmp_path, caplog, monkeypatch):
-    import bench.store
+    from ticketbench.bench import store
 
-    monkeypatch.setattr(bench.store, "sqlalchemy_available", lambda: False)
-    with caplog.at_level(logging.INFO, logger="bench.store"):
+    monkeypatch.setattr(store, "sqlalchemy_available", lambda: False)
+    with caplog.at_level(logging.INFO, logger="ticketbench.bench.store"):
         assert ingest_after_run(make_run_dir(tmp_path / "r"), str(tmp_path / "a.sqlite")) is None
     assert "SQLAlchemy is not installed" in caplog.text
     assert not (tmp_path / "a.sqlite").exists()

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.suite import SuiteError, builtin_suites, load_suite
+from ticketbench.bench.suite import SuiteError, builtin_suites, load_suite
 
 TINY = Path(__file__).parent / "data" / "tiny_suite.toml"
 

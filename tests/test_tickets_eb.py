@@ -12,13 +12,13 @@ import torch
 from fixtures.cifar import write_cifar
 from torch import nn
 
-from models.cost import analyze
-from models.data import load_dataset
-from models.quant import fake_quantize, low_precision, quantize
-from models.tickets import TicketConfig, find_ticket, load_ticket
-from models.tickets.channels import bn_groups, channel_masks, weight_masks
-from models.tickets.eb import EarlyBirdDetector, bn_l1_penalty, distance_matrix, mask_distance
-from models.zoo import create_model
+from ticketbench.models.cost import analyze
+from ticketbench.models.data import load_dataset
+from ticketbench.models.quant import fake_quantize, low_precision, quantize
+from ticketbench.models.tickets import TicketConfig, find_ticket, load_ticket
+from ticketbench.models.tickets.channels import bn_groups, channel_masks, weight_masks
+from ticketbench.models.tickets.eb import EarlyBirdDetector, bn_l1_penalty, distance_matrix, mask_distance
+from ticketbench.models.zoo import create_model
 
 
 def _m(bits: str) -> torch.Tensor:

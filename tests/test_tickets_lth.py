@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.data import load_dataset
-from models.masks import apply_masks
-from models.tickets import TicketConfig, TicketContext, find_ticket
-from models.tickets.lth import StepSnapshot, prune_remaining, round_sparsities
-from models.train import train
+from ticketbench.models.data import load_dataset
+from ticketbench.models.masks import apply_masks
+from ticketbench.models.tickets import TicketConfig, TicketContext, find_ticket
+from ticketbench.models.tickets.lth import StepSnapshot, prune_remaining, round_sparsities
+from ticketbench.models.train import train
 
 
 def test_round_schedule_prunes_20_percent_of_remaining():

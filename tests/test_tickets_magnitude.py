@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.cost import analyze
-from models.data import load_dataset
-from models.masks import apply_masks
-from models.tickets import TicketConfig, find_ticket
-from models.tickets.magnitude import filter_masks, magnitude_masks, nm_masks
+from ticketbench.models.cost import analyze
+from ticketbench.models.data import load_dataset
+from ticketbench.models.masks import apply_masks
+from ticketbench.models.tickets import TicketConfig, find_ticket
+from ticketbench.models.tickets.magnitude import filter_masks, magnitude_masks, nm_masks
 
 
 def test_nm_two_of_four_hand_computed():

@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from models.data import load_dataset
-from models.export import max_abs_error, to_onnx_bytes
-from models.tickets import TicketConfig, find_ticket
-from models.tickets.mpt import PowerProp, attach, bake, threshold_masks, thresholds, topk_masks
-from models.zoo import create_model
+from ticketbench.models.data import load_dataset
+from ticketbench.models.export import max_abs_error, to_onnx_bytes
+from ticketbench.models.tickets import TicketConfig, find_ticket
+from ticketbench.models.tickets.mpt import PowerProp, attach, bake, threshold_masks, thresholds, topk_masks
+from ticketbench.models.zoo import create_model
 
 
 def test_topk_masks_hand_computed():

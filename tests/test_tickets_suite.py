@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.suite import load_suite
-from models.tickets import METHODS
+from ticketbench.bench.suite import load_suite
+from ticketbench.models.tickets import METHODS
 
 
 def test_seeds_suite_runs_every_method():
@@ -20,6 +20,6 @@ def test_seeds_suite_runs_every_method():
 
 @pytest.mark.slow
 def test_seeds_suite_end_to_end(tmp_path):
-    from bench.cli import main
+    from ticketbench.bench.cli import main
 
     assert main(["run", "--suite", "seeds", "--out", str(tmp_path / "run"), "-q"]) == 0

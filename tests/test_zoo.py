@@ -7,9 +7,9 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from models.export import max_abs_error, to_onnx_bytes
-from models.zoo import create_model, input_size, model_names
-from models.zoo.preresnet import PreResNet
+from ticketbench.models.export import max_abs_error, to_onnx_bytes
+from ticketbench.models.zoo import create_model, input_size, model_names
+from ticketbench.models.zoo.preresnet import PreResNet
 
 # Tiny widths so the whole zoo runs in seconds; torchvision models fed 64 px (any size ≥ 32 works).
 SMALL = {"small_cnn": {"width": 4}, "resnet18": {"width": 0.125}, "resnet50": {"width": 0.0625}}

@@ -3,8 +3,8 @@
 Importing this package registers every method module.
 """
 
-from models.tickets import dense, eb, lth, magnitude, mpt  # noqa: E402,F401  (registration)
-from models.tickets.base import (  # noqa: F401
+from ticketbench.models.tickets import dense, eb, lth, magnitude, mpt  # noqa: E402,F401  (registration)
+from ticketbench.models.tickets.base import (  # noqa: F401
     METHODS,
     Ticket,
     TicketConfig,

@@ -20,8 +20,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from models.masks import Masks
-from models.zoo.layers import ChannelSelection
+from ticketbench.models.masks import Masks
+from ticketbench.models.zoo.layers import ChannelSelection
 
 _PASS_MODULES = (
     nn.ReLU,

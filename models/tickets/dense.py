@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from models.data import DataBundle
-from models.tickets.base import Ticket, TicketConfig, TicketContext, register_method
+from ticketbench.models.data import DataBundle
+from ticketbench.models.tickets.base import Ticket, TicketConfig, TicketContext, register_method
 
 
 @register_method("dense")

@@ -36,12 +36,12 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from models.cost import analyze
-from models.data import DataBundle
-from models.masks import apply_masks
-from models.quant import low_precision
-from models.tickets.base import Ticket, TicketConfig, TicketContext, register_method
-from models.tickets.channels import (
+from ticketbench.models.cost import analyze
+from ticketbench.models.data import DataBundle
+from ticketbench.models.masks import apply_masks
+from ticketbench.models.quant import low_precision
+from ticketbench.models.tickets.base import Ticket, TicketConfig, TicketContext, register_method
+from ticketbench.models.tickets.channels import (
     BNGroup,
     apply_channel_selection,
     bn_gammas,
@@ -49,7 +49,7 @@ from models.tickets.channels import (
     channel_masks,
     weight_masks,
 )
-from models.train import StopTraining, train
+from ticketbench.models.train import StopTraining, train
 
 TRAIN_FLOPS_PER_MAC = 6  # forward 2 FLOPs per MAC, backward ≈ 2× forward
 

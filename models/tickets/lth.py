@@ -22,11 +22,11 @@ import math
 import torch
 from torch import nn
 
-from models.data import DataBundle
-from models.masks import Masks, apply_masks, mask_sparsity, prunable_weights
-from models.tickets.base import Ticket, TicketConfig, TicketContext, register_method
-from models.tickets.magnitude import global_top_masks
-from models.train import train
+from ticketbench.models.data import DataBundle
+from ticketbench.models.masks import Masks, apply_masks, mask_sparsity, prunable_weights
+from ticketbench.models.tickets.base import Ticket, TicketConfig, TicketContext, register_method
+from ticketbench.models.tickets.magnitude import global_top_masks
+from ticketbench.models.train import train
 
 
 def round_sparsities(target: float, rate: float = 0.2, one_shot: bool = False) -> list[float]:

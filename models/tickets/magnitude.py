@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import torch
 
-from models.data import DataBundle
-from models.masks import Masks, apply_masks, prunable_weights
-from models.tickets.base import Ticket, TicketConfig, TicketContext, register_method
-from models.train import train
+from ticketbench.models.data import DataBundle
+from ticketbench.models.masks import Masks, apply_masks, prunable_weights
+from ticketbench.models.tickets.base import Ticket, TicketConfig, TicketContext, register_method
+from ticketbench.models.train import train
 
 SCOPES = ("global", "layer", "filter", "nm")
 

@@ -38,10 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.data import DataBundle
-from models.masks import Masks
-from models.tickets.base import Ticket, TicketConfig, TicketContext, register_method
-from models.train import train
+from ticketbench.models.data import DataBundle
+from ticketbench.models.masks import Masks
+from ticketbench.models.tickets.base import Ticket, TicketConfig, TicketContext, register_method
+from ticketbench.models.train import train
 
 
 class PowerProp(torch.autograd.Function):

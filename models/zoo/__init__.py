@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from models.registry import Registry
+from ticketbench.models.registry import Registry
 
 MODELS: Registry = Registry("model")
 INPUT_SIZES: dict[str, int] = {}  # model name → expected input height = width (pixels)
@@ -45,7 +45,7 @@ def input_size(name: str) -> int | None:
 
 
 # Importing the modules registers their models.
-from models.zoo import (  # noqa: E402,F401
+from ticketbench.models.zoo import (  # noqa: E402,F401
     convnets,
     mobilenet,
     preresnet,

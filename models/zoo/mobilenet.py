@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from models.zoo import register_model
-from models.zoo.layers import scaled
+from ticketbench.models.zoo import register_model
+from ticketbench.models.zoo.layers import scaled
 
 # (output channels, stride) of each depthwise-separable block.
 _CFG = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from models.zoo import register_model
-from models.zoo.layers import ChannelSelection, scaled, slimming_init
+from ticketbench.models.zoo import register_model
+from ticketbench.models.zoo.layers import ChannelSelection, scaled, slimming_init
 
 
 class PreActBottleneck(nn.Module):

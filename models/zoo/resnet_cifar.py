@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from models.zoo import register_model
-from models.zoo.layers import scaled
+from ticketbench.models.zoo import register_model
+from ticketbench.models.zoo.layers import scaled
 
 
 class BasicBlock(nn.Module):

@@ -9,8 +9,8 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models import resnet as tv
 
-from models.zoo import register_model
-from models.zoo.layers import scaled
+from ticketbench.models.zoo import register_model
+from ticketbench.models.zoo.layers import scaled
 
 
 class _ScaledResNet(tv.ResNet):

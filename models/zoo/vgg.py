@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from models.zoo import register_model
-from models.zoo.layers import scaled, slimming_init
+from ticketbench.models.zoo import register_model
+from ticketbench.models.zoo.layers import scaled, slimming_init
 
 VGG_CFG: dict[int, list[int | str]] = {
     11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],

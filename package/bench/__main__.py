@@ -1,0 +1,5 @@
+import sys
+
+from ticketbench.bench.cli import main
+
+sys.exit(main())
