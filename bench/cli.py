@@ -250,7 +250,6 @@ def cmd_measure(args: argparse.Namespace) -> int:
     import numpy as np
     import onnx
 
-    from ticketbench.bench.results import COLUMNS
     from ticketbench.devices.base import DeviceUnavailable, get_device, resolve_device
     from ticketbench.devices.measure import (
         LatencyConfig,
@@ -260,6 +259,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         measure_latency,
     )
     from ticketbench.devices.power import PowerSampler
+    from ticketbench.results import COLUMNS
 
     path = Path(args.model)
     if args.batch < 1 or not args.duration > 0 or not args.idle >= 0:

@@ -349,7 +349,7 @@ def _slug(text: str) -> str:
 
 def write_night_summary(report: NightReport, store, directory: Path) -> None:
     """summary.md (outcomes) and summary.html (outcomes + trend plots per device), and trend.csv."""
-    from ticketbench.bench.rundir import atomic_write_text
+    from ticketbench.files import atomic_write_text
     from ticketbench.reports.nightly import night_html, night_markdown
 
     directory.mkdir(parents=True, exist_ok=True)

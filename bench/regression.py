@@ -244,7 +244,7 @@ def load_ref(spec: str, db: str | None = None) -> RunRef:
 
 def write_comparison(comp: Comparison, md: Path | None, html: Path | None) -> list[Path]:
     """The comparison as markdown and/or self-contained HTML; returns the paths written."""
-    from ticketbench.bench.rundir import atomic_write_text
+    from ticketbench.files import atomic_write_text
     from ticketbench.reports.compare import comparison_html, comparison_markdown
 
     table, written = comp.table(), []

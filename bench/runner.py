@@ -23,8 +23,7 @@ import torch
 from tqdm import tqdm
 
 from ticketbench.bench.provenance import git_sha, host_info, package_versions
-from ticketbench.bench.results import empty_row
-from ticketbench.bench.rundir import RunDir, atomic_write_text
+from ticketbench.bench.rundir import RunDir
 from ticketbench.bench.suite import Case, Suite
 from ticketbench.devices.base import DeviceAdapter
 from ticketbench.devices.measure import (
@@ -37,6 +36,7 @@ from ticketbench.devices.measure import (
     run_eval_epoch,
 )
 from ticketbench.devices.power import PowerSampler
+from ticketbench.files import atomic_write_text
 from ticketbench.models.compact import CompactionConfig, compact
 from ticketbench.models.cost import ModelCost, analyze
 from ticketbench.models.data import DataBundle, load_dataset
@@ -44,6 +44,7 @@ from ticketbench.models.export import export_onnx, to_onnx_bytes
 from ticketbench.models.masks import apply_masks
 from ticketbench.models.tickets import Ticket, TicketConfig, TicketContext, find_ticket
 from ticketbench.models.train import train
+from ticketbench.results import empty_row
 
 log = logging.getLogger("ticketbench.bench.runner")
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from ticketbench.bench.results import COLUMNS, CONTRACT_COLUMNS
+from ticketbench.results import COLUMNS, CONTRACT_COLUMNS
 
 log = logging.getLogger("ticketbench.bench.store")
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ticketbench.devices.power import PowerReader
-from ticketbench.models.registry import Registry
+from ticketbench.registry import Registry
 
 
 @dataclass

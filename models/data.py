@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from ticketbench.models.registry import Registry
+from ticketbench.registry import Registry
 
 
 @dataclass

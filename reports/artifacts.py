@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ticketbench.models.tickets.artifacts import to_jsonable
+from ticketbench.artifacts import to_jsonable
 
 log = logging.getLogger("ticketbench.reports.artifacts")
 

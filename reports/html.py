@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from ticketbench.files import atomic_write_text
 from ticketbench.reports import plots
 from ticketbench.reports.artifacts import TicketArtifacts, load_run_artifacts
 from ticketbench.reports.pages import fmt_cell, template_env
+from ticketbench.results import COLUMNS
 
 
 @dataclass
@@ -111,16 +113,11 @@ def render_html(
 
 def write_csv(df: pd.DataFrame, path: Path) -> Path:
     """The combined results table, contract columns first in contract order, then any extra columns."""
-    from ticketbench.bench.results import COLUMNS
-    from ticketbench.bench.rundir import atomic_write_text
-
     atomic_write_text(Path(path), df.reindex(columns=COLUMNS + [c for c in df if c not in COLUMNS]).to_csv(index=False))
     return Path(path)
 
 
 def write_report(run_dirs: list[Path], html_path: Path, csv_path: Path | None = None) -> Path:
-    from ticketbench.bench.rundir import atomic_write_text
-
     inputs = load_report_inputs([Path(d) for d in run_dirs])
     atomic_write_text(Path(html_path), render_html(inputs.df, inputs.metas, artifacts=inputs.artifacts))
     if csv_path is not None:

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ticketbench.artifacts import to_jsonable, write_artifacts_json
 from ticketbench.bench.cli import main
-from ticketbench.bench.results import COLUMNS, empty_row
-from ticketbench.models.tickets.artifacts import to_jsonable, write_artifacts_json
 from ticketbench.reports.artifacts import load_ticket_artifacts
 from ticketbench.reports.html import load_report_inputs, render_html, write_report
+from ticketbench.results import COLUMNS, empty_row
 
 # case_id, method, target sparsity, AR, latency at batch 1 (ms), accuracy (%)
 CASES = [

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ticketbench.bench.results import COLUMNS, CONTRACT_COLUMNS, empty_row
+from ticketbench.results import COLUMNS, CONTRACT_COLUMNS, empty_row
 
 DESIGN = Path(__file__).resolve().parents[2] / "shared" / "DESIGN.md"
 

@@ -12,7 +12,7 @@ import pytest
 
 from ticketbench.bench import runner as runner_mod
 from ticketbench.bench.cli import main
-from ticketbench.bench.results import CONTRACT_COLUMNS
+from ticketbench.results import CONTRACT_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -199,8 +199,8 @@ def test_power_trace_missing_the_window_leaves_energy_empty_with_a_reason(tmp_pa
 
 def test_finalize_speedups_matches_resumed_rows():
     """A dense row read back from results.csv (empty cells → None after resume) still anchors new rows."""
-    from ticketbench.bench.results import empty_row
     from ticketbench.bench.runner import finalize_speedups
+    from ticketbench.results import empty_row
 
     key = dict(model="m", dataset="d", device="cpu", backend="b", precision="fp32", batch_size=1, status="ok")
     dense = empty_row(**key, method="dense", latency_ms_p50=2.0, acceleration_rate=1.0)

@@ -2,8 +2,9 @@ import os
 
 import pytest
 
-from ticketbench.bench.results import COLUMNS, empty_row
-from ticketbench.bench.rundir import RunDir, atomic_write_text
+from ticketbench.bench.rundir import RunDir
+from ticketbench.files import atomic_write_text
+from ticketbench.results import COLUMNS, empty_row
 
 
 def test_atomic_write_leaves_no_temp_and_keeps_old_on_failure(tmp_path, monkeypatch):

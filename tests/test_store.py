@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from test_report import CASES, make_run_dir
 
-from ticketbench.bench.results import COLUMNS
 from ticketbench.bench.store import SCHEMA_VERSION, ResultsStore, StoreError, db_url, ingest_after_run
+from ticketbench.results import COLUMNS
 
 sa = pytest.importorskip("sqlalchemy")
 

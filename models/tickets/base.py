@@ -13,12 +13,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ticketbench.artifacts import write_artifacts_json
 from ticketbench.models.data import DataBundle
 from ticketbench.models.masks import Masks, mask_sparsity
-from ticketbench.models.registry import Registry
-from ticketbench.models.tickets.artifacts import write_artifacts_json
 from ticketbench.models.train import TrainConfig, evaluate, train
 from ticketbench.models.zoo import create_model
+from ticketbench.registry import Registry
 
 
 @dataclass

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ticketbench.models.registry import Registry
+from ticketbench.registry import Registry
 
 MODELS: Registry = Registry("model")
 INPUT_SIZES: dict[str, int] = {}  # model name → expected input height = width (pixels)

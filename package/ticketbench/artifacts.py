@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ticketbench.files import atomic_write_text
+
 MAX_ELEMENTS = 100_000  # arrays above this many values are stored as a 64-bin histogram, not raw
 HIST_BINS = 64
 
@@ -38,8 +40,5 @@ def to_jsonable(value: Any) -> Any:
 def write_artifacts_json(ticket_dir: Path, artifacts: dict[str, Any]) -> Path:
     """Write `ticket_dir/artifacts.json` atomically so reports never need to unpickle ticket.pt."""
     path = Path(ticket_dir) / "artifacts.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(to_jsonable(artifacts or {}), indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(to_jsonable(artifacts or {}), indent=1, sort_keys=True) + "\n")
     return path
