@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ticketbench.artifacts import to_jsonable
-
 log = logging.getLogger("ticketbench.reports.artifacts")
 
 
@@ -47,19 +45,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError) as exc:
         log.warning("%s: unreadable (%s); left out of the report", path, exc)
         return None
-
-
-def _artifacts_from_ticket_pt(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        import torch
-
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch missing, or the file holds types weights_only refuses
-        log.debug("%s: artifacts not readable without unpickling (%s)", path, exc)
-        return None
-    return to_jsonable(blob.get("artifacts") or {}) if isinstance(blob, dict) else None
 
 
 def _matrices(value: Any) -> dict[str, list[list[float]]]:
@@ -123,9 +108,7 @@ def load_ticket_artifacts(run_dir: Path, case_id: str, run_id: str = "") -> Tick
         for lc in layers
         if isinstance(lc, dict) and lc.get("kind", "conv") == "conv" and "kernels" in lc and "zero_kernels" in lc
     ]
-    art = _read_json(tdir / "artifacts.json")
-    if art is None:
-        art = _artifacts_from_ticket_pt(tdir / "ticket.pt") or {}
+    art = _read_json(tdir / "artifacts.json") or {}  # ticket.pt is never read here: reports stay torch-free
     out.eb_mask_distances = _matrices(_first(art, "mask_distance_matrix", "eb_mask_distances"))
     eb = art.get("eb_epoch")
     out.eb_epoch = int(eb) if isinstance(eb, int | float) and math.isfinite(eb) else None

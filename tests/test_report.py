@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -242,15 +244,15 @@ def test_artifacts_json_roundtrip_and_layer_parsing(tmp_path):
     assert art.layers == [{"name": "a", "kernels": 9, "zero_kernels": 4}]  # conv layers only
 
 
-def test_artifacts_fall_back_to_ticket_pt_without_unpickling_code(tmp_path):
-    torch = pytest.importorskip("torch")
-    tdir = tmp_path / "tickets" / "c1"
-    tdir.mkdir(parents=True)
-    hist = {"conv1": [torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.5, 1.0])]}  # (counts, edges) as tensors
-    torch.save({"artifacts": {"score_hist": hist, "eb_mask_distances": {"0.3": [0.2, 0.1]}}}, tdir / "ticket.pt")
-    art = load_ticket_artifacts(tmp_path, "c1")
-    assert art.score_hist == {"conv1": ([1.0, 2.0], [0.0, 0.5, 1.0])}
-    assert art.eb_mask_distances == {"0.3": [[0.2, 0.1]]}  # distances to the previous mask: one row
+def test_reports_import_neither_torch_nor_bench():
+    """reports/ renders tables and JSON only: it must load on a machine without torch (DESIGN layering)."""
+    code = (
+        "import sys, ticketbench.reports.html, ticketbench.reports.compare, ticketbench.reports.nightly; "
+        "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('ticketbench.bench', 'ticketbench.models'))]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_malformed_artifacts_are_tolerated(tmp_path):
