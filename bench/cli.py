@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from ticketbench import threads as thread_policy
+
 log = logging.getLogger("ticketbench.bench")
 
 
@@ -413,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="find tickets, compact, export and measure a suite on a device")
+    r.add_argument("--threads", type=int, help=THREADS_HELP)
     r.add_argument("--device", default="auto", help="auto|cpu|gpu|jetson (default auto)")
     r.add_argument("--suite", default="quick", help="built-in suite name or PATH.toml (default quick)")
     r.add_argument("--out", help="run directory (default runs/<run-id>)")
@@ -430,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_devices)
 
     t = sub.add_parser("ticket", help="find one ticket and save it")
+    t.add_argument("--threads", type=int, help=THREADS_HELP)
     t.add_argument("--model", required=True)
     t.add_argument("--method", required=True, help="eb|lth|mpt|magnitude|dense")
     t.add_argument("--sparsity", type=float, required=True, help="fraction of weights/channels removed")
@@ -445,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_ticket)
 
     m = sub.add_parser("measure", help="time (and power) one ONNX model, like trtexec")
+    m.add_argument("--threads", type=int, help=THREADS_HELP)
     m.add_argument("model", help="MODEL.onnx")
     m.add_argument("--device", default="auto")
     m.add_argument("--batch", type=int, default=1)
@@ -491,6 +496,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+THREADS_HELP = (
+    "threads for torch, ONNX Runtime and BLAS alike (default: the physical cores, fewer when the machine is "
+    "busy at start; the choice is recorded in run.json)"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -499,6 +510,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
+        if hasattr(args, "threads"):  # the commands that train or time models share one thread policy
+            try:
+                thread_policy.apply(args.threads)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from exc
         return args.func(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import subprocess
 from importlib import metadata
 from pathlib import Path
+
+from ticketbench import threads as thread_policy
 
 
 def package_versions() -> dict[str, str | None]:
@@ -44,5 +47,15 @@ def git_sha(cwd: Path | None = None) -> str | None:
     return res.stdout.strip() or None if res.returncode == 0 else None
 
 
-def host_info() -> dict[str, str]:
-    return {"hostname": socket.gethostname(), "platform": platform.platform(), "machine": platform.machine()}
+def host_info() -> dict[str, object]:
+    """Host identity, plus the thread policy in force and the load at start: latency depends on both."""
+    info: dict[str, object] = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+    }
+    if hasattr(os, "getloadavg"):
+        info["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    if thread_policy.applied() is not None:
+        info["threads"] = thread_policy.applied().as_dict()
+    return info

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import platform
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ticketbench import threads as thread_policy
 from ticketbench.devices.base import DEVICES, Availability, DeviceAdapter
 from ticketbench.devices.power import PowerReader, probe_rapl
 
@@ -49,9 +49,7 @@ class CpuDevice(DeviceAdapter):
     torch_device = "cpu"  # training epochs run here with PyTorch
 
     def __init__(self, threads: int | None = None) -> None:
-        if threads is None:
-            threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        self.threads = threads
+        self.threads = threads or thread_policy.current() or thread_policy.physical_cores()
 
     @classmethod
     def probe(cls) -> Availability:
