@@ -71,6 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"device {name!r} does not run {suite.measure.precision} (supported: {', '.join(device.precisions)})"
         )
     log.info("suite %s: %d case(s) on device %s → %s", suite.name, len(suite.cases), name, out)
+    thread_policy.announce()
     runner = Runner(
         suite, device, RunOptions(out=out, data_root=data_root, resume=args.resume, show_progress=not args.quiet)
     )

@@ -136,6 +136,16 @@ def apply(threads: int | None = None, adapt: bool = True) -> ThreadPolicy:
         threadpool_limits(limits=policy.threads)
     except ImportError:
         log.debug("threadpoolctl not installed: BLAS pools keep their default size")
+    _applied = policy
+    return policy
+
+
+def announce() -> None:
+    """Log the policy in force (a warning when a busy machine lowered it); called once the input is valid,
+    so that bad input still ends in one line."""
+    policy = _applied
+    if policy is None:
+        return
     if policy.source.startswith("free"):
         log.warning(
             "machine busy at start (%.1f of %d cores in use by others): using %d thread(s); latency measured "
@@ -144,8 +154,8 @@ def apply(threads: int | None = None, adapt: bool = True) -> ThreadPolicy:
             policy.physical_cores,
             policy.threads,
         )
-    _applied = policy
-    return policy
+    else:
+        log.info("threads: %d (%s)", policy.threads, policy.source)
 
 
 def applied() -> ThreadPolicy | None:
