@@ -1,4 +1,4 @@
-"""`python -m bench`: the CLI contract of ../shared/DESIGN.md.
+"""`python -m bench` (or `ticketbench`): find tickets, export, measure, report, compare; see README.md.
 
 Exit codes: 0 ok, 1 regression or failed cases, 2 bad usage or input (one line on stderr, no traceback).
 """

@@ -1,4 +1,4 @@
-"""The results.csv contract (../shared/DESIGN.md): column order, and one empty row to fill."""
+"""The results.csv contract (docs/results.md, with units): column order, and one empty row to fill."""
 
 from __future__ import annotations
 
