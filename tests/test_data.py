@@ -90,3 +90,20 @@ def test_missing_and_malformed_folders_raise_dataerror(tmp_path):
         pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, f)
     with pytest.raises(DataError, match="labels outside"):
         load_dataset("cifar10", tmp_path)
+
+
+def test_digits_upsampled_keep_labels_and_content():
+    small, big = load_dataset("digits"), load_dataset("digits", size=32)
+    assert big.input_shape == (1, 32, 32) and big.train[0][0].shape == (1, 32, 32)
+    xs, ys = small.test.tensors
+    xb, yb = big.test.tensors
+    assert torch.equal(ys, yb)
+    # bilinear upsampling then average-pooling back by 4 reproduces the 8×8 images closely
+    back = torch.nn.functional.avg_pool2d(xb, 4)
+    assert torch.corrcoef(torch.stack([back.flatten(), xs.flatten()]))[0, 1] > 0.95
+
+
+@pytest.mark.parametrize("size", [4, 7.5, "32", True, 1000])
+def test_digits_size_is_validated(size):
+    with pytest.raises(ValueError, match="digits size"):
+        load_dataset("digits", size=size)
