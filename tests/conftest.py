@@ -25,3 +25,24 @@ def onnx_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("onnx") / "small.onnx"
     path.write_bytes(to_onnx_bytes(create_model("small_cnn", num_classes=10, in_channels=1, width=8), (1, 8, 8)))
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres_base_url():
+    """A throwaway PostgreSQL server for the session (tests skip with the reason where none can start)."""
+    from fixtures.postgres import postgres_server
+
+    with postgres_server() as (url, why):
+        if url is None:
+            pytest.skip(f"no PostgreSQL server: {why}")
+        yield url
+
+
+@pytest.fixture
+def postgres_db(postgres_base_url) -> str:
+    """A fresh, empty database on the session's PostgreSQL server: its SQLAlchemy URL."""
+    import uuid
+
+    from fixtures.postgres import create_database
+
+    return create_database(postgres_base_url, f"t_{uuid.uuid4().hex[:12]}")

@@ -14,9 +14,15 @@ from ticketbench.results import COLUMNS
 sa = pytest.importorskip("sqlalchemy")
 
 
-@pytest.fixture
-def store(tmp_path):
-    return ResultsStore(tmp_path / "db" / "t.sqlite")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """Every store test runs on the embedded SQLite file and on a real PostgreSQL server (fresh database)."""
+    if request.param == "sqlite":
+        s = ResultsStore(tmp_path / "db" / "t.sqlite")
+    else:
+        s = ResultsStore(request.getfixturevalue("postgres_db"))
+    yield s
+    s.close()
 
 
 def _counts(store: ResultsStore) -> tuple[int, int]:
