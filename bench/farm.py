@@ -14,12 +14,17 @@ and reported; it never stops the others. A multi-machine farm needs a shared dat
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -40,6 +45,10 @@ class InventoryError(Exception):
 
 class DeviceDown(Exception):
     """The device could not be reached or is not available: the job never started."""
+
+
+class NightBusy(Exception):
+    """Another controller is running the same night, or the night exists and --resume was not given."""
 
 
 @dataclass
@@ -172,8 +181,12 @@ def ssh_reachable(host: str, timeout_s: int = 10, runner: Callable[..., Any] = s
 
 
 def bench_command(job: Job) -> list[str]:
+    """`bench run` for this job; an existing run directory (a job retried after its worker died, or a resumed
+    night) is continued with --resume, so its finished cases are neither run nor stored twice."""
     d = job.device
     cmd = [sys.executable, "-m", "bench", "run", "--device", d.kind, "--suite", job.suite, "--out", str(job.out_dir)]
+    if (job.out_dir / "run.json").is_file():
+        cmd.append("--resume")
     if d.remote:
         cmd += ["--host", d.host]
     if job.db:
@@ -201,25 +214,134 @@ def run_bench(job: Job) -> Path:
     return job.out_dir  # exit 1 = some cases failed: the run exists and its failures are in results.csv
 
 
-def device_night(job: Job, run_fn: RunFn = run_bench) -> Outcome:
-    """Run, ingest, compare with the device's last good night, record. Runs on the device's worker."""
-    from ticketbench.bench.store import ResultsStore
+STORE_ATTEMPTS = 5  # with backoff 1, 2, 4, 8 s: a database restart of ~15 s is survived
+STORE_FIRST_DELAY_S = 1.0
 
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error worth retrying: the server is unreachable, restarting, or the file is locked."""
+    try:
+        from sqlalchemy import exc as sa_exc
+    except ImportError:
+        return False
+    while exc is not None:
+        if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+            return True
+        if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def with_retries(
+    fn: Callable[[], Any],
+    what: str,
+    attempts: int | None = None,
+    first_delay_s: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
+    """Call fn; on a transient database error wait (doubling from first_delay_s) and try again."""
+    attempts = attempts or STORE_ATTEMPTS
+    delay = STORE_FIRST_DELAY_S if first_delay_s is None else first_delay_s
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            if attempt == attempts or not is_transient(exc):
+                raise
+            log.warning("%s: %s; retry %d/%d in %.0f s", what, _one_line(exc), attempt, attempts - 1, delay)
+            sleep(delay)
+            delay *= 2
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+def write_job_file(job: Job) -> None:
+    """job.json beside the run: what `bench farm ingest RUN_DIR` needs to finish the job later."""
+    from ticketbench.files import atomic_write_text
+
+    meta = {"device": job.device.name, "suite": job.suite, "night": job.night, "compare": asdict(job.compare)}
+    atomic_write_text(job.out_dir / "job.json", json.dumps(meta, indent=1) + "\n")
+
+
+def read_job_file(run_dir: Path, db: str | None) -> Job:
+    """The job a run directory belongs to (job.json, untrusted: validated like an inventory)."""
+    path = Path(run_dir) / "job.json"
+    try:
+        meta = json.loads(path.read_text())
+    except OSError as exc:
+        raise InventoryError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except ValueError as exc:
+        raise InventoryError(f"{path}: not JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise InventoryError(f"{path}: expected an object")
+    name, suite, night = meta.get("device"), meta.get("suite"), meta.get("night")
+    for key, value in (("device", name), ("night", night)):
+        if not isinstance(value, str) or not NAME.match(value):
+            raise InventoryError(f"{path}: {key} must be letters, digits, '_', '.', '-' (got {value!r})")
+    if not isinstance(suite, str) or not suite:
+        raise InventoryError(f"{path}: suite must be a non-empty string")
+    known = {f.name for f in fields(CompareConfig)}
+    given = meta.get("compare") if isinstance(meta.get("compare"), dict) else {}
+    try:
+        compare = CompareConfig(**{k: type(getattr(CompareConfig(), k))(v) for k, v in given.items() if k in known})
+    except (TypeError, ValueError) as exc:
+        raise InventoryError(f"{path}: bad compare settings ({exc})") from exc
+    return Job(DeviceSpec(name, "cpu"), suite, night, Path(run_dir), db, compare)
+
+
+def device_night(job: Job, run_fn: RunFn = run_bench) -> Outcome:
+    """Run, then finish the job (ingest, compare, record). Runs on the device's worker."""
     d = job.device
     out = Outcome(d.name, job.suite, job.night, "ok")
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    write_job_file(job)
     try:
         run_dir = Path(run_fn(job))
     except DeviceDown as exc:
         out.status, out.message = "down", str(exc)
+        run_dir = None
     except Exception as exc:  # a failing job is an outcome, not a crash of the night
         log.exception("farm job %s/%s failed", d.name, job.suite)
-        out.status, out.message = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        out.status, out.message = "failed", _one_line(exc)
+        run_dir = None
+    return finish_job(job, run_dir, out)
+
+
+def finish_job(job: Job, run_dir: Path | None, out: Outcome) -> Outcome:
+    """Ingest the run, compare it with the device's last good night, record the outcome; every database step
+    retried through a short outage. If the store stays unreachable the run directory is kept and the
+    outcome says how to ingest it later (`bench farm ingest RUN_DIR`)."""
+    if run_dir is not None:
+        try:
+            with_retries(lambda: _ingest_and_compare(job, run_dir, out), f"ingest of {run_dir}")
+        except Exception as exc:
+            out.status = "failed"
+            out.message = (
+                f"results store unreachable ({_one_line(exc)}); the run is kept: "
+                f"python -m bench farm ingest {run_dir}" + (f" --db {job.db}" if job.db else "")
+            )
+    try:
+        with_retries(lambda: _record(job, out), f"recording {job.device.name}/{job.suite}")
+    except Exception as exc:
+        log.error("could not record %s/%s of night %s: %s", job.device.name, job.suite, job.night, _one_line(exc))
+    return out
+
+
+def _ingest_and_compare(job: Job, run_dir: Path, out: Outcome) -> None:
+    """Idempotent (ingest of an existing run is a no-op; comparison files are rewritten): safe to retry."""
+    from ticketbench.bench.store import ResultsStore
+
+    d = job.device
     store = ResultsStore(job.db)
-    if out.status == "ok":
+    try:
         res = store.ingest(run_dir, farm_device=d.name, night=job.night)
         out.run_id, out.run_dir = res.run_id, str(run_dir)
         n_failed = int(store.run(res.run_id)["n_failed"] or 0)
         out.baseline_run_id = store.last_good_run(d.name, job.suite, before_night=job.night)
+        out.status, out.regressions = "ok", 0
         if out.baseline_run_id is None:
             out.message = "first good night: this run is the baseline"
         else:
@@ -232,11 +354,20 @@ def device_night(job: Job, run_fn: RunFn = run_bench) -> Outcome:
             out.status, out.message = "failed", f"{n_failed} failed case row(s); " + out.message
         elif out.regressions:
             out.status = "regressed"
-    store.record_night(
-        job.night, d.name, job.suite, out.status, out.run_id, out.baseline_run_id, out.regressions, out.message
-    )
-    store.close()
-    return out
+    finally:
+        store.close()
+
+
+def _record(job: Job, out: Outcome) -> None:
+    from ticketbench.bench.store import ResultsStore
+
+    store = ResultsStore(job.db)
+    try:
+        store.record_night(
+            job.night, out.device, job.suite, out.status, out.run_id, out.baseline_run_id, out.regressions, out.message
+        )
+    finally:
+        store.close()
 
 
 # -- the night, on the controller -------------------------------------------------------------------
@@ -263,16 +394,24 @@ def new_night() -> str:
 
 def local_client(devices: list[DeviceSpec]):
     """One in-process worker holding every device's resource; one thread per device so devices overlap."""
+    import dask
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(
-        n_workers=1,
-        processes=False,
-        threads_per_worker=max(1, len(devices)),
-        resources={d.resource: 1 for d in devices},
-        dashboard_address="127.0.0.1:0",  # the scheduler always serves HTTP; keep it local, any free port
-    )
+    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+        cluster = LocalCluster(
+            n_workers=1,
+            processes=False,
+            threads_per_worker=max(1, len(devices)),
+            resources={d.resource: 1 for d in devices},
+            dashboard_address="127.0.0.1:0",  # the scheduler always serves HTTP; keep it local, any free port
+        )
     return Client(cluster)
+
+
+# A job whose worker dies is moved to the next worker offering the device's resource once; a second death
+# fails it (Dask's KilledWorker). A scheduler started by hand needs the same setting:
+# DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=1 dask scheduler ...
+ALLOWED_FAILURES = 1
 
 
 def offered_resources(client) -> set[str]:
@@ -281,59 +420,146 @@ def offered_resources(client) -> set[str]:
     return {name for w in workers.values() for name, n in (w.get("resources") or {}).items() if n >= 1}
 
 
+@contextmanager
+def night_lock(directory: Path, night: str) -> Iterator[None]:
+    """One controller per night: `.nightly.lock` (pid, host) created exclusively in the night's folder. A lock
+    left by a dead process on this host is taken over; one held on another host is respected."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / ".nightly.lock"
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(timezone.utc).isoformat()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _read_lock(path)
+            if holder is not None and _lock_alive(holder):
+                raise NightBusy(
+                    f"night {night} is already running (pid {holder['pid']} on {holder['host']} since "
+                    f"{holder.get('since', '?')}): wait for it to finish, or choose another --night"
+                ) from None
+            log.warning("night %s: taking over a stale lock (%s)", night, holder or "unreadable")
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        break
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _read_lock(path: Path) -> dict[str, Any] | None:
+    try:
+        holder = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(holder, dict) and isinstance(holder.get("pid"), int) and isinstance(holder.get("host"), str)
+    return holder if ok else None
+
+
+def _lock_alive(holder: dict[str, Any]) -> bool:
+    if holder["host"] != socket.gethostname():
+        return True  # cannot check another machine's processes: respect its lock
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+DONE = ("ok", "regressed")  # a resumed night skips the jobs that already ended this way
+
+
 def nightly(
     inv: Inventory,
     night: str | None = None,
     run_fn: RunFn = run_bench,
     client=None,
+    resume: bool = False,
 ) -> NightReport:
-    """Dispatch every (device, suite) job, gather outcomes, write the summary and trend report."""
+    """Dispatch every (device, suite) job, gather outcomes, write the summary and trend report.
+
+    A night is named; running a name again needs `resume` (finished jobs are kept, the others continue their
+    run directories). Two controllers never run the same night at once (night_lock)."""
     from distributed import as_completed
 
     from ticketbench.bench.store import ResultsStore
 
     night = night or new_night()
-    store = ResultsStore(inv.db)
-    for d in inv.devices:
-        store.upsert_device(d.name, d.kind, d.host, d.labels)
-    own_client = client is None
-    if own_client:
-        client = _connect(inv.scheduler) if inv.scheduler else local_client(inv.devices)
-    outcomes: list[Outcome] = []
-    try:
-        offered = offered_resources(client)
-        futures = {}
+    if not NAME.match(night):
+        raise InventoryError(f"night {night!r} must be letters, digits, '_', '.', '-'")
+    night_dir = inv.out / night
+    existed = night_dir.exists()
+    with night_lock(night_dir, night):
+        if existed and not resume:
+            raise NightBusy(f"night {night} exists in {inv.out}: pass --resume to continue it, or choose another")
+        store = ResultsStore(inv.db)
         for d in inv.devices:
-            for suite in d.suites:
-                if d.resource not in offered:
-                    why = f"no worker offers resource {d.resource} (start one with --resources {d.resource}=1)"
-                    store.record_night(night, d.name, suite, "down", message=why)
-                    outcomes.append(Outcome(d.name, suite, night, "down", message=why))
-                    continue
-                job = Job(d, suite, night, inv.out / night / d.name / _slug(suite), inv.db, inv.compare)
-                fut = client.submit(device_night, job, run_fn, resources={d.resource: 1}, pure=False)
-                futures[fut] = job
-        for fut in as_completed(list(futures)):
-            job = futures[fut]
-            try:
-                outcomes.append(fut.result())
-            except Exception as exc:  # the job's own bookkeeping failed (store unreachable, worker lost)
-                msg = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-                log.error("farm job %s/%s: %s", job.device.name, job.suite, msg)
-                outcomes.append(Outcome(job.device.name, job.suite, night, "failed", message=msg))
-                try:
-                    store.record_night(night, job.device.name, job.suite, "failed", message=msg)
-                except Exception:
-                    log.exception("could not record the failure of %s/%s", job.device.name, job.suite)
-    finally:
+            store.upsert_device(d.name, d.kind, d.host, d.labels)
+        recorded = store.nights()
+        finished = (
+            {(r.farm_device, r.suite): r for r in recorded.itertuples() if r.night == night and r.status in DONE}
+            if resume and not recorded.empty
+            else {}
+        )
+        own_client = client is None
         if own_client:
-            cluster = client.cluster
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    outcomes.sort(key=lambda o: (o.device, o.suite))
-    report = NightReport(night, outcomes)
-    write_night_summary(report, store, inv.out / night)
+            client = _connect(inv.scheduler) if inv.scheduler else local_client(inv.devices)
+        outcomes: list[Outcome] = []
+        try:
+            offered = offered_resources(client)
+            futures = {}
+            for d in inv.devices:
+                for suite in d.suites:
+                    if (d.name, suite) in finished:
+                        r = finished[(d.name, suite)]
+                        outcomes.append(
+                            Outcome(
+                                d.name,
+                                suite,
+                                night,
+                                r.status,
+                                r.run_id,
+                                None,
+                                r.baseline_run_id,
+                                int(r.regressions or 0),
+                                f"(kept from the interrupted night) {r.message or ''}",
+                            )
+                        )
+                        continue
+                    if d.resource not in offered:
+                        why = f"no worker offers resource {d.resource} (start one with --resources {d.resource}=1)"
+                        store.record_night(night, d.name, suite, "down", message=why)
+                        outcomes.append(Outcome(d.name, suite, night, "down", message=why))
+                        continue
+                    job = Job(d, suite, night, night_dir / d.name / _slug(suite), inv.db, inv.compare)
+                    fut = client.submit(device_night, job, run_fn, resources={d.resource: 1}, pure=False)
+                    futures[fut] = job
+            for fut in as_completed(list(futures)):
+                job = futures[fut]
+                try:
+                    outcomes.append(fut.result())
+                except Exception as exc:  # the worker died twice (KilledWorker), or the job's bookkeeping failed
+                    msg = _one_line(exc)
+                    log.error("farm job %s/%s: %s", job.device.name, job.suite, msg)
+                    outcomes.append(Outcome(job.device.name, job.suite, night, "failed", message=msg))
+                    try:
+                        store.record_night(night, job.device.name, job.suite, "failed", message=msg)
+                    except Exception:
+                        log.exception("could not record the failure of %s/%s", job.device.name, job.suite)
+        finally:
+            if own_client:
+                cluster = client.cluster
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+        outcomes.sort(key=lambda o: (o.device, o.suite))
+        report = NightReport(night, outcomes)
+        write_night_summary(report, store, night_dir)
+        store.close()
     return report
 
 

@@ -32,10 +32,10 @@ def postgres_base_url():
     """A throwaway PostgreSQL server for the session (tests skip with the reason where none can start)."""
     from fixtures.postgres import postgres_server
 
-    with postgres_server() as (url, why):
-        if url is None:
+    with postgres_server() as (server, why):
+        if server is None:
             pytest.skip(f"no PostgreSQL server: {why}")
-        yield url
+        yield server.url
 
 
 @pytest.fixture
