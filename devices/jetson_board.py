@@ -115,17 +115,31 @@ class Ina3221Reader:
 
 
 # -- jtop (jetson-stats) ---------------------------------------------------------------------------------
-def jtop_total_watts(power):
-    """Total board power (W) from jtop's `power` property, or None when jtop only has sub-rails.
+# jetson-stats v4+ names its total ("tot") after the rail it is; Thor carrier boards measure the system input "VIN"
+JTOP_TOTALS = TOTAL_RAILS + ("VIN",)
+# Interval (s) asked of the jtop service: it reads every subsystem each tick, so it is not asked for more than 10 Hz
+JTOP_MIN_INTERVAL_S = 0.1
 
-    v4: {"rail": {name: {"power": mW, ...}}, "tot": {"power": mW, "name": rail}}; "tot" carries a name
+
+def jtop_v3_name(rail):
+    """A rail as jetson-stats v3 names it: 'VDD_'/'POM_' stripped, '_' -> ' ' (VDD_IN -> 'IN', POM_5V_IN -> '5V IN')."""
+    return rail.replace("VDD_", "").replace("POM_", "").replace("_", " ")
+
+
+def jtop_total_watts(power, board_total=None):
+    """Total board power (W) from jtop's `power` property, or None when jtop cannot show it.
+
+    v4+: {"rail": {name: {"power": mW, ...}}, "tot": {"power": mW, "name": rail}}; "tot" carries a name
     only when it is a real total rail, otherwise it is jtop's sum of sub-rails (rejected).
-    v3: (total {"cur": mW, "avg": mW}, rails {name: {"cur": mW, "avg": mW}}); jtop moves the total rail
-    out of `rails`, or sums the sub-rails when there is none (detected and rejected).
+    v3: (total {"cur": mW, "avg": mW}, rails {renamed: {"cur": mW, "avg": mW}}): v3 renames every rail
+    (jtop_v3_name) and moves the first rail whose new name contains "IN" into `total`, or sums all rails
+    when none does. That rail is the board's total only when it was VDD_IN/POM_5V_IN (AGX Orin's
+    VIN_SYS_5V0 contains "IN" too), so a v3 total is trusted only when `board_total`, the total rail the
+    board's own INA3221 labels name, is known.
     """
     if isinstance(power, dict):
         tot = power.get("tot") or {}
-        if tot.get("name") in TOTAL_RAILS:
+        if tot.get("name") in JTOP_TOTALS:
             return float(tot["power"]) / 1e3
         rails = power.get("rail") or {}
         name = total_rail(rails)
@@ -133,35 +147,51 @@ def jtop_total_watts(power):
     if isinstance(power, (tuple, list)) and len(power) == 2:
         total, rails = power
         rails = rails or {}
-        name = total_rail(rails)
-        if name:
-            return float(rails[name]["cur"]) / 1e3
-        if not total or not rails or total.get("cur") == sum(r.get("cur", 0) for r in rails.values()):
+        if board_total is None:
+            return None
+        renamed = jtop_v3_name(board_total)
+        if renamed in rails:  # another "IN" rail came first and was taken as the total
+            return float(rails[renamed]["cur"]) / 1e3
+        if not total or "cur" not in total:
             return None
         return float(total["cur"]) / 1e3
     return None
 
 
 class JtopReader:
-    """Total board power (W) through the jtop service (jetson-stats v3 or v4 client API)."""
+    """Total board power (W) through the jtop service (jetson-stats v3 or v4+ client API).
+
+    jtop refreshes at the service's interval (its default is 1 s; this asks for 1/rate_hz, at most 10 Hz,
+    but a service already serving another client keeps that client's interval): `max_rate_hz` is the
+    rate jtop really delivers, which caps the sampler. `jtop().start()` raises JtopException (not an
+    OSError) when the service is down, unreachable for this user or of another version: turned into
+    OSError here so that the next power source is tried.
+    """
 
     source = "jtop"
 
-    def __init__(self, root="/"):
+    def __init__(self, root="/", rate_hz=50.0):
         if not os.path.exists(_p(root, "run/jtop.sock")):
             raise OSError("jtop service not running (/run/jtop.sock missing)")
         from jtop import jtop  # optional: jetson-stats
 
-        self.jetson = jtop()
-        self.jetson.start()
-        interval = getattr(self.jetson, "interval", None)
-        self.max_rate_hz = 1.0 / float(interval) if interval else None  # jtop refreshes at its own interval
-        if jtop_total_watts(self.jetson.power) is None:
+        self.jetson = jtop(interval=max(JTOP_MIN_INTERVAL_S, 1.0 / float(rate_hz)))
+        try:
+            self.jetson.start()
+        except Exception as exc:  # JtopException, or the socket's own OSErrors
+            raise OSError("jtop could not start: %s" % " ".join(str(exc).split())) from None
+        interval = getattr(self.jetson, "interval", None)  # the service's interval (s), which may not be ours
+        self.max_rate_hz = 1.0 / float(interval) if interval and float(interval) > 0 else None
+        self.board_total = total_rail(find_ina3221_rails(root))
+        if jtop_total_watts(self.jetson.power, self.board_total) is None:
             self.close()
-            raise OSError("jtop reports no total-board rail (VDD_IN/POM_5V_IN); sub-rails are never summed")
+            raise OSError(
+                "jtop reports no total-board rail (VDD_IN/POM_5V_IN), or (v3) none the board's labels confirm; "
+                "sub-rails are never summed"
+            )
 
     def read_watts(self):
-        watts = jtop_total_watts(self.jetson.power)
+        watts = jtop_total_watts(self.jetson.power, self.board_total)
         return float("nan") if watts is None else watts
 
     def close(self):
@@ -251,17 +281,22 @@ class TegrastatsStream:
             self.thread.join(timeout=2)
 
 
-def open_power(root="/", want="auto", rate_hz=50.0):
-    """The first usable source (jtop, INA3221 sysfs, tegrastats) and why the others were skipped.
+POWER_ORDER = ("ina3221-sysfs", "jtop", "tegrastats")
 
-    Returns (reader or None, {source: reason}); a reader has `read_watts()` or `attach()/detach()`.
+
+def open_power(root="/", want="auto", rate_hz=50.0):
+    """The first usable source and why the others were skipped.
+
+    INA3221 sysfs comes first: read directly it is polled at rate_hz (50 Hz), where jtop refreshes at
+    its service's interval (1 s by default) and tegrastats prints at most every few ms with process
+    overhead. Returns (reader or None, {source: reason}); a reader has `read_watts()` or `attach()/detach()`.
     """
     reasons = {}
-    order = ("jtop", "ina3221-sysfs", "tegrastats") if want == "auto" else (want,)
+    order = POWER_ORDER if want == "auto" else (want,)
     for name in order:
         try:
             if name == "jtop":
-                return JtopReader(root), reasons
+                return JtopReader(root, rate_hz), reasons
             if name == "ina3221-sysfs":
                 return Ina3221Reader(root), reasons
             if name == "tegrastats":
@@ -281,7 +316,8 @@ class Sampler:
 
     def __init__(self, reader, rate_hz=50.0):
         self.reader = reader
-        self.rate_hz = float(rate_hz)
+        max_rate = getattr(reader, "max_rate_hz", None)  # jtop: polling faster than it refreshes repeats values
+        self.rate_hz = min(float(rate_hz), float(max_rate)) if max_rate else float(rate_hz)
         self.samples = []
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
