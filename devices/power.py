@@ -6,7 +6,11 @@ Three kinds of reader plug into `PowerSampler`:
   and a window's energy is the trapezoid integral of the trace (INA3221 sysfs, NVML power, jtop);
 - *counter* readers also have `read_joules()`, a cumulative energy counter (J, wraparound already
   unwrapped); the sampler stores the counter and a window's energy is the counter difference, linearly
-  interpolated to the window edges, so no integration error accumulates (RAPL energy_uj, NVML total energy);
+  interpolated to the window edges, so no integration error accumulates (RAPL energy_uj, NVML total energy).
+  A counter may step: NVML's total energy changes every ~10-100 ms, not at every read. The sampler keeps
+  only reads where the value changed and stamps each at the middle of the interval in which it changed
+  (between the last read that still showed the old value and this one), so the trace holds the counter's
+  true steps rather than a staircase lagging by up to one update period;
 - *push* readers have `attach(sink)` / `detach()` and deliver `(t_monotonic_s, watts)` samples themselves
   (a tegrastats stream, the samples a Jetson board recorded next to trtexec); no polling thread runs.
 
@@ -23,6 +27,8 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+COUNTER_HOLD_S = 1.0  # an unchanged counter is stored again after this long (s), so idle windows stay covered
 
 Sink = Callable[[float, float], None]  # (t_monotonic_s, watts)
 
@@ -83,6 +89,11 @@ class Window:
     covered: bool = True  # samples exist at or before t0 and at or after t1 (no edge extrapolation)
     duration_s: float = 0.0  # measured duration; the sum of segment lengths for segmented windows
 
+    @property
+    def rate_hz(self) -> float:
+        """Effective sampling rate inside the window (samples per second): what the energy rests on."""
+        return self.samples / self.duration_s if self.duration_s > 0 else float("nan")
+
     def above_idle_j(self, idle_w: float) -> float:
         """Energy above an idle baseline (J): what the workload added on top of the idle board."""
         return self.energy_j - idle_w * self.duration_s
@@ -103,6 +114,8 @@ class PowerSampler:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.counter = is_counter(self.reader)
+        self._last_value: float | None = None  # counter readers: the last value read
+        self._last_repeat_t: float | None = None  # ...and when it was last read unchanged
         max_rate = getattr(self.reader, "max_rate_hz", None)
         if max_rate:  # e.g. jtop refreshes at its own interval: polling faster only repeats values
             self.rate_hz = min(self.rate_hz, float(max_rate))
@@ -131,21 +144,36 @@ class PowerSampler:
             value = read()
             now = (before + time.monotonic()) / 2  # stamp the middle of the read
             with self._lock:
-                if self.counter:
-                    if self.t:
-                        dt = now - self.t[-1]
-                        watts = (value - self.e[-1]) / dt if dt > 0 else 0.0
-                        if len(self.w) == 1:
-                            self.w[0] = watts  # the first sample has no interval of its own
-                    else:
-                        watts = float("nan")
-                    self.e.append(value)
-                    self.w.append(watts)
-                else:
+                if not self.counter:
                     self.w.append(value)
-                self.t.append(now)
+                    self.t.append(now)
+                else:
+                    self._counter_sample(now, value)
             nxt += period
             self._stop.wait(max(0.0, nxt - time.monotonic()))
+
+    def _counter_sample(self, now: float, value: float) -> None:
+        """Store a counter read where it changed; a stepped counter's change lies between the last read that
+        still showed the old value and this one, so it is stamped at their middle (caller holds the lock)."""
+        if self._last_value is not None and value == self._last_value:
+            self._last_repeat_t = now
+            if now - self.t[-1] < COUNTER_HOLD_S:
+                return
+            stamp = now  # unchanged for a long time: the value holds now
+        else:
+            stamp = (self._last_repeat_t + now) / 2 if self._last_repeat_t is not None else now
+            self._last_repeat_t = None
+        self._last_value = value
+        if self.t:
+            dt = stamp - self.t[-1]
+            watts = (value - self.e[-1]) / dt if dt > 0 else 0.0
+            if len(self.w) == 1:
+                self.w[0] = watts  # the first sample has no interval of its own
+        else:
+            watts = float("nan")
+        self.e.append(value)
+        self.w.append(watts)
+        self.t.append(stamp)
 
     def stop(self) -> None:
         self._stop.set()
@@ -153,6 +181,14 @@ class PowerSampler:
             self.reader.detach()
         if self._thread:
             self._thread.join(timeout=2)
+
+    def effective_rate_hz(self) -> float | None:
+        """Samples per second over the whole trace so far (None with fewer than two): the rate really achieved,
+        below `rate_hz` when the source refreshes more slowly (jtop, a stepped counter, tegrastats)."""
+        with self._lock:
+            if len(self.t) < 2 or self.t[-1] <= self.t[0]:
+                return None
+            return (len(self.t) - 1) / (self.t[-1] - self.t[0])
 
     def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with self._lock:
