@@ -21,6 +21,7 @@ import numpy as np
 
 from ticketbench.devices.base import DEVICES, Availability, DeviceAdapter, Session
 from ticketbench.devices.power import PowerReader
+from ticketbench.devices.power_nvml import cuda_pci_bus_id
 
 ONNX_BACKENDS = ("tensorrt", "onnxruntime-tensorrt", "onnxruntime-cuda")
 ORT_PROVIDERS = {"onnxruntime-tensorrt": "TensorrtExecutionProvider", "onnxruntime-cuda": "CUDAExecutionProvider"}
@@ -138,7 +139,8 @@ class GpuDevice(DeviceAdapter):
     name = "gpu"
 
     def __init__(self, backend: str = "auto", index: int = 0, engine_cache: Path | None = None) -> None:
-        self.index = index
+        self.index = index  # CUDA's index (after CUDA_VISIBLE_DEVICES); NVML is addressed by PCI bus id
+        self.pci_bus_id = cuda_pci_bus_id(index) if torch_cuda() else None
         self.requested = backend
         self.engine_cache = engine_cache
         self.backends = available_backends()
@@ -166,7 +168,7 @@ class GpuDevice(DeviceAdapter):
         try:
             from ticketbench.devices.power_nvml import nvml_identity
 
-            ident.update(nvml_identity(self.index))
+            ident.update(nvml_identity(self.pci_bus_id))
         except Exception as exc:  # no NVML: fall back to torch's name
             ident["nvml"] = f"unavailable: {exc}"
             if torch_cuda():
@@ -189,7 +191,7 @@ class GpuDevice(DeviceAdapter):
         try:
             from ticketbench.devices.power_nvml import nvml_snapshot
 
-            return nvml_snapshot(self.index)
+            return nvml_snapshot(self.pci_bus_id)
         except Exception:
             return {}
 
@@ -243,17 +245,18 @@ class GpuDevice(DeviceAdapter):
         return TrtSession(trt, blob, self.torch_device or f"cuda:{self.index}")
 
     def identity_name(self) -> str:
+        """The GPU's name for the engine cache key: torch's (same index space as CUDA), else NVML's by bus id."""
         try:
-            from ticketbench.devices.power_nvml import nvml_identity
-
-            return nvml_identity(self.index)["device_name"]
-        except Exception:
             import torch
 
             return torch.cuda.get_device_name(self.index)
+        except (ImportError, RuntimeError, AssertionError):
+            from ticketbench.devices.power_nvml import nvml_identity
+
+            return nvml_identity(self.pci_bus_id)["device_name"]
 
     def power_reader(self) -> tuple[PowerReader | None, str]:
         from ticketbench.devices.power_nvml import probe_nvml_reader
 
-        self._reader, why = probe_nvml_reader(self.index)
+        self._reader, why = probe_nvml_reader(self.pci_bus_id)
         return self._reader, why

@@ -68,7 +68,8 @@ def detect_throttle(before: dict, after: dict, rel_tol: float = 0.05) -> tuple[b
 
     A snapshot is {"clocks_mhz": {...}, "temps_c": {...}, "temp_limits_c": {...}, "throttle_reasons": [...]}.
     Flags: a clock that moved by more than `rel_tol`, an active throttle reason (NVML), a temperature at or
-    above its limit (Jetson passive trip point). Returns (None, "") when neither snapshot has anything.
+    above its limit (Jetson passive trip point). Unreadable throttle reasons (`throttle_reasons_error`) are
+    named in the note without raising the flag. Returns (None, "") when neither snapshot has anything.
     """
     if not before and not after:
         return None, ""
@@ -87,7 +88,9 @@ def detect_throttle(before: dict, after: dict, rel_tol: float = 0.05) -> tuple[b
             if k in limits and float(temp) >= float(limits[k]):
                 notes.append(f"{k} {float(temp):g}°C ≥ limit {float(limits[k]):g}°C")
     notes = list(dict.fromkeys(notes))
-    return bool(notes), "; ".join(notes)
+    unknown = before.get("throttle_reasons_error") or after.get("throttle_reasons_error")
+    info = [f"throttle reasons unknown ({unknown})"] if unknown else []  # said, but not itself throttling
+    return bool(notes), "; ".join(notes + info)
 
 
 def _snapshot(session: Session) -> dict:
