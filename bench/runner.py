@@ -7,7 +7,6 @@ its work and `--resume` skips it. A failing case becomes a `status=failed` row a
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import logging
 import time
@@ -146,6 +145,7 @@ class Runner:
                 self._bar.close()
             if self.sampler:
                 self.sampler.stop()
+                meta["power_rate_hz"] = self.sampler.effective_rate_hz()  # what the source really delivered
             self.device.close()
             meta["end_time"] = datetime.now(timezone.utc).isoformat()
             self.rundir.write_json(meta)
@@ -220,11 +220,8 @@ class Runner:
             "eb_epoch": ticket.artifacts.get("eb_epoch"),
             "power_source": self.sampler.reader.source if self.sampler else "none",
         }
-        # adapters that can run PyTorch (gpu's torch-cuda backend) get the module the ONNX was validated against
-        takes_module = "module" in inspect.signature(self.device.load).parameters
-        session = self.device.load(
-            exp.path, self.suite.measure.precision, **({"module": compacted} if takes_module else {})
-        )
+        # adapters that can run PyTorch (gpu's torch-cuda backend) use the module the ONNX was validated against
+        session = self.device.load(exp.path, self.suite.measure.precision, module=compacted)
         evalr = run_eval_epoch(session, _numpy_batches(data, 256))
         e_eval = energy_window(self.sampler, "eval", evalr.t0, evalr.t1, evalr.segments)
         train_s, e_train = self._train_epoch(ticket, data)
@@ -279,7 +276,7 @@ class Runner:
 
     def _train_epoch(self, ticket: Ticket, data: DataBundle):
         """One PyTorch training epoch of the ticket (mask fixed) on the device, when torch runs there."""
-        torch_device = getattr(self.device, "torch_device", None)
+        torch_device = self.device.torch_device
         if torch_device is None:
             return None, None
         model = copy.deepcopy(ticket.model).to(torch_device)

@@ -84,6 +84,12 @@ class Ina3221Reader:
     """Total board power (W) from the INA3221 total rail; files stay open and are re-read with pread."""
 
     source = "ina3221-sysfs"
+    kind = "power"
+    max_rate_hz = None
+    min_window_s = 0.0
+
+    def idle_window(self, seconds):
+        return None  # sampled here while idle
 
     def __init__(self, root="/"):
         rails = find_ina3221_rails(root)
@@ -96,7 +102,7 @@ class Ina3221Reader:
                 % ",".join(sorted(rails))
             )
         spec = rails[self.rail]
-        self.kind = spec[0]
+        self.layout = spec[0]
         self.fds = [os.open(path, os.O_RDONLY) for path in spec[1:]]
         self.read_watts()  # fail now (PermissionError, bad format), not inside the sampler thread
 
@@ -104,7 +110,7 @@ class Ina3221Reader:
         return int(os.pread(fd, 64, 0).split()[0])
 
     def read_watts(self):
-        if self.kind == "mw":
+        if self.layout == "mw":
             return self._value(self.fds[0]) / 1e3
         return self._value(self.fds[0]) * self._value(self.fds[1]) / 1e6
 
@@ -169,6 +175,12 @@ class JtopReader:
     """
 
     source = "jtop"
+    kind = "power"
+    max_rate_hz = None
+    min_window_s = 0.0
+
+    def idle_window(self, seconds):
+        return None  # sampled here while idle
 
     def __init__(self, root="/", rate_hz=50.0):
         if not os.path.exists(_p(root, "run/jtop.sock")):
@@ -240,6 +252,12 @@ class TegrastatsStream:
     """
 
     source = "tegrastats"
+    kind = "push"
+    max_rate_hz = None
+    min_window_s = 0.0
+
+    def idle_window(self, seconds):
+        return None  # sampled here while idle
 
     def __init__(self, interval_ms=20, exe=None):
         self.exe = exe or find_tegrastats()
@@ -280,6 +298,9 @@ class TegrastatsStream:
         if self.thread is not None:
             self.thread.join(timeout=2)
 
+    def close(self):
+        self.detach()
+
 
 POWER_ORDER = ("ina3221-sysfs", "jtop", "tegrastats")
 
@@ -316,7 +337,7 @@ class Sampler:
 
     def __init__(self, reader, rate_hz=50.0):
         self.reader = reader
-        max_rate = getattr(reader, "max_rate_hz", None)  # jtop: polling faster than it refreshes repeats values
+        max_rate = reader.max_rate_hz  # jtop: polling faster than it refreshes only repeats values
         self.rate_hz = min(float(rate_hz), float(max_rate)) if max_rate else float(rate_hz)
         self.samples = []
         self.lock = threading.Lock()
@@ -328,7 +349,7 @@ class Sampler:
             self.samples.append([t, watts])
 
     def start(self):
-        if hasattr(self.reader, "attach"):
+        if self.reader.kind == "push":
             self.reader.attach(self._sink)
             return self
         self.thread = threading.Thread(target=self._loop, daemon=True)
@@ -346,12 +367,11 @@ class Sampler:
 
     def stop(self):
         self.stop_event.set()
-        if hasattr(self.reader, "detach"):
+        if self.reader.kind == "push":
             self.reader.detach()
         if self.thread is not None:
             self.thread.join(timeout=2)
-        if hasattr(self.reader, "close"):
-            self.reader.close()
+        self.reader.close()
         with self.lock:
             return list(self.samples)
 
@@ -480,7 +500,7 @@ def info(root="/", want_power="auto"):
     """Everything identity() records about the board, plus which power source a run would use and why."""
     reader, reasons = open_power(root, want_power)
     source = reader.source if reader else "none"
-    if reader is not None and hasattr(reader, "close"):
+    if reader is not None:
         reader.close()
     exe = find_trtexec()
     return {

@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
@@ -33,20 +32,50 @@ COUNTER_HOLD_S = 1.0  # an unchanged counter is stored again after this long (s)
 Sink = Callable[[float, float], None]  # (t_monotonic_s, watts)
 
 
-class PowerReader(Protocol):
-    source: str  # a power_source value: rapl, nvml-energy, nvml-power, jtop, ina3221-sysfs, tegrastats
+class PowerReader:
+    """A power source. `kind` says how the sampler reads it; every capability is declared with its default.
 
-    def read_watts(self) -> float: ...
+    - kind "power": read_watts() is polled; "counter": read_joules() is polled (cumulative J);
+      "push": attach(sink)/detach() deliver (t_monotonic_s, W) samples themselves.
+    - max_rate_hz: the source refreshes no faster than this (jtop's interval), so polling is capped there.
+    - min_window_s: windows shorter than this (s) are not resolved (NVML's 1-s averaged power).
+    - idle_window(seconds): a source that samples elsewhere (a remote board) records an idle window there
+      and returns it in local monotonic time; None (the default) means "sleep here while sampling".
+    Board-side readers (devices/jetson_board.py, standard library only) declare the same attributes.
+    """
+
+    source: str = "none"  # a power_source value: rapl, nvml-energy, nvml-power, jtop, ina3221-sysfs, tegrastats
+    kind: str = "power"
+    max_rate_hz: float | None = None
+    min_window_s: float = 0.0
+
+    def read_watts(self) -> float:
+        raise NotImplementedError
+
+    def read_joules(self) -> float:
+        raise NotImplementedError
+
+    def attach(self, sink: Sink) -> None:
+        raise NotImplementedError
+
+    def detach(self) -> None:
+        pass
+
+    def idle_window(self, seconds: float) -> tuple[float, float] | None:
+        return None
+
+    def close(self) -> None:
+        pass
 
 
-def is_counter(reader: object) -> bool:
+def is_counter(reader: PowerReader) -> bool:
     """Counter readers expose cumulative energy (J); windows then use counter differences."""
-    return callable(getattr(reader, "read_joules", None))
+    return reader.kind == "counter"
 
 
-def is_push(reader: object) -> bool:
+def is_push(reader: PowerReader) -> bool:
     """Push readers deliver their own timestamped samples; the sampler runs no thread for them."""
-    return callable(getattr(reader, "attach", None))
+    return reader.kind == "push"
 
 
 def integrate_energy(t: np.ndarray, w: np.ndarray, t0: float, t1: float) -> float:
@@ -116,7 +145,7 @@ class PowerSampler:
         self.counter = is_counter(self.reader)
         self._last_value: float | None = None  # counter readers: the last value read
         self._last_repeat_t: float | None = None  # ...and when it was last read unchanged
-        max_rate = getattr(self.reader, "max_rate_hz", None)
+        max_rate = self.reader.max_rate_hz
         if max_rate:  # e.g. jtop refreshes at its own interval: polling faster only repeats values
             self.rate_hz = min(self.rate_hz, float(max_rate))
 
@@ -221,7 +250,7 @@ class PowerSampler:
         return t[sel], w[sel]
 
 
-class RaplReader:
+class RaplReader(PowerReader):
     """Intel/AMD RAPL package energy via powercap sysfs, summed over package domains (a counter reader).
 
     Each domain's energy_uj wraps at its max_energy_range_uj; a negative delta between two reads means
@@ -229,6 +258,7 @@ class RaplReader:
     """
 
     source = "rapl"
+    kind = "counter"
 
     def __init__(self, root: Path = Path("/sys/class/powercap")) -> None:
         self.domains = sorted(d for d in Path(root).glob("intel-rapl:*") if d.name.count(":") == 1)

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ticketbench.devices.power import PowerReader
+
 MIN_WINDOW_S = 1.0  # NVML power is averaged over up to 1 s, and the counter updates at a similar cadence
 
 # nvmlClocksThrottleReason* bits that mean the GPU is being slowed (idle and app-clock settings are not)
@@ -73,10 +75,11 @@ def nvml_handle(nvml: Any, pci_bus_id: str | None) -> Any:
     )
 
 
-class NvmlEnergyReader:
+class NvmlEnergyReader(PowerReader):
     """Counter reader over nvmlDeviceGetTotalEnergyConsumption (mJ → J)."""
 
     source = "nvml-energy"
+    kind = "counter"
     min_window_s = MIN_WINDOW_S
 
     def __init__(self, nvml: Any, handle: Any) -> None:
@@ -100,7 +103,7 @@ class NvmlEnergyReader:
         return watts
 
 
-class NvmlPowerReader:
+class NvmlPowerReader(PowerReader):
     """Power reader over nvmlDeviceGetPowerUsage (mW → W), for GPUs without the energy counter."""
 
     source = "nvml-power"
