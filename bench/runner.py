@@ -39,7 +39,7 @@ from ticketbench.files import atomic_write_text
 from ticketbench.models.compact import CompactionConfig, compact
 from ticketbench.models.cost import ModelCost, analyze
 from ticketbench.models.data import DataBundle, load_dataset
-from ticketbench.models.export import export_onnx, to_onnx_bytes
+from ticketbench.models.export import OPSET, export_onnx, to_onnx_bytes
 from ticketbench.models.masks import apply_masks
 from ticketbench.models.tickets import Ticket, TicketConfig, TicketContext, find_ticket
 from ticketbench.models.train import train
@@ -185,7 +185,8 @@ class Runner:
         align = CompactionConfig(align=self.device.channel_alignment)
         compacted, creport = compact(ticket.model, torch.zeros(1, *shape), align)
         cost_compact = analyze(compacted, shape)
-        exp = export_onnx(compacted, ticket.model, shape, tdir / "model.onnx")
+        opset = min(OPSET, self.device.max_onnx_opset or OPSET)  # e.g. 13 for TensorRT 8.2 (TX2)
+        exp = export_onnx(compacted, ticket.model, shape, tdir / "model.onnx", opset=opset)
         atomic_write_text(
             tdir / "cost.json",
             json.dumps(
