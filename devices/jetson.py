@@ -2,7 +2,8 @@
 
 Two backends:
 - `tensorrt` (local only): the TensorRT Python API with torch CUDA buffers (JetPack 5/6 with a CUDA torch);
-  power is polled here from jtop, else INA3221 sysfs, else tegrastats; training epochs run on the board.
+  power is polled here from INA3221 sysfs, else jtop, else tegrastats; training epochs run on the board.
+  It shares tensorrt_engine.load_tensorrt with the gpu adapter.
 - `trtexec` (local or remote; the only choice for TX2's JetPack 4.6 / Python 3.6): the ONNX is copied to
   the board (cached by hash), engines are built by trtexec (cached per precision and shape), and each
   measurement is one run of devices/jetson_board.py on the board, which starts the power sampler, runs

@@ -8,9 +8,10 @@ functions are imported, so each reader and parser exists once.
 
 Power sources, in order of preference (total board power only: VDD_IN or POM_5V_IN; sub-rails are never
 summed, so a module without a total rail, such as AGX Xavier or AGX Orin, reports no power):
-- jtop (jetson-stats v3 or v4) when its service socket exists,
 - INA3221 sysfs: iio `rail_name_N` + `in_powerN_input` (mW, JetPack 4) or hwmon `inN_label` +
-  `inN_input` (mV) x `currN_input` (mA) (JetPack 5+),
+  `inN_input` (mV) x `currN_input` (mA) (JetPack 5+), polled directly at the requested rate,
+- jtop (jetson-stats v3 or v4+) when its service socket exists and it starts (it refreshes at its
+  service's interval, 1 s by default: only used when sysfs is not readable),
 - tegrastats, streamed and parsed (TX2/TX1 `VDD_IN 3140/3208`, Nano `POM_5V_IN 2611/2611`, Orin
   `VDD_IN 5263mW/5263mW`).
 All paths are relative to `root` ("/" on a board; a fake sysfs tree in tests). Times are time.monotonic().
