@@ -349,6 +349,16 @@ class Sampler:
         with self.lock:
             self.samples.append([t, watts])
 
+    def wait_first(self, timeout=2.0):
+        """Wait (up to `timeout` s) for the first sample, so that a window opened next starts inside the trace."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.samples:
+                    return True
+            time.sleep(0.2 / self.rate_hz)
+        return False
+
     def start(self):
         if self.reader.kind == "push":
             self.reader.attach(self._sink)
@@ -556,6 +566,8 @@ def run_jobs(spec):
     if spec.get("sample", True):
         reader, reasons = open_power(root, spec.get("power", "auto"), rate)
     sampler = Sampler(reader, rate).start() if reader is not None else None
+    if sampler is not None:
+        sampler.wait_first(max(2.0, 5.0 / sampler.rate_hz))  # windows must not open before the first sample
     before = snapshot(root)
     results = []
     for job in spec.get("jobs", []):

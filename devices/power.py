@@ -156,6 +156,9 @@ class PowerSampler:
             return self
         self._thread = threading.Thread(target=self._loop, name="power-sampler", daemon=True)
         self._thread.start()
+        deadline = time.monotonic() + 1.0  # a window opened right after start() must begin inside the trace
+        while not self.t and time.monotonic() < deadline:
+            time.sleep(0.001)
         return self
 
     def push(self, t: float, watts: float) -> None:
