@@ -311,7 +311,9 @@ def open_power(root="/", want="auto", rate_hz=50.0):
 
     INA3221 sysfs comes first: read directly it is polled at rate_hz (50 Hz), where jtop refreshes at
     its service's interval (1 s by default) and tegrastats prints at most every few ms with process
-    overhead. Returns (reader or None, {source: reason}); a reader has `read_watts()` or `attach()/detach()`.
+    overhead. Returns (reader or None, {source: reason}). Readers declare what devices/power.py's
+    PowerReader does: source, kind ("power": read_watts(); "push": attach(sink)/detach()), max_rate_hz,
+    min_window_s, idle_window(seconds) and close().
     """
     reasons = {}
     order = POWER_ORDER if want == "auto" else (want,)
