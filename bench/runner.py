@@ -7,7 +7,6 @@ its work and `--resume` skips it. A failing case becomes a `status=failed` row a
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import logging
 import time
@@ -40,7 +39,7 @@ from ticketbench.files import atomic_write_text
 from ticketbench.models.compact import CompactionConfig, compact
 from ticketbench.models.cost import ModelCost, analyze
 from ticketbench.models.data import DataBundle, load_dataset
-from ticketbench.models.export import export_onnx, to_onnx_bytes
+from ticketbench.models.export import OPSET, export_onnx, to_onnx_bytes
 from ticketbench.models.masks import apply_masks
 from ticketbench.models.tickets import Ticket, TicketConfig, TicketContext, find_ticket
 from ticketbench.models.train import train
@@ -146,6 +145,7 @@ class Runner:
                 self._bar.close()
             if self.sampler:
                 self.sampler.stop()
+                meta["power_rate_hz"] = self.sampler.effective_rate_hz()  # what the source really delivered
             self.device.close()
             meta["end_time"] = datetime.now(timezone.utc).isoformat()
             self.rundir.write_json(meta)
@@ -185,7 +185,8 @@ class Runner:
         align = CompactionConfig(align=self.device.channel_alignment)
         compacted, creport = compact(ticket.model, torch.zeros(1, *shape), align)
         cost_compact = analyze(compacted, shape)
-        exp = export_onnx(compacted, ticket.model, shape, tdir / "model.onnx")
+        opset = min(OPSET, self.device.max_onnx_opset or OPSET)  # e.g. 13 for TensorRT 8.2 (TX2)
+        exp = export_onnx(compacted, ticket.model, shape, tdir / "model.onnx", opset=opset)
         atomic_write_text(
             tdir / "cost.json",
             json.dumps(
@@ -220,11 +221,8 @@ class Runner:
             "eb_epoch": ticket.artifacts.get("eb_epoch"),
             "power_source": self.sampler.reader.source if self.sampler else "none",
         }
-        # adapters that can run PyTorch (gpu's torch-cuda backend) get the module the ONNX was validated against
-        takes_module = "module" in inspect.signature(self.device.load).parameters
-        session = self.device.load(
-            exp.path, self.suite.measure.precision, **({"module": compacted} if takes_module else {})
-        )
+        # adapters that can run PyTorch (gpu's torch-cuda backend) use the module the ONNX was validated against
+        session = self.device.load(exp.path, self.suite.measure.precision, module=compacted)
         evalr = run_eval_epoch(session, _numpy_batches(data, 256))
         e_eval = energy_window(self.sampler, "eval", evalr.t0, evalr.t1, evalr.segments)
         train_s, e_train = self._train_epoch(ticket, data)
@@ -279,7 +277,7 @@ class Runner:
 
     def _train_epoch(self, ticket: Ticket, data: DataBundle):
         """One PyTorch training epoch of the ticket (mask fixed) on the device, when torch runs there."""
-        torch_device = getattr(self.device, "torch_device", None)
+        torch_device = self.device.torch_device
         if torch_device is None:
             return None, None
         model = copy.deepcopy(ticket.model).to(torch_device)

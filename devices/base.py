@@ -1,21 +1,46 @@
-"""The device protocol and registry.
+"""The device protocol (`DeviceAdapter` makes `Session`s) and the registry of adapters.
 
-An adapter reports its identity, prepares a model (ONNX → session), exposes a power reader, and
-optionally a `snapshot()` of clocks/temperatures/throttle reasons (taken around every latency window).
-A session runs one batch (`run`) and waits for the device (`sync`); sessions that time themselves
-(trtexec on a Jetson) add `timed_run` / `eval_epoch`, which devices/measure.py delegates to.
+Every capability is declared here with its default, so callers use it without probing (no hasattr):
+
+DeviceAdapter (one per device kind, registered in DEVICES)
+    probe(host=None, **options)    classmethod: can it be used here, and why not (same signature everywhere)
+    identity()                     device_name, versions, clocks, power mode (run.json and results)
+    load(onnx_path, precision, batch_size=None, module=None) -> Session
+                                   `module` is the PyTorch model the ONNX came from: only backends that run
+                                   PyTorch (gpu's torch-cuda) use it, every other adapter ignores it
+    power_reader()                 (reader, "") or (None, reason)
+    snapshot()                     clocks/temperatures/throttle reasons now ({} = nothing to show)
+    close()
+    torch_device                   where PyTorch training epochs run (None = not on this device)
+    channel_alignment              keep compacted channel counts a multiple of this
+    precisions                     what load() accepts
+    max_onnx_opset                 highest ONNX opset the device's parser takes (None = no limit below ours)
+
+Session (a prepared model; subclass it)
+    run(x) -> outputs, sync()      required: one batch, and wait for the device
+    prepare(batch_size)            build what a batch size needs before it is timed (TensorRT: an engine
+                                   whose optimization profile is tuned for that batch); default: nothing
+    snapshot()                     the adapter's snapshot, taken before and after each latency window
+    min_window_s                   shortest latency window (s) the device's power source resolves (NVML: 1 s)
+    self_timed                     True when the backend times itself (trtexec on a Jetson): devices/measure.py
+                                   then delegates to timed_run(x, cfg) / eval_epoch(batches)
+    close()
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ticketbench.devices.power import PowerReader
 from ticketbench.registry import Registry
+
+if TYPE_CHECKING:  # measure.py builds on this module; these are only annotations here
+    from ticketbench.devices.measure import EvalResult, LatencyConfig, LatencyResult
 
 
 @dataclass
@@ -24,14 +49,40 @@ class Availability:
     reason: str = ""  # why not, when not ok; what was found, when ok
 
 
-class Session(Protocol):
-    """A prepared model on a device: run one batch, and wait for the device to finish."""
+class Session:
+    """A prepared model on a device: run one batch, wait for the device; optional capabilities declared below."""
 
-    backend: str
+    backend: str = "unknown"
+    self_timed: bool = False  # True: timed_run/eval_epoch replace timing run() from outside
 
-    def run(self, x: np.ndarray) -> np.ndarray: ...
+    def __init__(self, snapshot: Callable[[], dict[str, Any]] | None = None, min_window_s: float = 0.0) -> None:
+        self._snapshot = snapshot
+        self.min_window_s = float(min_window_s)  # s; latency windows last at least this long
 
-    def sync(self) -> None: ...
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Outputs of one batch, as a host array."""
+        raise NotImplementedError
+
+    def sync(self) -> None:
+        """Wait until the device has finished everything queued so far."""
+
+    def prepare(self, batch_size: int) -> None:
+        """Build what `batch_size` needs before it is timed; nothing by default."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """Clocks (MHz), temperatures (°C), limits and throttle reasons now; {} when the device shows none."""
+        return self._snapshot() if self._snapshot is not None else {}
+
+    def timed_run(self, x: np.ndarray, cfg: LatencyConfig) -> LatencyResult:
+        """The backend's own timing loop (self_timed sessions only)."""
+        raise NotImplementedError(f"{type(self).__name__} does not time itself")
+
+    def eval_epoch(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> EvalResult:
+        """The backend's own evaluation pass (self_timed sessions only)."""
+        raise NotImplementedError(f"{type(self).__name__} does not time itself")
+
+    def close(self) -> None:
+        """Release device memory and processes."""
 
 
 class DeviceAdapter:
@@ -43,16 +94,20 @@ class DeviceAdapter:
     # TensorRT's tensor-core kernels run aligned widths faster than odd ones (benchmarks/bench_compaction.py).
     channel_alignment: int = 8
     precisions: tuple[str, ...] = ("fp32",)  # what load() accepts; int8 needs calibration, which no adapter has
+    max_onnx_opset: int | None = None  # TensorRT 8.0-8.4's ONNX parser stops at opset 13; None: no limit
 
     @classmethod
-    def probe(cls, **options: Any) -> Availability:  # pragma: no cover - overridden
+    def probe(cls, host: str | None = None, **options: Any) -> Availability:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def identity(self) -> dict[str, Any]:
         """device_name, versions, clocks, power mode: recorded in run.json and results."""
         raise NotImplementedError
 
-    def load(self, onnx_path: Path, precision: str = "fp32", batch_size: int = 1) -> Session:
+    def load(
+        self, onnx_path: Path, precision: str = "fp32", batch_size: int | None = None, module: Any | None = None
+    ) -> Session:
+        """A session for the ONNX file; `batch_size` is prepared now when given, `module` is for torch backends."""
         raise NotImplementedError
 
     def power_reader(self) -> tuple[PowerReader | None, str]:
@@ -77,7 +132,7 @@ class DeviceUnavailable(RuntimeError):
 def get_device(name: str, **options: Any) -> DeviceAdapter:
     """Probe and construct an adapter; options (e.g. host= for a remote Jetson) go to both."""
     cls = DEVICES.get(name)
-    avail = cls.probe(**options) if options else cls.probe()
+    avail = cls.probe(**options)
     if not avail.ok:
         raise DeviceUnavailable(f"device {name!r} is not available: {avail.reason}")
     try:

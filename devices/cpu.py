@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ticketbench import threads as thread_policy
-from ticketbench.devices.base import DEVICES, Availability, DeviceAdapter
+from ticketbench.devices.base import DEVICES, Availability, DeviceAdapter, Session
 from ticketbench.devices.power import PowerReader, probe_rapl
 
 
@@ -23,12 +23,13 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine()
 
 
-class OrtCpuSession:
+class OrtCpuSession(Session):
     backend = "onnxruntime-cpu"
 
     def __init__(self, onnx_path: Path, threads: int) -> None:
         import onnxruntime as ort
 
+        super().__init__()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -52,7 +53,9 @@ class CpuDevice(DeviceAdapter):
         self.threads = threads or thread_policy.current() or thread_policy.physical_cores()
 
     @classmethod
-    def probe(cls) -> Availability:
+    def probe(cls, host: str | None = None, **options: Any) -> Availability:
+        if host:
+            return Availability(False, "the cpu adapter measures this machine only (--host is for jetson)")
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -71,7 +74,9 @@ class CpuDevice(DeviceAdapter):
             "machine": platform.machine(),
         }
 
-    def load(self, onnx_path: Path, precision: str = "fp32", batch_size: int = 1) -> OrtCpuSession:
+    def load(
+        self, onnx_path: Path, precision: str = "fp32", batch_size: int | None = None, module: Any | None = None
+    ) -> OrtCpuSession:
         if precision != "fp32":
             raise ValueError(f"cpu adapter runs fp32 only (asked for {precision})")
         return OrtCpuSession(onnx_path, self.threads)

@@ -14,6 +14,7 @@ TensorRT path and NVML were exercised against fakes only (tests/test_devices_gpu
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from ticketbench.devices.base import DEVICES, Availability, DeviceAdapter, Session
 from ticketbench.devices.power import PowerReader
+from ticketbench.devices.power_nvml import cuda_pci_bus_id
 
 ONNX_BACKENDS = ("tensorrt", "onnxruntime-tensorrt", "onnxruntime-cuda")
 ORT_PROVIDERS = {"onnxruntime-tensorrt": "TensorrtExecutionProvider", "onnxruntime-cuda": "CUDAExecutionProvider"}
@@ -49,6 +51,19 @@ def nvidia_gpu_present() -> tuple[bool, str]:
     if shutil.which("nvidia-smi") is None:
         return False, "no NVIDIA GPU: NVML not installed, torch.cuda unavailable, nvidia-smi not found"
     return False, "no NVIDIA GPU visible to NVML or torch"
+
+
+def tensorrt_max_opset() -> int | None:
+    """Highest ONNX opset the installed TensorRT's parser documents (onnx-tensorrt): 13 up to 8.4, else no
+    limit below ours (8.5-8.6: 17; 10.x more)."""
+    try:
+        import tensorrt as trt
+
+        from ticketbench.devices.tensorrt_engine import max_opset_for
+
+        return max_opset_for(str(trt.__version__))
+    except ImportError:
+        return None
 
 
 def torch_cuda() -> bool:
@@ -82,12 +97,21 @@ def available_backends() -> dict[str, str]:
     return out
 
 
-class OrtGpuSession:
+class OrtGpuSession(Session):
     """ONNX Runtime on the GPU; run() returns host outputs, so each call has finished on the device."""
 
-    def __init__(self, onnx_path: Path, backend: str, precision: str, index: int = 0) -> None:
+    def __init__(
+        self,
+        onnx_path: Path,
+        backend: str,
+        precision: str,
+        index: int = 0,
+        snapshot: Callable[[], dict[str, Any]] | None = None,
+        min_window_s: float = 0.0,
+    ) -> None:
         import onnxruntime as ort
 
+        super().__init__(snapshot, min_window_s)
         provider = ORT_PROVIDERS[backend]
         options: dict[str, Any] = {"device_id": index}
         if precision == "fp16":
@@ -109,14 +133,22 @@ class OrtGpuSession:
         pass
 
 
-class TorchCudaSession:
+class TorchCudaSession(Session):
     """A PyTorch module on CUDA (fp32 or fp16); sync() waits for the device."""
 
     backend = "torch-cuda"
 
-    def __init__(self, module: Any, device: str, precision: str) -> None:
+    def __init__(
+        self,
+        module: Any,
+        device: str,
+        precision: str,
+        snapshot: Callable[[], dict[str, Any]] | None = None,
+        min_window_s: float = 0.0,
+    ) -> None:
         import torch
 
+        super().__init__(snapshot, min_window_s)
         if precision not in ("fp32", "fp16"):
             raise ValueError(f"torch-cuda supports fp32/fp16 (asked for {precision})")
         self.torch, self.device = torch, torch.device(device)
@@ -138,7 +170,8 @@ class GpuDevice(DeviceAdapter):
     name = "gpu"
 
     def __init__(self, backend: str = "auto", index: int = 0, engine_cache: Path | None = None) -> None:
-        self.index = index
+        self.index = index  # CUDA's index (after CUDA_VISIBLE_DEVICES); NVML is addressed by PCI bus id
+        self.pci_bus_id = cuda_pci_bus_id(index) if torch_cuda() else None
         self.requested = backend
         self.engine_cache = engine_cache
         self.backends = available_backends()
@@ -146,10 +179,13 @@ class GpuDevice(DeviceAdapter):
         usable = [b for b in ONNX_BACKENDS if self.backends.get(b, "unknown backend") == ""]
         self.backend = backend if backend != "auto" else (usable[0] if usable else "torch-cuda")
         self.precisions = ("fp32",) if self.backend == "onnxruntime-cuda" else ("fp32", "fp16")
+        self.max_onnx_opset = tensorrt_max_opset() if self.backend == "tensorrt" else None
         self._reader: PowerReader | None = None
 
     @classmethod
-    def probe(cls) -> Availability:
+    def probe(cls, host: str | None = None, **options: Any) -> Availability:
+        if host:
+            return Availability(False, "the gpu adapter measures this machine only (--host is for jetson)")
         present, why = nvidia_gpu_present()
         if not present:
             return Availability(False, why)
@@ -166,7 +202,7 @@ class GpuDevice(DeviceAdapter):
         try:
             from ticketbench.devices.power_nvml import nvml_identity
 
-            ident.update(nvml_identity(self.index))
+            ident.update(nvml_identity(self.pci_bus_id))
         except Exception as exc:  # no NVML: fall back to torch's name
             ident["nvml"] = f"unavailable: {exc}"
             if torch_cuda():
@@ -189,71 +225,55 @@ class GpuDevice(DeviceAdapter):
         try:
             from ticketbench.devices.power_nvml import nvml_snapshot
 
-            return nvml_snapshot(self.index)
+            return nvml_snapshot(self.pci_bus_id)
         except Exception:
             return {}
 
-    def load(self, onnx_path: Path, precision: str = "fp32", batch_size: int = 1, module: Any | None = None) -> Session:
+    def load(
+        self, onnx_path: Path, precision: str = "fp32", batch_size: int | None = None, module: Any | None = None
+    ) -> Session:
         """`module` (the PyTorch model the ONNX was exported from) is used by the torch-cuda backend only;
         the ONNX backends ignore it, so callers may always pass it."""
+        from ticketbench.devices.power_nvml import MIN_WINDOW_S
+
+        device = self.torch_device or f"cuda:{self.index}"
         if self.backend == "torch-cuda":
             if module is None:
                 raise RuntimeError(
                     "no ONNX backend on this GPU (install tensorrt or onnxruntime-gpu); "
                     "torch-cuda runs a PyTorch module: GpuDevice.load(..., module=m)"
                 )
-            session: Any = TorchCudaSession(module, self.torch_device or f"cuda:{self.index}", precision)
-        elif self.backends.get(self.backend, "unknown backend"):
+            return TorchCudaSession(module, device, precision, self.snapshot, MIN_WINDOW_S)
+        if self.backends.get(self.backend, "unknown backend"):
             raise RuntimeError(f"backend {self.backend} unavailable: {self.backends.get(self.backend, 'unknown')}")
-        elif self.backend == "tensorrt":
-            session = self._load_tensorrt(Path(onnx_path), precision, batch_size)
-        else:
-            session = OrtGpuSession(Path(onnx_path), self.backend, precision, self.index)
-        from ticketbench.devices.power_nvml import MIN_WINDOW_S
+        if self.backend == "tensorrt":
+            from ticketbench.devices.tensorrt_engine import load_tensorrt
 
-        session.snapshot = self.snapshot
-        session.min_window_s = MIN_WINDOW_S
-        return session
-
-    def _load_tensorrt(self, onnx_path: Path, precision: str, batch_size: int) -> Session:
-        import tensorrt as trt
-
-        from ticketbench.devices.tensorrt_engine import (
-            DEFAULT_CACHE,
-            EngineKey,
-            TrtSession,
-            cached_engine,
-            file_sha256,
-            onnx_input,
-            profile_shapes,
-        )
-
-        name, dims = onnx_input(onnx_path)
-        shapes = {}
-        if dims and dims[0] is None:  # dynamic batch: one profile from 1 to max(batch, 256) optimized for batch
-            shapes[name] = profile_shapes(dims, 1, batch_size, max(batch_size, 256))
-        key = EngineKey(
-            file_sha256(onnx_path),
-            self.identity_name(),
-            str(trt.__version__),
-            precision,
-            shapes,
-        )
-        blob, _ = cached_engine(trt, onnx_path, key, self.engine_cache or DEFAULT_CACHE)
-        return TrtSession(trt, blob, self.torch_device or f"cuda:{self.index}")
+            return load_tensorrt(
+                Path(onnx_path),
+                precision,
+                device,
+                self.identity_name(),
+                self.engine_cache,
+                batch_size,
+                self.snapshot,
+                MIN_WINDOW_S,
+            )
+        return OrtGpuSession(Path(onnx_path), self.backend, precision, self.index, self.snapshot, MIN_WINDOW_S)
 
     def identity_name(self) -> str:
+        """The GPU's name for the engine cache key: torch's (same index space as CUDA), else NVML's by bus id."""
         try:
-            from ticketbench.devices.power_nvml import nvml_identity
-
-            return nvml_identity(self.index)["device_name"]
-        except Exception:
             import torch
 
             return torch.cuda.get_device_name(self.index)
+        except (ImportError, RuntimeError, AssertionError):
+            from ticketbench.devices.power_nvml import nvml_identity
+
+            return nvml_identity(self.pci_bus_id)["device_name"]
 
     def power_reader(self) -> tuple[PowerReader | None, str]:
         from ticketbench.devices.power_nvml import probe_nvml_reader
 
-        self._reader, why = probe_nvml_reader(self.index)
+        self._reader, why = probe_nvml_reader(self.pci_bus_id)
         return self._reader, why

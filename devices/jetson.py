@@ -2,7 +2,8 @@
 
 Two backends:
 - `tensorrt` (local only): the TensorRT Python API with torch CUDA buffers (JetPack 5/6 with a CUDA torch);
-  power is polled here from jtop, else INA3221 sysfs, else tegrastats; training epochs run on the board.
+  power is polled here from INA3221 sysfs, else jtop, else tegrastats; training epochs run on the board.
+  It shares tensorrt_engine.load_tensorrt with the gpu adapter.
 - `trtexec` (local or remote; the only choice for TX2's JetPack 4.6 / Python 3.6): the ONNX is copied to
   the board (cached by hash), engines are built by trtexec (cached per precision and shape), and each
   measurement is one run of devices/jetson_board.py on the board, which starts the power sampler, runs
@@ -23,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -35,8 +37,17 @@ import numpy as np
 from ticketbench.devices import jetson_board
 from ticketbench.devices.base import DEVICES, Availability, DeviceAdapter, Session
 from ticketbench.devices.measure import EvalResult, LatencyConfig, LatencyResult, detect_throttle
+from ticketbench.devices.onnx_fp16 import convert_bytes
 from ticketbench.devices.power import PowerReader
-from ticketbench.devices.tensorrt_engine import file_sha256, onnx_input
+from ticketbench.devices.tensorrt_engine import (
+    STRONGLY_TYPED_FROM,
+    file_sha256,
+    load_tensorrt,
+    max_opset_for,
+    onnx_input,
+    onnx_opset,
+    trt_major,
+)
 from ticketbench.devices.transport import LocalTransport, SshTransport, TransportError
 from ticketbench.devices.trtexec import (
     build_argv,
@@ -51,6 +62,7 @@ from ticketbench.devices.trtexec import (
 )
 
 BOARD_SOURCE = Path(jetson_board.__file__).read_text()
+log = logging.getLogger("ticketbench.devices.jetson")
 
 
 def jetson_model(root: Path = Path("/")) -> str | None:
@@ -91,8 +103,10 @@ class Board:
         return self.call({"cmd": "run", "jobs": jobs, "sample": sample, **extra})
 
 
-class BoardPowerFeed:
+class BoardPowerFeed(PowerReader):
     """Push reader: the board's power samples, delivered after each run of jetson_board on the board."""
+
+    kind = "push"
 
     def __init__(self, board: Board, source: str) -> None:
         self.board, self.source = board, source
@@ -124,14 +138,16 @@ def _check(job: dict[str, Any], what: str) -> None:
         raise RuntimeError(f"trtexec {what} failed (exit {job.get('rc')}): {tail}")
 
 
-class TrtexecSession:
-    """An ONNX model on a Jetson, built and run with trtexec (locally or over SSH)."""
+class TrtexecSession(Session):
+    """An ONNX model on a Jetson, built and run with trtexec (locally or over SSH); it times itself."""
 
     backend = "tensorrt-trtexec"
+    self_timed = True
 
     def __init__(
         self, board: Board, onnx_path: Path, precision: str, feed: BoardPowerFeed | None, eval_batch: int = 256
     ) -> None:
+        super().__init__()
         if precision not in ("fp32", "fp16"):
             raise ValueError(f"trtexec path supports fp32 and fp16 (asked for {precision}; int8 needs calibration)")
         self.board, self.precision, self.feed, self.eval_batch = board, precision, feed, eval_batch
@@ -139,14 +155,18 @@ class TrtexecSession:
         if not self.exe:
             raise RuntimeError("trtexec not found on the board (PATH or /usr/src/tensorrt/bin/trtexec)")
         self.trt_version = parse_version(board.facts.get("trtexec_banner") or "") or "unknown"
+        # TensorRT 11's trtexec has no --fp16 (strongly typed networks): fp16 must be in the ONNX itself
+        self.strongly_typed = trt_major(self.trt_version) >= STRONGLY_TYPED_FROM
         self.input_name, self.dims = onnx_input(onnx_path)
         self.dynamic = bool(self.dims) and self.dims[0] is None
         self.dir = f"{board.transport.workdir}/{file_sha256(onnx_path)[:16]}"
-        self.onnx = f"{self.dir}/model.onnx"
+        fp16_graph = precision == "fp16" and self.strongly_typed
+        self.onnx = f"{self.dir}/model-fp16.onnx" if fp16_graph else f"{self.dir}/model.onnx"
         if not board.transport.exists(self.onnx):
             with tempfile.TemporaryDirectory(prefix="tb-onnx-") as tmp:
-                copy = Path(tmp) / "model.onnx"
-                copy.write_bytes(Path(onnx_path).read_bytes())
+                copy = Path(tmp) / Path(self.onnx).name
+                blob = Path(onnx_path).read_bytes()
+                copy.write_bytes(convert_bytes(blob) if fp16_graph else blob)
                 board.transport.put([copy], self.dir)
         self.engines: dict[tuple[int, int, int], str] = {}
         self.last_run: dict[str, Any] = {}
@@ -161,7 +181,7 @@ class TrtexecSession:
             return self.engines[key]
         path = f"{self.dir}/{self.precision}-b{min_b}-{opt_b}-{max_b}-trt{self.trt_version}.engine"
         shapes = (self._shape(min_b), self._shape(opt_b), self._shape(max_b)) if self.dynamic else (None,) * 3
-        argv = build_argv(self.exe, self.onnx, path, self.precision, self.input_name, *shapes)
+        argv = build_argv(self.exe, self.onnx, path, self.precision, self.input_name, *shapes, self.strongly_typed)
         res = self.board.run([{"argv": argv, "skip_if_exists": path}], sample=False)
         _check(res["jobs"][0], "engine build")
         self.engines[key] = path
@@ -239,6 +259,9 @@ class TrtexecSession:
     def sync(self) -> None:  # every trtexec process has finished when its run returns
         pass
 
+    def prepare(self, batch_size: int) -> None:
+        self._engine(batch_size, batch_size, batch_size)  # the engine timed_run uses, built outside any window
+
     def eval_epoch(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> EvalResult:
         xs, ys = zip(*batches)
         outputs, segments = self._infer(list(xs))
@@ -283,7 +306,16 @@ class JetsonDevice(DeviceAdapter):
             raise RuntimeError(f"cannot query the Jetson ({transport.where}): {exc}") from exc
         self.backend = self._choose_backend(backend)
         self.torch_device = "cuda" if not transport.remote and _torch_cuda() else None  # training epochs
+        self.max_onnx_opset = max_opset_for(self.trt_version()) if self.trt_version() else None
         self._reader: Any = None
+
+    def trt_version(self) -> str | None:
+        """TensorRT's version on the board: the Python module's (tensorrt backend) or trtexec's banner."""
+        if self.backend == "tensorrt":
+            import tensorrt
+
+            return str(tensorrt.__version__)
+        return parse_version(self.facts.get("trtexec_banner") or "")
 
     def _choose_backend(self, backend: str) -> str:
         if backend in ("auto", "tensorrt") and not self.board.transport.remote:
@@ -324,11 +356,7 @@ class JetsonDevice(DeviceAdapter):
 
     def identity(self) -> dict[str, Any]:
         f = self.facts
-        version = parse_version(f.get("trtexec_banner") or "")
-        if self.backend == "tensorrt":
-            import tensorrt
-
-            version = tensorrt.__version__
+        version = self.trt_version()
         return {
             "device": "jetson",
             "device_name": f.get("model"),
@@ -342,6 +370,7 @@ class JetsonDevice(DeviceAdapter):
             "power_source": f.get("power_source"),
             "power_reasons": f.get("power_reasons"),
             "board_python": f.get("python"),
+            "max_onnx_opset": self.max_onnx_opset,
             "snapshot": f.get("snapshot"),
         }
 
@@ -358,17 +387,35 @@ class JetsonDevice(DeviceAdapter):
         self._reader = reader
         return reader, "; ".join(f"{k}: {v}" for k, v in reasons.items()) if reader is None else ""
 
-    def load(self, onnx_path: Path, precision: str = "fp32", batch_size: int = 1) -> Session:
+    def load(
+        self, onnx_path: Path, precision: str = "fp32", batch_size: int | None = None, module: Any | None = None
+    ) -> Session:
+        opset = onnx_opset(Path(onnx_path))
+        if self.max_onnx_opset and opset and opset > self.max_onnx_opset:
+            log.warning(
+                "%s uses ONNX opset %d; TensorRT %s parses up to opset %d (export it with that opset)",
+                onnx_path,
+                opset,
+                self.trt_version(),
+                self.max_onnx_opset,
+            )
         if self.backend == "trtexec":
             feed = self._reader if isinstance(self._reader, BoardPowerFeed) else None
-            return TrtexecSession(self.board, Path(onnx_path), precision, feed)
-        from ticketbench.devices.gpu import GpuDevice
-
-        session = GpuDevice(backend="tensorrt")._load_tensorrt(Path(onnx_path), precision, batch_size)
-        session.snapshot = self.snapshot
-        return session
+            session: Session = TrtexecSession(self.board, Path(onnx_path), precision, feed)
+            if batch_size is not None:
+                session.prepare(batch_size)
+            return session
+        return load_tensorrt(
+            Path(onnx_path),
+            precision,
+            self.torch_device or "cuda",
+            self.facts.get("model") or "jetson",
+            None,
+            batch_size,
+            self.snapshot,
+        )
 
     def close(self) -> None:
-        if self._reader is not None and hasattr(self._reader, "close"):
+        if self._reader is not None:
             self._reader.close()
         self.board.transport.close()

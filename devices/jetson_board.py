@@ -8,9 +8,10 @@ functions are imported, so each reader and parser exists once.
 
 Power sources, in order of preference (total board power only: VDD_IN or POM_5V_IN; sub-rails are never
 summed, so a module without a total rail, such as AGX Xavier or AGX Orin, reports no power):
-- jtop (jetson-stats v3 or v4) when its service socket exists,
 - INA3221 sysfs: iio `rail_name_N` + `in_powerN_input` (mW, JetPack 4) or hwmon `inN_label` +
-  `inN_input` (mV) x `currN_input` (mA) (JetPack 5+),
+  `inN_input` (mV) x `currN_input` (mA) (JetPack 5+), polled directly at the requested rate,
+- jtop (jetson-stats v3 or v4+) when its service socket exists and it starts (it refreshes at its
+  service's interval, 1 s by default: only used when sysfs is not readable),
 - tegrastats, streamed and parsed (TX2/TX1 `VDD_IN 3140/3208`, Nano `POM_5V_IN 2611/2611`, Orin
   `VDD_IN 5263mW/5263mW`).
 All paths are relative to `root` ("/" on a board; a fake sysfs tree in tests). Times are time.monotonic().
@@ -84,6 +85,12 @@ class Ina3221Reader:
     """Total board power (W) from the INA3221 total rail; files stay open and are re-read with pread."""
 
     source = "ina3221-sysfs"
+    kind = "power"
+    max_rate_hz = None
+    min_window_s = 0.0
+
+    def idle_window(self, seconds):
+        return None  # sampled here while idle
 
     def __init__(self, root="/"):
         rails = find_ina3221_rails(root)
@@ -96,7 +103,7 @@ class Ina3221Reader:
                 % ",".join(sorted(rails))
             )
         spec = rails[self.rail]
-        self.kind = spec[0]
+        self.layout = spec[0]
         self.fds = [os.open(path, os.O_RDONLY) for path in spec[1:]]
         self.read_watts()  # fail now (PermissionError, bad format), not inside the sampler thread
 
@@ -104,7 +111,7 @@ class Ina3221Reader:
         return int(os.pread(fd, 64, 0).split()[0])
 
     def read_watts(self):
-        if self.kind == "mw":
+        if self.layout == "mw":
             return self._value(self.fds[0]) / 1e3
         return self._value(self.fds[0]) * self._value(self.fds[1]) / 1e6
 
@@ -115,17 +122,31 @@ class Ina3221Reader:
 
 
 # -- jtop (jetson-stats) ---------------------------------------------------------------------------------
-def jtop_total_watts(power):
-    """Total board power (W) from jtop's `power` property, or None when jtop only has sub-rails.
+# jetson-stats v4+ names its total ("tot") after the rail it is; Thor carrier boards measure the system input "VIN"
+JTOP_TOTALS = TOTAL_RAILS + ("VIN",)
+# Interval (s) asked of the jtop service: it reads every subsystem each tick, so it is not asked for more than 10 Hz
+JTOP_MIN_INTERVAL_S = 0.1
 
-    v4: {"rail": {name: {"power": mW, ...}}, "tot": {"power": mW, "name": rail}}; "tot" carries a name
+
+def jtop_v3_name(rail):
+    """A rail as jetson-stats v3 names it: 'VDD_'/'POM_' stripped, '_' -> ' ' (VDD_IN -> 'IN', POM_5V_IN -> '5V IN')."""
+    return rail.replace("VDD_", "").replace("POM_", "").replace("_", " ")
+
+
+def jtop_total_watts(power, board_total=None):
+    """Total board power (W) from jtop's `power` property, or None when jtop cannot show it.
+
+    v4+: {"rail": {name: {"power": mW, ...}}, "tot": {"power": mW, "name": rail}}; "tot" carries a name
     only when it is a real total rail, otherwise it is jtop's sum of sub-rails (rejected).
-    v3: (total {"cur": mW, "avg": mW}, rails {name: {"cur": mW, "avg": mW}}); jtop moves the total rail
-    out of `rails`, or sums the sub-rails when there is none (detected and rejected).
+    v3: (total {"cur": mW, "avg": mW}, rails {renamed: {"cur": mW, "avg": mW}}): v3 renames every rail
+    (jtop_v3_name) and moves the first rail whose new name contains "IN" into `total`, or sums all rails
+    when none does. That rail is the board's total only when it was VDD_IN/POM_5V_IN (AGX Orin's
+    VIN_SYS_5V0 contains "IN" too), so a v3 total is trusted only when `board_total`, the total rail the
+    board's own INA3221 labels name, is known.
     """
     if isinstance(power, dict):
         tot = power.get("tot") or {}
-        if tot.get("name") in TOTAL_RAILS:
+        if tot.get("name") in JTOP_TOTALS:
             return float(tot["power"]) / 1e3
         rails = power.get("rail") or {}
         name = total_rail(rails)
@@ -133,35 +154,57 @@ def jtop_total_watts(power):
     if isinstance(power, (tuple, list)) and len(power) == 2:
         total, rails = power
         rails = rails or {}
-        name = total_rail(rails)
-        if name:
-            return float(rails[name]["cur"]) / 1e3
-        if not total or not rails or total.get("cur") == sum(r.get("cur", 0) for r in rails.values()):
+        if board_total is None:
+            return None
+        renamed = jtop_v3_name(board_total)
+        if renamed in rails:  # another "IN" rail came first and was taken as the total
+            return float(rails[renamed]["cur"]) / 1e3
+        if not total or "cur" not in total:
             return None
         return float(total["cur"]) / 1e3
     return None
 
 
 class JtopReader:
-    """Total board power (W) through the jtop service (jetson-stats v3 or v4 client API)."""
+    """Total board power (W) through the jtop service (jetson-stats v3 or v4+ client API).
+
+    jtop refreshes at the service's interval (its default is 1 s; this asks for 1/rate_hz, at most 10 Hz,
+    but a service already serving another client keeps that client's interval): `max_rate_hz` is the
+    rate jtop really delivers, which caps the sampler. `jtop().start()` raises JtopException (not an
+    OSError) when the service is down, unreachable for this user or of another version: turned into
+    OSError here so that the next power source is tried.
+    """
 
     source = "jtop"
+    kind = "power"
+    max_rate_hz = None
+    min_window_s = 0.0
 
-    def __init__(self, root="/"):
+    def idle_window(self, seconds):
+        return None  # sampled here while idle
+
+    def __init__(self, root="/", rate_hz=50.0):
         if not os.path.exists(_p(root, "run/jtop.sock")):
             raise OSError("jtop service not running (/run/jtop.sock missing)")
         from jtop import jtop  # optional: jetson-stats
 
-        self.jetson = jtop()
-        self.jetson.start()
-        interval = getattr(self.jetson, "interval", None)
-        self.max_rate_hz = 1.0 / float(interval) if interval else None  # jtop refreshes at its own interval
-        if jtop_total_watts(self.jetson.power) is None:
+        self.jetson = jtop(interval=max(JTOP_MIN_INTERVAL_S, 1.0 / float(rate_hz)))
+        try:
+            self.jetson.start()
+        except Exception as exc:  # JtopException, or the socket's own OSErrors
+            raise OSError("jtop could not start: %s" % " ".join(str(exc).split())) from None
+        interval = getattr(self.jetson, "interval", None)  # the service's interval (s), which may not be ours
+        self.max_rate_hz = 1.0 / float(interval) if interval and float(interval) > 0 else None
+        self.board_total = total_rail(find_ina3221_rails(root))
+        if jtop_total_watts(self.jetson.power, self.board_total) is None:
             self.close()
-            raise OSError("jtop reports no total-board rail (VDD_IN/POM_5V_IN); sub-rails are never summed")
+            raise OSError(
+                "jtop reports no total-board rail (VDD_IN/POM_5V_IN), or (v3) none the board's labels confirm; "
+                "sub-rails are never summed"
+            )
 
     def read_watts(self):
-        watts = jtop_total_watts(self.jetson.power)
+        watts = jtop_total_watts(self.jetson.power, self.board_total)
         return float("nan") if watts is None else watts
 
     def close(self):
@@ -210,6 +253,12 @@ class TegrastatsStream:
     """
 
     source = "tegrastats"
+    kind = "push"
+    max_rate_hz = None
+    min_window_s = 0.0
+
+    def idle_window(self, seconds):
+        return None  # sampled here while idle
 
     def __init__(self, interval_ms=20, exe=None):
         self.exe = exe or find_tegrastats()
@@ -250,18 +299,28 @@ class TegrastatsStream:
         if self.thread is not None:
             self.thread.join(timeout=2)
 
+    def close(self):
+        self.detach()
+
+
+POWER_ORDER = ("ina3221-sysfs", "jtop", "tegrastats")
+
 
 def open_power(root="/", want="auto", rate_hz=50.0):
-    """The first usable source (jtop, INA3221 sysfs, tegrastats) and why the others were skipped.
+    """The first usable source and why the others were skipped.
 
-    Returns (reader or None, {source: reason}); a reader has `read_watts()` or `attach()/detach()`.
+    INA3221 sysfs comes first: read directly it is polled at rate_hz (50 Hz), where jtop refreshes at
+    its service's interval (1 s by default) and tegrastats prints at most every few ms with process
+    overhead. Returns (reader or None, {source: reason}). Readers declare what devices/power.py's
+    PowerReader does: source, kind ("power": read_watts(); "push": attach(sink)/detach()), max_rate_hz,
+    min_window_s, idle_window(seconds) and close().
     """
     reasons = {}
-    order = ("jtop", "ina3221-sysfs", "tegrastats") if want == "auto" else (want,)
+    order = POWER_ORDER if want == "auto" else (want,)
     for name in order:
         try:
             if name == "jtop":
-                return JtopReader(root), reasons
+                return JtopReader(root, rate_hz), reasons
             if name == "ina3221-sysfs":
                 return Ina3221Reader(root), reasons
             if name == "tegrastats":
@@ -281,7 +340,8 @@ class Sampler:
 
     def __init__(self, reader, rate_hz=50.0):
         self.reader = reader
-        self.rate_hz = float(rate_hz)
+        max_rate = reader.max_rate_hz  # jtop: polling faster than it refreshes only repeats values
+        self.rate_hz = min(float(rate_hz), float(max_rate)) if max_rate else float(rate_hz)
         self.samples = []
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
@@ -291,8 +351,18 @@ class Sampler:
         with self.lock:
             self.samples.append([t, watts])
 
+    def wait_first(self, timeout=2.0):
+        """Wait (up to `timeout` s) for the first sample, so that a window opened next starts inside the trace."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.samples:
+                    return True
+            time.sleep(0.2 / self.rate_hz)
+        return False
+
     def start(self):
-        if hasattr(self.reader, "attach"):
+        if self.reader.kind == "push":
             self.reader.attach(self._sink)
             return self
         self.thread = threading.Thread(target=self._loop, daemon=True)
@@ -310,12 +380,11 @@ class Sampler:
 
     def stop(self):
         self.stop_event.set()
-        if hasattr(self.reader, "detach"):
+        if self.reader.kind == "push":
             self.reader.detach()
         if self.thread is not None:
             self.thread.join(timeout=2)
-        if hasattr(self.reader, "close"):
-            self.reader.close()
+        self.reader.close()
         with self.lock:
             return list(self.samples)
 
@@ -444,7 +513,7 @@ def info(root="/", want_power="auto"):
     """Everything identity() records about the board, plus which power source a run would use and why."""
     reader, reasons = open_power(root, want_power)
     source = reader.source if reader else "none"
-    if reader is not None and hasattr(reader, "close"):
+    if reader is not None:
         reader.close()
     exe = find_trtexec()
     return {
@@ -499,6 +568,8 @@ def run_jobs(spec):
     if spec.get("sample", True):
         reader, reasons = open_power(root, spec.get("power", "auto"), rate)
     sampler = Sampler(reader, rate).start() if reader is not None else None
+    if sampler is not None:
+        sampler.wait_first(max(2.0, 5.0 / sampler.rate_hz))  # windows must not open before the first sample
     before = snapshot(root)
     results = []
     for job in spec.get("jobs", []):

@@ -3,16 +3,18 @@
 - Latency: warm up, then time single synchronized iterations until BOTH a minimum iteration count and a
   minimum duration are reached (trtexec's rule); every sample is kept; p50/p90/p99 use numpy's linear
   interpolation between order statistics.
-- Sessions that time themselves (trtexec on a Jetson) provide `timed_run(x, cfg)` / `eval_epoch(batches)`
-  and the functions below delegate to them, so the runner calls one API for every backend.
-- A session may carry `snapshot()` (clocks, temperatures, throttle reasons) taken before and after each
-  window, and `min_window_s` (power counters update slowly: NVML) that lengthens the latency window.
+- Sessions that time themselves (`self_timed`: trtexec on a Jetson) implement `timed_run(x, cfg)` /
+  `eval_epoch(batches)` and the functions below delegate to them, so the runner calls one API for every backend.
+- Every session (devices/base.py) has `snapshot()` (clocks, temperatures, throttle reasons; {} when none),
+  taken before and after each window, `min_window_s` (power counters update slowly: NVML), which lengthens
+  the latency window, and `prepare(batch_size)`, called before anything of that batch size is timed.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,7 +70,8 @@ def detect_throttle(before: dict, after: dict, rel_tol: float = 0.05) -> tuple[b
 
     A snapshot is {"clocks_mhz": {...}, "temps_c": {...}, "temp_limits_c": {...}, "throttle_reasons": [...]}.
     Flags: a clock that moved by more than `rel_tol`, an active throttle reason (NVML), a temperature at or
-    above its limit (Jetson passive trip point). Returns (None, "") when neither snapshot has anything.
+    above its limit (Jetson passive trip point). Unreadable throttle reasons (`throttle_reasons_error`) are
+    named in the note without raising the flag. Returns (None, "") when neither snapshot has anything.
     """
     if not before and not after:
         return None, ""
@@ -87,13 +90,14 @@ def detect_throttle(before: dict, after: dict, rel_tol: float = 0.05) -> tuple[b
             if k in limits and float(temp) >= float(limits[k]):
                 notes.append(f"{k} {float(temp):g}°C ≥ limit {float(limits[k]):g}°C")
     notes = list(dict.fromkeys(notes))
-    return bool(notes), "; ".join(notes)
+    unknown = before.get("throttle_reasons_error") or after.get("throttle_reasons_error")
+    info = [f"throttle reasons unknown ({unknown})"] if unknown else []  # said, but not itself throttling
+    return bool(notes), "; ".join(notes + info)
 
 
 def _snapshot(session: Session) -> dict:
-    snap: Callable[[], dict] | None = getattr(session, "snapshot", None)
     try:
-        return snap() if snap else {}
+        return session.snapshot()
     except Exception as exc:  # a failed clock read must not fail the measurement
         return {"error": str(exc)}
 
@@ -101,9 +105,10 @@ def _snapshot(session: Session) -> dict:
 def measure_latency(session: Session, x: np.ndarray, cfg: LatencyConfig | None = None) -> LatencyResult:
     """Time `session.run(x)` per iteration, synchronizing each so the device work is inside the sample."""
     cfg = cfg or LatencyConfig()
-    if hasattr(session, "timed_run"):
+    if session.self_timed:
         return session.timed_run(x, cfg)
-    min_seconds = max(cfg.min_seconds, float(getattr(session, "min_window_s", 0.0) or 0.0))
+    session.prepare(int(x.shape[0]))  # e.g. a TensorRT engine tuned for this batch, built outside the window
+    min_seconds = max(cfg.min_seconds, session.min_window_s)
     t_end = time.perf_counter() + cfg.warmup_seconds
     i = 0
     while i < cfg.warmup_iterations or time.perf_counter() < t_end:
@@ -137,13 +142,20 @@ class EvalResult:
 
 
 def run_eval_epoch(session: Session, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> EvalResult:
-    """One pass over the evaluation set on the device; accuracy from the device's own outputs."""
-    if hasattr(session, "eval_epoch"):
+    """One pass over the evaluation set on the device; accuracy from the device's own outputs.
+
+    The first batch's size is prepared before the window opens (a TensorRT engine is built outside it).
+    """
+    if session.self_timed:
         return session.eval_epoch(batches)
+    batches = iter(batches)
+    first = next(batches, None)
+    if first is not None:
+        session.prepare(int(first[0].shape[0]))
     correct = n = 0
     session.sync()
     t0 = time.monotonic()
-    for x, y in batches:
+    for x, y in itertools.chain([first] if first is not None else [], batches):
         out = session.run(x)
         correct += int((out.argmax(1) == y).sum())
         n += len(y)
@@ -186,9 +198,9 @@ class IdleBaseline:
 def measure_idle(sampler: PowerSampler, seconds: float = 2.0) -> IdleBaseline | None:
     """Mean power over `seconds` of doing nothing: the baseline reported next to (never instead of)
     the measured energy, so energy above idle can be shown separately. None when the trace misses the window."""
-    idle_window = getattr(sampler.reader, "idle_window", None)  # a board sampling itself (remote Jetson)
-    if idle_window is not None:
-        t0, t1 = idle_window(seconds)
+    remote = sampler.reader.idle_window(seconds)  # a board sampling itself (remote Jetson) idles there
+    if remote is not None:
+        t0, t1 = remote
     else:
         t0 = time.monotonic()
         time.sleep(seconds)

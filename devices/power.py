@@ -6,7 +6,11 @@ Three kinds of reader plug into `PowerSampler`:
   and a window's energy is the trapezoid integral of the trace (INA3221 sysfs, NVML power, jtop);
 - *counter* readers also have `read_joules()`, a cumulative energy counter (J, wraparound already
   unwrapped); the sampler stores the counter and a window's energy is the counter difference, linearly
-  interpolated to the window edges, so no integration error accumulates (RAPL energy_uj, NVML total energy);
+  interpolated to the window edges, so no integration error accumulates (RAPL energy_uj, NVML total energy).
+  A counter may step: NVML's total energy changes every ~10-100 ms, not at every read. The sampler keeps
+  only reads where the value changed and stamps each at the middle of the interval in which it changed
+  (between the last read that still showed the old value and this one), so the trace holds the counter's
+  true steps rather than a staircase lagging by up to one update period;
 - *push* readers have `attach(sink)` / `detach()` and deliver `(t_monotonic_s, watts)` samples themselves
   (a tegrastats stream, the samples a Jetson board recorded next to trtexec); no polling thread runs.
 
@@ -20,27 +24,58 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
+
+COUNTER_HOLD_S = 1.0  # an unchanged counter is stored again after this long (s), so idle windows stay covered
 
 Sink = Callable[[float, float], None]  # (t_monotonic_s, watts)
 
 
-class PowerReader(Protocol):
-    source: str  # a power_source value: rapl, nvml-energy, nvml-power, jtop, ina3221-sysfs, tegrastats
+class PowerReader:
+    """A power source. `kind` says how the sampler reads it; every capability is declared with its default.
 
-    def read_watts(self) -> float: ...
+    - kind "power": read_watts() is polled; "counter": read_joules() is polled (cumulative J);
+      "push": attach(sink)/detach() deliver (t_monotonic_s, W) samples themselves.
+    - max_rate_hz: the source refreshes no faster than this (jtop's interval), so polling is capped there.
+    - min_window_s: windows shorter than this (s) are not resolved (NVML's 1-s averaged power).
+    - idle_window(seconds): a source that samples elsewhere (a remote board) records an idle window there
+      and returns it in local monotonic time; None (the default) means "sleep here while sampling".
+    Board-side readers (devices/jetson_board.py, standard library only) declare the same attributes.
+    """
+
+    source: str = "none"  # a power_source value: rapl, nvml-energy, nvml-power, jtop, ina3221-sysfs, tegrastats
+    kind: str = "power"
+    max_rate_hz: float | None = None
+    min_window_s: float = 0.0
+
+    def read_watts(self) -> float:
+        raise NotImplementedError
+
+    def read_joules(self) -> float:
+        raise NotImplementedError
+
+    def attach(self, sink: Sink) -> None:
+        raise NotImplementedError
+
+    def detach(self) -> None:
+        pass
+
+    def idle_window(self, seconds: float) -> tuple[float, float] | None:
+        return None
+
+    def close(self) -> None:
+        pass
 
 
-def is_counter(reader: object) -> bool:
+def is_counter(reader: PowerReader) -> bool:
     """Counter readers expose cumulative energy (J); windows then use counter differences."""
-    return callable(getattr(reader, "read_joules", None))
+    return reader.kind == "counter"
 
 
-def is_push(reader: object) -> bool:
+def is_push(reader: PowerReader) -> bool:
     """Push readers deliver their own timestamped samples; the sampler runs no thread for them."""
-    return callable(getattr(reader, "attach", None))
+    return reader.kind == "push"
 
 
 def integrate_energy(t: np.ndarray, w: np.ndarray, t0: float, t1: float) -> float:
@@ -83,6 +118,11 @@ class Window:
     covered: bool = True  # samples exist at or before t0 and at or after t1 (no edge extrapolation)
     duration_s: float = 0.0  # measured duration; the sum of segment lengths for segmented windows
 
+    @property
+    def rate_hz(self) -> float:
+        """Effective sampling rate inside the window (samples per second): what the energy rests on."""
+        return self.samples / self.duration_s if self.duration_s > 0 else float("nan")
+
     def above_idle_j(self, idle_w: float) -> float:
         """Energy above an idle baseline (J): what the workload added on top of the idle board."""
         return self.energy_j - idle_w * self.duration_s
@@ -103,7 +143,9 @@ class PowerSampler:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.counter = is_counter(self.reader)
-        max_rate = getattr(self.reader, "max_rate_hz", None)
+        self._last_value: float | None = None  # counter readers: the last value read
+        self._last_repeat_t: float | None = None  # ...and when it was last read unchanged
+        max_rate = self.reader.max_rate_hz
         if max_rate:  # e.g. jtop refreshes at its own interval: polling faster only repeats values
             self.rate_hz = min(self.rate_hz, float(max_rate))
 
@@ -114,6 +156,9 @@ class PowerSampler:
             return self
         self._thread = threading.Thread(target=self._loop, name="power-sampler", daemon=True)
         self._thread.start()
+        deadline = time.monotonic() + 1.0  # a window opened right after start() must begin inside the trace
+        while not self.t and time.monotonic() < deadline:
+            time.sleep(0.001)
         return self
 
     def push(self, t: float, watts: float) -> None:
@@ -131,21 +176,36 @@ class PowerSampler:
             value = read()
             now = (before + time.monotonic()) / 2  # stamp the middle of the read
             with self._lock:
-                if self.counter:
-                    if self.t:
-                        dt = now - self.t[-1]
-                        watts = (value - self.e[-1]) / dt if dt > 0 else 0.0
-                        if len(self.w) == 1:
-                            self.w[0] = watts  # the first sample has no interval of its own
-                    else:
-                        watts = float("nan")
-                    self.e.append(value)
-                    self.w.append(watts)
-                else:
+                if not self.counter:
                     self.w.append(value)
-                self.t.append(now)
+                    self.t.append(now)
+                else:
+                    self._counter_sample(now, value)
             nxt += period
             self._stop.wait(max(0.0, nxt - time.monotonic()))
+
+    def _counter_sample(self, now: float, value: float) -> None:
+        """Store a counter read where it changed; a stepped counter's change lies between the last read that
+        still showed the old value and this one, so it is stamped at their middle (caller holds the lock)."""
+        if self._last_value is not None and value == self._last_value:
+            self._last_repeat_t = now
+            if now - self.t[-1] < COUNTER_HOLD_S:
+                return
+            stamp = now  # unchanged for a long time: the value holds now
+        else:
+            stamp = (self._last_repeat_t + now) / 2 if self._last_repeat_t is not None else now
+            self._last_repeat_t = None
+        self._last_value = value
+        if self.t:
+            dt = stamp - self.t[-1]
+            watts = (value - self.e[-1]) / dt if dt > 0 else 0.0
+            if len(self.w) == 1:
+                self.w[0] = watts  # the first sample has no interval of its own
+        else:
+            watts = float("nan")
+        self.e.append(value)
+        self.w.append(watts)
+        self.t.append(stamp)
 
     def stop(self) -> None:
         self._stop.set()
@@ -153,6 +213,14 @@ class PowerSampler:
             self.reader.detach()
         if self._thread:
             self._thread.join(timeout=2)
+
+    def effective_rate_hz(self) -> float | None:
+        """Samples per second over the whole trace so far (None with fewer than two): the rate really achieved,
+        below `rate_hz` when the source refreshes more slowly (jtop, a stepped counter, tegrastats)."""
+        with self._lock:
+            if len(self.t) < 2 or self.t[-1] <= self.t[0]:
+                return None
+            return (len(self.t) - 1) / (self.t[-1] - self.t[0])
 
     def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with self._lock:
@@ -185,7 +253,7 @@ class PowerSampler:
         return t[sel], w[sel]
 
 
-class RaplReader:
+class RaplReader(PowerReader):
     """Intel/AMD RAPL package energy via powercap sysfs, summed over package domains (a counter reader).
 
     Each domain's energy_uj wraps at its max_energy_range_uj; a negative delta between two reads means
@@ -193,6 +261,7 @@ class RaplReader:
     """
 
     source = "rapl"
+    kind = "counter"
 
     def __init__(self, root: Path = Path("/sys/class/powercap")) -> None:
         self.domains = sorted(d for d in Path(root).glob("intel-rapl:*") if d.name.count(":") == 1)

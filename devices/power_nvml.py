@@ -5,14 +5,24 @@
 - Older GPUs (the call raises NVMLError): nvmlDeviceGetPowerUsage in milliwatts, polled and integrated
   (power_source = nvml-power). On Ampere (except GA100) and newer that value is a 1-second average, so
   windows shorter than MIN_WINDOW_S are lengthened by the latency loop.
+  The counter steps every ~10-100 ms; devices/power.py places each step where it happened.
 - Snapshots (SM/memory clocks, temperature, active clock-throttle reasons) feed throttle detection.
+  Throttle reasons come from nvmlDeviceGetCurrentClocksEventReasons (nvidia-ml-py >= 12.535, drivers
+  >= 535); a driver without it answers NVMLError FUNCTION_NOT_FOUND, and the old
+  nvmlDeviceGetCurrentClocksThrottleReasons (same bits) is used instead.
+- NVML numbers GPUs in PCI order over every GPU in the machine; CUDA numbers them fastest first and after
+  CUDA_VISIBLE_DEVICES. The two indices differ, so the GPU is found by its PCI bus id (from torch), never
+  by the CUDA index.
 
-Verified here only against a fake pynvml module (tests/test_power_nvml.py); no GPU was available.
+Written for nvidia-ml-py >= 11.450 (Python bindings of NVML, R450+ drivers); verified here only against a
+fake pynvml module (tests/test_power_nvml.py); no GPU was available.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from ticketbench.devices.power import PowerReader
 
 MIN_WINDOW_S = 1.0  # NVML power is averaged over up to 1 s, and the counter updates at a similar cadence
 
@@ -37,10 +47,39 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class NvmlEnergyReader:
+def cuda_pci_bus_id(index: int) -> str | None:
+    """NVML-style PCI bus id ('00000000:65:00.0') of CUDA device `index` as this process sees it (after
+    CUDA_VISIBLE_DEVICES); None without a CUDA torch."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        p = torch.cuda.get_device_properties(index)
+        return f"{p.pci_domain_id:08X}:{p.pci_bus_id:02X}:{p.pci_device_id:02X}.0"
+    except (ImportError, RuntimeError, AssertionError, AttributeError):
+        return None
+
+
+def nvml_handle(nvml: Any, pci_bus_id: str | None) -> Any:
+    """NVML's handle of the GPU at `pci_bus_id`. Without a bus id only an unambiguous machine (one GPU) is
+    accepted: NVML's index is not CUDA's, so guessing would read another GPU's power and name."""
+    if pci_bus_id:
+        return nvml.nvmlDeviceGetHandleByPciBusId(pci_bus_id)
+    count = int(nvml.nvmlDeviceGetCount())
+    if count == 1:
+        return nvml.nvmlDeviceGetHandleByIndex(0)
+    raise LookupError(
+        f"NVML sees {count} GPUs and the CUDA device's PCI bus id is unknown (needs a CUDA torch): "
+        "NVML's index is not CUDA's, so no GPU is guessed"
+    )
+
+
+class NvmlEnergyReader(PowerReader):
     """Counter reader over nvmlDeviceGetTotalEnergyConsumption (mJ → J)."""
 
     source = "nvml-energy"
+    kind = "counter"
     min_window_s = MIN_WINDOW_S
 
     def __init__(self, nvml: Any, handle: Any) -> None:
@@ -64,7 +103,7 @@ class NvmlEnergyReader:
         return watts
 
 
-class NvmlPowerReader:
+class NvmlPowerReader(PowerReader):
     """Power reader over nvmlDeviceGetPowerUsage (mW → W), for GPUs without the energy counter."""
 
     source = "nvml-power"
@@ -77,8 +116,8 @@ class NvmlPowerReader:
         return int(self.nvml.nvmlDeviceGetPowerUsage(self.handle)) / 1e3
 
 
-def probe_nvml_reader(index: int = 0) -> tuple[NvmlEnergyReader | NvmlPowerReader | None, str]:
-    """The energy counter when the GPU has it, else power polling; or None and the reason."""
+def probe_nvml_reader(pci_bus_id: str | None) -> tuple[NvmlEnergyReader | NvmlPowerReader | None, str]:
+    """The energy counter when the GPU at `pci_bus_id` has it, else power polling; or None and the reason."""
     try:
         nvml = _nvml()
     except ImportError:
@@ -86,9 +125,9 @@ def probe_nvml_reader(index: int = 0) -> tuple[NvmlEnergyReader | NvmlPowerReade
     except Exception as exc:  # NVMLError: driver not loaded, library missing
         return None, f"NVML init failed: {exc}"
     try:
-        handle = nvml.nvmlDeviceGetHandleByIndex(index)
-    except Exception as exc:
-        return None, f"NVML has no GPU {index}: {exc}"
+        handle = nvml_handle(nvml, pci_bus_id)
+    except (nvml.NVMLError, LookupError) as exc:
+        return None, f"NVML has no GPU {pci_bus_id or ''}: {exc}".replace("  ", " ")
     try:
         return NvmlEnergyReader(nvml, handle), ""
     except nvml.NVMLError:
@@ -101,10 +140,32 @@ def probe_nvml_reader(index: int = 0) -> tuple[NvmlEnergyReader | NvmlPowerReade
         return None, f"NVML power readings not supported on this GPU: {exc}"
 
 
-def nvml_snapshot(index: int = 0) -> dict[str, Any]:
-    """SM/memory clocks (MHz), GPU temperature (°C) and active throttle reasons, for throttle detection."""
+def throttle_bits(nvml: Any, handle: Any) -> tuple[int | None, str]:
+    """Active clock-event (throttle) reason bits, and "" or why they are unknown.
+
+    The new call exists in nvidia-ml-py >= 12.535 but raises FUNCTION_NOT_FOUND on drivers older than R535;
+    the old call (deprecated, same bits) then answers.
+    """
+    new = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)  # absent from bindings < 12.535
+    if new is not None:
+        try:
+            return int(new(handle)), ""
+        except nvml.NVMLError as exc:
+            if getattr(exc, "value", None) != getattr(nvml, "NVML_ERROR_FUNCTION_NOT_FOUND", 13):
+                return None, f"clocks event reasons: {exc}"
+    try:
+        return int(nvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle)), ""
+    except nvml.NVMLError as exc:
+        return None, f"clocks throttle reasons: {exc}"
+
+
+def nvml_snapshot(pci_bus_id: str | None) -> dict[str, Any]:
+    """SM/memory clocks (MHz), GPU temperature (°C) and active throttle reasons, for throttle detection.
+
+    When the reasons cannot be read, `throttle_reasons_error` says why (no reasons is not "not throttled").
+    """
     nvml = _nvml()
-    h = nvml.nvmlDeviceGetHandleByIndex(index)
+    h = nvml_handle(nvml, pci_bus_id)
     snap: dict[str, Any] = {
         "clocks_mhz": {
             "sm": nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_SM),
@@ -112,23 +173,21 @@ def nvml_snapshot(index: int = 0) -> dict[str, Any]:
         },
         "temps_c": {"gpu": nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU)},
     }
-    # renamed "clocks event reasons" in recent NVML; the old name remains in older bindings
-    get_reasons = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
-    get_reasons = get_reasons or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
-    try:
-        bits = int(get_reasons(h))
+    bits, why = throttle_bits(nvml, h)
+    if bits is None:
+        snap["throttle_reasons_error"] = why
+    else:
         snap["throttle_reasons"] = [name for bit, name in THROTTLE_BITS.items() if bits & bit]
-    except nvml.NVMLError:
-        pass
     return snap
 
 
-def nvml_identity(index: int = 0) -> dict[str, Any]:
-    """GPU name, driver version and power limit (W) as NVML reports them."""
+def nvml_identity(pci_bus_id: str | None) -> dict[str, Any]:
+    """GPU name, PCI bus id, driver version and power limit (W) as NVML reports them."""
     nvml = _nvml()
-    h = nvml.nvmlDeviceGetHandleByIndex(index)
+    h = nvml_handle(nvml, pci_bus_id)
     out: dict[str, Any] = {
         "device_name": _text(nvml.nvmlDeviceGetName(h)),
+        "pci_bus_id": pci_bus_id,
         "driver": _text(nvml.nvmlSystemGetDriverVersion()),
     }
     try:

@@ -10,10 +10,10 @@ from ticketbench.devices.power import probe_rapl
 
 def probe_nvml() -> tuple[bool, str]:
     """NVML energy counter (Volta+) or power polling, or why neither."""
-    from ticketbench.devices.power_nvml import probe_nvml_reader
+    from ticketbench.devices.power_nvml import cuda_pci_bus_id, probe_nvml_reader
 
-    reader, why = probe_nvml_reader(0)
-    return (True, f"GPU 0 via {reader.source}") if reader else (False, why)
+    reader, why = probe_nvml_reader(cuda_pci_bus_id(0))
+    return (True, f"CUDA GPU 0 via {reader.source}") if reader else (False, why)
 
 
 def probe_jtop(root: Path = Path("/")) -> tuple[bool, str]:

@@ -1,35 +1,86 @@
-"""TensorRT Python API: build an engine from ONNX (serialized and cached), and run it.
+"""TensorRT Python API: build an engine from ONNX (serialized and cached) per batch size, and run it.
 
+- Written for TensorRT 8.2-8.6, 10.x and 11.x (`tensorrt` imported lazily by the caller and passed in).
 - Cache: one file per key = sha256(ONNX) + GPU name + TensorRT version + precision + input shapes, under
   ~/.cache/ticketbench/engines (or TICKETBENCH_ENGINE_CACHE); engines are not portable across GPUs or
   TensorRT versions, which is why both are in the key.
-- Execution: TensorRT >= 8.5 (incl. 10.x) names I/O tensors (`num_io_tensors`, `set_input_shape`,
+- Batch: TensorRT selects kernels for a profile's kOPT shape, so each measured batch gets its own engine
+  with profile [1, B, B] (`TrtSession.prepare(B)`); a smaller batch (an evaluation set's last one) runs
+  on a covering engine. `set_input_shape`'s False (shape outside the profile) is an error, not ignored.
+- Precision: fp16 is `BuilderFlag.FP16` up to TensorRT 10 (deprecated since 10.12); TensorRT 11 removed
+  weak typing, networks are strongly typed, so fp16 comes from the ONNX's own types: the fp32 graph is
+  converted (devices/onnx_fp16.py: fp16 weights, fp32 I/O with Casts at the edges) before parsing.
+- Execution: TensorRT >= 8.5 (incl. 10.x, 11.x) names I/O tensors (`num_io_tensors`, `set_input_shape`,
   `set_tensor_address`, `execute_async_v3`); TensorRT 8.0-8.4 uses binding indices (`num_bindings`,
-  `set_binding_shape`, `execute_async_v2`). Both are handled; the choice follows the API the engine has.
+  `set_binding_shape`, `execute_async_v2`). The choice follows the API the engine has. Each session
+  enqueues its copies and execution on its own CUDA stream (TensorRT warns that the default stream costs
+  extra synchronizations) and synchronizes that stream at window edges.
 - Device buffers and the stream come from torch (a core dependency), so neither pycuda nor cuda-python
-  is needed. `tensorrt` is imported lazily by the caller and passed in.
+  is needed.
 
 Verified here only against a fake `tensorrt` module (tests/test_devices_gpu.py); no GPU was available.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ticketbench.devices.base import Session
+
+log = logging.getLogger("ticketbench.devices.tensorrt")
+
 DEFAULT_CACHE = Path(os.environ.get("TICKETBENCH_ENGINE_CACHE", Path.home() / ".cache" / "ticketbench" / "engines"))
+
+
+def default_cache() -> Path:
+    """The engine cache directory: TICKETBENCH_ENGINE_CACHE (read now, not at import), else DEFAULT_CACHE."""
+    env = os.environ.get("TICKETBENCH_ENGINE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "ticketbench" / "engines"
+
+
+STRONGLY_TYPED_FROM = 11  # TensorRT major version without BuilderFlag.FP16 (weak typing removed)
+
+
+def trt_major(version: str) -> int:
+    """8 from '8.2.1'; 0 when unknown."""
+    head = str(version).split(".")[0]
+    return int(head) if head.isdigit() else 0
+
+
+def onnx_opset(onnx_path: Path) -> int | None:
+    """The default-domain opset an ONNX file declares."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def trt_version_tuple(trt: Any) -> tuple[int, int]:
     major, minor = (int(p) for p in str(trt.__version__).split(".")[:2])
     return major, minor
+
+
+def max_opset_for(version: str) -> int | None:
+    """Highest ONNX opset TensorRT `version`'s parser takes when below ticketbench's export opset (17), else None.
+
+    onnx-tensorrt's operator docs: 8.0 and 8.2 "support operators up to Opset 13", 8.5 and 8.6 up to 17;
+    8.4 is given 13 too (not confirmed from its docs: the lower opset is the safe side).
+    """
+    try:
+        major, minor = (int(p) for p in str(version).split(".")[:2])
+    except ValueError:
+        return None
+    return 13 if (major, minor) < (8, 5) else None
 
 
 def file_sha256(path: Path) -> str:
@@ -73,14 +124,23 @@ def profile_shapes(dims: Sequence[int | None], min_b: int, opt_b: int, max_b: in
 
 def build_engine(trt: Any, onnx_path: Path, key: EngineKey, workspace_bytes: int = 1 << 30) -> bytes:
     """Parse ONNX with TensorRT's parser and build a serialized engine (explicit batch, one profile)."""
+    if key.precision not in ("fp32", "fp16"):
+        raise ValueError(f"TensorRT path supports fp32 and fp16 (asked for {key.precision}; int8 needs calibration)")
+    major = trt_version_tuple(trt)[0]
+    strongly_typed = major >= STRONGLY_TYPED_FROM
+    blob = Path(onnx_path).read_bytes()
+    if key.precision == "fp16" and strongly_typed:  # the types must be in the graph itself
+        from ticketbench.devices.onnx_fp16 import convert_bytes
+
+        blob = convert_bytes(blob)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
-    if trt_version_tuple(trt)[0] < 10:  # explicit batch is the only mode from 10.0 on
+    if major < 10:  # explicit batch is the only mode from 10.0 on
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(Path(onnx_path).read_bytes()):
+    if not parser.parse(blob):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
@@ -88,19 +148,17 @@ def build_engine(trt: Any, onnx_path: Path, key: EngineKey, workspace_bytes: int
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     else:
         config.max_workspace_size = workspace_bytes
-    if key.precision == "fp16":
+    if key.precision == "fp16" and not strongly_typed:
         config.set_flag(trt.BuilderFlag.FP16)
-    elif key.precision != "fp32":
-        raise ValueError(f"TensorRT path supports fp32 and fp16 (asked for {key.precision}; int8 needs calibration)")
     if key.shapes:
         profile = builder.create_optimization_profile()
         for name, (mn, opt, mx) in key.shapes.items():
             profile.set_shape(name, mn, opt, mx)
         config.add_optimization_profile(profile)
-    blob = builder.build_serialized_network(network, config)
-    if blob is None:
+    engine = builder.build_serialized_network(network, config)
+    if engine is None:
         raise RuntimeError(f"TensorRT failed to build an engine for {onnx_path}")
-    return bytes(blob)
+    return bytes(engine)
 
 
 def cached_engine(trt: Any, onnx_path: Path, key: EngineKey, cache_dir: Path = DEFAULT_CACHE) -> tuple[bytes, bool]:
@@ -130,8 +188,8 @@ class _TensorApi:
     def dtype(self, name: str) -> np.dtype:
         return np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(name)))
 
-    def set_input_shape(self, ctx: Any, name: str, shape: tuple[int, ...]) -> None:
-        ctx.set_input_shape(name, shape)
+    def set_input_shape(self, ctx: Any, name: str, shape: tuple[int, ...]) -> bool:
+        return ctx.set_input_shape(name, shape) is not False
 
     def output_shape(self, ctx: Any, name: str) -> tuple[int, ...]:
         return tuple(ctx.get_tensor_shape(name))
@@ -154,8 +212,8 @@ class _BindingApi:
     def dtype(self, name: str) -> np.dtype:
         return np.dtype(self.trt.nptype(self.engine.get_binding_dtype(self.index[name])))
 
-    def set_input_shape(self, ctx: Any, name: str, shape: tuple[int, ...]) -> None:
-        ctx.set_binding_shape(self.index[name], shape)
+    def set_input_shape(self, ctx: Any, name: str, shape: tuple[int, ...]) -> bool:
+        return ctx.set_binding_shape(self.index[name], shape) is not False
 
     def output_shape(self, ctx: Any, name: str) -> tuple[int, ...]:
         return tuple(ctx.get_binding_shape(self.index[name]))
@@ -172,15 +230,43 @@ def io_api(trt: Any, engine: Any) -> _TensorApi | _BindingApi:
     return _TensorApi(trt, engine) if hasattr(engine, "num_io_tensors") else _BindingApi(trt, engine)
 
 
-class TrtSession:
-    """A deserialized engine with torch-allocated device buffers; run() returns host outputs."""
+class HostStream:
+    """Stand-in for a stream when buffers live on the CPU (tests with a fake TensorRT): handle 0, no waiting."""
 
-    backend = "tensorrt"
+    handle = 0
 
-    def __init__(self, trt: Any, engine_bytes: bytes, device: str = "cuda") -> None:
-        import torch
+    def use(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
 
-        self.torch, self.device = torch, torch.device(device)
+    def synchronize(self) -> None:
+        pass
+
+
+class CudaStream:
+    """A dedicated CUDA stream: its handle goes to TensorRT, torch's copies are enqueued on it (`use`)."""
+
+    def __init__(self, torch: Any, device: Any) -> None:
+        self.torch, self.stream = torch, torch.cuda.Stream(device)
+        self.handle = int(self.stream.cuda_stream)
+
+    def use(self) -> contextlib.AbstractContextManager:
+        return self.torch.cuda.stream(self.stream)
+
+    def synchronize(self) -> None:
+        self.stream.synchronize()
+
+
+def new_stream(torch: Any, device: Any) -> CudaStream | HostStream:
+    """The session's own stream (never the default stream, on which TensorRT adds synchronizations)."""
+    return CudaStream(torch, device) if device.type == "cuda" else HostStream()
+
+
+class TrtEngine:
+    """One deserialized engine, its execution context and device buffers for the current input shape."""
+
+    def __init__(self, trt: Any, engine_bytes: bytes, torch: Any, device: Any, profile: Sequence[int] | None) -> None:
+        self.torch, self.device = torch, device
+        self.profile = tuple(profile) if profile else None  # (min, opt, max) batch; None: static shapes
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime.deserialize_cuda_engine(engine_bytes)
         if self.engine is None:
@@ -189,34 +275,129 @@ class TrtSession:
         self.api = io_api(trt, self.engine)
         self.buffers: dict[str, Any] = {}
         self.shape: tuple[int, ...] | None = None
-        self.cuda = self.device.type == "cuda"
 
-    def _stream(self) -> int:
-        return self.torch.cuda.current_stream(self.device).cuda_stream if self.cuda else 0
+    def covers(self, batch: int) -> bool:
+        return self.profile is None or self.profile[0] <= batch <= self.profile[2]
 
-    def _bind(self, shape: tuple[int, ...]) -> None:
-        torch = self.torch
-        name = self.api.inputs[0]
-        self.api.set_input_shape(self.context, name, shape)
+    def bind(self, shape: tuple[int, ...]) -> None:
+        """Set the input shape (checked: False means outside the profile) and allocate buffers for it."""
+        torch, name = self.torch, self.api.inputs[0]
+        if not self.api.set_input_shape(self.context, name, shape):
+            raise ValueError(
+                f"TensorRT rejected input shape {shape}: outside the engine's optimization profile "
+                f"(batch {self.profile[0]}..{self.profile[2]})"
+                if self.profile
+                else f"TensorRT rejected input shape {shape} (static engine)"
+            )
         self.buffers = {name: torch.empty(shape, dtype=_torch_dtype(torch, self.api.dtype(name)), device=self.device)}
         for out in self.api.outputs:
             oshape = self.api.output_shape(self.context, out)
             self.buffers[out] = torch.empty(oshape, dtype=_torch_dtype(torch, self.api.dtype(out)), device=self.device)
         self.shape = shape
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def run(self, x: np.ndarray, stream: CudaStream | HostStream) -> np.ndarray:
+        """Copy in, execute and copy out, all on `stream`; the device→host copy waits for it."""
         if x.shape != self.shape:
-            self._bind(tuple(x.shape))
+            self.bind(tuple(x.shape))
         name = self.api.inputs[0]
-        self.buffers[name].copy_(self.torch.from_numpy(np.ascontiguousarray(x, dtype=self.api.dtype(name))))
-        ok = self.api.execute(self.context, {n: b.data_ptr() for n, b in self.buffers.items()}, self._stream())
-        if ok is False:
-            raise RuntimeError("TensorRT execution failed")
-        return self.buffers[self.api.outputs[0]].cpu().numpy()  # the device→host copy waits for the stream
+        with stream.use():
+            self.buffers[name].copy_(self.torch.from_numpy(np.ascontiguousarray(x, dtype=self.api.dtype(name))))
+            ok = self.api.execute(self.context, {n: b.data_ptr() for n, b in self.buffers.items()}, stream.handle)
+            if ok is False:
+                raise RuntimeError("TensorRT execution failed")
+            return self.buffers[self.api.outputs[0]].cpu().numpy()
+
+
+EngineFactory = Callable[["tuple[int, int, int] | None"], bytes]  # batch profile (min, opt, max) → engine bytes
+
+
+class TrtSession(Session):
+    """An ONNX model as TensorRT engines, one per prepared batch size (profile [1, B, B], kOPT = B).
+
+    `engine_for(profile)` returns the serialized engine for a batch profile (None: the ONNX has a static
+    batch), built or read from the cache. run() uses the engine tuned for the batch when there is one, else
+    one whose profile covers it, else builds one; prepare(B) builds B's engine ahead of timing.
+    """
+
+    backend = "tensorrt"
+
+    def __init__(
+        self,
+        trt: Any,
+        engine_for: EngineFactory,
+        device: str = "cuda",
+        dynamic_batch: bool = True,
+        snapshot: Callable[[], dict[str, Any]] | None = None,
+        min_window_s: float = 0.0,
+    ) -> None:
+        import torch
+
+        super().__init__(snapshot, min_window_s)
+        self.trt, self.torch, self.device = trt, torch, torch.device(device)
+        self.engine_for, self.dynamic = engine_for, dynamic_batch
+        self.stream = new_stream(torch, self.device)
+        self.engines: dict[int, TrtEngine] = {}  # kOPT batch (0: static engine) → engine
+
+    def prepare(self, batch_size: int) -> None:
+        self._engine(int(batch_size), exact=True)
+
+    def _engine(self, batch: int, exact: bool) -> TrtEngine:
+        if not self.dynamic:
+            if 0 not in self.engines:
+                self.engines[0] = TrtEngine(self.trt, self.engine_for(None), self.torch, self.device, None)
+            return self.engines[0]
+        if batch in self.engines:
+            return self.engines[batch]
+        if not exact:
+            covering = [e for b, e in sorted(self.engines.items()) if e.covers(batch)]
+            if covering:
+                return covering[0]
+        profile = (1, batch, batch)
+        log.info("building a TensorRT engine for batch %d (profile %s)", batch, profile)
+        self.engines[batch] = TrtEngine(self.trt, self.engine_for(profile), self.torch, self.device, profile)
+        return self.engines[batch]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._engine(int(x.shape[0]), exact=False).run(x, self.stream)
 
     def sync(self) -> None:
-        if self.cuda:
-            self.torch.cuda.synchronize(self.device)
+        self.stream.synchronize()
+
+    def close(self) -> None:
+        self.engines.clear()
+
+
+def load_tensorrt(
+    onnx_path: Path,
+    precision: str,
+    device: str,
+    gpu_name: str,
+    cache_dir: Path | None = None,
+    batch_size: int | None = None,
+    snapshot: Callable[[], dict[str, Any]] | None = None,
+    min_window_s: float = 0.0,
+) -> TrtSession:
+    """A TensorRT session for an ONNX file on `device` (a torch device string): the one entry point that the
+    gpu and jetson adapters share. Engines are cached per GPU name, TensorRT version, precision and batch
+    profile; `batch_size`, when given, is built now."""
+    import tensorrt as trt
+
+    onnx_path = Path(onnx_path)
+    if precision not in ("fp32", "fp16"):
+        raise ValueError(f"TensorRT path supports fp32 and fp16 (asked for {precision}; int8 needs calibration)")
+    name, dims = onnx_input(onnx_path)
+    dynamic = bool(dims) and dims[0] is None
+    sha = file_sha256(onnx_path)
+
+    def engine_for(profile: tuple[int, int, int] | None) -> bytes:
+        shapes = {name: profile_shapes(dims, *profile)} if profile else {}
+        key = EngineKey(sha, gpu_name, str(trt.__version__), precision, shapes)
+        return cached_engine(trt, onnx_path, key, cache_dir or default_cache())[0]
+
+    session = TrtSession(trt, engine_for, device, dynamic, snapshot, min_window_s)
+    if batch_size is not None:
+        session.prepare(batch_size)
+    return session
 
 
 def _torch_dtype(torch: Any, dtype: np.dtype) -> Any:

@@ -129,11 +129,17 @@ def build_argv(
     min_shape: Sequence[int] | None,
     opt_shape: Sequence[int] | None,
     max_shape: Sequence[int] | None,
+    strongly_typed: bool = False,
 ) -> list[str]:
-    """Build and serialize an engine from ONNX; the inference trtexec would run afterwards is cut to one query."""
+    """Build and serialize an engine from ONNX; the inference trtexec would run afterwards is cut to one query.
+
+    `strongly_typed` (TensorRT >= 11, where trtexec has no --fp16): fp16 comes from the ONNX's own types,
+    so the caller passes an fp16 ONNX and no precision flag is added.
+    """
     argv = [exe, f"--onnx={onnx}", f"--saveEngine={engine}"]
     if precision == "fp16":
-        argv.append("--fp16")
+        if not strongly_typed:
+            argv.append("--fp16")
     elif precision != "fp32":
         raise ValueError(f"trtexec path supports fp32 and fp16 (asked for {precision}; int8 needs calibration)")
     if min_shape is not None:

@@ -127,17 +127,18 @@ def export_onnx(
     tolerance: float = 1e-3,
     use_slim: bool = True,
     seed: int | None = None,
+    opset: int = OPSET,
 ) -> ExportResult:
     """Export `model`, check it, validate it against `reference`, then write `path` atomically.
 
     The error bound is `tolerance · max(1, max |reference output|)`: absolute for outputs of order one,
     relative for large logits (fp32 round-off grows with magnitude). `seed=None` draws fresh inputs and
     records their seed. onnxslim is used when installed and `use_slim`; the slimmed graph is what is
-    validated and written.
+    validated and written. `opset` is lowered for devices whose ONNX parser is older (TensorRT 8.2: 13).
     """
     import onnx
 
-    blob = to_onnx_bytes(model, input_shape)
+    blob = to_onnx_bytes(model, input_shape, opset)
     slimmed = slim(blob) if use_slim else None
     blob = slimmed or blob
     proto = onnx.load_from_string(blob)
@@ -159,5 +160,5 @@ def export_onnx(
     tmp.replace(path)
     zeros = {k: v for k, v in zero_filters(proto).items() if v}
     return ExportResult(
-        path, len(blob) / 1e6, err, tolerance, OPSET, scale, seed, slimmed is not None, len(proto.graph.node), zeros
+        path, len(blob) / 1e6, err, tolerance, opset, scale, seed, slimmed is not None, len(proto.graph.node), zeros
     )

@@ -1,11 +1,14 @@
-"""GPU adapter against a fake `tensorrt` module (8.x bindings API and >=8.5/10.x tensor API), CPU buffers.
+"""GPU adapter against a fake `tensorrt` module (8.x bindings API, >=8.5/10.x tensor API, 11.x strongly typed).
 
 The fake engine really reads its input and writes its output through the device addresses it is given
-(ctypes on torch CPU tensors), so a wrong binding order or a stale address fails the numeric checks.
+(ctypes on torch CPU tensors), so a wrong binding order or a stale address fails the numeric checks. Like
+the real one it rejects input shapes outside its optimization profile (set_input_shape returns False),
+records the stream each execution was enqueued on, and from 11.0 on has no BuilderFlag.FP16.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import sys
@@ -16,9 +19,10 @@ import numpy as np
 import pytest
 import torch
 
-from ticketbench.devices import gpu
+from ticketbench.devices import gpu, tensorrt_engine
 from ticketbench.devices.gpu import GpuDevice, OrtGpuSession, available_backends
-from ticketbench.devices.tensorrt_engine import EngineKey, TrtSession, cached_engine, io_api, profile_shapes
+from ticketbench.devices.measure import LatencyConfig, measure_latency, run_eval_epoch
+from ticketbench.devices.tensorrt_engine import EngineKey, cached_engine, io_api, load_tensorrt, profile_shapes
 from ticketbench.models.export import to_onnx_bytes
 from ticketbench.models.zoo import create_model
 
@@ -46,7 +50,10 @@ def fake_tensorrt(version: str) -> types.ModuleType:
     trt.Logger = Logger
     trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(EXPLICIT_BATCH=0)
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE=0)
-    trt.BuilderFlag = types.SimpleNamespace(FP16=1)
+    # TensorRT 11 removed weak typing: no FP16 (nor INT8, BF16, ...) builder flag
+    trt.BuilderFlag = types.SimpleNamespace(FP16=1) if major < 11 else types.SimpleNamespace(REFIT=2)
+    trt.parsed = []  # the ONNX models the parser saw
+    trt.streams = []  # the stream handle of every execution
     trt.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")
     trt.DataType = types.SimpleNamespace(FLOAT="float32")
     trt.nptype = lambda dt: np.float32
@@ -89,7 +96,9 @@ def fake_tensorrt(version: str) -> types.ModuleType:
 
         def build_serialized_network(self, network, config):
             trt.builds.append(config)
-            return json.dumps({"input": network.input_name, "fp16": 1 in config.flags}).encode()
+            profile = config.profiles[0][network.input_name] if config.profiles else None
+            note = {"input": network.input_name, "fp16": 1 in config.flags, "profile": profile}
+            return json.dumps(note).encode()
 
     class OnnxParser:
         num_errors = 0
@@ -100,12 +109,18 @@ def fake_tensorrt(version: str) -> types.ModuleType:
         def parse(self, blob):
             import onnx
 
-            self.network.input_name = onnx.load_from_string(blob).graph.input[0].name
+            model = onnx.load_from_string(blob)
+            trt.parsed.append(model)
+            self.network.input_name = model.graph.input[0].name
             return True
 
     class Context:
-        def __init__(self, names):
-            self.names, self.shapes, self.addr = names, {}, {}
+        def __init__(self, names, profile):
+            self.names, self.shapes, self.addr, self.profile = names, {}, {}, profile
+
+        def _accept(self, shape):
+            """Like TensorRT: False (and nothing set) for a batch outside the optimization profile."""
+            return self.profile is None or self.profile[0][0] <= shape[0] <= self.profile[2][0]
 
         def _compute(self, x_ptr, y_ptr):
             b = self.shapes[self.names[0]][0]
@@ -116,7 +131,10 @@ def fake_tensorrt(version: str) -> types.ModuleType:
 
     class Context10(Context):
         def set_input_shape(self, name, shape):
+            if not self._accept(shape):
+                return False
             self.shapes[name] = tuple(shape)
+            return True
 
         def get_tensor_shape(self, name):
             return (self.shapes[self.names[0]][0], K)
@@ -125,23 +143,28 @@ def fake_tensorrt(version: str) -> types.ModuleType:
             self.addr[name] = ptr
 
         def execute_async_v3(self, stream):
+            trt.streams.append(stream)
             return self._compute(self.addr[self.names[0]], self.addr[self.names[1]])
 
     class Context8(Context):
         def set_binding_shape(self, i, shape):
+            if not self._accept(shape):
+                return False
             self.shapes[self.names[i]] = tuple(shape)
+            return True
 
         def get_binding_shape(self, i):
             return (self.shapes[self.names[0]][0], K)
 
         def execute_async_v2(self, bindings, stream_handle):
+            trt.streams.append(stream_handle)
             return self._compute(bindings[0], bindings[1])
 
     class Engine10:
         num_io_tensors = 2
 
-        def __init__(self, names):
-            self.names = names
+        def __init__(self, names, profile):
+            self.names, self.profile = names, profile
 
         def get_tensor_name(self, i):
             return self.names[i]
@@ -153,13 +176,13 @@ def fake_tensorrt(version: str) -> types.ModuleType:
             return trt.DataType.FLOAT
 
         def create_execution_context(self):
-            return Context10(self.names)
+            return Context10(self.names, self.profile)
 
     class Engine8:
         num_bindings = 2
 
-        def __init__(self, names):
-            self.names = names
+        def __init__(self, names, profile):
+            self.names, self.profile = names, profile
 
         def get_binding_name(self, i):
             return self.names[i]
@@ -171,15 +194,16 @@ def fake_tensorrt(version: str) -> types.ModuleType:
             return trt.DataType.FLOAT
 
         def create_execution_context(self):
-            return Context8(self.names)
+            return Context8(self.names, self.profile)
 
     class Runtime:
         def __init__(self, logger):
             pass
 
         def deserialize_cuda_engine(self, blob):
-            names = [json.loads(blob)["input"], "logits"]
-            return Engine10(names) if tensor_api else Engine8(names)
+            note = json.loads(blob)
+            names = [note["input"], "logits"]
+            return Engine10(names, note.get("profile")) if tensor_api else Engine8(names, note.get("profile"))
 
     trt.Builder, trt.OnnxParser, trt.Runtime = Builder, OnnxParser, Runtime
     return trt
@@ -229,17 +253,98 @@ def test_engine_built_once_then_cached(version, onnx_path, tmp_path):
         cached_engine(trt, onnx_path, key(trt_version=version, precision="int8"), tmp_path)
 
 
-@pytest.mark.parametrize("version,api", [("8.2.1", "_BindingApi"), ("8.4.3", "_BindingApi"), ("10.3.0", "_TensorApi")])
-def test_session_binds_buffers_for_each_api(version, api, onnx_path, tmp_path):
+def test_tensorrt11_fp16_comes_from_the_graph_not_a_builder_flag(onnx_path, tmp_path):
+    """TensorRT 11 has no BuilderFlag.FP16 (strongly typed networks): the parsed ONNX carries fp16 itself."""
+    import onnx
+
+    trt = fake_tensorrt("11.0.0")
+    cached_engine(trt, onnx_path, key(trt_version="11.0.0", precision="fp16"), tmp_path)
+    model = trt.parsed[-1]
+    onnx.checker.check_model(model)
+    assert all(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer if t.dims)
+    io = [*model.graph.input, *model.graph.output]
+    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in io)  # callers still feed fp32
+    assert trt.builds[-1].flags == set()
+    cached_engine(trt, onnx_path, key(trt_version="11.0.0"), tmp_path)  # fp32: the ONNX as it is
+    assert trt.parsed[-1].graph.initializer[0].data_type == onnx.TensorProto.FLOAT
+
+
+def test_fp16_graph_matches_the_fp32_one(onnx_path):
+    import onnx
+    import onnxruntime as ort
+
+    from ticketbench.devices.onnx_fp16 import convert_bytes
+
+    blob = onnx_path.read_bytes()
+    half = convert_bytes(blob)
+    onnx.shape_inference.infer_shapes(onnx.load_from_string(half), strict_mode=True)
+    x = np.random.default_rng(0).standard_normal((4, 1, 8, 8), dtype=np.float32)
+    ref, got = (
+        ort.InferenceSession(b, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0] for b in (blob, half)
+    )
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, atol=2e-3 * max(1.0, float(np.abs(ref).max())))
+
+
+def _session(monkeypatch, version, tmp_path, onnx_path, batch_size=None):
     trt = fake_tensorrt(version)
-    blob, _ = cached_engine(trt, onnx_path, key(trt_version=version), tmp_path)
-    sess = TrtSession(trt, blob, device="cpu")
-    assert type(sess.api).__name__ == api
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    sess = load_tensorrt(onnx_path, "fp32", "cpu", "Fake GPU", tmp_path, batch_size)
+    return trt, sess
+
+
+@pytest.mark.parametrize("version,api", [("8.2.1", "_BindingApi"), ("8.4.3", "_BindingApi"), ("10.3.0", "_TensorApi")])
+def test_session_binds_buffers_for_each_api(version, api, onnx_path, tmp_path, monkeypatch):
+    trt, sess = _session(monkeypatch, version, tmp_path, onnx_path, batch_size=5)
+    assert type(sess.engines[5].api).__name__ == api
     rng = np.random.default_rng(0)
     for batch in (3, 5, 3):  # shape changes rebind the buffers
         x = rng.standard_normal((batch, 1, 8, 8), dtype=np.float32)
         np.testing.assert_allclose(sess.run(x), expected(x), rtol=1e-5)
     sess.sync()
+    assert len(trt.builds) == 1  # batch 3 ran on the batch-5 engine (profile 1..5)
+
+
+def test_each_measured_batch_gets_an_engine_tuned_for_it(monkeypatch, onnx_path, tmp_path):
+    """TensorRT selects kernels for the profile's kOPT: an engine built for batch 1 measures batch 32 slowly."""
+    trt, sess = _session(monkeypatch, "10.3.0", tmp_path, onnx_path)
+    cfg = LatencyConfig(warmup_iterations=1, warmup_seconds=0.0, min_iterations=3, min_seconds=0.0)
+    for batch in (1, 32):
+        measure_latency(sess, np.ones((batch, 1, 8, 8), np.float32), cfg)
+    opts = [c.profiles[0]["input"][1][0] for c in trt.builds]
+    assert opts == [1, 32]  # kOPT = the measured batch, built by prepare() before the window
+    x1, x2 = np.ones((16, 1, 8, 8), np.float32), np.ones((5, 1, 8, 8), np.float32)
+    run_eval_epoch(sess, [(x1, np.zeros(16, int)), (x2, np.zeros(5, int))])
+    assert [c.profiles[0]["input"][1][0] for c in trt.builds] == [1, 32, 16]  # the last, smaller batch reuses 16's
+
+
+def test_a_batch_outside_the_profile_is_an_error_not_ignored(monkeypatch, onnx_path, tmp_path):
+    trt, sess = _session(monkeypatch, "10.3.0", tmp_path, onnx_path, batch_size=8)
+    with pytest.raises(ValueError, match=r"outside the engine's optimization profile \(batch 1\.\.8\)"):
+        sess.engines[8].run(np.ones((9, 1, 8, 8), np.float32), sess.stream)
+
+
+def test_execution_uses_the_sessions_own_stream(monkeypatch, onnx_path, tmp_path):
+    """Not the default stream (TensorRT warns of extra synchronizations there); synchronized at window edges."""
+
+    class FakeStream:
+        handle = 0xBEEF
+
+        def __init__(self):
+            self.syncs = 0
+
+        def use(self):
+            return contextlib.nullcontext()
+
+        def synchronize(self):
+            self.syncs += 1
+
+    stream = FakeStream()
+    monkeypatch.setattr(tensorrt_engine, "new_stream", lambda torch, device: stream)
+    trt, sess = _session(monkeypatch, "10.3.0", tmp_path, onnx_path)
+    measure_latency(sess, np.ones((2, 1, 8, 8), np.float32), LatencyConfig(1, 0.0, 4, 0.0))
+    assert trt.streams and set(trt.streams) == {0xBEEF}
+    assert stream.syncs >= 4  # each timed iteration waits for the stream
 
 
 def test_io_api_choice_follows_the_engine():
@@ -254,7 +359,7 @@ def test_gpu_adapter_tensorrt_path_with_fakes(monkeypatch, onnx_path, tmp_path):
     monkeypatch.setattr(gpu, "torch_cuda", lambda: True)
     monkeypatch.setattr(gpu, "available_backends", lambda: {"tensorrt": "", "torch-cuda": ""})
     dev = GpuDevice(engine_cache=tmp_path)
-    assert dev.backend == "tensorrt" and dev.precisions == ("fp32", "fp16")
+    assert dev.backend == "tensorrt" and dev.precisions == ("fp32", "fp16") and dev.max_onnx_opset is None
     dev.torch_device = "cpu"  # buffers on the CPU: there is no GPU here
     monkeypatch.setattr(dev, "identity_name", lambda: "Fake GPU")
     sess = dev.load(onnx_path, "fp32", batch_size=8)
@@ -262,6 +367,8 @@ def test_gpu_adapter_tensorrt_path_with_fakes(monkeypatch, onnx_path, tmp_path):
     np.testing.assert_allclose(sess.run(x), expected(x))
     assert sess.min_window_s >= 1.0 and sess.snapshot() == {}  # no NVML here: no clocks
     assert len(list(tmp_path.glob("*.engine"))) == 1
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("8.2.1"))
+    assert GpuDevice().max_onnx_opset == 13  # onnx-tensorrt 8.2 parses up to opset 13
 
 
 def test_torch_module_backend_and_missing_onnx_backend(monkeypatch, onnx_path):

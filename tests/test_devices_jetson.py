@@ -115,3 +115,66 @@ def test_no_trtexec_on_board(tmp_path, monkeypatch):
     monkeypatch.setattr("ticketbench.devices.jetson_board.TRTEXEC_FALLBACK", str(tmp_path / "none"))
     with pytest.raises(RuntimeError, match="trtexec not found"):
         JetsonDevice(root=str(root), workdir=str(tmp_path / "w"))
+
+
+def test_tensorrt11_trtexec_gets_an_fp16_graph_instead_of_the_removed_fp16_flag(tmp_path, monkeypatch, onnx_model):
+    """trtexec 11 has no --fp16 (strongly typed networks): the board receives an fp16 ONNX instead."""
+    import onnx
+
+    root = make_board(tmp_path / "board", "orin_nano")
+    monkeypatch.setenv("PATH", path_with(install_bin(tmp_path / "bin", trt_version="110000")))
+    dev = JetsonDevice(root=str(root), workdir=str(tmp_path / "work"))
+    session = dev.load(onnx_model, "fp16")
+    lat = measure_latency(session, np.zeros((2, 1, 8, 8), np.float32), LatencyConfig(0, 0.01, 5, 0.05))
+    assert lat.extra["trtexec"]["version"] == "11.0.0" and len(lat.samples_ms) >= 5
+    sent = next((tmp_path / "work").rglob("model-fp16.onnx"))
+    assert onnx.load(str(sent)).graph.initializer[0].data_type == onnx.TensorProto.FLOAT16
+    x = np.random.default_rng(3).standard_normal((3, 1, 8, 8), dtype=np.float32)
+    np.testing.assert_allclose(session.run(x), cpu_logits(onnx_model, x), atol=5e-3)
+    dev.close()
+
+
+def test_trt82_board_gets_a_validated_opset13_export(tmp_path, monkeypatch):
+    """onnx-tensorrt 8.2 parses operators up to opset 13: the export for a TX2 uses it, and is validated."""
+    import onnx
+    import torch
+
+    from ticketbench.models.export import OPSET, export_onnx
+    from ticketbench.models.zoo import create_model
+
+    root = make_board(tmp_path / "board", "tx2")
+    monkeypatch.setenv("PATH", path_with(install_bin(tmp_path / "bin", trt_version="8201")))
+    dev = JetsonDevice(root=str(root), workdir=str(tmp_path / "work"))
+    assert dev.max_onnx_opset == 13 and dev.identity()["max_onnx_opset"] == 13
+    torch.manual_seed(0)
+    model = create_model("small_cnn", num_classes=10, in_channels=1, width=8)
+    opset = min(OPSET, dev.max_onnx_opset)  # what the runner exports with
+    res = export_onnx(model, model, (1, 8, 8), tmp_path / "m.onnx", opset=opset)
+    assert res.opset == 13 and res.max_abs_error <= res.tolerance * max(1.0, res.reference_max_abs)
+    assert [o.version for o in onnx.load(str(res.path)).opset_import if o.domain in ("", "ai.onnx")] == [13]
+    session = dev.load(res.path, "fp32")
+    x = np.random.default_rng(4).standard_normal((2, 1, 8, 8), dtype=np.float32)
+    np.testing.assert_allclose(session.run(x), cpu_logits(res.path, x), atol=1e-4)
+    dev.close()
+
+
+def test_local_tensorrt_backend_shares_the_gpu_helper(tmp_path, monkeypatch, onnx_model):
+    """On the board with the TensorRT Python API: the same load_tensorrt as the gpu adapter, board snapshots."""
+    from test_devices_gpu import expected, fake_tensorrt
+
+    from ticketbench.devices import jetson
+    from ticketbench.devices.tensorrt_engine import TrtSession
+
+    root = make_board(tmp_path / "board", "orin_nano")
+    monkeypatch.setenv("PATH", path_with(install_bin(tmp_path / "bin")))
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("10.3.0"))
+    monkeypatch.setattr(jetson, "_torch_cuda", lambda: True)
+    monkeypatch.setenv("TICKETBENCH_ENGINE_CACHE", str(tmp_path / "engines"))
+    dev = JetsonDevice(root=str(root), workdir=str(tmp_path / "work"))
+    assert dev.backend == "tensorrt" and dev.identity()["tensorrt"] == "10.3.0"
+    dev.torch_device = "cpu"  # buffers on the CPU: there is no GPU here
+    session = dev.load(onnx_model, "fp32", batch_size=4)
+    assert isinstance(session, TrtSession) and session.snapshot()["clocks_mhz"]["gpu"] == pytest.approx(1300.5)
+    x = np.ones((4, 1, 8, 8), np.float32)
+    np.testing.assert_allclose(session.run(x), expected(x))
+    dev.close()

@@ -19,6 +19,7 @@ from fixtures.jetson.boards import TX2_VDD_IN_MW, install_bin, make_board, path_
 from ticketbench.devices.jetson import JetsonDevice
 from ticketbench.devices.measure import LatencyConfig, energy_window, measure_latency, run_eval_epoch
 from ticketbench.devices.power import PowerSampler
+from ticketbench.devices.transport import LocalTransport
 
 TX2_LINE = (
     "RAM 2020/7852MB (lfb 1164x4MB) CPU [9%@345,21%@345,25%@345,3%@345,1%@345,1%@345] EMC_FREQ 0% GR3D_FREQ 0% "
@@ -144,3 +145,38 @@ def test_cli_run_on_remote_jetson(sshd, tmp_path, monkeypatch):
     assert row["accuracy_top1"] == pytest.approx(row["accuracy_top1_torch"], abs=1.0)
     trace = next((out / "samples").glob("*-power.csv")).read_text().splitlines()
     assert trace[0] == "t_s,watts" and len(trace) > 1 and trace[1].endswith(",3.1400")  # raw board trace saved
+
+
+class LoopbackTransport(LocalTransport):
+    """Remote mode without sshd: jetson_board.py's source goes to a `python3 -` child on this machine and one
+    JSON object comes back, exactly as over SSH; only the ssh/scp hop is missing."""
+
+    remote = True
+
+    def __init__(self, host, ssh_options=None, workdir=None) -> None:
+        super().__init__(workdir)
+        self.where = host
+
+
+def test_remote_protocol_without_sshd(tmp_path, monkeypatch, onnx_model):
+    """The board side as a separate process: declared reader kinds, idle window and pushed samples."""
+    from ticketbench.devices import jetson
+    from ticketbench.devices.measure import measure_idle
+
+    root = make_board(tmp_path / "board", "tx2")
+    monkeypatch.setenv("PATH", path_with(install_bin(tmp_path / "bin", tegrastats_line=TX2_LINE)))
+    monkeypatch.setattr(jetson, "SshTransport", LoopbackTransport)
+    dev = JetsonDevice(host="board", workdir=str(tmp_path / "w"), root=str(root))
+    assert dev.identity()["power_source"] == "ina3221-sysfs" and dev.backend == "trtexec"
+    reader, _ = dev.power_reader()
+    assert reader.kind == "push"
+    sampler = PowerSampler(reader).start()
+    idle = measure_idle(sampler, 0.1)  # sampled on the board, in the board's own run
+    assert idle.watts == pytest.approx(TX2_VDD_IN_MW / 1e3)
+    session = dev.load(onnx_model, "fp32", batch_size=2)  # prepare: the batch-2 engine is built now
+    assert session.self_timed and list((tmp_path / "w").rglob("fp32-b2-2-2-*.engine"))
+    lat = measure_latency(session, np.zeros((2, 1, 8, 8), np.float32), LatencyConfig(0, 0.01, 5, 0.05))
+    win = energy_window(sampler, "latency", lat.t0, lat.t1)
+    assert win.covered and win.power_w_mean == pytest.approx(TX2_VDD_IN_MW / 1e3) and win.rate_hz > 0
+    sampler.stop()
+    dev.close()

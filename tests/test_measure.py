@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ticketbench.devices.base import Session
 from ticketbench.devices.measure import (
     EvalResult,
     LatencyConfig,
@@ -16,13 +17,14 @@ from ticketbench.devices.measure import (
     measure_latency,
     run_eval_epoch,
 )
-from ticketbench.devices.power import PowerSampler
+from ticketbench.devices.power import PowerReader, PowerSampler
 
 
-class CountingSession:
+class CountingSession(Session):
     backend = "fake"
 
     def __init__(self, snaps=None) -> None:
+        super().__init__()
         self.runs = self.syncs = 0
         self.snaps = list(snaps or [])
 
@@ -72,7 +74,7 @@ def test_session_min_window_lengthens_the_window():
 def test_clock_change_is_flagged():
     snaps = iter([{"clocks_mhz": {"gpu": 1300.0}}, {"clocks_mhz": {"gpu": 1100.0}}])
     sess = CountingSession()
-    sess.snapshot = lambda: next(snaps)
+    sess._snapshot = lambda: next(snaps)  # what an adapter passes as Session(snapshot=...)
     cfg = LatencyConfig(warmup_iterations=1, warmup_seconds=0.0, min_iterations=2, min_seconds=0.0)
     res = measure_latency(sess, np.zeros((1, 4), np.float32), cfg)
     assert res.throttled is True and "gpu clock 1300→1100 MHz" in res.throttle_note
@@ -95,8 +97,9 @@ def test_detect_throttle(before, after, flag, text):
 
 
 def test_delegation_to_self_timing_sessions():
-    class SelfTimed:
+    class SelfTimed(Session):
         backend = "self"
+        self_timed = True
 
         def timed_run(self, x, cfg):
             return LatencyResult(np.array([1.0, 3.0]), len(x), 10.0, 11.0)
@@ -115,8 +118,9 @@ def test_eval_epoch_accuracy_from_device_outputs():
     assert res.accuracy_top1 == pytest.approx(50.0) and res.n == 10 and res.segments is None
 
 
-class Push:
+class Push(PowerReader):
     source = "fake"
+    kind = "push"
 
     def attach(self, sink):
         self.sink = sink

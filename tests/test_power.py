@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ticketbench.devices.power import PowerSampler, RaplReader, counter_energy, integrate_energy, probe_rapl
+from ticketbench.devices.power import (
+    PowerReader,
+    PowerSampler,
+    RaplReader,
+    counter_energy,
+    integrate_energy,
+    probe_rapl,
+)
 
 
 # -- the integral on known traces ----------------------------------------------------------------------
@@ -49,17 +56,18 @@ def test_counter_energy_interpolates_the_counter():
 
 
 # -- the sampler ---------------------------------------------------------------------------------------
-class ConstantReader:
+class ConstantReader(PowerReader):
     source = "fake"
 
     def read_watts(self) -> float:
         return 7.0
 
 
-class LinearCounter:
+class LinearCounter(PowerReader):
     """E(t) = 5 W × (t − t_base): any window's energy is 5 × its length, however the thread is scheduled."""
 
     source = "fake-counter"
+    kind = "counter"
 
     def __init__(self) -> None:
         self.base = time.monotonic()
@@ -98,8 +106,9 @@ def test_counter_sampler_uses_counter_differences():
     assert np.nanmean(s.w[1:]) == pytest.approx(5.0, rel=1e-3)  # derived power trace for samples/
 
 
-class PushReader:
+class PushReader(PowerReader):
     source = "fake-push"
+    kind = "push"
 
     def __init__(self) -> None:
         self.sink = None

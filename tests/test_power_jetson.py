@@ -5,11 +5,11 @@ from __future__ import annotations
 import ast
 import sys
 import time
-import types
 from pathlib import Path
 
 import pytest
-from fixtures.jetson.boards import ORIN_VDD_IN_MA, ORIN_VDD_IN_MV, TX2_VDD_IN_MW, install_bin, make_board
+from fixtures.jetson.boards import ORIN_VDD_IN_MA, ORIN_VDD_IN_MV, TX2_VDD_IN_MW, install_bin, make_board, path_with
+from fixtures.jetson.jtop_fake import CANT_ACCESS, fake_jtop_module, v3_power, v4_power
 
 from ticketbench.devices import jetson_board as jb
 from ticketbench.devices.power import PowerSampler
@@ -101,50 +101,73 @@ def test_ina3221_permission_error_reason(tmp_path, monkeypatch):
 
 # -- jtop (v3 and v4 APIs) -----------------------------------------------------------------------------
 def test_jtop_v4_power_dict():
-    tot = {"power": 4500, "avg": 4400, "name": "VDD_IN"}
-    assert jb.jtop_total_watts({"rail": {"VDD_SOC": {"power": 900}}, "tot": tot}) == pytest.approx(4.5)
-    summed = {"rail": {"GPU": {"power": 100}, "CPU": {"power": 200}}, "tot": {"power": 300, "avg": 300}}
-    assert jb.jtop_total_watts(summed) is None  # AGX Xavier: jtop's sum of sub-rails is rejected
+    assert jb.jtop_total_watts(v4_power({"VDD_IN": 4500, "VDD_SOC": 900})) == pytest.approx(4.5)
+    summed = v4_power({"GPU": 100, "CPU": 200})  # AGX Xavier: jtop's "tot" is a sum of sub-rails
+    assert "name" not in summed["tot"] and jb.jtop_total_watts(summed) is None
 
 
-def test_jtop_v3_power_tuple():
-    total = {"cur": 3140, "avg": 3208}
-    rails = {"VDD_SYS_GPU": {"cur": 153, "avg": 158}, "VDD_SYS_CPU": {"cur": 536, "avg": 590}}
-    assert jb.jtop_total_watts((total, rails)) == pytest.approx(3.14)  # VDD_IN was moved out of rails
-    assert jb.jtop_total_watts(({"cur": 689, "avg": 748}, rails)) is None  # == sum of rails: a sum
-    assert jb.jtop_total_watts(({}, {"POM_5V_IN": {"cur": 877, "avg": 877}})) == pytest.approx(0.877)
+def test_jtop_v3_renamed_rails():
+    """v3 renames rails (VDD_IN -> 'IN') and moves the first 'IN' rail into the total."""
+    tx2 = v3_power({"VDD_SYS_GPU": 153, "VDD_SYS_SOC": 536, "VDD_IN": 3140, "VDD_SYS_CPU": 536})
+    assert set(tx2[1]) == {"SYS GPU", "SYS SOC", "SYS CPU"}  # what a real v3 client shows
+    assert jb.jtop_total_watts(tx2, board_total="VDD_IN") == pytest.approx(3.14)
+    nano = v3_power({"POM_5V_IN": 877, "POM_5V_GPU": 0, "POM_5V_CPU": 200})
+    assert jb.jtop_total_watts(nano, board_total="POM_5V_IN") == pytest.approx(0.877)
+    # AGX Orin: no total rail, but VIN_SYS_5V0 becomes 'VIN SYS 5V0', contains "IN" and is taken as v3's total
+    orin = v3_power({"VDD_GPU_SOC": 2340, "VDD_CPU_CV": 780, "VIN_SYS_5V0": 3920, "VDDQ_VDD2_1V8AO": 401})
+    assert orin[0] == {"cur": 3920, "avg": 3920}
+    assert jb.jtop_total_watts(orin, board_total=None) is None  # a sub-rail, never reported as board power
+    xavier = v3_power({"GPU": 100, "CPU": 200, "SOC": 300})  # no "IN" rail: v3 sums
+    assert jb.jtop_total_watts(xavier, board_total=None) is None
 
 
-def test_jtop_reader_with_fake_service(tmp_path, monkeypatch):
+def test_jtop_v3_reader_trusts_the_total_the_board_labels_confirm(tmp_path, monkeypatch):
     root = make_board(tmp_path, "tx2")
-
-    class FakeJtop:
-        interval = 0.5
-
-        def __init__(self):
-            self.started = self.closed = False
-
-        def start(self):
-            self.started = True
-
-        def close(self):
-            self.closed = True
-
-        @property
-        def power(self):
-            return {"rail": {}, "tot": {"power": 5100, "avg": 5000, "name": "VDD_IN"}}
-
-    monkeypatch.setitem(sys.modules, "jtop", types.SimpleNamespace(jtop=FakeJtop))
-    reader, reasons = jb.open_power(str(root))
-    assert "jtop service not running" in reasons["jtop"]
-    assert reader.source == "ina3221-sysfs"  # the fallback when the service is down
     (root / "run").mkdir()
     (root / "run/jtop.sock").write_text("")
-    reader, _ = jb.open_power(str(root))
-    assert reader.source == "jtop" and reader.read_watts() == pytest.approx(5.1)
-    assert PowerSampler(reader, rate_hz=50).rate_hz == 2.0  # polled no faster than jtop refreshes
+    power = v3_power({"VDD_SYS_GPU": 153, "VDD_IN": 5100, "VDD_SYS_CPU": 536})
+    monkeypatch.setitem(sys.modules, "jtop", fake_jtop_module(power))
+    reader, _ = jb.open_power(str(root), "jtop")
+    assert reader.board_total == "VDD_IN" and reader.read_watts() == pytest.approx(5.1)
     reader.close()
-    assert reader.jetson.closed
+
+
+def test_jtop_exception_falls_back_instead_of_crashing(tmp_path, monkeypatch):
+    """jtop().start() raises JtopException (not OSError) when the user cannot reach jtop.service."""
+    root = make_board(tmp_path / "board", "bare")  # no readable INA3221: jtop would be next
+    (root / "run").mkdir()
+    (root / "run/jtop.sock").write_text("")
+    fake = fake_jtop_module(v4_power({"VDD_IN": 5100}), start_error=CANT_ACCESS)
+    monkeypatch.setitem(sys.modules, "jtop", fake)
+    bindir = install_bin(tmp_path / "bin", tegrastats_line=lines("tx2.txt")[0])
+    monkeypatch.setenv("PATH", path_with(bindir))
+    reader, reasons = jb.open_power(str(root))
+    assert "jtop could not start: I can't access jtop.service." in reasons["jtop"]
+    assert reader.source == "tegrastats"
+    from ticketbench.devices.jetson import JetsonDevice
+
+    dev = JetsonDevice(root=str(root), workdir=str(tmp_path / "w"))  # crashed with JtopException before
+    assert dev.identity()["power_source"] == "tegrastats"
+    dev.close()
+
+
+def test_sysfs_preferred_over_jtop_and_jtop_rate_recorded(tmp_path, monkeypatch):
+    """jtop refreshes at its service's interval (1 s by default): direct sysfs at 50 Hz comes first."""
+    root = make_board(tmp_path, "tx2")
+    (root / "run").mkdir()
+    (root / "run/jtop.sock").write_text("")
+    fake = fake_jtop_module(v4_power({"VDD_IN": 5100, "VDD_SOC": 900}), service_interval=1.0)
+    monkeypatch.setitem(sys.modules, "jtop", fake)
+    reader, _ = jb.open_power(str(root))
+    assert reader.source == "ina3221-sysfs"  # readable sysfs wins over a running jtop service
+    reader.close()
+    reader, _ = jb.open_power(str(root), "jtop", rate_hz=50)
+    assert fake.created[-1].requested_interval == pytest.approx(jb.JTOP_MIN_INTERVAL_S)  # asked for its fastest
+    assert reader.read_watts() == pytest.approx(5.1)
+    sampler = PowerSampler(reader, rate_hz=50)
+    assert sampler.rate_hz == 1.0  # another client holds the service at 1 s: the effective rate is recorded
+    reader.close()
+    assert fake.created[-1].closed
 
 
 def test_tegrastats_fallback_streams_total_power(tmp_path, monkeypatch):

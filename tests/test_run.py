@@ -12,6 +12,7 @@ import pytest
 
 from ticketbench.bench import runner as runner_mod
 from ticketbench.bench.cli import main
+from ticketbench.devices.power import PowerReader
 from ticketbench.results import CONTRACT_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,7 +136,7 @@ def test_default_run_from_repo_root(tmp_path):
     assert sorted(df["target_sparsity"].unique()) == [0.0, 0.5, 0.8, 0.9]
 
 
-class ConstantPower:
+class ConstantPower(PowerReader):
     """A power reader at a fixed 12.5 W: energy must come out as watts × measured window, nothing else."""
 
     source = "rapl"
@@ -175,10 +176,11 @@ def test_energy_columns_follow_the_power_reader(tmp_path, monkeypatch):
     assert len(list((tmp_path / "out" / "samples").glob("*-power.csv"))) == len(rows)
 
 
-class SilentPush:
+class SilentPush(PowerReader):
     """A push reader that delivers nothing (a board whose power source failed mid-run)."""
 
     source = "ina3221-sysfs"
+    kind = "push"
 
     def attach(self, sink) -> None:
         pass
