@@ -3,23 +3,33 @@
 1. Ingest: first ingest of a run vs re-ingesting it unchanged (idempotent path: one hash, no writes).
 2. Compare: Mann-Whitney on latency samples vs the energy bootstrap, per finding.
 3. Report: render time and size of report.html for 1 and 4 runs.
+4. Ingest throughput (rows/s) into PostgreSQL vs SQLite: the same 8 runs of 20 cases each, side by side.
+5. Farm load: 8 fake devices × a 20-case suite through a real `dask scheduler` and two `dask worker` processes
+   into PostgreSQL: wall time, rows written vs rows expected.
 
-Run: `python benchmarks/bench_store_report.py`. Needs sqlalchemy and scipy. Prints the machine load (`uptime`).
+Run: `python benchmarks/bench_store_report.py`. Needs sqlalchemy, scipy and dask; parts 4-5 need Debian's
+PostgreSQL server binaries (skipped with the reason otherwise). Prints the machine load (`uptime`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from farm_fakes import twenty_cases, widen_to_cases  # noqa: E402
+from fixtures.postgres import create_database, postgres_server  # noqa: E402
 from test_report import make_run_dir  # noqa: E402
 
+from ticketbench.bench.farm import DeviceSpec, Inventory, nightly  # noqa: E402
 from ticketbench.bench.regression import CompareConfig, compare_runs, load_ref  # noqa: E402
 from ticketbench.bench.store import ResultsStore  # noqa: E402
 from ticketbench.reports.html import write_report  # noqa: E402
@@ -60,9 +70,110 @@ def main() -> None:
         out["report_4_runs_s"] = timed(lambda: write_report(runs, tmp / "4.html"), 2)
         out["report_1_run_kb"] = (tmp / "1.html").stat().st_size / 1e3
         out["report_4_runs_kb"] = (tmp / "4.html").stat().st_size / 1e3
-    out = {k: round(v, 4) for k, v in out.items()}
+        with postgres_server() as (server, why):
+            if server is None:
+                out["postgres"] = f"skipped: {why}"
+            else:
+                out.update(ingest_throughput(tmp, create_database(server.url, "bench_ingest")))
+                out.update(farm_load(tmp, create_database(server.url, "bench_farm")))
+    out = {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
     print(json.dumps(out, indent=1))
     print("load:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+
+
+def ingest_throughput(tmp: Path, pg_url: str) -> dict[str, float]:
+    """Rows/s of first ingests, the same 8 runs into each backend, interleaved backend by backend per run."""
+    runs = [widen_to_cases(make_run_dir(tmp / f"tp{i}", f"TP{i}", seed=i, n_samples=60), 20) for i in range(8)]
+    rows = sum(len(pd.read_csv(r / "results.csv")) for r in runs)
+    stores = {"sqlite": ResultsStore(tmp / "tp.sqlite"), "postgresql": ResultsStore(pg_url)}
+    spent = dict.fromkeys(stores, 0.0)
+    for run in runs:
+        for name, store in stores.items():
+            t0 = time.perf_counter()
+            store.ingest(run)
+            spent[name] += time.perf_counter() - t0
+    for store in stores.values():
+        store.close()
+    out = {f"ingest_rows_per_s_{k}": rows / v for k, v in spent.items()}
+    out["ingest_postgresql_over_sqlite_throughput"] = (
+        out["ingest_rows_per_s_postgresql"] / out["ingest_rows_per_s_sqlite"]
+    )
+    return out
+
+
+def farm_load(tmp: Path, pg_url: str) -> dict[str, float]:
+    """8 fake devices through a real scheduler and two worker processes (4 devices each) into PostgreSQL."""
+    from distributed import Client
+
+    tests = Path(__file__).resolve().parent.parent / "tests"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])}
+    sched = tmp / "scheduler.json"
+    names = [f"dev{i}" for i in range(8)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                "127.0.0.1:0",
+                "--scheduler-file",
+                str(sched),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    try:
+        for half in (names[:4], names[4:]):
+            res = " ".join(f"device-{n}=1" for n in half)
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "distributed.cli.dask_worker",
+                        "--scheduler-file",
+                        str(sched),
+                        "--nthreads",
+                        "4",
+                        "--no-dashboard",
+                        "--host",
+                        "127.0.0.1",
+                        "--resources",
+                        res,
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        while not sched.exists():
+            time.sleep(0.2)
+        with Client(scheduler_file=str(sched), timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+            inv = Inventory([DeviceSpec(n, "cpu") for n in names], tmp / "farm", db=pg_url)
+            t0 = time.perf_counter()
+            report = nightly(inv, "load", twenty_cases, client)
+            wall = time.perf_counter() - t0
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=30)
+    store = ResultsStore(pg_url)
+    written = len(store.results())
+    store.close()
+    return {
+        "farm_8_devices_wall_s": wall,
+        "farm_jobs_ok": sum(o.status == "ok" for o in report.outcomes),
+        "farm_rows_written": written,
+        "farm_rows_expected": 8 * 20 * 2,
+    }
 
 
 if __name__ == "__main__":

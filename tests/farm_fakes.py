@@ -52,3 +52,20 @@ def b_down_until_fixed(job: Job) -> Path:
     if job.device.name == "b" and not (job.out_dir.parents[2] / "b-fixed").exists():
         raise DeviceDown("ssh b: Connection timed out")
     return quick_run(job)
+
+
+def widen_to_cases(run_dir: Path, n_cases: int = 20) -> Path:
+    """Repeat a run's cases under new ids until it holds n_cases (each at its batch sizes): a bigger suite."""
+    import pandas as pd
+
+    df = pd.read_csv(run_dir / "results.csv")
+    cases = df["case_id"].unique()
+    big = pd.concat([df.assign(case_id=df["case_id"] + f"-r{i}") for i in range(-(-n_cases // len(cases)))])
+    keep = sorted(big["case_id"].unique())[:n_cases]
+    big[big["case_id"].isin(keep)].to_csv(run_dir / "results.csv", index=False)
+    return run_dir
+
+
+def twenty_cases(job: Job) -> Path:
+    """A finished run of a 20-case suite."""
+    return widen_to_cases(quick_run(job), 20)
