@@ -47,14 +47,14 @@ class InputError(ValueError):
     """A file or name from outside cannot be used; the message (one line) says which and why."""
 
 
-_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.,+=@-]{0,199}$")
+_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,+=@-]{0,199}")
 
 
 def safe_component(name: object, what: str = "name") -> str:
     """`name` if it is one safe path component (letters, digits, `_.,+=@-`, not starting with `.` or `-`,
     at most 200 characters), else InputError. Ids that become paths (case ids, night names) go through here,
     so `../x` or `a/b` can never address a file outside the folder they are joined onto."""
-    if not isinstance(name, str) or not _COMPONENT.match(name):
+    if not isinstance(name, str) or not _COMPONENT.fullmatch(name):
         raise InputError(f"{what} {name!r} is not a safe single path component (letters, digits, _.,+=@- only)")
     return name
 
