@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 import pickle
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
@@ -111,11 +112,14 @@ def _plain(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu()
     if isinstance(value, dict):
-        return {k if isinstance(k, str | int | float | bool) else str(k): _plain(v) for k, v in value.items()}
+        return {k if type(k) in (str, int, float, bool) else str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value] if isinstance(value, list) else tuple(_plain(v) for v in value)
-    if value is None or isinstance(value, str | int | float | bool):
+    if value is None or type(value) in (str, int, float, bool):
         return value
+    for plain in (bool, int, float, str):  # subclasses (np.float64 is a float) pickle as their own class
+        if isinstance(value, plain):
+            return plain(value)
     if hasattr(value, "__array__") and hasattr(value, "shape"):  # numpy array or scalar
         return torch.as_tensor(np.asarray(value)) if np.ndim(value) else np.asarray(value).item()
     if is_dataclass(value) and not isinstance(value, type):
@@ -140,7 +144,9 @@ def load_ticket(path: Path, trust: bool = False) -> Ticket:
     if path.is_dir():
         path = path / "ticket.pt"
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=not trust)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols: the error below says it in one line
+            warnings.simplefilter("ignore")
+            blob = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
         refused = [ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln]  # an object that is not plain
         if not refused:
