@@ -411,12 +411,12 @@ def cmd_measure(args: argparse.Namespace) -> int:
         raise UsageError("--batch must be ≥ 1, --duration > 0 and --idle ≥ 0")
     if args.batch > 65536 or args.duration > 3600 or args.idle > 3600:
         raise UsageError("--batch must be ≤ 65536, --duration and --idle ≤ 3600 s")
-    if not path.is_file():
-        raise UsageError(f"{path}: no such ONNX file")
-    shape = _onnx_input_shape(path, args.batch)
     if args.host and args.device not in ("jetson", "auto"):
         raise UsageError("--host is for --device jetson (remote mode)")
     _check_host(args.host)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such ONNX file")
+    shape = _onnx_input_shape(path, args.batch)
     try:
         device = get_device(resolve_device(args.device, host=args.host), **({"host": args.host} if args.host else {}))
     except (DeviceUnavailable, KeyError) as exc:
