@@ -114,6 +114,13 @@ def load_inventory(path: Path) -> Inventory:
         raise InventoryError(str(exc)) from exc
     except ValueError as exc:
         raise InventoryError(f"{path}: not valid TOML ({exc})") from exc
+    return parse_inventory(data, path)
+
+
+def parse_inventory(data: dict[str, Any], path: Path | str = "inventory") -> Inventory:
+    """A parsed inventory document → Inventory; anything malformed → InventoryError (see load_inventory)."""
+    if not isinstance(data, dict):
+        raise InventoryError(f"{path}: an inventory is a TOML document")
     farm = data.get("farm", {})
     if not isinstance(farm, dict):
         raise InventoryError(f"{path}: [farm] must be a table")
