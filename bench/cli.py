@@ -103,6 +103,19 @@ def _check_out_dir(path: str, resume: bool) -> Path:
     return p
 
 
+def _check_db(db: str | None, default_too: bool = False) -> None:
+    """An explicit --db (or, with default_too, the default) must be a usable results database before the work,
+    not a warning or a traceback after it."""
+    from ticketbench.bench.store import ResultsStore, StoreError, sqlalchemy_available
+
+    if (db is None and not default_too) or not sqlalchemy_available():
+        return
+    try:
+        ResultsStore(db).close()
+    except StoreError as exc:
+        raise UsageError(f"--db: {exc}") from exc
+
+
 def _resume_difference(out: Path, suite) -> str | None:
     """What differs between the run in `out` and the suite a `--resume` brings, or None. Resuming with another
     suite would mix two configurations in one results table and overwrite the run's record of its suite."""
@@ -166,7 +179,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"device {name!r} does not run {suite.measure.precision} (supported: {', '.join(device.precisions)})"
         )
-    _check_writable_dir(out, "--out")
+    _check_db(getattr(args, "db", None))
+    _check_writable_dir(out, "--out")  # last check: it creates the run directory
     log.info("suite %s: %d case(s) on device %s → %s", suite.name, len(suite.cases), name, out)
     runner = Runner(
         suite, device, RunOptions(out=out, data_root=data_root, resume=args.resume, show_progress=not args.quiet)
@@ -594,12 +608,7 @@ def cmd_farm(args: argparse.Namespace) -> int:
             __import__(mod)
         except ImportError as exc:
             raise UsageError(f'`farm` needs {mod}: pip install "ticketbench[farm]"') from exc
-    from ticketbench.bench.store import ResultsStore, StoreError
-
-    try:
-        ResultsStore(inv.db).close()  # a --db that is not a database: one line now, not a traceback per job
-    except StoreError as exc:
-        raise UsageError(str(exc)) from exc
+    _check_db(inv.db, default_too=True)  # a --db that is not a database: one line now, not a traceback per job
     report = nightly(inv, night=args.night)
     for o in report.outcomes:
         print(f"{o.device:16s} {o.suite:10s} {o.status:10s} {o.message}")

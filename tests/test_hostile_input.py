@@ -488,3 +488,11 @@ def test_probes_as_subprocesses_print_one_line_and_no_traceback(tmp_path):
         assert res.returncode == 2, res.stderr
         one_error_line(res.stderr, needle)
     assert snapshot(run) == before and not (tmp_path / "o").exists()
+
+
+def test_run_with_a_db_that_is_not_sqlite_stops_before_running(tmp_path, capsys):
+    db = tmp_path / "not.sqlite"
+    db.write_bytes(b"garbage" * 100)
+    out = tmp_path / "run"
+    assert_usage_error(capsys, ["run", "--suite", str(TINY), "--out", str(out), "--db", str(db), "-q"], "--db")
+    assert not out.exists() and db.read_bytes() == b"garbage" * 100
