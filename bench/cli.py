@@ -10,15 +10,76 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from ticketbench import threads as thread_policy
+from ticketbench.devices.transport import HostError, validate_host
+from ticketbench.files import InputError, safe_component
 
 log = logging.getLogger("ticketbench.bench")
 
 
 class UsageError(Exception):
     """Bad usage or input: reported as one line and exit code 2."""
+
+
+# A run directory's own files: no command's output may land on them (`report --csv A/results.csv` would merge
+# two runs into A; `--html A/results.csv` would replace it with HTML).
+RUN_FILES = ("run.json", "results.csv")
+RUN_FOLDERS = ("samples", "tickets")
+
+
+def _check_host(host: str | None) -> str | None:
+    """--host, through the one host check ssh and scp get (devices.transport.validate_host)."""
+    if host is None:
+        return None
+    try:
+        return validate_host(host)
+    except HostError as exc:
+        raise UsageError(f"--host: {exc}") from exc
+
+
+def _check_output(flag: str, target: str | None, inputs: list[Path], run_dirs: list[Path]) -> Path | None:
+    """An output path that destroys nothing: not a directory, not one of the command's input files, and not
+    inside a run directory's own files (run.json, results.csv, samples/, tickets/). Symlinks are resolved."""
+    if target is None:
+        return None
+    out = Path(target)
+    if out.is_dir():
+        raise UsageError(f"{flag} {target}: is a directory, expected a file path")
+    real = out.resolve()
+    if any(real == Path(f).resolve() for f in inputs):
+        raise UsageError(f"{flag} {target}: is an input of this command; refusing to overwrite it")
+    for d in (Path(d).resolve() for d in run_dirs):
+        if (real.parent == d and real.name in RUN_FILES) or any(real.is_relative_to(d / f) for f in RUN_FOLDERS):
+            raise UsageError(
+                f"{flag} {target}: would overwrite run directory {d}'s own files "
+                f"({', '.join(RUN_FILES)}, {'/, '.join(RUN_FOLDERS)}/); choose another path"
+            )
+    return out
+
+
+def _distinct_outputs(*pairs: tuple[str, Path | None]) -> None:
+    seen: dict[Path, str] = {}
+    for flag, path in pairs:
+        if path is None:
+            continue
+        real = path.resolve()
+        if real in seen:
+            raise UsageError(f"{flag} and {seen[real]} name the same file {path}")
+        seen[real] = flag
+
+
+def _check_writable_dir(p: Path, flag: str) -> None:
+    """Create `p` (and parents) and prove a file can be written there, so a read-only place is one line now,
+    not a traceback after the work."""
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{flag} {p}: cannot write there ({exc.strerror or exc})") from exc
 
 
 def _check_data_root(path: str | None) -> Path | None:
@@ -34,13 +95,57 @@ def _check_data_root(path: str | None) -> Path | None:
 
 def _check_out_dir(path: str, resume: bool) -> Path:
     p = Path(path)
-    if p.exists() and not p.is_dir():
+    if p.exists() and not p.is_dir() or any(a.exists() and not a.is_dir() for a in p.parents):
         raise UsageError(f"--out {path}: exists and is not a directory")
     if p.is_dir() and (p / "results.csv").exists() and not resume:
         raise UsageError(f"--out {path} already holds a run; pass --resume to continue it or choose another --out")
     if resume and not (p / "results.csv").exists() and not (p / "run.json").exists():
         log.warning("--resume: %s holds no run yet; starting a new one", path)
     return p
+
+
+def _check_db(db: str | None, default_too: bool = False) -> None:
+    """An explicit --db (or, with default_too, the default) must be a usable results database before the work,
+    not a warning or a traceback after it."""
+    from ticketbench.bench.store import ResultsStore, StoreError, sqlalchemy_available
+
+    if (db is None and not default_too) or not sqlalchemy_available():
+        return
+    try:
+        ResultsStore(db).close()
+    except StoreError as exc:
+        raise UsageError(f"--db: {exc}") from exc
+
+
+def _resume_difference(out: Path, suite) -> str | None:
+    """What differs between the run in `out` and the suite a `--resume` brings, or None. Resuming with another
+    suite would mix two configurations in one results table and overwrite the run's record of its suite."""
+    from dataclasses import asdict
+
+    from ticketbench.bench.rundir import RunDir
+
+    rundir = RunDir(out)
+    meta, done = rundir.read_json(), rundir.read_results()  # malformed → InputError → exit 2
+    stored = meta.get("suite") if isinstance(meta.get("suite"), dict) else {}
+    measure = stored.get("measure")
+    if isinstance(measure, dict):
+        for key, new in asdict(suite.measure).items():
+            if key in measure and measure[key] != new:
+                return f"[measure] {key} is {measure[key]!r} in the run, {new!r} now"
+    ids = [c.case_id for c in suite.cases]
+    run_cases = meta.get("cases")
+    if isinstance(run_cases, list) and run_cases != ids:
+        added = [c for c in ids if c not in run_cases]
+        gone = [str(c) for c in run_cases if c not in ids]
+        if added or gone:
+            parts = ([f"{len(added)} new case(s) (e.g. {added[0]})"] if added else []) + (
+                [f"{len(gone)} of the run's case(s) missing (e.g. {gone[0]})"] if gone else []
+            )
+            return "cases differ: " + "; ".join(parts)
+    foreign = sorted(set(done["case_id"].dropna().astype(str)) - set(ids))
+    if foreign:
+        return f"results.csv holds {len(foreign)} case(s) not in this suite (e.g. {foreign[0]})"
+    return None
 
 
 # -- commands ---------------------------------------------------------------------------------------
@@ -58,9 +163,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown device {args.device!r} (known: auto, {', '.join(DEVICES.names())})")
     if args.host and args.device not in ("jetson", "auto"):
         raise UsageError("--host is for --device jetson (remote mode)")
+    _check_host(args.host)
     out = _check_out_dir(args.out or str(Path("runs") / new_run_id()), args.resume)
     if args.precision:
         suite.measure.precision = args.precision
+    if args.resume and out.is_dir():
+        diff = _resume_difference(out, suite)
+        if diff:
+            raise UsageError(f"--resume {out}: the suite differs from the run's: {diff}; use another --out")
     name = resolve_device(args.device, host=args.host)
     try:
         device = get_device(name, **({"host": args.host} if args.host else {}))  # --host: remote Jetson over SSH
@@ -70,6 +180,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"device {name!r} does not run {suite.measure.precision} (supported: {', '.join(device.precisions)})"
         )
+    _check_db(getattr(args, "db", None))
+    _check_writable_dir(out, "--out")  # last check: it creates the run directory
     log.info("suite %s: %d case(s) on device %s → %s", suite.name, len(suite.cases), name, out)
     thread_policy.announce()
     runner = Runner(
@@ -84,15 +196,20 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    from ticketbench.bench.store import ingest_after_run
     from ticketbench.reports.html import write_report
 
-    html = write_report([out], out / "report.html")
-    from ticketbench.bench.store import ingest_after_run
-
+    try:
+        html = write_report([out], out / "report.html")
+    except Exception as exc:  # the results are safe on disk; a report problem must not hide them or the ingest
+        log.debug("report failed", exc_info=True)
+        print(f"error: report not written: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        html = None
     ingest_after_run(out, getattr(args, "db", None))  # into the results database when SQLAlchemy is installed
     _print_summary(rows)
-    print(f"report: {html.resolve()}")
-    return 1 if any(r["status"] == "failed" for r in rows) else 0
+    if html is not None:
+        print(f"report: {html.resolve()}")
+    return 1 if html is None or any(r["status"] == "failed" for r in rows) else 0
 
 
 def _print_summary(rows: list[dict]) -> None:
@@ -122,6 +239,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
     from ticketbench.devices.base import DEVICES
     from ticketbench.devices.power_sources import probe_power_sources
 
+    _check_host(args.host)
     report = {"adapters": {}, "power_sources": {}}
     for name in DEVICES.names():
         remote = name == "jetson" and getattr(args, "host", None)
@@ -190,6 +308,7 @@ def cmd_ticket(args: argparse.Namespace) -> int:
     )
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
+    _check_writable_dir(out, "--out")
     ticket = find_ticket(cfg, data, TicketContext(progress=lambda msg: log.info("%s %s", cfg.method, msg)))
     path = ticket.save(out)
     print(
@@ -212,18 +331,33 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ticketbench.models.data import load_dataset
     from ticketbench.models.export import ExportError, export_onnx
     from ticketbench.models.tickets import load_ticket
+    from ticketbench.models.tickets.base import TicketError
 
     tdir = Path(args.ticket_dir)
     if not (tdir / "ticket.pt").is_file() and not (tdir.is_file() and tdir.suffix == ".pt"):
         raise UsageError(f"{tdir}: no ticket.pt here")
-    ticket = load_ticket(tdir)
-    shape = tuple(ticket.provenance.get("input_shape") or _input_shape(ticket.config, load_dataset))
-    compacted, report = compact(ticket.model, torch.zeros(1, *shape), CompactionConfig(align=args.align))
-    out = Path(args.out or (tdir if tdir.is_dir() else tdir.parent) / "model.onnx")
+    if not 1 <= args.align <= 1024:
+        raise UsageError(
+            f"--align must be a whole number in [1, 1024] (1 = remove every dead channel), got {args.align}"
+        )
+    home = tdir if tdir.is_dir() else tdir.parent
+    inputs = [home / "ticket.pt" if tdir.is_dir() else tdir, home / "cost.json", home / "artifacts.json"]
+    out = _check_output("--out", args.out, inputs, []) or home / "model.onnx"
+    _check_writable_dir(out.parent, "--out")
     try:
+        ticket = load_ticket(tdir, trust=args.trust)
+    except TicketError as exc:
+        raise UsageError(str(exc)) from exc
+    shape = _ticket_input_shape(ticket, load_dataset)
+    try:
+        compacted, report = compact(ticket.model, torch.zeros(1, *shape), CompactionConfig(align=args.align))
         res = export_onnx(compacted, ticket.model, shape, out)
     except ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a ticket that loads but does not compact or trace: one line, the trace under -v
+        log.debug("export failed", exc_info=True)
+        print(f"error: cannot export {tdir}: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
         return 1
     print(
         json.dumps(
@@ -239,6 +373,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ticket_input_shape(ticket, load_dataset) -> tuple[int, ...]:
+    """The (C, H, W)-like input shape the ticket records, checked: 1-3 whole sizes in [1, 4096] and at most
+    2**26 values per example; a ticket saved before provenance recorded it falls back to `_input_shape`."""
+    shape = ticket.provenance.get("input_shape")
+    if shape is None:
+        return tuple(_input_shape(ticket.config, load_dataset))
+    ok = isinstance(shape, list | tuple) and 1 <= len(shape) <= 3
+    ok = ok and all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 4096 for d in shape)
+    if not ok or _prod(shape) > 2**26:
+        raise UsageError(f"ticket records an unusable input_shape {str(shape)[:60]}")
+    return tuple(shape)
+
+
+def _prod(values) -> int:
+    n = 1
+    for v in values:
+        n *= int(v)
+    return n
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return (text or type(exc).__name__)[:300]
+
+
 def _input_shape(cfg, load_dataset) -> tuple[int, ...]:
     """Input shape of a ticket saved before provenance recorded it: from the embedded data, else the zoo's hint."""
     from ticketbench.models.zoo import input_size
@@ -251,7 +410,6 @@ def _input_shape(cfg, load_dataset) -> tuple[int, ...]:
 
 def cmd_measure(args: argparse.Namespace) -> int:
     import numpy as np
-    import onnx
 
     from ticketbench.devices.base import DeviceUnavailable, get_device, resolve_device
     from ticketbench.devices.measure import (
@@ -267,16 +425,14 @@ def cmd_measure(args: argparse.Namespace) -> int:
     path = Path(args.model)
     if args.batch < 1 or not args.duration > 0 or not args.idle >= 0:
         raise UsageError("--batch must be ≥ 1, --duration > 0 and --idle ≥ 0")
-    if not path.is_file():
-        raise UsageError(f"{path}: no such ONNX file")
-    try:
-        graph = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise UsageError(f"{path}: not an ONNX model ({exc})") from exc
-    dims = graph.graph.input[0].type.tensor_type.shape.dim
-    shape = [d.dim_value if d.dim_value > 0 else 1 for d in dims][1:]
+    if args.batch > 65536 or args.duration > 3600 or args.idle > 3600:
+        raise UsageError("--batch must be ≤ 65536, --duration and --idle ≤ 3600 s")
     if args.host and args.device not in ("jetson", "auto"):
         raise UsageError("--host is for --device jetson (remote mode)")
+    _check_host(args.host)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such ONNX file")
+    shape = _onnx_input_shape(path, args.batch)
     try:
         device = get_device(resolve_device(args.device, host=args.host), **({"host": args.host} if args.host else {}))
     except (DeviceUnavailable, KeyError) as exc:
@@ -285,16 +441,24 @@ def cmd_measure(args: argparse.Namespace) -> int:
     try:
         ident = device.identity()
         reader, note = device.power_reader()
-        session = device.load(path, args.precision, args.batch)
+        try:
+            session = device.load(path, args.precision, args.batch)
+        except (ValueError, OSError):
+            raise
+        except Exception as exc:  # the runtime refuses the graph (ORT's InvalidGraph, Fail, ...): bad input
+            raise UsageError(f"{path}: {device.name} cannot load this model ({_one_line(exc)[:200]})") from exc
         sampler = PowerSampler(reader).start() if reader else None
         idle = measure_idle(sampler, args.idle) if sampler and args.idle > 0 else None
         x = np.random.default_rng(0).standard_normal((args.batch, *shape), dtype=np.float32)
         lat = measure_latency(session, x, LatencyConfig(min_seconds=args.duration))
         win = energy_window(sampler, "latency", lat.t0, lat.t1)
+    except UsageError:
+        raise
     except ValueError as exc:  # e.g. a precision the backend does not run
         raise UsageError(str(exc)) from exc
-    except (RuntimeError, OSError) as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:  # the measurement itself failed (runtime, device): one line, the trace under -v
+        log.debug("measure failed", exc_info=True)
+        print(f"error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
         return 1
     finally:
         if sampler:
@@ -341,6 +505,34 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _onnx_input_shape(path: Path, batch: int) -> list[int]:
+    """Per-example input shape of a model `measure` can feed: one float32 graph input (initializers aside) of
+    at most 8 dims, symbolic dims taken as 1, and at most 2**27 values per batch (512 MB). Else UsageError."""
+    import onnx
+
+    if path.stat().st_size == 0:
+        raise UsageError(f"{path}: empty file, not an ONNX model")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise UsageError(f"{path}: not an ONNX model ({_one_line(exc)[:200]})") from exc
+    init = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in init]
+    if len(inputs) != 1:
+        raise UsageError(f"{path}: has {len(inputs)} graph inputs; measure feeds exactly one")
+    tt = inputs[0].type.tensor_type
+    if not inputs[0].type.HasField("tensor_type") or tt.elem_type != onnx.TensorProto.FLOAT:
+        name = onnx.TensorProto.DataType.Name(tt.elem_type) if tt.elem_type else "not a tensor"
+        raise UsageError(f"{path}: input {inputs[0].name!r} is {name}; measure feeds float32")
+    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in tt.shape.dim]
+    if not 1 <= len(dims) <= 8:
+        raise UsageError(f"{path}: input {inputs[0].name!r} has {len(dims)} dims; expected a batch dim and 0-7 more")
+    shape = dims[1:]
+    if batch * _prod(shape) > 2**27:
+        raise UsageError(f"{path}: input shape {shape} × batch {batch} is over 2**27 values; too large to feed")
+    return shape
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from ticketbench.reports.html import write_report
 
@@ -348,10 +540,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     for d in dirs:
         if not (d / "results.csv").is_file():
             raise UsageError(f"{d}: not a run directory (no results.csv)")
-    for flag, target in (("--html", args.html), ("--csv", args.csv)):
-        if target and Path(target).is_dir():
-            raise UsageError(f"{flag} {target}: is a directory, expected a file path")
-    html = write_report(dirs, Path(args.html or (dirs[0] / "report.html")), Path(args.csv) if args.csv else None)
+    inputs = [f for d in dirs for f in (d / "results.csv", d / "run.json")]
+    html_out = _check_output("--html", args.html, inputs, dirs) or dirs[0] / "report.html"
+    csv_out = _check_output("--csv", args.csv, inputs, dirs)
+    _distinct_outputs(("--html", html_out), ("--csv", csv_out))
+    try:
+        html = write_report(dirs, html_out, csv_out)  # malformed inputs → InputError → exit 2
+    except OSError as exc:
+        raise UsageError(f"cannot write the report: {exc.strerror or _one_line(exc)} ({exc.filename})") from exc
     print(f"report: {html.resolve()}")
     if args.csv:
         print(f"csv: {Path(args.csv).resolve()}")
@@ -360,6 +556,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from ticketbench.bench.regression import CompareConfig, CompareError, compare_runs, load_ref, write_comparison
+    from ticketbench.files import read_json_object, read_results_csv
     from ticketbench.reports.pages import fmt_cell
 
     if not 0 <= args.threshold < 10 or not 0 < args.alpha < 1:
@@ -370,6 +567,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         accuracy_floor_points=args.accuracy_points,
         alpha=args.alpha,
     )
+    dirs = [Path(spec) for spec in (args.baseline, args.current) if (Path(spec) / "results.csv").is_file()]
+    for d in dirs:  # check what load_ref will read: a malformed run is one line and exit 2
+        read_results_csv(d / "results.csv")
+        if (d / "run.json").exists():
+            read_json_object(d / "run.json", "run.json")
+    inputs = [f for d in dirs for f in (d / "results.csv", d / "run.json")]
+    md_arg = _check_output("--md", args.md, inputs, dirs)
+    html_arg = _check_output("--html", args.html, inputs, dirs)
+    _distinct_outputs(("--md", md_arg), ("--html", html_arg))
     try:
         base, cur = load_ref(args.baseline, args.db), load_ref(args.current, args.db)
     except CompareError as exc:
@@ -406,6 +612,9 @@ def cmd_farm(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     inv.db = args.db or inv.db
     inv.scheduler = args.scheduler or inv.scheduler
+    if args.night is not None:
+        safe_component(args.night, "--night")  # a folder under the farm's out: never ../x
+    _check_db(inv.db, default_too=True)  # a --db that is not a database: one line now, not a traceback per job
     try:
         report = nightly(inv, night=args.night, resume=args.resume)
     except (NightBusy, InventoryError) as exc:
@@ -418,17 +627,14 @@ def cmd_farm(args: argparse.Namespace) -> int:
 
 def _farm_ingest(args: argparse.Namespace) -> int:
     """Finish a farm job whose ingest failed (store unreachable): ingest, compare, record, from job.json."""
-    from ticketbench.bench.farm import InventoryError, Outcome, finish_job, read_job_file
+    from ticketbench.bench.farm import Outcome, finish_job, read_job_file
 
     if not args.run_dir:
         raise UsageError("farm ingest needs RUN_DIR (a farm job's run directory, holding job.json)")
     run_dir = Path(args.run_dir)
     if not (run_dir / "results.csv").is_file():
         raise UsageError(f"{run_dir}: not a run directory (no results.csv)")
-    try:
-        job = read_job_file(run_dir, args.db)
-    except InventoryError as exc:
-        raise UsageError(str(exc)) from exc
+    job = read_job_file(run_dir, args.db)  # a malformed job.json is an InputError: one line, exit 2
     out = finish_job(job, run_dir, Outcome(job.device.name, job.suite, job.night, "ok"))
     print(f"{out.device:16s} {out.suite:10s} {out.status:10s} {out.message}")
     return 0 if out.status == "ok" else 1
@@ -492,6 +698,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--align", type=int, default=8, help="keep channel counts multiples of N (faster kernels; 1 = remove all)"
     )
+    e.add_argument(
+        "--trust",
+        action="store_true",
+        help="load a ticket.pt written before tickets held only tensors (full unpickling: it can run code; "
+        "only for files you made yourself)",
+    )
     e.set_defaults(func=cmd_export)
 
     rp = sub.add_parser("report", help="one HTML report (and CSV) over one or more run directories")
@@ -544,8 +756,8 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as exc:
                 raise UsageError(str(exc)) from exc
         return args.func(args)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (UsageError, InputError, HostError) as exc:  # bad usage or a malformed input file
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

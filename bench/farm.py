@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -32,11 +33,14 @@ from typing import Any
 import pandas as pd
 
 from ticketbench.bench.regression import CompareConfig, RunRef, compare_runs, load_ref, write_comparison
+from ticketbench.devices.transport import HostError, ssh_argv, validate_host
+from ticketbench.files import InputError, read_json_object, read_text, safe_component
 
 log = logging.getLogger("ticketbench.bench.farm")
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-HOST = re.compile(r"^(local|([A-Za-z0-9_.-]+@)?[A-Za-z0-9_.:-]+)$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+FARM_KEYS = {"out", "scheduler", "db", "suite", "suites", "threshold", "energy_threshold", "accuracy_points", "alpha",
+             "timeout_s"}  # fmt: skip
 
 
 class InventoryError(Exception):
@@ -87,40 +91,91 @@ def _tomllib():
     return tomllib
 
 
+def _number(value: Any, where: str, low: float = 0.0, strict: bool = False) -> float:
+    """A finite number ≥ low (> low when strict), else InventoryError (TOML gives ints, floats, or text)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < low or (strict and value == low):
+        raise InventoryError(f"{where} must be a number {'>' if strict else '≥'} {low:g} (got {value!r})"[:300])
+    return float(value)
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise InventoryError(f"{where} must be a list of strings (got {value!r})"[:300])
+    return list(value)
+
+
+def _text(value: Any, where: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise InventoryError(f"{where} must be a string (got {value!r})"[:300])
+    return value or None
+
+
 def load_inventory(path: Path) -> Inventory:
-    """[farm] out, scheduler, db, suite(s), thresholds; [[device]] name, kind, host, labels, suites, run_args."""
+    """[farm] out, scheduler, db, suite(s), thresholds; [[device]] name, kind, host, labels, suites, run_args.
+
+    Every value is checked for type and range: a malformed inventory is one InventoryError, never another
+    exception. Hosts go through devices.transport.validate_host, the same check ssh and scp get."""
     path = Path(path)
     try:
-        data = _tomllib().loads(path.read_text())
-    except OSError as exc:
-        raise InventoryError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        data = _tomllib().loads(read_text(path, "inventory"))
+    except InputError as exc:
+        raise InventoryError(str(exc)) from exc
     except ValueError as exc:
         raise InventoryError(f"{path}: not valid TOML ({exc})") from exc
+    return parse_inventory(data, path)
+
+
+def parse_inventory(data: dict[str, Any], path: Path | str = "inventory") -> Inventory:
+    """A parsed inventory document → Inventory; anything malformed → InventoryError (see load_inventory)."""
+    if not isinstance(data, dict):
+        raise InventoryError(f"{path}: an inventory is a TOML document")
     farm = data.get("farm", {})
-    default_suites = farm.get("suites") or [farm.get("suite", "quick")]
+    if not isinstance(farm, dict):
+        raise InventoryError(f"{path}: [farm] must be a table")
+    unknown = set(farm) - FARM_KEYS
+    if unknown:
+        raise InventoryError(f"{path}: [farm]: unknown keys {sorted(unknown)}")
+    default_suites = _strings(farm["suites"], f"{path}: [farm] suites") if farm.get("suites") else None
+    default_suites = default_suites or [_text(farm.get("suite", "quick"), f"{path}: [farm] suite") or "quick"]
+    default_timeout = _number(farm.get("timeout_s", 3600.0), f"{path}: [farm] timeout_s", strict=True)
+    entries = data.get("device", [])
+    if not isinstance(entries, list) or not all(isinstance(d, dict) for d in entries):
+        raise InventoryError(f"{path}: devices must be [[device]] tables")
     devices = []
-    for i, d in enumerate(data.get("device", [])):
+    for i, d in enumerate(entries):
         where = f"{path}: device #{i + 1}"
         unknown = set(d) - {"name", "kind", "host", "labels", "suite", "suites", "run_args", "timeout_s"}
         if unknown:
             raise InventoryError(f"{where}: unknown keys {sorted(unknown)}")
         name, kind, host = d.get("name"), d.get("kind"), d.get("host", "local")
         if not isinstance(name, str) or not NAME.match(name):
-            raise InventoryError(f"{where}: name must be letters, digits, '_', '.', '-' (got {name!r})")
-        if not isinstance(kind, str) or not kind:
-            raise InventoryError(f"{where} ({name}): kind is required (cpu, gpu, jetson)")
-        if not isinstance(host, str) or not HOST.match(host):
-            raise InventoryError(f"{where} ({name}): host must be 'local' or 'user@host' (got {host!r})")
-        suites = d.get("suites") or ([d["suite"]] if "suite" in d else default_suites)
+            raise InventoryError(f"{where}: name must be letters, digits, '_', '.', '-' (got {name!r})"[:300])
+        where = f"{where} ({name})"
+        if not isinstance(kind, str) or not NAME.match(kind):
+            raise InventoryError(f"{where}: kind is required (cpu, gpu, jetson)")
+        if host != "local":
+            try:
+                validate_host(host)
+            except HostError as exc:
+                raise InventoryError(f"{where}: {exc} (expected 'local' or [user@]host[:port])") from exc
+        if "suites" in d:
+            suites = _strings(d["suites"], f"{where}: suites")
+        elif "suite" in d:
+            suites = [_text(d["suite"], f"{where}: suite") or ""]
+        else:
+            suites = default_suites
+        if not suites or not all(suites):
+            raise InventoryError(f"{where}: suites must name at least one suite")
         devices.append(
             DeviceSpec(
                 name,
                 kind,
                 host,
-                [str(x) for x in d.get("labels", [])],
-                [str(s) for s in suites],
-                [str(a) for a in d.get("run_args", [])],
-                float(d.get("timeout_s", farm.get("timeout_s", 3600.0))),
+                _strings(d.get("labels", []), f"{where}: labels"),
+                suites,
+                _strings(d.get("run_args", []), f"{where}: run_args"),
+                _number(d.get("timeout_s", default_timeout), f"{where}: timeout_s", strict=True),
             )
         )
     if not devices:
@@ -129,15 +184,20 @@ def load_inventory(path: Path) -> Inventory:
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise InventoryError(f"{path}: duplicate device names {dup}")
-    threshold = float(farm.get("threshold", 0.05))
+    threshold = _number(farm.get("threshold", 0.05), f"{path}: [farm] threshold")
     cfg = CompareConfig(
         latency_floor=threshold,
-        energy_floor=float(farm.get("energy_threshold", max(0.10, 2 * threshold))),
-        accuracy_floor_points=float(farm.get("accuracy_points", 1.0)),
-        alpha=float(farm.get("alpha", 0.01)),
+        energy_floor=_number(
+            farm.get("energy_threshold", max(0.10, 2 * threshold)), f"{path}: [farm] energy_threshold"
+        ),
+        accuracy_floor_points=_number(farm.get("accuracy_points", 1.0), f"{path}: [farm] accuracy_points"),
+        alpha=_number(farm.get("alpha", 0.01), f"{path}: [farm] alpha", strict=True),
     )
-    out = Path(farm.get("out", Path("runs") / "farm"))  # relative to the working directory, like --out
-    return Inventory(devices, out, farm.get("scheduler") or None, farm.get("db") or None, cfg)
+    if not cfg.alpha < 1:
+        raise InventoryError(f"{path}: [farm] alpha must be in (0, 1) (got {cfg.alpha!r})")
+    out = Path(_text(farm.get("out"), f"{path}: [farm] out") or Path("runs") / "farm")  # relative to the cwd
+    scheduler = _text(farm.get("scheduler"), f"{path}: [farm] scheduler")
+    return Inventory(devices, out, scheduler, _text(farm.get("db"), f"{path}: [farm] db"), cfg)
 
 
 # -- one job, on the worker that holds the device ----------------------------------------------------
@@ -168,8 +228,12 @@ RunFn = Callable[[Job], Path]
 
 
 def ssh_reachable(host: str, timeout_s: int = 10, runner: Callable[..., Any] = subprocess.run) -> tuple[bool, str]:
-    """(reachable, why not): a non-interactive `ssh host true` within timeout_s seconds."""
-    cmd = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout_s}", host, "true"]
+    """(reachable, why not): a non-interactive `ssh -- host true` within timeout_s seconds. A host that is not
+    `[user@]host[:port]` is unreachable by definition: it never reaches a subprocess."""
+    try:
+        cmd = ssh_argv(host, ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout_s}"], "true")
+    except HostError as exc:
+        return False, str(exc)
     try:
         res = runner(cmd, capture_output=True, text=True, timeout=timeout_s + 5)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -267,28 +331,20 @@ def write_job_file(job: Job) -> None:
 
 
 def read_job_file(run_dir: Path, db: str | None) -> Job:
-    """The job a run directory belongs to (job.json, untrusted: validated like an inventory)."""
+    """The job a run directory belongs to (job.json, untrusted: names checked as path components)."""
     path = Path(run_dir) / "job.json"
-    try:
-        meta = json.loads(path.read_text())
-    except OSError as exc:
-        raise InventoryError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    except ValueError as exc:
-        raise InventoryError(f"{path}: not JSON ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise InventoryError(f"{path}: expected an object")
-    name, suite, night = meta.get("device"), meta.get("suite"), meta.get("night")
-    for key, value in (("device", name), ("night", night)):
-        if not isinstance(value, str) or not NAME.match(value):
-            raise InventoryError(f"{path}: {key} must be letters, digits, '_', '.', '-' (got {value!r})")
+    meta = read_json_object(path, "farm job file")
+    name = safe_component(meta.get("device"), f"{path}: device")
+    night = safe_component(meta.get("night"), f"{path}: night")
+    suite = meta.get("suite")
     if not isinstance(suite, str) or not suite:
-        raise InventoryError(f"{path}: suite must be a non-empty string")
+        raise InputError(f"{path}: suite must be a non-empty string")
     known = {f.name for f in fields(CompareConfig)}
     given = meta.get("compare") if isinstance(meta.get("compare"), dict) else {}
     try:
         compare = CompareConfig(**{k: type(getattr(CompareConfig(), k))(v) for k, v in given.items() if k in known})
     except (TypeError, ValueError) as exc:
-        raise InventoryError(f"{path}: bad compare settings ({exc})") from exc
+        raise InputError(f"{path}: bad compare settings ({exc})") from exc
     return Job(DeviceSpec(name, "cpu"), suite, night, Path(run_dir), db, compare)
 
 
@@ -488,9 +544,7 @@ def nightly(
 
     from ticketbench.bench.store import ResultsStore
 
-    night = night or new_night()
-    if not NAME.match(night):
-        raise InventoryError(f"night {night!r} must be letters, digits, '_', '.', '-'")
+    night = safe_component(night or new_night(), "night")  # becomes a folder under inv.out: never ../x
     night_dir = inv.out / night
     existed = night_dir.exists()
     with night_lock(night_dir, night):

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ticketbench.files import atomic_write_text
+from ticketbench.files import atomic_write_text, read_json_object, read_results_csv, safe_component
 from ticketbench.results import COLUMNS
 
 
@@ -37,12 +37,18 @@ class RunDir:
         atomic_write_text(self.run_json, json.dumps(meta, indent=2, default=str) + "\n")
 
     def read_json(self) -> dict[str, Any]:
-        return json.loads(self.run_json.read_text()) if self.run_json.exists() else {}
+        """run.json as a dict ({} when absent); malformed → InputError (so `--resume` ends in one line)."""
+        return read_json_object(self.run_json, "run.json") if self.run_json.exists() else {}
 
     def read_results(self) -> pd.DataFrame:
+        """results.csv, checked (ticketbench.files.read_results_csv); absent → an empty table."""
         if not self.results_csv.exists():
             return pd.DataFrame(columns=COLUMNS)
-        return pd.read_csv(self.results_csv)
+        return read_results_csv(self.results_csv)
+
+    def ticket_dir(self, case_id: str) -> Path:
+        """tickets/<case_id>: the id must be one safe path component, so it never addresses a file outside."""
+        return self.tickets / safe_component(case_id, "case id")
 
     def write_results(self, rows: list[dict[str, Any]]) -> None:
         df = pd.DataFrame(rows, columns=COLUMNS)

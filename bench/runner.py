@@ -177,7 +177,7 @@ class Runner:
         cfg = case.ticket
         data = self.data(cfg)
         ticket = find_ticket(cfg, data, self.ctx)
-        tdir = self.rundir.tickets / case.case_id
+        tdir = self.rundir.ticket_dir(case.case_id)
         ticket.save(tdir)
         shape = data.input_shape
         cost_dense, size_mb_dense = self._dense_reference(case, data)
@@ -315,7 +315,17 @@ def finalize_speedups(rows: list[dict[str, Any]]) -> None:
 
 
 def _group(r: dict[str, Any]) -> tuple:
-    return tuple(r.get(k) for k in ("model", "dataset", "device", "backend", "precision", "batch_size"))
+    """The speedup group of a row; values that cannot be dict keys (a list from a careless suite) by repr, so
+    one odd row never stops the run."""
+    return tuple(_hashable(r.get(k)) for k in ("model", "dataset", "device", "backend", "precision", "batch_size"))
+
+
+def _hashable(v: Any) -> Any:
+    try:
+        hash(v)
+    except TypeError:
+        return repr(v)
+    return v
 
 
 ProgressFn = Callable[[str], None]

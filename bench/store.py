@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from ticketbench.files import InputError, read_json_object, read_results_csv
 from ticketbench.results import COLUMNS, CONTRACT_COLUMNS
 
 log = logging.getLogger("ticketbench.bench.store")
@@ -120,14 +121,21 @@ class ResultsStore:
         self.url = db_url(db)
         kwargs: dict[str, Any] = {}
         if self.url.startswith("sqlite:///"):
-            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the folder of results database {self.url}: {exc.strerror}") from exc
             kwargs["connect_args"] = {"timeout": 60}  # farm workers write concurrently; wait for the lock
         try:
             self.engine = sa.create_engine(self.url, **kwargs)
         except Exception as exc:  # unknown dialect or missing driver
             raise StoreError(f"cannot open results database {self.url}: {exc}") from exc
         self._define(sa)
-        self._migrate()
+        try:
+            self._migrate()
+        except sa.exc.SQLAlchemyError as exc:  # e.g. --db pointing at a file that is not an SQLite database
+            msg = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+            raise StoreError(f"cannot use results database {self.url}: {msg}") from exc
 
     # -- schema ---------------------------------------------------------------------------------
     def _define(self, sa) -> None:
@@ -215,20 +223,40 @@ class ResultsStore:
     # -- ingest ---------------------------------------------------------------------------------
     def ingest(self, run_dir: Path, farm_device: str | None = None, night: str | None = None) -> IngestResult:
         """Store one run directory (run.json + results.csv). Re-ingesting identical content changes nothing;
-        changed content (a resumed run) replaces that run's rows in one transaction."""
-        sa = self.sa
+        changed content (a resumed run) replaces that run's rows in one transaction.
+
+        Two processes may ingest the same new run at once (farm workers, a run and a user): both see no row,
+        one insert wins and the other's fails on the primary key. The loser then simply ingests again, which
+        finds the winner's identical content: a no-op, never an IntegrityError."""
+        for attempt in range(3):
+            try:
+                return self._ingest_once(run_dir, farm_device, night)
+            except self.sa.exc.IntegrityError:
+                if attempt == 2:
+                    raise
+                log.info("results store: %s was ingested concurrently; checking again", run_dir)
+        raise AssertionError("unreachable")
+
+    def _existing(self, conn, run_id: str):
+        """The stored runs row of run_id, or None."""
+        return conn.execute(self.sa.select(self.t_runs).where(self.t_runs.c.run_id == run_id)).mappings().first()
+
+    def _ingest_once(self, run_dir: Path, farm_device: str | None, night: str | None) -> IngestResult:
         run_dir = Path(run_dir).resolve()
         csv = run_dir / "results.csv"
         if not csv.is_file():
             raise StoreError(f"{run_dir}: not a run directory (no results.csv)")
-        meta = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
-        df = pd.read_csv(csv)
+        try:
+            meta = read_json_object(run_dir / "run.json", "run.json") if (run_dir / "run.json").exists() else {}
+            df = read_results_csv(csv)
+        except InputError as exc:
+            raise StoreError(str(exc)) from exc
         run_id = str(meta.get("run_id") or (df["run_id"].dropna().iloc[0] if df["run_id"].notna().any() else ""))
         if not run_id:
             raise StoreError(f"{run_dir}: no run_id in run.json or results.csv")
         digest = _content_hash(run_dir)
         with self.engine.begin() as conn:
-            old = conn.execute(sa.select(self.t_runs).where(self.t_runs.c.run_id == run_id)).mappings().first()
+            old = self._existing(conn, run_id)
             if old is not None and old["content_sha256"] == digest:
                 changes = {
                     k: v

@@ -6,6 +6,7 @@ A case entry may give a list for `sparsity`; it expands into one case per value.
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -17,6 +18,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from ticketbench.files import InputError, read_text, safe_component
 from ticketbench.models.tickets import TicketConfig
 
 
@@ -65,39 +67,133 @@ def _ticket_fields() -> set[str]:
     return {f.name for f in fields(TicketConfig)}
 
 
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_case(merged: dict[str, Any], where: str) -> None:
+    """Every TicketConfig field of one case entry: type, range, and a known model/dataset/method."""
+    from ticketbench.models.data import dataset_names
+    from ticketbench.models.tickets import METHODS
+    from ticketbench.models.zoo import model_names
+
+    for key, known in (("model", model_names()), ("dataset", dataset_names()), ("method", METHODS.names())):
+        if not isinstance(merged[key], str) or merged[key] not in known:
+            raise SuiteError(f"{where}: unknown {key} {_short(merged[key])} (known: {', '.join(known)})")
+    checks = {  # key: (valid?, what it must be)
+        "epochs": (lambda v: _is_int(v) and 0 <= v <= 100_000, "a whole number ≥ 0"),
+        "finetune_epochs": (lambda v: _is_int(v) and 0 <= v <= 100_000, "a whole number ≥ 0"),
+        "lr": (lambda v: _is_num(v) and v > 0, "a number > 0"),
+        "batch_size": (lambda v: _is_int(v) and 1 <= v <= 1_000_000, "a whole number ≥ 1"),
+        "seed": (lambda v: _is_int(v) and 0 <= v < 2**63, "a whole number ≥ 0"),
+        "options": (lambda v: isinstance(v, dict), "a table"),
+        "data_options": (lambda v: isinstance(v, dict), "a table"),
+    }
+    for key, (ok, what) in checks.items():
+        if key in merged and not ok(merged[key]):
+            raise SuiteError(f"{where}: {key} must be {what}, got {_short(merged[key])}")
+
+
+def _sparsities(value: Any, where: str) -> list[float]:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise SuiteError(f"{where}: sparsity list is empty")
+    for v in values:
+        if not _is_num(v) or not 0.0 <= v < 1.0:
+            raise SuiteError(f"{where}: sparsity must be a number in [0, 1) (fraction removed), got {_short(v)}")
+    return [float(v) for v in values]
+
+
+def _measure(mdoc: Any, source: str) -> MeasureConfig:
+    """[measure], checked: batch sizes whole numbers ≥ 1, iterations ≥ 1, seconds ≥ 0, a known precision."""
+    if not isinstance(mdoc, dict):
+        raise SuiteError(f"{source}: [measure] must be a table")
+    mfields = {f.name for f in fields(MeasureConfig)}
+    if set(mdoc) - mfields:
+        raise SuiteError(f"{source}: unknown [measure] keys {sorted(set(mdoc) - mfields)}")
+    bs = mdoc.get("batch_sizes", [1])
+    if not isinstance(bs, list) or not bs or not all(_is_int(b) and 1 <= b <= 1_000_000 for b in bs):
+        raise SuiteError(
+            f"{source}: [measure] batch_sizes must be a non-empty list of whole numbers ≥ 1, got {_short(bs)}"
+        )
+    if len(set(bs)) != len(bs):
+        raise SuiteError(f"{source}: [measure] batch_sizes has duplicates: {_short(bs)}")
+    checks = {
+        "min_iterations": (lambda v: _is_int(v) and v >= 1, "a whole number ≥ 1"),
+        "warmup_iterations": (lambda v: _is_int(v) and v >= 0, "a whole number ≥ 0"),
+        "min_seconds": (lambda v: _is_num(v) and v >= 0, "a number ≥ 0"),
+        "idle_seconds": (lambda v: _is_num(v) and v >= 0, "a number ≥ 0"),
+        "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+    }
+    for key, (ok, what) in checks.items():
+        if key in mdoc and not ok(mdoc[key]):
+            raise SuiteError(f"{source}: [measure] {key} must be {what}, got {_short(mdoc[key])}")
+    return MeasureConfig(**{**mdoc, "batch_sizes": list(bs)})
+
+
 def parse_suite(doc: dict[str, Any], source: str) -> Suite:
-    defaults = dict(doc.get("defaults", {}))
+    """A parsed TOML document → Suite, every value checked up front (type, range, known names), so a bad
+    suite is one SuiteError before anything runs, never "ok" rows measured with nonsense or a crash mid-run."""
+    if not isinstance(doc, dict):
+        raise SuiteError(f"{source}: a suite is a TOML document")
+    for key in ("name", "description"):
+        if key in doc and not isinstance(doc[key], str):
+            raise SuiteError(f"{source}: {key} must be a string, got {_short(doc[key])}")
+    measure = _measure(doc.get("measure", {}), source)
+    defaults = doc.get("defaults", {})
+    entries = doc.get("cases", [])
+    if not isinstance(defaults, dict):
+        raise SuiteError(f"{source}: [defaults] must be a table")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise SuiteError(f"{source}: cases must be [[cases]] tables")
     known = _ticket_fields()
     cases: list[Case] = []
-    for i, entry in enumerate(doc.get("cases", [])):
+    for i, entry in enumerate(entries):
+        where = f"{source}: case {i}"
         merged = {**defaults, **entry}
         unknown = set(merged) - known
         if unknown:
-            raise SuiteError(f"{source}: case {i}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+            raise SuiteError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
         if "method" not in merged or "model" not in merged or "dataset" not in merged:
-            raise SuiteError(f"{source}: case {i}: needs model, dataset and method")
-        sparsities = merged.pop("sparsity", 0.0)
-        for s in sparsities if isinstance(sparsities, list) else [sparsities]:
-            cases.append(Case(TicketConfig(**merged, sparsity=float(s))))
+            raise SuiteError(f"{where}: needs model, dataset and method")
+        _check_case(merged, where)
+        for s in _sparsities(merged.pop("sparsity", 0.0), where):
+            cases.append(Case(TicketConfig(**merged, sparsity=s)))
     if not cases:
         raise SuiteError(f"{source}: no [[cases]]")
-    mfields = {f.name for f in fields(MeasureConfig)}
-    mdoc = doc.get("measure", {})
-    if set(mdoc) - mfields:
-        raise SuiteError(f"{source}: unknown [measure] keys {sorted(set(mdoc) - mfields)}")
     ids = [c.case_id for c in cases]
     if len(set(ids)) != len(ids):
         raise SuiteError(f"{source}: duplicate cases")
-    return Suite(doc.get("name", source), doc.get("description", ""), cases, MeasureConfig(**mdoc), source)
+    for c in ids:  # case ids name folders under tickets/ and samples files
+        try:
+            safe_component(c, "case id")
+        except InputError as exc:
+            raise SuiteError(f"{source}: {exc}") from exc
+    return Suite(doc.get("name", source), doc.get("description", ""), cases, measure, source)
 
 
 def load_suite(name_or_path: str) -> Suite:
     """A built-in suite by name, or a TOML file by path."""
     path = Path(name_or_path)
     if name_or_path.endswith(".toml") or path.exists():
-        if not path.is_file():
+        if not path.exists():
             raise SuiteError(f"suite file not found: {name_or_path}")
-        text, source = path.read_text(), str(path)
+        try:
+            text, source = read_text(path, "suite file"), str(path)
+        except InputError as exc:
+            raise SuiteError(str(exc)) from exc
     elif name_or_path in builtin_suites():
         text = resources.files("ticketbench.bench").joinpath("suites", f"{name_or_path}.toml").read_text()
         source = name_or_path
@@ -107,7 +203,4 @@ def load_suite(name_or_path: str) -> Suite:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(f"{source}: invalid TOML: {exc}") from exc
-    try:
-        return parse_suite(doc, source)
-    except TypeError as exc:
-        raise SuiteError(f"{source}: {exc}") from exc
+    return parse_suite(doc, source)

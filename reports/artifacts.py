@@ -9,17 +9,20 @@
 - `tickets/<case>/ticket.pt`: fallback for runs made before artifacts.json existed, read with
   `torch.load(weights_only=True)` (no arbitrary unpickling) only when artifacts.json is absent.
 
-Everything is optional: a missing or malformed file means that plot is left out with a note.
+Everything is optional: a missing or malformed file (or value) means that plot is left out with a note, never an
+exception. Case ids come from results.csv, which may be hostile: only single safe path components are read.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ticketbench.files import InputError, read_json_object, safe_component
 
 log = logging.getLogger("ticketbench.reports.artifacts")
 
@@ -38,13 +41,27 @@ class TicketArtifacts:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`; None when absent, or malformed (not JSON, not an object: logged)."""
+    if not path.exists():
+        return None
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+        return read_json_object(path)
+    except InputError as exc:
+        log.warning("%s; left out of the report", exc)
         return None
-    except (OSError, ValueError) as exc:
-        log.warning("%s: unreadable (%s); left out of the report", path, exc)
-        return None
+
+
+# What a malformed value can raise while being converted (wrong types, huge ints, deep nesting): that part is
+# left out of the report, never the whole report.
+_BAD_VALUE = (ValueError, TypeError, AttributeError, KeyError, OverflowError, RecursionError)
+
+
+def _part(path: Path, what: str, parse: Callable[[], Any], empty: Any) -> Any:
+    try:
+        return parse()
+    except _BAD_VALUE as exc:
+        log.warning("%s: malformed %s (%s: %s); left out of the report", path, what, type(exc).__name__, exc)
+        return empty
 
 
 def _matrices(value: Any) -> dict[str, list[list[float]]]:
@@ -98,29 +115,55 @@ def _first(d: dict[str, Any], *keys: str) -> Any:
     return next((d[k] for k in keys if d.get(k) is not None), None)
 
 
-def load_ticket_artifacts(run_dir: Path, case_id: str, run_id: str = "") -> TicketArtifacts:
-    tdir = Path(run_dir) / "tickets" / case_id
-    out = TicketArtifacts(case_id=case_id, run_id=run_id)
-    cost = _read_json(tdir / "cost.json") or {}
+def _layers(cost: dict[str, Any]) -> list[dict[str, Any]]:
     layers = (cost.get("ticket") or {}).get("layers") or []
-    out.layers = [
-        {"name": str(lc.get("name")), "kernels": int(lc["kernels"]), "zero_kernels": int(lc["zero_kernels"])}
+    return [
+        {"name": str(lc.get("name")), "kernels": _count(lc["kernels"]), "zero_kernels": _count(lc["zero_kernels"])}
         for lc in layers
         if isinstance(lc, dict) and lc.get("kind", "conv") == "conv" and "kernels" in lc and "zero_kernels" in lc
     ]
+
+
+def _count(x: Any) -> int:
+    """A kernel count as stored: a whole, non-negative number (bools and text are malformed)."""
+    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or x < 0 or x != int(x):
+        raise ValueError(f"not a count: {x!r}"[:80])
+    return int(x)
+
+
+def _eb_epoch(eb: Any) -> int | None:
+    return int(eb) if isinstance(eb, int | float) and not isinstance(eb, bool) and math.isfinite(eb) else None
+
+
+def load_ticket_artifacts(run_dir: Path, case_id: str, run_id: str = "") -> TicketArtifacts:
+    """One case's artifacts; every malformed part (file or value) is left out with a warning, never raised."""
+    tdir = Path(run_dir) / "tickets" / safe_component(case_id, "case id")
+    out = TicketArtifacts(case_id=case_id, run_id=run_id)
+    cost = _read_json(tdir / "cost.json") or {}
+    out.layers = _part(tdir / "cost.json", "layers", lambda: _layers(cost), [])
     art = _read_json(tdir / "artifacts.json") or {}  # ticket.pt is never read here: reports stay torch-free
-    out.eb_mask_distances = _matrices(_first(art, "mask_distance_matrix", "eb_mask_distances"))
-    eb = art.get("eb_epoch")
-    out.eb_epoch = int(eb) if isinstance(eb, int | float) and math.isfinite(eb) else None
+    where = tdir / "artifacts.json"
+    dist = _first(art, "mask_distance_matrix", "eb_mask_distances")
+    out.eb_mask_distances = _part(where, "mask distances", lambda: _matrices(dist), {})
+    out.eb_epoch = _part(where, "eb_epoch", lambda: _eb_epoch(art.get("eb_epoch")), None)
     epochs = art.get("mask_distance_epochs")
-    if isinstance(epochs, list) and epochs and all(isinstance(e, int) for e in epochs):
+    if isinstance(epochs, list) and epochs and all(isinstance(e, int) and not isinstance(e, bool) for e in epochs):
         out.mask_epochs = epochs
-    out.score_hist = _score_hists(_first(art, "score_histograms", "score_hist"))
+    hists = _first(art, "score_histograms", "score_hist")
+    out.score_hist = _part(where, "score histograms", lambda: _score_hists(hists), {})
     return out
 
 
 def load_run_artifacts(run_dir: Path, case_ids: list[str], run_id: str = "") -> list[TicketArtifacts]:
-    """Artifacts of the given cases whose ticket directory exists in this run."""
-    return [
-        load_ticket_artifacts(run_dir, c, run_id) for c in case_ids if (Path(run_dir) / "tickets" / str(c)).is_dir()
-    ]
+    """Artifacts of the given cases whose ticket directory exists in this run. A case id that is not one safe
+    path component (`../../x` from a hostile results.csv) is skipped: nothing outside tickets/ is read."""
+    out = []
+    for c in case_ids:
+        try:
+            safe_component(c, "case id")
+        except InputError as exc:
+            log.warning("%s: %s; its figures are left out", run_dir, exc)
+            continue
+        if (Path(run_dir) / "tickets" / c).is_dir():
+            out.append(load_ticket_artifacts(run_dir, c, run_id))
+    return out

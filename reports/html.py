@@ -1,18 +1,18 @@
 """One self-contained report.html over one or more run directories: inline SVG, inline JS, no network.
 
-Numbers come from the results tables as written (results.csv); per-ticket figures (EB heat map, zero kernels,
+Numbers come from the results tables as written (results.csv, checked on reading: a malformed results.csv or
+run.json is an InputError, never a half-drawn report); per-ticket figures (EB heat map, zero kernels,
 score histograms) come from the artifacts stored beside them (reports.artifacts). Nothing is recomputed.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from ticketbench.files import atomic_write_text
+from ticketbench.files import InputError, atomic_write_text, read_json_object, read_results_csv
 from ticketbench.reports import plots
 from ticketbench.reports.artifacts import TicketArtifacts, load_run_artifacts
 from ticketbench.reports.pages import fmt_cell, template_env
@@ -33,29 +33,34 @@ class ReportInputs:
     artifacts: list[TicketArtifacts] = field(default_factory=list)
 
 
+def _load_run(d: Path) -> tuple[pd.DataFrame, dict]:
+    """One run directory's results table and run.json, checked (ticketbench.files); malformed → InputError."""
+    d = Path(d)
+    if not (d / "results.csv").is_file():
+        raise InputError(f"{d}: no results.csv (not a run directory?)")
+    df = read_results_csv(d / "results.csv")
+    meta = read_json_object(d / "run.json", "run.json") if (d / "run.json").exists() else {"run_id": d.name}
+    return df, meta
+
+
 def load_runs(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[dict]]:
-    frames, metas = [], []
-    for d in run_dirs:
-        d = Path(d)
-        csv = d / "results.csv"
-        if not csv.is_file():
-            raise FileNotFoundError(f"{d}: no results.csv (not a run directory?)")
-        frames.append(pd.read_csv(csv))
-        meta_path = d / "run.json"
-        metas.append(json.loads(meta_path.read_text()) if meta_path.exists() else {"run_id": d.name})
-    return pd.concat(frames, ignore_index=True), metas
+    """Every run's results concatenated, and their run.json; a malformed file → InputError (one line)."""
+    loaded = [_load_run(d) for d in run_dirs]
+    return pd.concat([df for df, _ in loaded], ignore_index=True), [meta for _, meta in loaded]
 
 
 def load_report_inputs(run_dirs: list[Path]) -> ReportInputs:
     """Results, run metadata and the per-ticket artifacts of every case (first run holding a case wins)."""
-    df, metas = load_runs(run_dirs)
+    loaded = [_load_run(d) for d in run_dirs]
+    df = pd.concat([f for f, _ in loaded], ignore_index=True)
+    metas = [m for _, m in loaded]
     arts: list[TicketArtifacts] = []
     seen: set[str] = set()
-    for d, meta in zip(run_dirs, metas):
+    for d, (own, meta) in zip(run_dirs, loaded):
         run_id = str(meta.get("run_id", Path(d).name))
         cases = [c for c in df.loc[df["run_id"].astype(str) == run_id, "case_id"].astype(str).unique()]
         if not cases:  # run_id missing from the table: take the cases of this directory's csv
-            cases = list(pd.read_csv(Path(d) / "results.csv")["case_id"].astype(str).unique())
+            cases = list(own["case_id"].dropna().astype(str).unique())
         new = [c for c in cases if c not in seen]
         seen.update(new)
         arts.extend(load_run_artifacts(Path(d), new, run_id))

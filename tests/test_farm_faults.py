@@ -212,7 +212,7 @@ def test_farm_ingest_rejects_a_hostile_job_file(tmp_path, capsys):
     (run / "job.json").write_text(json.dumps({"device": "../../etc", "suite": "quick", "night": "n1"}))
     assert main(["farm", "ingest", str(run), "--db", f"sqlite:///{tmp_path / 'x.sqlite'}"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "device must be" in err
+    assert err.count("\n") == 0 and "not a safe single path component" in err
 
 
 # -- two controllers, and a night resumed --------------------------------------------------------------

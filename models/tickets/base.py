@@ -5,11 +5,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import pickle
+import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -68,21 +71,27 @@ class Ticket:
         return mask_sparsity(self.masks) if self.masks else 0.0
 
     def save(self, directory: Path) -> Path:
-        """Write ticket.pt (state + masks + metadata); atomic via temp file + rename."""
+        """Write ticket.pt (state + masks + metadata); atomic via temp file + rename.
+
+        Only tensors and plain values (dict, list, tuple, str, int, float, bool, None) go in, so `load_ticket`
+        reads it back with `torch.load(weights_only=True)`: no object of ours is ever pickled."""
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / "ticket.pt"
         tmp = path.with_suffix(".pt.tmp")
         torch.save(
-            {
-                "config": asdict(self.config),
-                "state_dict": self.model.state_dict(),
-                "masks": self.masks,
-                "accuracy": self.accuracy,
-                "train_log": self.train_log,
-                "provenance": self.provenance,
-                "artifacts": self.artifacts,
-                "model_kwargs": self.provenance.get("model_kwargs", {}),
-            },
+            _plain(
+                {
+                    "format": TICKET_FORMAT,
+                    "config": asdict(self.config),
+                    "state_dict": dict(self.model.state_dict()),
+                    "masks": dict(self.masks),
+                    "accuracy": self.accuracy,
+                    "train_log": self.train_log,
+                    "provenance": self.provenance,
+                    "artifacts": self.artifacts,
+                    "model_kwargs": self.provenance.get("model_kwargs", {}),
+                }
+            ),
             tmp,
         )
         tmp.replace(path)
@@ -90,24 +99,94 @@ class Ticket:
         return path
 
 
-def load_ticket(path: Path) -> Ticket:
-    """Rebuild a Ticket from ticket.pt (file or its directory)."""
+TICKET_FORMAT = 2  # 2: tensors and plain values only (weights_only loadable); 1 (no "format" key): pickled objects
+
+
+class TicketError(ValueError):
+    """A ticket.pt that cannot be loaded (not a ticket, truncated, wrong keys or types); one line says why."""
+
+
+def _plain(value: Any) -> Any:
+    """Tensors and plain values, as `torch.load(weights_only=True)` accepts them: numpy → tensors or Python
+    scalars, dataclasses → dicts, anything else → its str (metadata only; weights are always tensors)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k if type(k) in (str, int, float, bool) else str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value] if isinstance(value, list) else tuple(_plain(v) for v in value)
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    for plain in (bool, int, float, str):  # subclasses (np.float64 is a float) pickle as their own class
+        if isinstance(value, plain):
+            return plain(value)
+    if hasattr(value, "__array__") and hasattr(value, "shape"):  # numpy array or scalar
+        return torch.as_tensor(np.asarray(value)) if np.ndim(value) else np.asarray(value).item()
+    if is_dataclass(value) and not isinstance(value, type):
+        return _plain(asdict(value))
+    return str(value)
+
+
+_REQUIRED = {"config": dict, "state_dict": dict, "masks": dict}
+
+
+def load_ticket(path: Path, trust: bool = False) -> Ticket:
+    """Rebuild a Ticket from ticket.pt (file or its directory).
+
+    Tickets travel between people and machines, so loading one never executes code: the file is read with
+    `torch.load(weights_only=True)`, which unpickles only tensors and plain containers (no allow-list is
+    needed: `Ticket.save` writes nothing else). Tickets written before that (format 1) may hold numpy arrays
+    or other objects and fail to load that way; `trust=True` (`bench export --trust`) reads such a file with
+    full unpickling, which can run any code the file carries: only for files you made yourself.
+    Anything that is not a well-formed ticket raises TicketError with one line saying why.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "ticket.pt"
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = TicketConfig(**blob["config"])
-    model = create_model(cfg.model, **blob.get("model_kwargs", {}))
-    model.load_state_dict(blob["state_dict"])
+    try:
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols: the error below says it in one line
+            warnings.simplefilter("ignore")
+            blob = torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as exc:
+        refused = [ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln]  # an object that is not plain
+        if not refused:
+            raise TicketError(f"{path}: not a ticket file (a pickle torch cannot read as plain values)") from exc
+        why = refused[0][:160]
+        raise TicketError(
+            f"{path}: holds objects other than tensors and plain values, refused ({why}); if it is an old "
+            "ticket you made yourself, `bench export --trust` loads it with full unpickling"
+        ) from exc
+    except Exception as exc:  # truncated, empty or random bytes: torch raises RuntimeError, EOFError, ...
+        raise TicketError(f"{path}: not a ticket file ({type(exc).__name__}: {_line(exc)})") from exc
+    if not isinstance(blob, dict):
+        raise TicketError(f"{path}: not a ticket (holds a {type(blob).__name__}, expected a dict)")
+    for key, typ in _REQUIRED.items():
+        if not isinstance(blob.get(key), typ):
+            raise TicketError(f"{path}: not a ticket ({key!r} missing or not a {typ.__name__})")
+    try:
+        cfg = TicketConfig(**blob["config"])
+        model = create_model(cfg.model, **(blob.get("model_kwargs") or {}))
+        model.load_state_dict(blob["state_dict"])
+    except Exception as exc:  # unknown model, config keys or weights that do not fit the model
+        raise TicketError(f"{path}: does not rebuild a model ({type(exc).__name__}: {_line(exc)})") from exc
+    masks = blob["masks"]
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in masks.items()):
+        raise TicketError(f"{path}: masks must map parameter names to tensors")
+    meta = {k: blob.get(k) for k in ("train_log", "provenance", "artifacts")}
     return Ticket(
         model,
-        blob["masks"],
+        masks,
         cfg,
-        blob["accuracy"],
-        blob["train_log"],
-        blob["provenance"],
-        blob.get("artifacts", {}),
+        blob.get("accuracy") if isinstance(blob.get("accuracy"), int | float) else None,
+        meta["train_log"] if isinstance(meta["train_log"], list) else [],
+        meta["provenance"] if isinstance(meta["provenance"], dict) else {},
+        meta["artifacts"] if isinstance(meta["artifacts"], dict) else {},
     )
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 class TicketContext:
