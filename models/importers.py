@@ -70,11 +70,18 @@ def load_checkpoint(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError for code, RuntimeError/EOFError for non-checkpoints
-        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        why = f"it pickles {found.group(1)}" if found else f"{type(exc).__name__}: {_first_line(exc)}"
         raise CheckpointError(
-            f"{path}: not loadable as tensors only (weights_only=True; save model.state_dict(), not the module "
-            f"or other objects): {why[:200]}"
+            f"{path}: refused, not tensors only (loaded with weights_only=True; save model.state_dict(), not the "
+            f"module or other objects): {why}"
         ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    """The first line of an exception's message without terminal colour codes, at most 200 characters."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    return text.splitlines()[0][:200] if text else ""
 
 
 def _is_tensor_map(obj: Any) -> bool:
