@@ -351,7 +351,9 @@ def import_checkpoint(
     if mask is None and (fmt == "open_lth" or (fmt == "auto" and OPEN_LTH_MODEL.search(checkpoint.name))):
         mask = checkpoint.parent / "mask.pth" if (checkpoint.parent / "mask.pth").is_file() else None
     fmt = detect(obj, checkpoint, mask) if fmt == "auto" else fmt
-    mask_obj = load_checkpoint(Path(mask)) if mask is not None and fmt == "open_lth" else None
+    if mask is not None and fmt != "open_lth":
+        raise CheckpointError(f"--mask is for open_lth checkpoints, not format {fmt} (its masks are in the checkpoint)")
+    mask_obj = load_checkpoint(Path(mask)) if mask is not None else None
     src = READERS.get(fmt)(obj, mask_obj)
 
     kwargs = {} if user_code else _zoo_kwargs(model, src.state, input_shape[0] if input_shape else None)

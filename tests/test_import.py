@@ -299,6 +299,18 @@ def test_unknown_or_inconsistent_checkpoint_is_one_line_exit_2(tmp_path, capsys,
     assert needle in import_fails(tmp_path, capsys, tmp_path / "c.pt", "--format", fmt)
 
 
+def test_mask_file_is_only_for_open_lth(tmp_path, capsys):
+    src = create_model("small_cnn", num_classes=10, in_channels=1)
+    torch.save(src.state_dict(), tmp_path / "sd.pt")
+    torch.save({"classifier.weight": torch.ones(10, 64, dtype=torch.int)}, tmp_path / "mask.pth")
+    err = import_fails(
+        tmp_path, capsys, tmp_path / "sd.pt", "--format", "state_dict", "--mask", str(tmp_path / "mask.pth")
+    )
+    assert "--mask is for open_lth checkpoints, not format state_dict" in err
+    tdir, info = do_import(tmp_path, tmp_path / "sd.pt", "small_cnn", "--mask", str(tmp_path / "mask.pth"))
+    assert info["format"] == "open_lth" and load_ticket(tdir).masks["classifier.weight"].all()
+
+
 def test_user_code_is_imported_only_when_named(tmp_path, monkeypatch):
     from ticketbench.models import zoo
 
