@@ -15,7 +15,9 @@ state_dict plus the masks the format states explicitly, and says in words how th
 
 Checkpoints load with `torch.load(weights_only=True)`: a file holding pickled code is refused, never run.
 Channels outside an embedded slice get BN γ = β = 0, mean 0, var 1, so they output exact zeros, and the
-compactor removes them; the imported ticket computes exactly what the source network computed.
+compactor removes them; the imported ticket computes exactly what the source network computed. The leading slice
+is exact for conv/BN chains, residual adds, depthwise convs and flatten → linear (channel-major); grouped convs
+are refused, and a network that concatenates pruned channel groups is not detected (check its export).
 """
 
 from __future__ import annotations
@@ -362,6 +364,11 @@ def import_checkpoint(
     except (ValueError, TypeError) as exc:
         raise CheckpointError(str(exc)) from None
     state, embedded = embed(net, src.state)
+    for name, m in net.named_modules():  # a leading slice is exact for chains, adds, depthwise and flatten → linear
+        if isinstance(m, nn.Conv2d) and 1 < m.groups < m.in_channels and f"{name}.weight" in embedded:
+            raise CheckpointError(
+                f"{name}: a physically pruned grouped conv (groups={m.groups}) cannot be placed exactly"
+            )
     net.load_state_dict(state)
     net.eval()
     masks = _derive_masks(net, src, fmt, embedded)
