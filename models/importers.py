@@ -7,7 +7,8 @@ state_dict plus the masks the format states explicitly, and says in words how th
   physically pruned by Torch-Pruning, EB, ...) fill the leading slice of the dense tensor, the rest is pruned.
 - `torch-prune`: `torch.nn.utils.prune`: `<name>_orig` × `<name>_mask`; the masks are the `_mask` buffers.
 - `eb`: Early-Bird `vggprune.py`/`resprune.py`: `{'cfg', 'state_dict'}` of the physically pruned network; each
-  BN layer's kept channel count must equal its `cfg` entry, and the first `cfg[i]` channels are kept.
+  BN layer's kept channel count must equal its `cfg` entry, and the first `cfg[i]` channels are kept (after a
+  PreResNet channel selection, which resprune.py keeps whole, the layer reads the selected channels).
 - `open_lth`: `model_ep*_it*.pth` with `mask.pth` beside it (or `--mask`): weights × mask.
 - `mpt`: biprop/MPT: `<name>.scores` beside each weight and the checkpoint's `prune_rate` (fraction KEPT):
   per layer the top-k |scores| are kept and the weight becomes α·sign(W)·M, α = ‖M⊙W‖₁ / int(k·n)
@@ -23,6 +24,7 @@ are refused, and a network that concatenates pruned channel groups is not detect
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from ticketbench.models.masks import Masks, mask_sparsity, prunable_weights
 from ticketbench.models.tickets.base import Ticket, TicketConfig
 from ticketbench.models.zoo import allow_model_code, create_model, input_size, model_names
+from ticketbench.models.zoo.layers import ChannelSelection
 from ticketbench.registry import Registry
 
 FORMATS_HELP = (
@@ -172,10 +175,27 @@ def read_eb(obj: Any, mask: Any = None) -> Source:
     sd = _need_state(obj["state_dict"], "eb")
     cfg = list(obj["cfg"])
     counts = [int(v) for v in cfg if not isinstance(v, str)]
-    bn = [sd[k[: -len("running_mean")] + "running_var"].shape[0] for k in sd if k.endswith(".running_mean")]
+    bn = _eb_channel_counts(sd)
     if counts != bn:
         raise CheckpointError(f"format eb: cfg channel counts {counts} ≠ the state_dict's BN channels {bn}")
     return Source(sd, {}, "EB cfg channel counts: the first cfg[i] channels of each layer kept", {"cfg": cfg})
+
+
+def _eb_channel_counts(sd: dict[str, torch.Tensor]) -> list[int]:
+    """Kept channels per BN in state order. resprune.py keeps a block's first BN whole and zeroes the pruned
+    channels in the `select.indexes` beside it, so that BN counts the selected channels."""
+    counts, parents = [], set()
+    for k in sd:
+        if not k.endswith(".running_mean"):
+            continue
+        bn = k[: -len(".running_mean")]
+        parent = bn.rpartition(".")[0]
+        select = f"{parent}.select.indexes" if parent else "select.indexes"
+        n = sd[f"{bn}.running_var"].shape[0]
+        first = parent not in parents
+        parents.add(parent)
+        counts.append(int(sd[select].sum()) if first and select in sd and sd[select].numel() == n else n)
+    return counts
 
 
 def _open_lth_masks(mask: Any, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -256,14 +276,50 @@ def read_mpt(obj: Any, mask: Any = None) -> Source:
 
 
 # -- building the ticket ---------------------------------------------------------------------------
-def _leading_slice(small: torch.Size) -> tuple[slice, ...]:
-    return tuple(slice(0, n) for n in small)
+def _place(small: torch.Size, inputs: torch.Tensor | None = None) -> tuple:
+    """Where a physically pruned tensor sits in the dense one: the leading slice, or with `inputs` (a layer that
+    reads a channel-selection layer) its input dimension at the selected channels."""
+    if inputs is None:
+        return tuple(slice(0, n) for n in small)
+    if len(small) < 2 or inputs.numel() != small[1]:
+        raise CheckpointError(f"a layer after a channel selection has {small[1]} inputs, {inputs.numel()} selected")
+    return (slice(0, small[0]), inputs, *(slice(0, n) for n in small[2:]))
 
 
-def embed(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """The model's state_dict filled from `state`; a smaller tensor fills the leading slice (a physically pruned
+class _SelectionTracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, ChannelSelection) or super().is_leaf_module(m, qualname)
+
+
+def selection_inputs(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights of the conv/linear layers reading a channel-selection layer (network slimming's PreResNet) → the
+    selected channels: EB's resprune.py keeps only those inputs, in order."""
+    sels = {n for n, m in model.named_modules() if isinstance(m, ChannelSelection) and f"{n}.indexes" in state}
+    if not sels:
+        return {}
+    mods = dict(model.named_modules())
+    out = {}
+    for node in _SelectionTracer().trace(model).nodes:
+        if node.op != "call_module" or node.target not in sels:
+            continue
+        keep, todo = state[f"{node.target}.indexes"].nonzero().flatten(), list(node.users)
+        while todo:  # through activations, pooling and flatten to the consuming layers (a residual add ends it)
+            u = todo.pop()
+            m = mods.get(u.target) if u.op == "call_module" else None
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                out[f"{u.target}.weight"] = keep
+            elif not (u.op == "call_function" and u.target in (operator.add, torch.add)):
+                todo.extend(u.users)
+    return out
+
+
+def embed(
+    model: nn.Module, state: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor] | None = None
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The model's state_dict filled from `state`; a smaller tensor fills its place (`_place`: a physically pruned
     layer), everything outside it is pruned: zero, and BN channels that output exactly zero. Also returns the
     names of the embedded (smaller) tensors."""
+    inputs = inputs or {}
     target = model.state_dict()
     missing = [k for k in target if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in target]
@@ -284,23 +340,25 @@ def embed(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[dict[str, t
         if v.dim() != t.dim() or any(a > b for a, b in zip(v.shape, t.shape, strict=True)):
             raise CheckpointError(f"{k}: checkpoint shape {tuple(v.shape)} does not fit the model's {tuple(t.shape)}")
         full = torch.ones_like(t) if k.endswith("running_var") else torch.zeros_like(t)
-        full[_leading_slice(v.shape)] = v
+        full[_place(v.shape, inputs.get(k))] = v
         out[k], embedded = full, [*embedded, k]
     return out, embedded
 
 
-def _derive_masks(model: nn.Module, src: Source, fmt: str, embedded: list[str]) -> Masks:
-    """A mask per conv/linear weight: the format's explicit mask (placed like its tensor), the leading slice
-    of a physically pruned tensor, and for a plain state_dict the zeros."""
+def _derive_masks(
+    model: nn.Module, src: Source, fmt: str, embedded: list[str], inputs: dict[str, torch.Tensor]
+) -> Masks:
+    """A mask per conv/linear weight: the format's explicit mask (placed like its tensor), the place of a
+    physically pruned tensor, and for a plain state_dict the zeros."""
     masks: Masks = {}
     for name, w in prunable_weights(model).items():
         m = torch.ones_like(w, dtype=torch.float32)
-        small = src.state[name].shape
+        place = _place(src.state[name].shape, inputs.get(name) if name in embedded else None)
         if name in embedded:
             m = torch.zeros_like(m)
-            m[_leading_slice(small)] = 1.0
+            m[place] = 1.0
         if name in src.masks:
-            m[_leading_slice(small)] *= src.masks[name]
+            m[place] *= src.masks[name]
         elif fmt == "state_dict":
             m = m * (w.detach() != 0).float()
         masks[name] = m
@@ -363,7 +421,8 @@ def import_checkpoint(
         net = create_model(model, **kwargs)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(str(exc)) from None
-    state, embedded = embed(net, src.state)
+    inputs = selection_inputs(net, src.state)
+    state, embedded = embed(net, src.state, inputs)
     for name, m in net.named_modules():  # a leading slice is exact for chains, adds, depthwise and flatten → linear
         if isinstance(m, nn.Conv2d) and 1 < m.groups < m.in_channels and f"{name}.weight" in embedded:
             raise CheckpointError(
@@ -371,7 +430,7 @@ def import_checkpoint(
             )
     net.load_state_dict(state)
     net.eval()
-    masks = _derive_masks(net, src, fmt, embedded)
+    masks = _derive_masks(net, src, fmt, embedded, inputs)
     shape = _input_shape(model, kwargs, input_shape)
     sparsity = mask_sparsity(masks)
     cfg = TicketConfig(

@@ -129,6 +129,64 @@ def test_eb_cfg_checkpoint_keeps_the_cfg_channel_counts_and_exports_exactly(tmp_
     assert onnx_conv_widths(model) == conv_widths(pruned)  # compaction recovers the physically pruned widths
 
 
+def resprune(dense: nn.Module, seed: int) -> tuple[list[int], dict[str, torch.Tensor], nn.Module]:
+    """What Early-Bird's resprune.py does to network slimming's PreResNet: a block's first BN stays whole and its
+    channel selection zeroes the pruned channels; other BNs and their convs are sliced; the residual stream stays.
+    Returns (cfg, pruned state_dict, the dense model with the same channels killed: the function it computes)."""
+    g = torch.Generator().manual_seed(seed)
+    sd, cfg, ref = {}, [], copy.deepcopy(dense)
+    keep: dict[str, torch.Tensor] = {}  # BN name → kept channels
+    for name, m in dense.named_modules():
+        if isinstance(m, nn.BatchNorm2d):
+            k = (torch.rand(m.num_features, generator=g) < 0.6).nonzero().flatten()
+            keep[name] = k if len(k) else torch.tensor([0])
+            cfg.append(len(keep[name]))
+    for name, m in dense.named_modules():
+        parent = name.rpartition(".")[0]
+        select = f"{parent}.select" if parent else "select"
+        if isinstance(m, nn.BatchNorm2d):
+            whole = name.endswith("bn1") or name == "bn"
+            idx = slice(None) if whole else keep[name]
+            for attr in ("weight", "bias", "running_mean", "running_var"):
+                sd[f"{name}.{attr}"] = getattr(m, attr).detach()[idx].clone()
+            sd[f"{name}.num_batches_tracked"] = m.num_batches_tracked
+            if whole:
+                sd[f"{select}.indexes"] = torch.zeros(m.num_features).index_fill_(0, keep[name], 1.0)
+                ref.get_submodule(select).indexes.copy_(sd[f"{select}.indexes"])
+            else:
+                dead = torch.ones(m.num_features, dtype=torch.bool).index_fill_(0, keep[name], False)
+                bn = ref.get_submodule(name)
+                bn.weight.data[dead], bn.bias.data[dead] = 0.0, 0.0
+        elif isinstance(m, nn.Conv2d):
+            w = m.weight.detach()
+            if name.endswith("conv1") and parent:
+                w = w[keep[f"{parent}.bn2"]][:, keep[f"{parent}.bn1"]]
+            elif name.endswith("conv2"):
+                w = w[keep[f"{parent}.bn3"]][:, keep[f"{parent}.bn2"]]
+            elif name.endswith("conv3"):
+                w = w[:, keep[f"{parent}.bn3"]]
+            sd[f"{name}.weight"] = w.clone()
+        elif isinstance(m, nn.Linear):
+            sd[f"{name}.weight"] = m.weight.detach()[:, keep["bn"]].clone()
+            sd[f"{name}.bias"] = m.bias.detach().clone()
+    return cfg, sd, ref
+
+
+def test_eb_resprune_checkpoint_places_selected_inputs_and_exports_exactly(tmp_path):
+    torch.manual_seed(0)
+    dense = lively(create_model("preresnet20", num_classes=10, in_channels=3))
+    cfg, sd, ref = resprune(dense, seed=4)
+    torch.save({"cfg": cfg, "state_dict": sd}, tmp_path / "pruned.pth.tar")
+
+    tdir, info = do_import(tmp_path, tmp_path / "pruned.pth.tar", "preresnet20")
+    assert info["format"] == "eb" and info["cfg"] == cfg
+    masks = load_ticket(tdir).masks
+    conv1 = masks["layer1.0.conv1.weight"].flatten(2).sum(2)  # (out, in) connections kept
+    assert int((conv1.sum(1) > 0).sum()) == cfg[1]  # bn2's kept channels are its live filters
+    assert torch.equal((conv1.sum(0) > 0).float(), sd["layer1.0.select.indexes"])  # reads the selected inputs
+    export_matches(tmp_path, tdir, ref, (3, 32, 32))
+
+
 def test_open_lth_weights_are_masked_by_mask_pth(tmp_path):
     torch.manual_seed(0)
     src = lively(create_model("small_cnn", num_classes=10, in_channels=1))
