@@ -324,6 +324,42 @@ def cmd_ticket(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """A ticket directory from another tool's pruned checkpoint (models/importers.py reads each format)."""
+    from ticketbench.models.importers import CheckpointError, import_checkpoint
+
+    shape = None
+    if args.input_shape:
+        try:
+            shape = tuple(int(v) for v in args.input_shape.split(","))
+        except ValueError:
+            shape = ()
+        if len(shape) != 3 or min(shape) < 1:
+            raise UsageError(f"--input-shape {args.input_shape!r}: expected C,H,W (three positive integers)")
+    ckpt = Path(args.checkpoint)
+    try:
+        ticket = import_checkpoint(args.model, ckpt, args.format, Path(args.mask) if args.mask else None, shape)
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from exc
+    fmt = ticket.provenance["imported_from"]["format"]
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in args.model)
+    out = Path(args.out or Path("runs") / "tickets" / f"{safe}-import-{fmt}-{ticket.config.key()[:6]}")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    path = ticket.save(out)
+    print(
+        json.dumps(
+            {
+                "ticket": str(path),
+                "format": fmt,
+                "weight_sparsity": ticket.weight_sparsity,
+                "masks_derived": ticket.provenance["imported_from"]["masks_derived"],
+            }
+        )
+    )
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
@@ -679,6 +715,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--subset", type=int, help="use this many training examples (CIFAR)")
     t.add_argument("--option", action="append", help="method option KEY=VALUE (JSON value), repeatable")
     t.set_defaults(func=cmd_ticket)
+
+    im = sub.add_parser("import", help="a ticket directory from a checkpoint pruned by another tool")
+    im.add_argument("--model", required=True, help="zoo model name, or package.module:factory (your own code)")
+    im.add_argument("--checkpoint", required=True, help="the pruned checkpoint (loaded with weights_only=True)")
+    im.add_argument("--format", default="auto", choices=["auto", "state_dict", "torch-prune", "eb", "open_lth", "mpt"])
+    im.add_argument("--mask", help="open_lth mask.pth (default: mask.pth beside the checkpoint)")
+    im.add_argument("--input-shape", help="C,H,W (default: the zoo model's input size)")
+    im.add_argument("--out", help="ticket directory (default runs/tickets/<model>-import-<format>-<hash>)")
+    im.set_defaults(func=cmd_import)
 
     m = sub.add_parser("measure", help="time (and power) one ONNX model, like trtexec")
     m.add_argument("--threads", type=int, help=THREADS_HELP)

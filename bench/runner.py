@@ -41,8 +41,8 @@ from ticketbench.models.cost import ModelCost, analyze
 from ticketbench.models.data import DataBundle, load_dataset
 from ticketbench.models.export import OPSET, export_onnx, to_onnx_bytes
 from ticketbench.models.masks import apply_masks
-from ticketbench.models.tickets import Ticket, TicketConfig, TicketContext, find_ticket
-from ticketbench.models.train import train
+from ticketbench.models.tickets import Ticket, TicketConfig, TicketContext, find_ticket, load_ticket
+from ticketbench.models.train import evaluate, train
 from ticketbench.results import empty_row
 
 log = logging.getLogger("ticketbench.bench.runner")
@@ -176,11 +176,11 @@ class Runner:
     def _measure_case(self, case: Case, base: dict[str, Any]) -> list[dict[str, Any]]:
         cfg = case.ticket
         data = self.data(cfg)
-        ticket = find_ticket(cfg, data, self.ctx)
+        ticket = find_ticket(cfg, data, self.ctx) if case.ticket_dir is None else self._saved_ticket(case, data)
         tdir = self.rundir.ticket_dir(case.case_id)
         ticket.save(tdir)
         shape = data.input_shape
-        cost_dense, size_mb_dense = self._dense_reference(case, data)
+        cost_dense, size_mb_dense = self._dense_reference(case, data, ticket)
         cost_ticket = analyze(ticket.model, shape)
         align = CompactionConfig(align=self.device.channel_alignment)
         compacted, creport = compact(ticket.model, torch.zeros(1, *shape), align)
@@ -266,11 +266,22 @@ class Runner:
             )
         return rows
 
-    def _dense_reference(self, case: Case, data: DataBundle) -> tuple[ModelCost, float]:
-        """Cost and ONNX size (MB) of the dense architecture: the denominators for every ticket of it."""
-        key = json.dumps([case.ticket.model, data.name, self.ctx.model_kwargs(data, case.ticket)], default=str)
+    def _saved_ticket(self, case: Case, data: DataBundle) -> Ticket:
+        """A `ticket = "path"` case: the saved ticket as it is, its accuracy measured on this case's data."""
+        ticket = load_ticket(case.ticket_dir)
+        shape = tuple(ticket.provenance.get("input_shape") or data.input_shape)
+        if shape != tuple(data.input_shape):
+            raise ValueError(f"ticket input shape {shape} ≠ {data.name}'s {tuple(data.input_shape)}")
+        ticket.accuracy = evaluate(ticket.model, data)
+        return ticket
+
+    def _dense_reference(self, case: Case, data: DataBundle, ticket: Ticket) -> tuple[ModelCost, float]:
+        """Cost and ONNX size (MB) of the dense architecture: the denominators for every ticket of it.
+        A saved ticket's own module is its dense architecture (its model may be user code the zoo lacks)."""
+        mkw = self.ctx.model_kwargs(data, case.ticket)
+        key = json.dumps([case.ticket.model, data.name, mkw, str(case.ticket_dir or "")], default=str)
         if key not in self._dense_refs:
-            dense_model = self.ctx.fresh_model(case.ticket, data)
+            dense_model = self.ctx.fresh_model(case.ticket, data) if case.ticket_dir is None else ticket.model
             size = len(to_onnx_bytes(dense_model, data.input_shape)) / 1e6
             self._dense_refs[key] = (analyze(dense_model, data.input_shape), size)
         return self._dense_refs[key]

@@ -2,13 +2,16 @@
 
 Built-in suites live in bench/suites/*.toml; `--suite PATH.toml` loads any other file.
 A case entry may give a list for `sparsity`; it expands into one case per value.
+A case may instead name a saved ticket directory (`ticket = "path"`, e.g. from `bench import`), relative to the
+suite file; it is measured as saved, on its own `dataset` (default: synthetic data shaped for the ticket).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+import torch
+
 from ticketbench.files import InputError, read_text, safe_component
-from ticketbench.models.tickets import TicketConfig
+from ticketbench.models.tickets import TicketConfig, load_ticket
 
 
 class SuiteError(ValueError):
@@ -39,11 +44,13 @@ class MeasureConfig:
 @dataclass
 class Case:
     ticket: TicketConfig
+    ticket_dir: Path | None = None  # a saved ticket to measure instead of finding one (`ticket = "path"`)
 
     @property
     def case_id(self) -> str:
         t = self.ticket
-        return f"{t.model}-{t.dataset}-{t.method}-s{t.sparsity:.2f}-{t.key()[:6]}"
+        model = re.sub(r"[^A-Za-z0-9_.-]", "_", t.model)  # user code (package.module:factory) → a safe path part
+        return f"{model}-{t.dataset}-{t.method}-s{t.sparsity:.2f}-{t.key()[:6]}"
 
 
 @dataclass
@@ -162,6 +169,9 @@ def parse_suite(doc: dict[str, Any], source: str) -> Suite:
     cases: list[Case] = []
     for i, entry in enumerate(entries):
         where = f"{source}: case {i}"
+        if "ticket" in entry:
+            cases.append(ticket_case(entry, source, i))
+            continue
         merged = {**defaults, **entry}
         unknown = set(merged) - known
         if unknown:
@@ -182,6 +192,43 @@ def parse_suite(doc: dict[str, Any], source: str) -> Suite:
         except InputError as exc:
             raise SuiteError(f"{source}: {exc}") from exc
     return Suite(doc.get("name", source), doc.get("description", ""), cases, measure, source)
+
+
+TICKET_CASE_KEYS = ("ticket", "dataset", "data_options")
+
+
+def ticket_case(entry: dict[str, Any], source: str, i: int) -> Case:
+    """A case measuring a saved ticket directory; its config comes from the ticket, the data set from the entry
+    (`[defaults]` are for finding tickets and do not apply). The ticket loads without executing code."""
+    unknown = set(entry) - set(TICKET_CASE_KEYS)
+    if unknown:
+        raise SuiteError(f"{source}: case {i}: a ticket case takes {list(TICKET_CASE_KEYS)}, not {sorted(unknown)}")
+    base = Path(source).parent if source.endswith(".toml") else Path.cwd()
+    tdir = (base / str(entry["ticket"])).resolve()
+    if not (tdir / "ticket.pt").is_file():
+        raise SuiteError(f"{source}: case {i}: no ticket.pt in {tdir}")
+    try:
+        ticket = load_ticket(tdir)
+    except Exception as exc:  # a malformed or untrusted ticket: one line
+        raise SuiteError(f"{source}: case {i}: ticket {tdir}: {type(exc).__name__}: {exc}") from None
+    dataset, data_options = entry.get("dataset", "synthetic"), entry.get("data_options", {})
+    from ticketbench.models.data import dataset_names
+
+    if not isinstance(dataset, str) or dataset not in dataset_names():
+        raise SuiteError(f"{source}: case {i}: unknown dataset {_short(dataset)} (known: {', '.join(dataset_names())})")
+    if not isinstance(data_options, dict):
+        raise SuiteError(f"{source}: case {i}: data_options must be a table, got {_short(data_options)}")
+    data_options = dict(data_options)
+    if dataset == "synthetic" and not data_options:  # shaped for the ticket: it measures, accuracy is chance
+        shape = tuple(ticket.provenance.get("input_shape") or ())
+        if len(shape) != 3:
+            raise SuiteError(f"{source}: case {i}: ticket {tdir} records no input_shape; give dataset and data_options")
+        with torch.no_grad():
+            classes = int(ticket.model.eval()(torch.zeros(1, *shape)).shape[1])
+        data_options = {"input_shape": list(shape), "num_classes": classes}
+    cfg = replace(ticket.config, dataset=dataset, data_options=data_options)
+    cfg.options = {**cfg.options, "ticket_dir": str(tdir)}  # two cases of one ticket dir are one case
+    return Case(cfg, tdir)
 
 
 def load_suite(name_or_path: str) -> Suite:

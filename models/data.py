@@ -221,3 +221,63 @@ def cifar10(data_root: str | Path | None = None, **kw) -> DataBundle:
 def cifar100(data_root: str | Path | None = None, **kw) -> DataBundle:
     """CIFAR-100 (50k/10k, 100 fine classes) from a local torchvision folder."""
     return load_cifar("cifar100", data_root, **kw)
+
+
+# -- ImageNet-style folders (torchvision ImageFolder) --------------------------------------------------
+# torchvision's ImageNet recipe (references/classification/presets.py): normalization by the ImageNet means.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _random_subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
+    """`n` random examples of `ds` (all when n is None or ≥ its size), fixed by `seed`."""
+    if n is None or n >= len(ds):
+        return ds
+    idx = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
+    return torch.utils.data.Subset(ds, idx.tolist())
+
+
+@DATASETS.register("imagefolder")
+def imagefolder(
+    data_root: str | Path | None = None,
+    size: int = 224,
+    resize: int = 256,
+    subset: int | None = None,
+    test_subset: int | None = None,
+    augment: bool = True,
+    seed: int = 0,
+    **_,
+) -> DataBundle:
+    """`data_root/train/<class>/*` and `data_root/val/<class>/*` (torchvision ImageFolder), transformed as
+    torchvision's ImageNet recipe: train RandomResizedCrop(size) + flip, val Resize(resize) + CenterCrop(size);
+    both normalized with the ImageNet mean/std. Classes are the sorted folder names and must match across splits."""
+    from torchvision import datasets, transforms
+
+    if data_root is None:
+        raise DataError("imagefolder is read from a local folder: pass --data-root DIR holding train/ and val/")
+    root = Path(data_root)
+    for split in ("train", "val"):
+        if not (root / split).is_dir():
+            raise DataError(f"imagefolder: no {split}/ under {root} (expected {split}/<class>/<image> folders)")
+    normalize = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    train_tf = (
+        [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip()]
+        if augment
+        else [transforms.Resize(resize), transforms.CenterCrop(size)]
+    )
+    val_tf = [transforms.Resize(resize), transforms.CenterCrop(size)]
+    try:
+        train = datasets.ImageFolder(str(root / "train"), transforms.Compose(train_tf + normalize))
+        val = datasets.ImageFolder(str(root / "val"), transforms.Compose(val_tf + normalize))
+    except (FileNotFoundError, OSError) as exc:
+        raise DataError(f"imagefolder {root}: {exc}") from exc
+    if train.classes != val.classes:
+        raise DataError(
+            f"imagefolder {root}: train/ and val/ hold different classes ({len(train.classes)} vs {len(val.classes)})"
+        )
+    return DataBundle(
+        "imagefolder",
+        _random_subset(train, subset, seed),
+        _random_subset(val, test_subset, seed + 1),
+        (3, size, size),
+        len(train.classes),
+    )

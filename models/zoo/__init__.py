@@ -7,6 +7,8 @@ ImageNet-shaped torchvision ones).
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import Callable
 
 from torch import nn
@@ -30,8 +32,39 @@ def register_model(name: str, input_size: int | None = None) -> Callable:
 
 
 def create_model(name: str, num_classes: int = 10, in_channels: int = 3, **kw) -> nn.Module:
-    """Build a registered model; `num_classes`/`in_channels` follow the data set."""
+    """Build a registered model; `num_classes`/`in_channels` follow the data set.
+
+    A `package.module:factory` name is the user's own code: `factory(**kw)` builds it (see `user_factory`)."""
+    if ":" in name:
+        return user_factory(name)(**kw)
     return MODELS.get(name)(num_classes=num_classes, in_channels=in_channels, **kw)
+
+
+# `package.module:factory` references the user named in this process (`bench import --model`), plus those listed in
+# $TICKETBENCH_MODEL_CODE (comma-separated): a ticket naming user code never imports it by itself.
+_ALLOWED_CODE: set[str] = set()
+
+
+def allow_model_code(ref: str) -> None:
+    """The user named `ref` (e.g. on the command line): `create_model(ref)` may import it in this process."""
+    _ALLOWED_CODE.add(ref)
+
+
+def user_factory(ref: str) -> Callable[..., nn.Module]:
+    """Import `package.module:factory` only when the user named it; ValueError says how to name it."""
+    module, sep, attr = ref.partition(":")
+    if not sep or not module or not attr.isidentifier():
+        raise ValueError(f"model {ref!r}: expected a zoo name or package.module:factory")
+    allowed = _ALLOWED_CODE | {r.strip() for r in os.environ.get("TICKETBENCH_MODEL_CODE", "").split(",") if r.strip()}
+    if ref not in allowed:
+        raise ValueError(f"model {ref!r} is user code: name it to allow importing it (TICKETBENCH_MODEL_CODE={ref})")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"model {ref!r}: cannot import ({type(exc).__name__}: {exc})") from exc
+    if not callable(fn):
+        raise ValueError(f"model {ref!r}: {attr} is not callable")
+    return fn
 
 
 def model_names() -> list[str]:
