@@ -17,7 +17,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from ticketbench.models.tickets import TicketConfig
+from ticketbench.models.tickets import OptionsError, TicketConfig, method_options
 
 
 class SuiteError(ValueError):
@@ -79,6 +79,10 @@ def parse_suite(doc: dict[str, Any], source: str) -> Suite:
         sparsities = merged.pop("sparsity", 0.0)
         for s in sparsities if isinstance(sparsities, list) else [sparsities]:
             cases.append(Case(TicketConfig(**merged, sparsity=float(s))))
+            try:  # typed method options: a typo or a wrong type fails here, listing the valid options
+                method_options(cases[-1].ticket)
+            except OptionsError as exc:
+                raise SuiteError(f"{source}: case {i}: {exc}") from exc
     if not cases:
         raise SuiteError(f"{source}: no [[cases]]")
     mfields = {f.name for f in fields(MeasureConfig)}
