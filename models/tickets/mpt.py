@@ -361,11 +361,14 @@ def multi_prize(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Tick
         if links is None:
             return
         with torch.no_grad():
-            scores = {la.name: S.detach().abs() for la, S in zip(sm.layers, sm.effective_scores(), strict=True)}
+            scores = {
+                f"{la.name}.weight": S.detach().abs() for la, S in zip(sm.layers, sm.effective_scores(), strict=True)
+            }
         plan[0] = plan_groups(
             *links, kernel_importance(scores), o.groups, target_kept, o.align, previous=plan[0], seed=cfg.seed
         )
-        sm.support = plan[0].support({la.name: la.module.weight.shape for la in sm.layers})
+        support = plan[0].support({f"{la.name}.weight": la.module.weight.shape for la in sm.layers})
+        sm.support = {name.removesuffix(".weight"): v for name, v in support.items()}  # keyed like sm.layers
 
     replan()
     sm.draw_masks(exact=True)
