@@ -72,6 +72,7 @@ def test_auto_groups_respect_budget_and_alignment():
     assert auto_groups([64, 128], keep_fraction=0.05, align=1) == 16
     assert auto_groups([64, 128], keep_fraction=0.3, align=8) == 2
     assert auto_groups([12], keep_fraction=0.1, align=8) == 1
+    assert auto_groups([64, 512], keep_fraction=0.05, align=8, min_width=16) == 4  # 8-wide classes of 64: too narrow
 
 
 def test_grouping_recovers_a_hidden_block_diagonal_from_importance():

@@ -112,7 +112,9 @@ def lottery_ticket(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> T
         else:
             scores = {n: w.detach().abs() * masks[n] for n, w in weights.items()}
             if links is not None:
-                plan = plan_groups(*links, kernel_importance(scores), o.groups, 1.0 - s, o.align, previous=plan)
+                plan = plan_groups(
+                    *links, kernel_importance(scores), o.groups, 1.0 - s, o.align, plan, min_width=o.min_group_width
+                )
             masks = structured_masks(scores, s, o.structure, "global", plan, previous=masks)
         rewind_(model, rewind_state, masks)
         epochs = final_epochs if r == len(schedule) else cfg.epochs

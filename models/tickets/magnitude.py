@@ -120,7 +120,9 @@ def structured_magnitude_masks(
     plan = None
     if o.structure == "group":
         links, sizes, _ = conv_links(model, shape)
-        plan = plan_groups(links, sizes, kernel_importance(scores), o.groups, 1.0 - sparsity, o.align)
+        plan = plan_groups(
+            links, sizes, kernel_importance(scores), o.groups, 1.0 - sparsity, o.align, min_width=o.min_group_width
+        )
     masks = structured_masks(scores, sparsity, o.structure, scope, plan)
     return masks, ({"conv_groups": plan.conv_groups} if plan else {})
 

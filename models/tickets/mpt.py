@@ -365,7 +365,14 @@ def multi_prize(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Tick
                 f"{la.name}.weight": S.detach().abs() for la, S in zip(sm.layers, sm.effective_scores(), strict=True)
             }
         plan[0] = plan_groups(
-            *links, kernel_importance(scores), o.groups, target_kept, o.align, previous=plan[0], seed=cfg.seed
+            *links,
+            kernel_importance(scores),
+            o.groups,
+            target_kept,
+            o.align,
+            previous=plan[0],
+            seed=cfg.seed,
+            min_width=o.min_group_width,
         )
         support = plan[0].support({f"{la.name}.weight": la.module.weight.shape for la in sm.layers})
         sm.support = {name.removesuffix(".weight"): v for name, v in support.items()}  # keyed like sm.layers

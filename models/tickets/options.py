@@ -52,13 +52,18 @@ class StructureOptions(MethodOptions):
         "alignment and the decomposition cost model)",
     )
     align: int = opt(8, "structure=group, groups=auto: channel alignment of the target device (bench export --align)")
+    min_group_width: int = opt(
+        16,
+        "structure=group, groups=auto: narrowest class (channels per group) auto may choose; ORT CPU measured "
+        "8-wide groups realizing about half their AR, 16-wide and wider most of it (bench_kernel_structure a)",
+    )
 
     def check(self) -> None:
         super().check()
         if isinstance(self.groups, int) and self.groups < 1:
             raise OptionsError(f"groups must be ≥ 1 or 'auto', got {self.groups}")
-        if self.align < 1:
-            raise OptionsError(f"align must be ≥ 1, got {self.align}")
+        if self.align < 1 or self.min_group_width < 1:
+            raise OptionsError(f"align and min_group_width must be ≥ 1, got {self.align}, {self.min_group_width}")
 
 
 T = TypeVar("T", bound=MethodOptions)

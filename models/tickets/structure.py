@@ -210,12 +210,12 @@ def conv_links(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[Con
     return links, sizes, pinned
 
 
-def auto_groups(sizes: list[int], keep_fraction: float, align: int) -> int:
+def auto_groups(sizes: list[int], keep_fraction: float, align: int, min_width: int = 1) -> int:
     """The largest power of two g ≤ 1/keep_fraction such that every channel group splits into g classes
-    whose width is a multiple of the device's channel alignment (1 when none does)."""
+    whose width is a multiple of the device's channel alignment and at least `min_width` (1 when none does)."""
     g, best = 2, 1
     while g <= 1.0 / max(keep_fraction, 1e-9) + 1e-9:
-        if all(s % g == 0 and (s // g) % align == 0 for s in sizes):
+        if all(s % g == 0 and (s // g) % align == 0 and s // g >= min_width for s in sizes):
             best = g
         g *= 2
     return best
@@ -247,6 +247,7 @@ def plan_groups(
     iterations: int = 4,
     seed: int = 0,
     decompose_config: DecomposeConfig | None = None,
+    min_width: int = 1,
 ) -> GroupPlan:
     """Classes per channel group from kernel importance ([out, in] per conv weight, e.g. Σ|score| per kernel).
 
@@ -258,7 +259,7 @@ def plan_groups(
     dcfg = decompose_config or DecomposeConfig()
     used = sorted({gid for link in links for gid in (link.g_in, link.g_out) if gid is not None})
     if groups == "auto":
-        g = auto_groups([sizes[gid] for gid in used], keep_fraction, align)
+        g = auto_groups([sizes[gid] for gid in used], keep_fraction, align, min_width)
     else:
         g = int(groups)
     per_group = {gid: g if g > 1 and sizes[gid] % g == 0 else 1 for gid in used}
