@@ -27,7 +27,7 @@ Fidelity at high sparsity (issue 9):
 - fine-tuning reports, per tuned layer, how many kept weights flipped sign and how α moved (artifacts
   "finetune"): with α·sign(W) only sign flips (and α ratios between layers) can change the network.
 - `structure` kernel | group ranks whole kernels or keeps a block-diagonal grouped support
-  (models/tickets/structure.py); under group the classes are re-planned from Σ|S| per kernel every epoch.
+  (models/tickets/structure.py); under group the classes are planned once from Σ|S| per kernel at score init.
 
 Options: MptOptions below (`bench ticket --method mpt --option KEY=VALUE`).
 
@@ -357,7 +357,9 @@ def multi_prize(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Tick
     sm = attach(model, schedule[0], o.scope, o.mode, o.power, o.structure, floor)
     plan: list[GroupPlan | None] = [None]
 
-    def replan() -> None:  # structure=group: classes from the current Σ|S| per kernel (warm-started)
+    def replan() -> None:
+        """structure=group: classes from Σ|S| per kernel, planned once at score init. Re-planning every epoch
+        moved the support away from the scores trained inside it (digits, small_cnn, 70 %: 36 % vs 94 %)."""
         if links is None:
             return
         with torch.no_grad():
@@ -402,7 +404,6 @@ def multi_prize(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Tick
         kept_log.append(sm.kept_fraction())
         dead_log.append(sm.dead_layers())
         sm.sparsity = schedule[min(e + 1, len(schedule) - 1)]
-        replan()
         if o.mode == "threshold" and (not o.refresh_steps or sm.sparsity != schedule[e]):
             sm.refresh_threshold()
 
