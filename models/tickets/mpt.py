@@ -295,6 +295,9 @@ def score_histograms(sm: Supermask, bins: int = 50) -> dict[str, dict]:
     with torch.no_grad():
         for layer, S in zip(sm.layers, sm.effective_scores(), strict=True):
             s = S.detach().flatten().float()
+            s = s[torch.isfinite(s)]  # a diverged search leaves non-finite scores: histogram what is left
+            if s.numel() == 0:
+                continue
             lo, hi = float(s.min()), float(s.max())
             counts = torch.histc(s, bins=bins, min=lo, max=hi if hi > lo else lo + 1e-12)
             edges = torch.linspace(lo, hi if hi > lo else lo + 1e-12, bins + 1)
@@ -469,6 +472,7 @@ def multi_prize(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Tick
         "dead_layers_at_init": dead_at_init,
         "dead_layers_per_epoch": dead_log,
         "mask_change_fraction": _unit_masks_changed(initial, final),
+        "nonfinite_scores": sum(int((~torch.isfinite(la.scores.detach())).sum()) for la in sm.layers),
         "finetune": finetune_report,
     }
     train_log = [{**r, "phase": "search"} for r in search_log] + [{**r, "phase": "finetune"} for r in ft_log]
