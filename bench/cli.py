@@ -177,6 +177,8 @@ def cmd_ticket(args: argparse.Namespace) -> int:
         except json.JSONDecodeError:
             options[key] = value
     if args.width is not None:
+        if not isinstance(options.get("model_kwargs", {}), dict):
+            raise UsageError(f"--option model_kwargs={options['model_kwargs']!r}: expected a JSON object")
         options["model_kwargs"] = {**options.get("model_kwargs", {}), "width": args.width}
     cfg = TicketConfig(
         args.model,
