@@ -53,6 +53,11 @@ def test_ill_typed_or_out_of_range_options_are_errors(method, options, needle):
     assert needle in str(exc.value)
 
 
+def test_options_that_are_not_a_table_are_an_error():
+    with pytest.raises(OptionsError, match="options must be a table"):
+        method_options(TicketConfig("small_cnn", "digits", "mpt", 0.5, options=5))
+
+
 def test_values_are_coerced_to_their_declared_type():
     o = method_options(_cfg("mpt", power=2, groups=4, structure="group", finetune="all"))
     assert o.power == 2.0 and isinstance(o.power, float) and o.groups == 4 and o.finetune == "all"

@@ -136,9 +136,10 @@ def _coerce(value: Any, tp: Any) -> Any:
 
 def parse_options(method: str, cls: type[T], raw: dict[str, Any] | None) -> T:
     """The typed options of `method` from a plain dict; OptionsError lists the valid options on any mistake."""
-    raw = dict(raw or {})
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
-        raise OptionsError(f"{method}: options must be a table, got {type(raw).__name__}")
+        raise OptionsError(f"{method}: options must be a table of KEY = VALUE, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     valid = ", ".join(f"{n} ({_type_name(hints[n])})" for n in names)
