@@ -111,9 +111,12 @@ def test_kernel_structure_prunes_whole_kernels(tiny_data, method):
     assert t.provenance["structure"] == "kernel"
 
 
-def test_mpt_group_ticket_is_block_diagonal_and_decomposes(tiny_data):
-    opts = {"model_kwargs": {"width": 0.5}, "structure": "group", "groups": 4, "finetune": "none"}
-    t = find_ticket(TicketConfig("conv4", "synthetic", "mpt", 0.8, 1, 0, 0.1, 32, options=opts), tiny_data)
+@pytest.mark.parametrize("method", ["mpt", "lth", "magnitude"])
+def test_group_ticket_is_block_diagonal_and_decomposes(tiny_data, method):
+    opts = {"model_kwargs": {"width": 0.5}, "structure": "group", "groups": 4}
+    opts.update({"mpt": {"finetune": "none"}, "lth": {"rate": 0.6}, "magnitude": {}}[method])
+    t = find_ticket(TicketConfig("conv4", "synthetic", method, 0.8, 1, 1, 0.1, 32, options=opts), tiny_data)
+    assert t.weight_sparsity == pytest.approx(0.8, abs=1e-3)
     groups = t.provenance["conv_groups"]
     assert groups["convs.0.weight"] == 1 and all(g == 4 for k, g in groups.items() if k != "convs.0.weight")
     compacted, report = compact(t.model, torch.zeros(1, 3, 32, 32), CompactionConfig(align=1))
