@@ -43,6 +43,12 @@ def test_kernel_units_are_ranked_by_mean_score_and_kept_whole():
     assert masks["l"].tolist() == [[0.0, 1.0]]
 
 
+def test_a_nan_score_ranks_last():
+    space = unit_space({"a": torch.tensor([float("nan"), 0.1, 0.3, 0.2])})
+    (m,) = space.select(0.5)
+    assert m.tolist() == [False, False, True, True]
+
+
 def test_disallowed_units_are_never_kept():
     s = torch.tensor([9.0, 1.0, 2.0])
     (m,) = select_units([s], [1], keep=2, allowed=[torch.tensor([False, True, True])])

@@ -357,7 +357,7 @@ def unit_space(
     support = support or {}
     space = UnitSpace([], [], [], [], [], [])
     for n, raw in scores.items():
-        s = raw.detach().float()
+        s = raw.detach().float().nan_to_num(nan=-torch.inf)  # a diverged score (α > 1, large lr) ranks last
         a = None
         if n in support:
             a = expand_units(support[n], s.shape) if s.dim() == 4 else support[n]
