@@ -261,7 +261,14 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_ticket(args: argparse.Namespace) -> int:
     from ticketbench.models.data import DataError, dataset_names, load_dataset
-    from ticketbench.models.tickets import METHODS, TicketConfig, TicketContext, find_ticket
+    from ticketbench.models.tickets import (
+        METHODS,
+        OptionsError,
+        TicketConfig,
+        TicketContext,
+        find_ticket,
+        method_options,
+    )
     from ticketbench.models.zoo import model_names
 
     if args.model not in model_names():
@@ -291,6 +298,8 @@ def cmd_ticket(args: argparse.Namespace) -> int:
         except json.JSONDecodeError:
             options[key] = value
     if args.width is not None:
+        if not isinstance(options.get("model_kwargs", {}), dict):
+            raise UsageError(f"--option model_kwargs={options['model_kwargs']!r}: expected a JSON object")
         options["model_kwargs"] = {**options.get("model_kwargs", {}), "width": args.width}
     cfg = TicketConfig(
         args.model,
@@ -303,6 +312,10 @@ def cmd_ticket(args: argparse.Namespace) -> int:
         options=options,
         data_options=data_options,
     )
+    try:
+        method_options(cfg)
+    except OptionsError as exc:
+        raise UsageError(str(exc)) from exc
     out = Path(
         args.out or Path("runs") / "tickets" / f"{args.model}-{args.method}-s{args.sparsity:.2f}-{cfg.key()[:6]}"
     )
@@ -713,7 +726,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--width", type=float, help="model width multiplier (e.g. 0.25 for a quick small model)")
     t.add_argument("--subset", type=int, help="use this many training examples (CIFAR)")
-    t.add_argument("--option", action="append", help="method option KEY=VALUE (JSON value), repeatable")
+    t.add_argument(
+        "--option",
+        action="append",
+        help="method option KEY=VALUE (JSON value), repeatable; a wrong key lists the valid ones",
+    )
     t.set_defaults(func=cmd_ticket)
 
     im = sub.add_parser("import", help="a ticket directory from a checkpoint pruned by another tool")

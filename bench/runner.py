@@ -41,7 +41,7 @@ from ticketbench.models.cost import ModelCost, analyze
 from ticketbench.models.data import DataBundle, load_dataset
 from ticketbench.models.export import OPSET, export_onnx, to_onnx_bytes
 from ticketbench.models.masks import apply_masks
-from ticketbench.models.tickets import Ticket, TicketConfig, TicketContext, find_ticket, load_ticket
+from ticketbench.models.tickets import Ticket, TicketConfig, TicketContext, find_ticket, load_ticket, method_options
 from ticketbench.models.train import evaluate, train
 from ticketbench.results import empty_row
 
@@ -165,6 +165,7 @@ class Runner:
             "device_name": ident.get("device_name"),
             "backend": ident.get("backend"),
             "precision": self.suite.measure.precision,
+            "structure": _structure(cfg),
         }
         try:
             return self._measure_case(case, base)
@@ -303,6 +304,14 @@ class Runner:
         )
         t1 = time.monotonic()
         return t1 - t0, energy_window(self.sampler, "train", t0, t1)
+
+
+def _structure(cfg: TicketConfig) -> str | None:
+    """The `structure` option of methods that have one (mpt, magnitude, lth), for one report series each."""
+    try:
+        return getattr(method_options(cfg), "structure", None)
+    except ValueError:  # an invalid case fails in find_ticket with its own message
+        return None
 
 
 def _numpy_batches(data: DataBundle, batch_size: int):

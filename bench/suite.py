@@ -24,7 +24,7 @@ else:  # pragma: no cover
 import torch
 
 from ticketbench.files import InputError, read_text, safe_component
-from ticketbench.models.tickets import TicketConfig, load_ticket
+from ticketbench.models.tickets import OptionsError, TicketConfig, load_ticket, method_options
 
 
 class SuiteError(ValueError):
@@ -181,6 +181,10 @@ def parse_suite(doc: dict[str, Any], source: str) -> Suite:
         _check_case(merged, where)
         for s in _sparsities(merged.pop("sparsity", 0.0), where):
             cases.append(Case(TicketConfig(**merged, sparsity=s)))
+            try:  # typed method options: a typo or a wrong type fails here, listing the valid options
+                method_options(cases[-1].ticket)
+            except OptionsError as exc:
+                raise SuiteError(f"{where}: {exc}") from exc
     if not cases:
         raise SuiteError(f"{source}: no [[cases]]")
     ids = [c.case_id for c in cases]

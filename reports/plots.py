@@ -33,21 +33,23 @@ def _svg(fig, salt: str) -> str:
     return _METADATA.sub("", text[text.index("<svg") :])  # drop the RDF block: namespace URLs only, no content
 
 
-SERIES_KEYS = ("model", "dataset", "method", "device", "batch_size")
+SERIES_KEYS = ("model", "dataset", "method", "structure", "device", "batch_size")
+LINE_KEYS = ("method", "structure")  # what a pruning curve is; the dense row of the other keys starts it
 
 
 def _series(df: pd.DataFrame, y: str, keys: tuple[str, ...] = SERIES_KEYS):
-    """(label, rows sorted by sparsity): one line per (model, dataset, method, device, batch).
+    """(label, rows sorted by sparsity): one line per (model, dataset, method, structure, device, batch).
 
-    Each pruning method's line starts at the dense row of its group (sparsity 0), so a curve reads as what
-    pruning does to that network. Labels name the method and only the other keys that vary between lines.
+    Each pruning method's line (one per `structure` when the results hold that column) starts at the dense
+    row of its group (sparsity 0), so a curve reads as what pruning does to that network. Labels name the
+    method, its structure, and only the other keys that vary between lines.
     """
     keys = tuple(k for k in keys if k in df)
     ok = df[(df["status"] == "ok") & df[y].notna()]
     if ok.empty:
         return
-    varying = [k for k in keys if k != "method" and ok[k].nunique(dropna=False) > 1]
-    group = [k for k in keys if k != "method"]
+    varying = [k for k in keys if k not in LINE_KEYS and ok[k].nunique(dropna=False) > 1]
+    group = [k for k in keys if k not in LINE_KEYS]
     dense = {_tuple(k): g for k, g in ok[ok["method"] == "dense"].groupby(group, dropna=False)} if group else {}
     pruned = ok[ok["method"] != "dense"]
     seen = set()
@@ -68,6 +70,8 @@ def _tuple(key) -> tuple:
 
 def _label(key: dict, varying: list[str]) -> str:
     parts = [str(key.get("method", ""))]
+    if isinstance(key.get("structure"), str) and key["structure"]:
+        parts.append(key["structure"])
     parts += [f"b{key[k]}" if k == "batch_size" else str(key[k]) for k in varying]
     return " ".join(parts)
 
@@ -83,11 +87,12 @@ def _legend(ax) -> None:
 
 def accuracy_vs_sparsity(df: pd.DataFrame) -> str | None:
     """Top-1 (%) vs target sparsity per method (and device, when several); accuracy does not depend on batch."""
-    d = df[df["status"] == "ok"].drop_duplicates(["model", "dataset", "method", "target_sparsity", "device"])
+    keys = [k for k in ("model", "dataset", "method", "structure", "device") if k in df]
+    d = df[df["status"] == "ok"].drop_duplicates([*keys, "target_sparsity"])
     if d["accuracy_top1"].isna().all():
         return None
     fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
-    for label, g in _series(d, "accuracy_top1", ("model", "dataset", "method", "device")):
+    for label, g in _series(d, "accuracy_top1", tuple(keys)):
         ax.plot(g["target_sparsity"], g["accuracy_top1"], marker="o", label=label)
     ax.set_xlabel("target sparsity")
     ax.set_ylabel("top-1 accuracy (%)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -9,7 +11,18 @@ from torch import nn
 from ticketbench.models.data import load_dataset
 from ticketbench.models.export import max_abs_error, to_onnx_bytes
 from ticketbench.models.tickets import TicketConfig, find_ticket
-from ticketbench.models.tickets.mpt import PowerProp, attach, bake, threshold_masks, thresholds, topk_masks
+from ticketbench.models.tickets.mpt import (
+    MptOptions,
+    PowerProp,
+    attach,
+    bake,
+    mpt_init_,
+    ramp_kept,
+    ramp_length,
+    threshold_masks,
+    thresholds,
+    topk_masks,
+)
 from ticketbench.models.zoo import create_model
 
 
@@ -151,3 +164,73 @@ def test_finetuning_changes_only_chosen_layers_and_keeps_the_mask(tiny_data, whi
     assert set(changed) <= set(expect) and changed
     for n in names:
         assert torch.equal(base.masks[n], tuned.masks[n])
+
+
+def test_ramp_follows_biprop_cubic_schedule():
+    # kept = target + (0.5 − target)·(1 − e/E)³ for e < E, then the target; no ramp when the target keeps > 0.5
+    assert ramp_kept(0, 0.1, 10) == pytest.approx(0.5)
+    assert ramp_kept(5, 0.1, 10) == pytest.approx(0.1 + 0.4 * 0.125)
+    assert ramp_kept(10, 0.1, 10) == ramp_kept(12, 0.1, 10) == pytest.approx(0.1)
+    assert ramp_kept(0, 0.7, 10) == pytest.approx(0.7) and ramp_kept(0, 0.1, 0) == pytest.approx(0.1)
+    assert ramp_length(10, 4) == 3 and ramp_length(10, 40) == 10 and ramp_length(10, 1) == 0
+
+
+def test_search_draws_masks_at_the_ramped_sparsity(tiny_data):
+    t = find_ticket(_cfg(sparsity=0.9, epochs=3, ramp_epochs=10), tiny_data)
+    # 3 epochs: the ramp is squeezed to 2 epochs; epoch 0 at kept 0.5, epoch 1 at 0.1 + 0.4/8, epoch 2 at 0.1
+    assert t.artifacts["ramp_kept_per_epoch"] == pytest.approx([0.5, 0.15, 0.1])
+    assert t.artifacts["kept_fraction_per_epoch"] == pytest.approx([0.5, 0.15, 0.1], abs=2e-3)
+    n = sum(m.numel() for m in t.masks.values())
+    assert t.weight_sparsity == pytest.approx(int(0.9 * n) / n)
+
+
+def _resnet18_dead_layers(sparsity: float, floor: float) -> list[str]:
+    torch.manual_seed(0)
+    model = create_model("resnet18_cifar", num_classes=10)
+    mpt_init_(model, 1 - sparsity)
+    sm = attach(model, sparsity, "global", "sort", 1.0, floor_fraction=floor)
+    sm.draw_masks(exact=True)
+    assert 1 - sm.kept_fraction() == pytest.approx(sparsity, abs=1e-6)
+    return sm.dead_layers()
+
+
+@pytest.mark.parametrize("sparsity", [0.9, 0.95])
+def test_resnet18_global_at_score_init_has_no_dead_layer(sparsity):
+    assert _resnet18_dead_layers(sparsity, MptOptions().min_kept_per_layer) == []
+
+
+def test_without_the_floor_resnet18_loses_whole_layers_at_95():
+    assert _resnet18_dead_layers(0.95, 0.0)  # what the floor prevents: layer4's big convs lose every weight
+
+
+@pytest.mark.parametrize("alpha", [2.0, 3.0])
+def test_power_propagation_starts_from_the_alpha_one_scores(alpha):
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 30 * 30, 4))
+    torch.manual_seed(0)
+    one = attach(copy.deepcopy(model), 0.5, power=1.0)
+    torch.manual_seed(0)
+    powered = attach(copy.deepcopy(model), 0.5, power=alpha)
+    for a, b in zip(one.effective_scores(), powered.effective_scores(), strict=True):
+        torch.testing.assert_close(a.detach(), b.detach())
+    one.draw_masks(exact=True)
+    powered.draw_masks(exact=True)
+    assert all(torch.equal(x.mask, y.mask) for x, y in zip(one.layers, powered.layers, strict=True))
+
+
+def test_alpha_two_moves_the_mask(tiny_data):
+    t = find_ticket(_cfg(sparsity=0.5, epochs=2, power=2.0, finetune="none"), tiny_data)
+    assert t.artifacts["mask_change_fraction"] > 0.0
+
+
+def test_finetuning_reports_sign_flips_and_alpha_movement(tiny_data):
+    base = find_ticket(_cfg(finetune_epochs=0), tiny_data)
+    tuned = find_ticket(_cfg(finetune_epochs=1, finetune="last", finetune_lr=0.5), tiny_data)
+    (name,) = tuned.artifacts["finetune"]
+    rep = tuned.artifacts["finetune"][name]
+    w0, w1 = base.model.state_dict()[f"{name}.weight"], tuned.model.state_dict()[f"{name}.weight"]
+    kept = tuned.masks[f"{name}.weight"].bool()
+    assert rep["sign_flips"] == int((torch.sign(w0) != torch.sign(w1))[kept].sum())
+    assert rep["kept"] == int(kept.sum())
+    assert rep["alpha_before"] == pytest.approx(float(w0[kept].abs()[0]), rel=1e-5)
+    assert rep["alpha_after"] == pytest.approx(float(w1[kept].abs()[0]), rel=1e-5)
+    assert base.artifacts["finetune"] == {}

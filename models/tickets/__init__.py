@@ -5,11 +5,14 @@ Importing this package registers every method module.
 
 from ticketbench.models.tickets import dense, eb, lth, magnitude, mpt  # noqa: E402,F401  (registration)
 from ticketbench.models.tickets.base import (  # noqa: F401
+    METHOD_OPTIONS,
     METHODS,
     Ticket,
     TicketConfig,
     TicketContext,
     find_ticket,
     load_ticket,
+    method_options,
     register_method,
 )
+from ticketbench.models.tickets.options import OptionsError, describe  # noqa: F401

@@ -19,6 +19,7 @@ from torch import nn
 from ticketbench.artifacts import write_artifacts_json
 from ticketbench.models.data import DataBundle
 from ticketbench.models.masks import Masks, mask_sparsity
+from ticketbench.models.tickets.options import MethodOptions, OptionsError, parse_options
 from ticketbench.models.train import TrainConfig, evaluate, train
 from ticketbench.models.zoo import create_model
 from ticketbench.registry import Registry
@@ -37,7 +38,7 @@ class TicketConfig:
     lr: float = 0.05
     batch_size: int = 64
     seed: int = 0
-    options: dict[str, Any] = field(default_factory=dict)  # method-specific knobs
+    options: dict[str, Any] = field(default_factory=dict)  # method-specific knobs, typed by METHOD_OPTIONS
     data_options: dict[str, Any] = field(default_factory=dict)  # passed to the data set (e.g. subset)
 
     def train_config(self, epochs: int | None = None, lr: float | None = None) -> TrainConfig:
@@ -197,8 +198,8 @@ class TicketContext:
         self.progress = progress
 
     def model_kwargs(self, data: DataBundle, cfg: TicketConfig | None = None) -> dict[str, Any]:
-        """Factory kwargs: shape facts of the data plus `cfg.options["model_kwargs"]` (e.g. {"width": 0.25})."""
-        extra = dict(cfg.options.get("model_kwargs", {})) if cfg is not None else {}
+        """Factory kwargs: shape facts of the data plus the `model_kwargs` option (e.g. {"width": 0.25})."""
+        extra = dict(method_options(cfg).model_kwargs) if cfg is not None else {}
         return {"num_classes": data.num_classes, "in_channels": data.input_shape[0], **extra}
 
     def fresh_model(self, cfg: TicketConfig, data: DataBundle) -> nn.Module:
@@ -222,13 +223,27 @@ class TicketContext:
 
 MethodFn = Callable[[TicketConfig, DataBundle, TicketContext], Ticket]
 METHODS: Registry[MethodFn] = Registry("method")
-register_method = METHODS.register
+METHOD_OPTIONS: dict[str, type[MethodOptions]] = {}  # method name → its typed options dataclass
+
+
+def register_method(name: str, options: type[MethodOptions] = MethodOptions) -> Callable[[MethodFn], MethodFn]:
+    """Register a ticket method and the dataclass its `cfg.options` must parse into."""
+    METHOD_OPTIONS[name] = options
+    return METHODS.register(name)
+
+
+def method_options(cfg: TicketConfig) -> Any:
+    """`cfg.options` parsed into the method's options dataclass; OptionsError (a ValueError) lists the valid ones."""
+    if cfg.method not in METHOD_OPTIONS:
+        raise OptionsError(f"unknown method {cfg.method!r} (known: {', '.join(METHODS.names())})")
+    return parse_options(cfg.method, METHOD_OPTIONS[cfg.method], cfg.options)
 
 
 def find_ticket(cfg: TicketConfig, data: DataBundle, ctx: TicketContext | None = None) -> Ticket:
     """Run the configured method and fill accuracy and provenance common to all methods."""
     if not 0.0 <= cfg.sparsity < 1.0:
         raise ValueError(f"sparsity must be in [0, 1), got {cfg.sparsity}")
+    method_options(cfg)  # typos and ill-typed options fail before any training
     ctx = ctx or TicketContext()
     ticket = METHODS.get(cfg.method)(cfg, data, ctx)
     if ticket.accuracy is None:

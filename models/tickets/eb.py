@@ -8,13 +8,7 @@ older ones. EB Train: stop the search at that epoch, kill the pruned channels (B
 consumer inputs masked to zero; models/compact.py then removes them), retrain inheriting the EB weights
 (or from a new random init with `reinit`).
 
-options:
-  s: L1 coefficient on BN γ (default 1e-4)          epsilon: mask-distance threshold (default 0.1)
-  fifo: masks kept (default 5)                      ratios: extra pruning ratios tracked (default [0.3, 0.5, 0.7])
-  reinit: retrain from a new random init (False)    low_precision: 8-bit search (False); bits: 8
-  search_full: keep searching to the last epoch (the ticket is still drawn at the EB epoch), for the
-               full mask-distance matrix and the EB-vs-final comparison (False)
-  retrain_lr: retrain learning rate (default cfg.lr)
+Options: EbOptions below (s, epsilon, fifo, ratios, reinit, low_precision, bits, search_full, retrain_lr).
 
 Training FLOPs (artifacts["training_flops"]): 6·MACs per example per epoch (forward 2, backward ≈ 4); the
 search at the dense MACs for the epochs up to the EB epoch (an 8-bit search counts the same FLOPs, as in the
@@ -32,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -40,7 +35,7 @@ from ticketbench.models.cost import analyze
 from ticketbench.models.data import DataBundle
 from ticketbench.models.masks import apply_masks
 from ticketbench.models.quant import low_precision
-from ticketbench.models.tickets.base import Ticket, TicketConfig, TicketContext, register_method
+from ticketbench.models.tickets.base import Ticket, TicketConfig, TicketContext, method_options, register_method
 from ticketbench.models.tickets.channels import (
     BNGroup,
     apply_channel_selection,
@@ -49,9 +44,31 @@ from ticketbench.models.tickets.channels import (
     channel_masks,
     weight_masks,
 )
+from ticketbench.models.tickets.options import MethodOptions, OptionsError, opt
 from ticketbench.models.train import StopTraining, train
 
 TRAIN_FLOPS_PER_MAC = 6  # forward 2 FLOPs per MAC, backward ≈ 2× forward
+
+
+@dataclass
+class EbOptions(MethodOptions):
+    s: float = opt(1e-4, "L1 coefficient on BN γ during the search")
+    epsilon: float = opt(0.1, "mask-distance threshold: the EB ticket emerges when every FIFO distance is ≤ ε")
+    fifo: int = opt(5, "masks kept in the FIFO")
+    ratios: list[float] = opt(factory=lambda: [0.3, 0.5, 0.7], help="extra pruning ratios tracked")
+    reinit: bool = opt(False, "retrain from a new random init instead of the EB weights")
+    low_precision: bool = opt(False, "low-precision search (the paper's 8-bit variant)")
+    bits: int = opt(8, "bits of the low-precision search")
+    search_full: bool = opt(False, "keep searching to the last epoch (full distance matrix; ticket still drawn at EB)")
+    retrain_lr: float | None = opt(None, "retraining learning rate (default: the case's lr)")
+
+    def check(self) -> None:
+        if self.fifo < 2:
+            raise OptionsError(f"fifo must be ≥ 2, got {self.fifo}")
+        if any(not 0 <= r < 1 for r in self.ratios):
+            raise OptionsError(f"ratios must lie in [0, 1), got {self.ratios}")
+        if not 1 <= self.bits <= 32:
+            raise OptionsError(f"bits must be in [1, 32], got {self.bits}")
 
 
 def mask_distance(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -103,20 +120,20 @@ def _train_flops(macs: int, examples: int, epochs: int) -> float:
     return float(TRAIN_FLOPS_PER_MAC) * macs * examples * epochs
 
 
-@register_method("eb")
+@register_method("eb", options=EbOptions)
 def early_bird(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticket:
-    opts = cfg.options
+    o: EbOptions = method_options(cfg)
     model = ctx.fresh_model(cfg, data)
     groups, skipped = bn_groups(model)
     if not groups:
         raise ValueError(f"eb: {cfg.model} has no prunable BatchNorm layers ({'; '.join(skipped) or 'none'})")
-    ratios = sorted({float(cfg.sparsity), *[float(r) for r in opts.get("ratios", [0.3, 0.5, 0.7])]})
-    eps, fifo = float(opts.get("epsilon", 0.1)), int(opts.get("fifo", 5))
+    ratios = sorted({float(cfg.sparsity), *o.ratios})
+    eps, fifo = o.epsilon, o.fifo
     detectors = {r: EarlyBirdDetector(eps, fifo) for r in ratios}
     eb_epochs: dict[float, int | None] = {r: None for r in ratios}
     history: list[torch.Tensor] = []  # target-ratio mask after every search epoch
     snapshot: dict = {}  # model state at the EB epoch of the target ratio
-    search_full = bool(opts.get("search_full", False))
+    search_full = o.search_full
 
     detect_s = [0.0]  # time in the whole per-epoch check: masks for every ratio + distances (s)
 
@@ -135,10 +152,10 @@ def early_bird(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticke
             if not search_full:
                 raise StopTraining
 
-    lp_bits = int(opts.get("bits", 8))
-    lp = low_precision(model, lp_bits) if opts.get("low_precision", False) else nullcontext(None)
+    lp_bits = o.bits
+    lp = low_precision(model, lp_bits) if o.low_precision else nullcontext(None)
     with lp as quantize_grads:
-        after_backward = [bn_l1_penalty(model, groups, float(opts.get("s", 1e-4)))]
+        after_backward = [bn_l1_penalty(model, groups, o.s)]
         if quantize_grads is not None:
             after_backward.append(quantize_grads)
         search_log = train(
@@ -155,7 +172,7 @@ def early_bird(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticke
         model.load_state_dict(snapshot["state"])
     final_epoch_mask = history[-1] if history else None
     keeps = channel_masks(bn_gammas(model, groups), cfg.sparsity)
-    if opts.get("reinit", False):
+    if o.reinit:
         reinit_cfg = copy.copy(cfg)
         reinit_cfg.seed = cfg.seed + 1
         model = ctx.fresh_model(reinit_cfg, data)
@@ -171,7 +188,7 @@ def early_bird(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticke
         retrain_log = train(
             model,
             data,
-            cfg.train_config(epochs=cfg.finetune_epochs, lr=float(opts.get("retrain_lr", cfg.lr))),
+            cfg.train_config(epochs=cfg.finetune_epochs, lr=cfg.lr if o.retrain_lr is None else o.retrain_lr),
             after_step=[lambda m: apply_masks(m, masks)],
             progress=ctx.progress,
         )
@@ -206,12 +223,12 @@ def early_bird(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticke
     }
     provenance = {
         "method": "eb",
-        "s": float(opts.get("s", 1e-4)),
+        "s": o.s,
         "epsilon": eps,
         "fifo": fifo,
         "ratios": ratios,
-        "reinit": bool(opts.get("reinit", False)),
-        "low_precision_bits": lp_bits if opts.get("low_precision", False) else None,
+        "reinit": o.reinit,
+        "low_precision_bits": lp_bits if o.low_precision else None,
         "search_epochs_run": search_epochs,
         "bn_groups": [g.bn for g in groups],
         "bn_not_pruned": skipped,

@@ -6,27 +6,43 @@ initialization (or at training step k, Frankle et al. 2020), and train again wit
 after every optimizer step. The last round's trained network is the ticket. The last round prunes only
 what is left to reach the target, so the ticket has exactly the requested sparsity.
 
-options:
-  rate: fraction of remaining weights pruned per round (default 0.2)
-  one_shot: prune straight to the target in one round (default False)
-  rewind_step: 0 = rewind to init (default), k > 0 = rewind to the weights after k optimizer steps
-  include_linear: prune Linear weights too (default True)
-  final_epochs: epochs for the last (ticket) training (default cfg.epochs)
+Options: LthOptions below. With `structure` kernel or group every round ranks whole kernels (mean |w|) or
+keeps only the block-diagonal grouped support (re-planned each round from Σ|w| per surviving kernel, never
+reviving a pruned weight), see models/tickets/structure.py.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ticketbench.models.data import DataBundle
 from ticketbench.models.masks import Masks, apply_masks, mask_sparsity, prunable_weights
-from ticketbench.models.tickets.base import Ticket, TicketConfig, TicketContext, register_method
+from ticketbench.models.tickets.base import Ticket, TicketConfig, TicketContext, method_options, register_method
 from ticketbench.models.tickets.magnitude import global_top_masks
+from ticketbench.models.tickets.options import OptionsError, StructureOptions, opt
+from ticketbench.models.tickets.structure import conv_links, kernel_importance, plan_groups, structured_masks
 from ticketbench.models.train import train
+
+
+@dataclass
+class LthOptions(StructureOptions):
+    rate: float = opt(0.2, "fraction of the remaining weights pruned per round")
+    one_shot: bool = opt(False, "prune straight to the target in one round")
+    rewind_step: int = opt(0, "0: rewind to init; k > 0: rewind to the weights after k optimizer steps")
+    include_linear: bool = opt(True, "prune Linear weights too")
+    final_epochs: int | None = opt(None, "epochs of the last (ticket) training (default: the case's epochs)")
+
+    def check(self) -> None:
+        super().check()
+        if not 0 < self.rate < 1:
+            raise OptionsError(f"rate must be in (0, 1), got {self.rate}")
+        if self.rewind_step < 0 or (self.final_epochs is not None and self.final_epochs < 0):
+            raise OptionsError("rewind_step and final_epochs must be ≥ 0")
 
 
 def round_sparsities(target: float, rate: float = 0.2, one_shot: bool = False) -> list[float]:
@@ -68,10 +84,10 @@ def rewind_(model: nn.Module, state: dict, masks: Masks) -> None:
     apply_masks(model, masks)
 
 
-@register_method("lth")
+@register_method("lth", options=LthOptions)
 def lottery_ticket(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticket:
-    opts = cfg.options
-    rate, k = float(opts.get("rate", 0.2)), int(opts.get("rewind_step", 0))
+    o: LthOptions = method_options(cfg)
+    rate, k = o.rate, o.rewind_step
     if k > 0:
         model = ctx.fresh_model(cfg, data)
         snap = StepSnapshot(k)
@@ -81,14 +97,25 @@ def lottery_ticket(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> T
         rewind_state = snap.state
     else:
         model, dense_log, rewind_state = ctx.trained_dense(cfg, data)
-    include_linear = bool(opts.get("include_linear", True))
+    include_linear = o.include_linear
     masks: Masks = {n: torch.ones_like(w) for n, w in prunable_weights(model, include_linear).items()}
-    schedule = round_sparsities(cfg.sparsity, rate, bool(opts.get("one_shot", False)))
+    schedule = round_sparsities(cfg.sparsity, rate, o.one_shot)
     log = [{**r, "phase": "dense", "round": 0} for r in dense_log]
     rounds = []
-    final_epochs = int(opts.get("final_epochs", cfg.epochs))
+    final_epochs = cfg.epochs if o.final_epochs is None else o.final_epochs
+    links = conv_links(model, data.input_shape)[:2] if o.structure == "group" else None
+    plan = None
     for r, s in enumerate(schedule, start=1):
-        masks = prune_remaining(prunable_weights(model, include_linear), masks, s)
+        weights = prunable_weights(model, include_linear)
+        if o.structure == "unstructured":
+            masks = prune_remaining(weights, masks, s)
+        else:
+            scores = {n: w.detach().abs() * masks[n] for n, w in weights.items()}
+            if links is not None:
+                plan = plan_groups(
+                    *links, kernel_importance(scores), o.groups, 1.0 - s, o.align, plan, min_width=o.min_group_width
+                )
+            masks = structured_masks(scores, s, o.structure, "global", plan, previous=masks)
         rewind_(model, rewind_state, masks)
         epochs = final_epochs if r == len(schedule) else cfg.epochs
         round_masks = masks
@@ -105,7 +132,9 @@ def lottery_ticket(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> T
     provenance = {
         "method": "lth",
         "rate": rate,
-        "one_shot": bool(opts.get("one_shot", False)),
+        "one_shot": o.one_shot,
+        "structure": o.structure,
+        **({"conv_groups": plan.conv_groups} if plan else {}),
         "rewind_step": k,
         "rounds": len(schedule),
         "include_linear": include_linear,

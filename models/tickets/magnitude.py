@@ -1,25 +1,46 @@
 """Magnitude pruning baseline: prune the trained dense network by |w|, then fine-tune with the mask fixed.
 
-options:
-  scope: "global" (one threshold over all prunable layers, default), "layer" (same fraction per layer),
-         "filter" (L1-norm filter pruning, Li et al. ICLR 2017: in every conv layer remove the `sparsity`
-         fraction of output filters with the smallest L1 norm) or "nm" (N:M semi-structured sparsity,
-         default 2:4 as NVIDIA Ampere sparse tensor cores run it: in every group of M consecutive weights
-         along the input dimension keep the N largest |w|; `sparsity` is then fixed at 1 − N/M)
-  include_linear: prune Linear weights too (default True; "filter" prunes conv filters only)
-  n, m: the N:M pattern (default 2, 4)
+Options (MagnitudeOptions): `scope` global | layer | filter (L1-norm filter pruning, Li et al. ICLR 2017) |
+nm (N:M semi-structured, default 2:4 as Ampere sparse tensor cores run it; `sparsity` is then 1 − N/M);
+`structure` unstructured | kernel | group (with global or layer scope: kernels ranked by mean |w|, or
+block-diagonal grouped kernels chosen by Σ|w| per kernel, see models/tickets/structure.py).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
+from torch import nn
 
 from ticketbench.models.data import DataBundle
 from ticketbench.models.masks import Masks, apply_masks, prunable_weights
-from ticketbench.models.tickets.base import Ticket, TicketConfig, TicketContext, register_method
+from ticketbench.models.tickets.base import Ticket, TicketConfig, TicketContext, method_options, register_method
+from ticketbench.models.tickets.options import OptionsError, StructureOptions, opt
+from ticketbench.models.tickets.structure import conv_links, kernel_importance, plan_groups, structured_masks
 from ticketbench.models.train import train
 
 SCOPES = ("global", "layer", "filter", "nm")
+
+
+@dataclass
+class MagnitudeOptions(StructureOptions):
+    scope: Literal["global", "layer", "filter", "nm"] = opt(
+        "global",
+        "global: one threshold over all layers; layer: same fraction per layer; filter: L1-norm filter pruning; "
+        "nm: N:M semi-structured sparsity",
+    )
+    include_linear: bool = opt(True, "prune Linear weights too (filter pruning prunes conv filters only)")
+    n: int = opt(2, "scope=nm: weights kept per group")
+    m: int = opt(4, "scope=nm: group size along the input dimension")
+
+    def check(self) -> None:
+        super().check()
+        if self.structure != "unstructured" and self.scope not in ("global", "layer"):
+            raise OptionsError(f"structure={self.structure} needs scope global or layer, got {self.scope}")
+        if not 0 < self.n <= self.m:
+            raise OptionsError(f"N:M sparsity needs 0 < n ≤ m, got {self.n}:{self.m}")
 
 
 def filter_masks(weights: dict[str, torch.Tensor], sparsity: float) -> Masks:
@@ -91,19 +112,34 @@ def global_top_masks(scores: dict[str, torch.Tensor], sparsity: float) -> Masks:
     return masks
 
 
-@register_method("magnitude")
+def structured_magnitude_masks(
+    model: nn.Module, weights: dict[str, torch.Tensor], sparsity: float, o: StructureOptions, scope: str, shape
+) -> tuple[Masks, dict]:
+    """Kernel- or group-structured magnitude masks (|w| as the score); returns (masks, provenance extras)."""
+    scores = {n: w.detach().abs() for n, w in weights.items()}
+    plan = None
+    if o.structure == "group":
+        links, sizes, _ = conv_links(model, shape)
+        plan = plan_groups(
+            links, sizes, kernel_importance(scores), o.groups, 1.0 - sparsity, o.align, min_width=o.min_group_width
+        )
+    masks = structured_masks(scores, sparsity, o.structure, scope, plan)
+    return masks, ({"conv_groups": plan.conv_groups} if plan else {})
+
+
+@register_method("magnitude", options=MagnitudeOptions)
 def magnitude(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticket:
+    o: MagnitudeOptions = method_options(cfg)
     model, log, _ = ctx.trained_dense(cfg, data)
-    opts = cfg.options
-    scope = opts.get("scope", "global")
-    weights = prunable_weights(model, include_linear=opts.get("include_linear", True) and scope != "filter")
+    weights = prunable_weights(model, include_linear=o.include_linear and o.scope != "filter")
     extra = {}
-    if scope == "nm":
-        n, m = int(opts.get("n", 2)), int(opts.get("m", 4))
-        masks, skipped = nm_masks(weights, n, m)
-        extra = {"pattern": f"{n}:{m}", "dense_layers": skipped}
+    if o.scope == "nm":
+        masks, skipped = nm_masks(weights, o.n, o.m)
+        extra = {"pattern": f"{o.n}:{o.m}", "dense_layers": skipped}
+    elif o.structure != "unstructured":
+        masks, extra = structured_magnitude_masks(model, weights, cfg.sparsity, o, o.scope, data.input_shape)
     else:
-        masks = magnitude_masks(weights, cfg.sparsity, scope)
+        masks = magnitude_masks(weights, cfg.sparsity, o.scope)
     apply_masks(model, masks)
     ft_log = []
     if cfg.finetune_epochs > 0:
@@ -119,5 +155,5 @@ def magnitude(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticket
         masks,
         cfg,
         train_log=[{**r, "phase": "dense"} for r in log] + [{**r, "phase": "finetune"} for r in ft_log],
-        provenance={"method": "magnitude", "scope": scope, **extra},
+        provenance={"method": "magnitude", "scope": o.scope, "structure": o.structure, **extra},
     )

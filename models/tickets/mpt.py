@@ -16,13 +16,20 @@ Efficient-MPT report (seed 000):
 - fine-tuning with the mask fixed (first, last or all layers): the latent W is trained through a
   straight-through sign, and the layer still computes with α·sign(W)·M.
 
-options:
-  scope: "global" (default) | "layer"         mode: "sort" (default) | "threshold"
-  power: power-propagation α (default 1.0; None = no reparameterization)
-  refresh_steps: threshold refresh period in steps (0 = each epoch)
-  weight_decay: on the scores (default 1e-4, biprop's configs)   momentum: 0.9
-  finetune: "last" (default) | "first" | "all" | "none"; finetune_lr: 1e-3 (the report's best)
-  train_bn: train BN affine parameters during the search (default False: frozen at init)
+Fidelity at high sparsity (issue 9):
+- biprop's prune-rate ramp (`ramp_epochs`, its --prune_rate_epoch, default 10): with global pruning the kept
+  fraction starts at 0.5 and decays cubically to the target, so large layers are not wiped out before their
+  scores have learned anything; squeezed into short searches so the last epoch runs at the target;
+- a per-layer floor (`min_kept_per_layer`, a fraction of each layer, at least one weight) kept before the
+  global top-k, so no layer ends empty (a dead layer makes the network constant and inflates the AR);
+- power-propagation scores initialized through Ψ⁻¹ (see `init_scores_`), so α > 1 starts from the α = 1
+  scores and mask instead of from near-zero scores with vanishing gradients;
+- fine-tuning reports, per tuned layer, how many kept weights flipped sign and how α moved (artifacts
+  "finetune"): with α·sign(W) only sign flips (and α ratios between layers) can change the network.
+- `structure` kernel | group ranks whole kernels or keeps a block-diagonal grouped support
+  (models/tickets/structure.py); under group the classes are planned once from Σ|S| per kernel at score init.
+
+Options: MptOptions below (`bench ticket --method mpt --option KEY=VALUE`).
 
 The saved ticket is the zoo's own plain model with α·sign(W)·M baked into each weight, so compaction and
 ONNX export see ordinary Conv2d/Linear layers.
@@ -33,6 +40,7 @@ from __future__ import annotations
 import math
 import types
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +48,9 @@ from torch import nn
 
 from ticketbench.models.data import DataBundle
 from ticketbench.models.masks import Masks
-from ticketbench.models.tickets.base import Ticket, TicketConfig, TicketContext, register_method
+from ticketbench.models.tickets.base import Ticket, TicketConfig, TicketContext, method_options, register_method
+from ticketbench.models.tickets.options import OptionsError, StructureOptions, opt
+from ticketbench.models.tickets.structure import GroupPlan, conv_links, kernel_importance, plan_groups, unit_space
 from ticketbench.models.train import train
 
 
@@ -51,11 +61,15 @@ class PowerProp(torch.autograd.Function):
     def forward(ctx, s: torch.Tensor, alpha: float) -> torch.Tensor:
         ctx.save_for_backward(s)
         ctx.alpha = alpha
+        if alpha == 1.0:  # identity (no pow over millions of scores per step)
+            return s.clone()
         return s * s.abs().pow(alpha - 1)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         (s,) = ctx.saved_tensors
+        if ctx.alpha == 1.0:
+            return g, None
         return g * ctx.alpha * s.abs().pow(ctx.alpha - 1), None
 
 
@@ -87,30 +101,34 @@ def sign_ste(w: torch.Tensor) -> torch.Tensor:
     return w + (torch.sign(w) - w).detach()
 
 
-def topk_masks(scores: list[torch.Tensor], sparsity: float, scope: str = "global") -> list[torch.Tensor]:
-    """Keep the largest |S|: sort and mark the top (1 − sparsity) fraction, as biprop's GetSubnet does."""
-    if scope == "layer":
-        return [topk_masks([s], sparsity)[0] for s in scores]
-    flat = torch.cat([s.detach().abs().flatten() for s in scores])
-    n_prune = int(sparsity * flat.numel())
-    idx = flat.sort().indices
-    out = torch.ones_like(flat)
-    out[idx[:n_prune]] = 0.0
-    return [m.view_as(s) for m, s in zip(out.split([s.numel() for s in scores]), scores, strict=True)]
+def topk_masks(
+    scores: list[torch.Tensor], sparsity: float, scope: str = "global", floor_fraction: float = 0.0
+) -> list[torch.Tensor]:
+    """Keep the largest |S|: ⌊sparsity·n⌋ entries removed, as biprop's GetSubnet sorts (plus the layer floor)."""
+    space = unit_space({str(i): s.abs() for i, s in enumerate(scores)}, floor_fraction=floor_fraction)
+    return [m.float() for m in space.select(sparsity, scope, int)]
 
 
-def thresholds(scores: list[torch.Tensor], sparsity: float, scope: str = "global") -> list[torch.Tensor]:
+def thresholds(
+    scores: list[torch.Tensor], sparsity: float, scope: str = "global", floor_fraction: float = 0.0
+) -> list[torch.Tensor]:
     """Per-layer thresholds t such that |S| > t keeps the same entries as the sort (when no ties)."""
-    if scope == "layer":
-        return [thresholds([s], sparsity)[0] for s in scores]
-    flat = torch.cat([s.detach().abs().flatten() for s in scores])
-    n_prune = int(sparsity * flat.numel())
-    t = flat.sort().values[n_prune - 1] if n_prune > 0 else flat.new_tensor(-1.0)
-    return [t] * len(scores)
+    space = unit_space({str(i): s.abs() for i, s in enumerate(scores)}, floor_fraction=floor_fraction)
+    return space.thresholds(space.select(sparsity, scope, int), scope)
 
 
 def threshold_masks(scores: list[torch.Tensor], thr: list[torch.Tensor]) -> list[torch.Tensor]:
     return [(s.detach().abs() > t).float() for s, t in zip(scores, thr, strict=True)]
+
+
+def ramp_kept(epoch: int, target_kept: float, ramp_epochs: int) -> float:
+    """biprop's prune-rate ramp: kept = target + (0.5 − target)·(1 − epoch/E)³ for epoch < E, then the target.
+
+    Only when the target keeps at most half the weights (biprop ramps only then); epoch counts from 0.
+    """
+    if ramp_epochs <= 0 or epoch >= ramp_epochs or target_kept > 0.5:
+        return target_kept
+    return target_kept + (0.5 - target_kept) * (1.0 - epoch / ramp_epochs) ** 3
 
 
 @dataclass
@@ -126,10 +144,13 @@ class Supermask:
     """The MPT state attached to a model: scores per layer and how masks are drawn."""
 
     layers: list[_Layer]
-    sparsity: float
+    sparsity: float  # the sparsity masks are drawn at now (ramped towards the target during the search)
     scope: str = "global"
     mode: str = "sort"
     power: float | None = 1.0
+    structure: str = "unstructured"
+    floor_fraction: float = 0.0  # of every layer's weights, always kept (min_kept_per_layer)
+    support: dict[str, torch.Tensor] = field(default_factory=dict)  # structure=group: [out, in] per conv
     fixed: bool = False  # mask frozen (fine-tuning)
     thr: list[torch.Tensor] = field(default_factory=list)
     hooks: list = field(default_factory=list)
@@ -141,31 +162,44 @@ class Supermask:
             return [layer.scores for layer in self.layers]
         return [PowerProp.apply(layer.scores, self.power) for layer in self.layers]
 
+    def _space(self, scores: list[torch.Tensor]):
+        named = {layer.name: S.abs() for layer, S in zip(self.layers, scores, strict=True)}
+        return unit_space(named, self.structure, self.support, floor_fraction=self.floor_fraction)
+
     @torch.no_grad()
     def refresh_threshold(self) -> None:
-        """One sort: the threshold(s) that the next steps compare |S| with."""
-        self.thr = thresholds([S.detach() for S in self.effective_scores()], self.sparsity, self.scope)
+        """One sort: the threshold(s) that the next steps compare |S| (or kernel means) with."""
+        space = self._space([S.detach() for S in self.effective_scores()])
+        self.thr = space.thresholds(space.select(self.sparsity, self.scope, int), self.scope)
 
     @torch.no_grad()
     def draw_masks(self, exact: bool = False) -> None:
         """Masks for the next forward pass: sort every time, or compare with the cached threshold."""
         if self.fixed:
             return
-        scores = [s.detach() for s in self.effective_scores()]
+        space = self._space([s.detach() for s in self.effective_scores()])
         if self.mode == "sort" or exact:
-            masks = topk_masks(scores, self.sparsity, self.scope)
+            units = space.select(self.sparsity, self.scope, int)
         else:
             if not self.thr:
                 self.refresh_threshold()
-            masks = threshold_masks(scores, self.thr)
-        for layer, m in zip(self.layers, masks, strict=True):
-            layer.mask = m
+            units = space.compare(self.thr)
+        masks = space.weight_masks(units)
+        for layer in self.layers:
+            layer.mask = masks[layer.name]
 
     def weight(self, layer: _Layer, S: torch.Tensor | None) -> torch.Tensor:
         w = layer.module.weight
         if self.fixed:
             return gain(w, layer.mask) * sign_ste(w) * layer.mask
         return torch.sign(w.detach()) * BinaryGain.apply(S.abs(), w, layer.mask)
+
+    def kept_fraction(self) -> float:
+        return sum(float(la.mask.sum()) for la in self.layers) / sum(la.mask.numel() for la in self.layers)
+
+    def dead_layers(self) -> list[str]:
+        """Layers whose mask keeps no weight (the layer collapse the ramp and the floor prevent)."""
+        return [la.name for la in self.layers if la.mask is not None and not bool(la.mask.any())]
 
 
 def _forward_with(sm: Supermask, i: int):
@@ -180,7 +214,30 @@ def _forward_with(sm: Supermask, i: int):
     return forward
 
 
-def attach(model: nn.Module, sparsity: float, scope: str = "global", mode: str = "sort", power=1.0) -> Supermask:
+def init_scores_(scores: torch.Tensor, power: float | None) -> None:
+    """biprop/hidden-networks score init (kaiming uniform, a = √5), mapped through Ψ⁻¹ for power-propagation.
+
+    With S = Ψ(s) = s·|s|^(α−1), we draw S₀ exactly as for α = 1 and set s = sign(S₀)·|S₀|^(1/α) (the
+    Powerprop paper's choice: the reparameterized parameter starts with the distribution of the standard
+    one). So every α starts from the same S, hence the same initial mask, and α only changes the dynamics.
+    Drawing s itself from the α = 1 init (as before) made S = s|s|^(α−1) tiny (≈ |s|^α) and its gradient
+    α|s|^(α−1) small too: the scores barely moved and the mask stayed at its random draw.
+    """
+    nn.init.kaiming_uniform_(scores, a=math.sqrt(5))
+    if power is not None and power != 1.0:
+        with torch.no_grad():
+            scores.copy_(torch.sign(scores) * scores.abs().pow(1.0 / power))
+
+
+def attach(
+    model: nn.Module,
+    sparsity: float,
+    scope: str = "global",
+    mode: str = "sort",
+    power: float | None = 1.0,
+    structure: str = "unstructured",
+    floor_fraction: float = 0.0,
+) -> Supermask:
     """Freeze the model's weights, give each conv/linear a score tensor, and route forwards through masks."""
     for p in model.parameters():
         p.requires_grad_(False)
@@ -188,9 +245,9 @@ def attach(model: nn.Module, sparsity: float, scope: str = "global", mode: str =
     for name, m in model.named_modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             scores = nn.Parameter(torch.empty_like(m.weight))
-            nn.init.kaiming_uniform_(scores, a=math.sqrt(5))
+            init_scores_(scores, power)
             layers.append(_Layer(name, m, scores))
-    sm = Supermask(layers, sparsity, scope, mode, power)
+    sm = Supermask(layers, sparsity, scope, mode, power, structure, floor_fraction)
 
     def pre_hook(_mod, _inp):  # one mask draw per forward pass, shared by every layer (global top-k)
         sm.current = None if sm.fixed else sm.effective_scores()
@@ -238,6 +295,9 @@ def score_histograms(sm: Supermask, bins: int = 50) -> dict[str, dict]:
     with torch.no_grad():
         for layer, S in zip(sm.layers, sm.effective_scores(), strict=True):
             s = S.detach().flatten().float()
+            s = s[torch.isfinite(s)]  # a diverged search leaves non-finite scores: histogram what is left
+            if s.numel() == 0:
+                continue
             lo, hi = float(s.min()), float(s.max())
             counts = torch.histc(s, bins=bins, min=lo, max=hi if hi > lo else lo + 1e-12)
             edges = torch.linspace(lo, hi if hi > lo else lo + 1e-12, bins + 1)
@@ -249,71 +309,171 @@ def _finetune_layers(sm: Supermask, which: str) -> list[_Layer]:
     return {"first": sm.layers[:1], "last": sm.layers[-1:], "all": sm.layers, "none": []}[which]
 
 
-@register_method("mpt")
+@dataclass
+class MptOptions(StructureOptions):
+    scope: Literal["global", "layer"] = opt("global", "global: one top-k over all layers; layer: per layer")
+    mode: Literal["sort", "threshold"] = opt("sort", "sort every step (biprop) or compare with a cached threshold")
+    power: float | None = opt(1.0, "power-propagation α (S = s·|s|^(α−1)); null: no reparameterization")
+    refresh_steps: int = opt(0, "mode=threshold: refresh the threshold every N steps (0: once per epoch)")
+    ramp_epochs: int = opt(
+        10, "biprop's --prune_rate_epoch: kept fraction ramps 0.5 → target over these epochs (0: off)"
+    )
+    min_kept_per_layer: float = opt(
+        0.01, "fraction of every layer's weights always kept (at least one), so no layer dies; 0: allow empty layers"
+    )
+    weight_decay: float = opt(1e-4, "weight decay on the scores (biprop's configs)")
+    momentum: float = opt(0.9, "SGD momentum on the scores")
+    finetune: Literal["last", "first", "all", "none"] = opt("last", "layers whose latent weights are fine-tuned")
+    finetune_lr: float = opt(1e-3, "fine-tuning learning rate (the report's best: 1e-3, cosine)")
+    train_bn: bool = opt(False, "train BN affine parameters during the search (default: frozen at init)")
+
+    def check(self) -> None:
+        super().check()
+        if self.power is not None and self.power <= 0:
+            raise OptionsError(f"power must be > 0, got {self.power}")
+        if not 0 <= self.min_kept_per_layer < 1:
+            raise OptionsError(f"min_kept_per_layer must be in [0, 1), got {self.min_kept_per_layer}")
+        if self.ramp_epochs < 0 or self.refresh_steps < 0:
+            raise OptionsError("ramp_epochs and refresh_steps must be ≥ 0")
+
+
+def ramp_length(ramp_epochs: int, epochs: int) -> int:
+    """The ramp is squeezed into short searches so that at least the last search epoch runs at the target."""
+    return min(ramp_epochs, max(epochs - 1, 0))
+
+
+def _unit_masks_changed(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    changed = sum(int((x != y).sum()) for x, y in zip(a, b, strict=True))
+    return changed / max(sum(x.numel() for x in a), 1)
+
+
+@register_method("mpt", options=MptOptions)
 def multi_prize(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticket:
-    opts = cfg.options
-    scope, mode = opts.get("scope", "global"), opts.get("mode", "sort")
-    if scope not in ("global", "layer") or mode not in ("sort", "threshold"):
-        raise ValueError(f"mpt: scope must be global|layer and mode sort|threshold, got {scope!r}, {mode!r}")
-    power = opts.get("power", 1.0)
-    power = None if power is None else float(power)
+    o: MptOptions = method_options(cfg)
     model = ctx.fresh_model(cfg, data)
-    mpt_init_(model, 1.0 - cfg.sparsity)
-    sm = attach(model, cfg.sparsity, scope, mode, power)
+    target_kept = 1.0 - cfg.sparsity
+    mpt_init_(model, target_kept)
+    links = conv_links(model, data.input_shape)[:2] if o.structure == "group" else None
+    floor = min(o.min_kept_per_layer, target_kept)
+    ramp = ramp_length(o.ramp_epochs, cfg.epochs)
+    schedule = [1.0 - ramp_kept(e, target_kept, ramp) for e in range(max(cfg.epochs, 1))]
+    sm = attach(model, schedule[0], o.scope, o.mode, o.power, o.structure, floor)
+    plan: list[GroupPlan | None] = [None]
+
+    def replan() -> None:
+        """structure=group: classes from Σ|S| per kernel, planned once at score init. Re-planning every epoch
+        moved the support away from the scores trained inside it (digits, small_cnn, 70 %: 36 % vs 94 %)."""
+        if links is None:
+            return
+        with torch.no_grad():
+            scores = {
+                f"{la.name}.weight": S.detach().abs() for la, S in zip(sm.layers, sm.effective_scores(), strict=True)
+            }
+        plan[0] = plan_groups(
+            *links,
+            kernel_importance(scores),
+            o.groups,
+            target_kept,
+            o.align,
+            previous=plan[0],
+            seed=cfg.seed,
+            min_width=o.min_group_width,
+        )
+        support = plan[0].support({f"{la.name}.weight": la.module.weight.shape for la in sm.layers})
+        sm.support = {name.removesuffix(".weight"): v for name, v in support.items()}  # keyed like sm.layers
+
+    replan()
+    sm.draw_masks(exact=True)
+    initial = [la.mask.clone() for la in sm.layers]
+    dead_at_init = sm.dead_layers()
     for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d) and opts.get("train_bn", False):
+        if isinstance(m, nn.BatchNorm2d) and o.train_bn:
             m.weight.requires_grad_(True)
             m.bias.requires_grad_(True)
     params = [layer.scores for layer in sm.layers] + [p for p in model.parameters() if p.requires_grad]
     tcfg = cfg.train_config()
-    opt = torch.optim.SGD(
-        params,
-        lr=tcfg.lr,
-        momentum=float(opts.get("momentum", 0.9)),
-        weight_decay=float(opts.get("weight_decay", 1e-4)),
-    )
-    refresh_steps = int(opts.get("refresh_steps", 0))
+    opt_ = torch.optim.SGD(params, lr=tcfg.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     step = {"n": 0}
 
     def after_step(_m: nn.Module) -> None:
         step["n"] += 1
-        if mode == "threshold" and refresh_steps and step["n"] % refresh_steps == 0:
+        if o.mode == "threshold" and o.refresh_steps and step["n"] % o.refresh_steps == 0:
             sm.refresh_threshold()
 
     kept_log: list[float] = []  # kept fraction of the last training step's masks, per epoch (threshold drift)
+    dead_log: list[list[str]] = []
 
-    def end_of_epoch(_m: nn.Module, _e: int) -> None:
-        kept_log.append(sum(float(layer.mask.sum()) for layer in sm.layers) / sum(la.mask.numel() for la in sm.layers))
-        if mode == "threshold" and not refresh_steps:
+    def end_of_epoch(_m: nn.Module, e: int) -> None:
+        kept_log.append(sm.kept_fraction())
+        dead_log.append(sm.dead_layers())
+        sm.sparsity = schedule[min(e + 1, len(schedule) - 1)]
+        if o.mode == "threshold" and (not o.refresh_steps or sm.sparsity != schedule[e]):
             sm.refresh_threshold()
 
+    if o.mode == "threshold":
+        sm.refresh_threshold()
     search_log = train(
-        model, data, tcfg, after_step=[after_step], end_of_epoch=[end_of_epoch], optimizer=opt, progress=ctx.progress
+        model, data, tcfg, after_step=[after_step], end_of_epoch=[end_of_epoch], optimizer=opt_, progress=ctx.progress
     )
+    sm.sparsity = cfg.sparsity
     sm.draw_masks(exact=True)
     sm.fixed = True
     hists = score_histograms(sm)
-    which = opts.get("finetune", "last") if cfg.finetune_epochs > 0 else "none"
+    which = o.finetune if cfg.finetune_epochs > 0 else "none"
+    tuned_layers = _finetune_layers(sm, which)
+    before = {
+        la.name: (torch.sign(la.module.weight.detach()).clone(), float(gain(la.module.weight, la.mask)))
+        for la in tuned_layers
+    }
     ft_log = []
-    if which != "none":
+    if tuned_layers:
         for p in model.parameters():
             p.requires_grad_(False)
-        tuned = [layer.module.weight for layer in _finetune_layers(sm, which)]
-        for w in tuned:
-            w.requires_grad_(True)
-        ft_cfg = cfg.train_config(epochs=cfg.finetune_epochs, lr=float(opts.get("finetune_lr", 1e-3)))
+        for la in tuned_layers:
+            la.module.weight.requires_grad_(True)
+        ft_cfg = cfg.train_config(epochs=cfg.finetune_epochs, lr=o.finetune_lr)
         ft_log = train(model, data, ft_cfg, progress=ctx.progress)
+    finetune_report = {}
+    for la in tuned_layers:
+        sign0, alpha0 = before[la.name]
+        kept = la.mask.bool()
+        flips = int((torch.sign(la.module.weight.detach()) != sign0)[kept].sum())
+        alpha1 = float(gain(la.module.weight.detach(), la.mask))
+        finetune_report[la.name] = {
+            "sign_flips": flips,
+            "kept": int(kept.sum()),
+            "alpha_before": alpha0,
+            "alpha_after": alpha1,
+            "alpha_change": alpha1 - alpha0,
+        }
     gains = {layer.name: float(gain(layer.module.weight.detach(), layer.mask)) for layer in sm.layers}
+    final = [la.mask.clone() for la in sm.layers]
+    dead = sm.dead_layers()
     masks = bake(model, sm)
     provenance = {
         "method": "mpt",
-        "scope": scope,
-        "mode": mode,
-        "power": power,
-        "prune_rate_kept": 1.0 - cfg.sparsity,
+        "scope": o.scope,
+        "mode": o.mode,
+        "power": o.power,
+        "prune_rate_kept": target_kept,
         "finetune": which,
-        "refresh_steps": refresh_steps,
+        "refresh_steps": o.refresh_steps,
+        "structure": o.structure,
+        "ramp_epochs": ramp,
+        "min_kept_per_layer": floor,
+        **({"conv_groups": plan[0].conv_groups} if plan[0] else {}),
     }
-    artifacts = {"score_histograms": hists, "gains": gains, "kept_fraction_per_epoch": kept_log}
+    artifacts = {
+        "score_histograms": hists,
+        "gains": gains,
+        "kept_fraction_per_epoch": kept_log,
+        "ramp_kept_per_epoch": [1.0 - x for x in schedule[: cfg.epochs]],
+        "dead_layers": dead,
+        "dead_layers_at_init": dead_at_init,
+        "dead_layers_per_epoch": dead_log,
+        "mask_change_fraction": _unit_masks_changed(initial, final),
+        "nonfinite_scores": sum(int((~torch.isfinite(la.scores.detach())).sum()) for la in sm.layers),
+        "finetune": finetune_report,
+    }
     train_log = [{**r, "phase": "search"} for r in search_log] + [{**r, "phase": "finetune"} for r in ft_log]
     return Ticket(model, masks, cfg, train_log=train_log, provenance=provenance, artifacts=artifacts)

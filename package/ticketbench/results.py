@@ -61,6 +61,7 @@ EXTRA_COLUMNS = [
     "throttle_note",  # what changed, when throttled
     "power_w_idle",  # idle baseline (W), when measured; energy columns are never reduced by it
     "energy_mj_per_inference_above_idle",  # energy per inference minus idle power × window (mJ), when measured
+    "structure",  # the ticket method's `structure` option (unstructured | kernel | group); empty when it has none
 ]
 
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS
