@@ -41,7 +41,15 @@ from ticketbench.models.cost import ModelCost, analyze
 from ticketbench.models.data import DataBundle, load_dataset
 from ticketbench.models.export import OPSET, export_onnx, to_onnx_bytes
 from ticketbench.models.masks import apply_masks
-from ticketbench.models.tickets import Ticket, TicketConfig, TicketContext, find_ticket, load_ticket, method_options
+from ticketbench.models.tickets import (
+    OptionsError,
+    Ticket,
+    TicketConfig,
+    TicketContext,
+    find_ticket,
+    load_ticket,
+    method_options,
+)
 from ticketbench.models.train import evaluate, train
 from ticketbench.results import empty_row
 
@@ -279,7 +287,7 @@ class Runner:
     def _dense_reference(self, case: Case, data: DataBundle, ticket: Ticket) -> tuple[ModelCost, float]:
         """Cost and ONNX size (MB) of the dense architecture: the denominators for every ticket of it.
         A saved ticket's own module is its dense architecture (its model may be user code the zoo lacks)."""
-        mkw = self.ctx.model_kwargs(data, case.ticket)
+        mkw = self.ctx.model_kwargs(data, case.ticket) if case.ticket_dir is None else {}  # imported: no options
         key = json.dumps([case.ticket.model, data.name, mkw, str(case.ticket_dir or "")], default=str)
         if key not in self._dense_refs:
             dense_model = self.ctx.fresh_model(case.ticket, data) if case.ticket_dir is None else ticket.model
@@ -310,8 +318,8 @@ def _structure(cfg: TicketConfig) -> str | None:
     """The `structure` option of methods that have one (mpt, magnitude, lth), for one report series each."""
     try:
         return getattr(method_options(cfg), "structure", None)
-    except ValueError:  # an invalid case fails in find_ticket with its own message
-        return None
+    except (ValueError, OptionsError):  # imported tickets have no method options; an invalid case fails in
+        return None  # find_ticket with its own message
 
 
 def _numpy_batches(data: DataBundle, batch_size: int):

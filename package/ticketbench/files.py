@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ticketbench.results import RESULTS_KEY_COLUMNS, TEXT_COLUMNS
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -91,15 +93,6 @@ def read_json_object(path: Path, what: str = "JSON file") -> dict[str, Any]:
     return value
 
 
-# Columns that identify a results row: without them the table cannot be reported, compared or resumed.
-RESULTS_KEY_COLUMNS = ("run_id", "case_id", "model", "dataset", "method", "device", "backend", "precision",
-                       "batch_size", "status")  # fmt: skip
-# Columns that hold text (everything else the contract names is a number; empty cells are allowed anywhere).
-_TEXT_COLUMNS = {"run_id", "case_id", "model", "dataset", "method", "device", "device_name", "backend", "precision",
-                 "power_source", "status", "error", "power_note", "samples_file", "throttle_note",
-                 "throttled"}  # fmt: skip
-
-
 def read_results_csv(path: Path):
     """results.csv as a DataFrame, checked: one header of unique names, every row as wide as the header, the
     key columns present, numbers where the contract has numbers, and known statuses. Contract columns a file
@@ -131,8 +124,8 @@ def read_results_csv(path: Path):
         raise InputError(f"{path}: not a CSV file ({_one_line(exc)})") from exc
     for c in CONTRACT_COLUMNS + [c for c in COLUMNS if c in df]:
         if c not in df:
-            df[c] = None if c in _TEXT_COLUMNS else float("nan")
-        elif c not in _TEXT_COLUMNS:
+            df[c] = None if c in TEXT_COLUMNS else float("nan")
+        elif c not in TEXT_COLUMNS:
             num = pd.to_numeric(df[c], errors="coerce")
             bad = df[c][num.isna() & df[c].notna()]
             if len(bad):

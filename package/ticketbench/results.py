@@ -66,6 +66,14 @@ EXTRA_COLUMNS = [
 
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS
 
+# Columns that identify a results row: without them the table cannot be reported, compared or resumed.
+RESULTS_KEY_COLUMNS = ("run_id", "case_id", "model", "dataset", "method", "device", "backend", "precision",
+                       "batch_size", "status")  # fmt: skip
+# Columns that hold text (everything else the contract names is a number; empty cells are allowed anywhere).
+TEXT_COLUMNS = {"run_id", "case_id", "model", "dataset", "method", "device", "device_name", "backend", "precision",
+                 "power_source", "status", "error", "power_note", "samples_file", "throttle_note",
+                 "throttled", "structure"}  # fmt: skip
+
 STATUSES = ("ok", "failed", "skipped")
 POWER_SOURCES = ("nvml-energy", "nvml-power", "jtop", "ina3221-sysfs", "tegrastats", "rapl", "none")
 
