@@ -409,6 +409,23 @@ def cmd_farm(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ticketbench.bench.doctor import exit_code, run_doctor, table, to_json, write_out
+    from ticketbench.devices.base import DEVICES
+
+    if args.device not in ("auto", *DEVICES.names()):
+        raise UsageError(f"unknown device {args.device!r} (known: auto, {', '.join(DEVICES.names())})")
+    if args.host and args.device not in ("jetson", "auto"):
+        raise UsageError("--host is for --device jetson (remote mode)")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a directory")
+    checks = run_doctor(args.device, args.host)
+    if args.out:
+        write_out(Path(args.out), checks)
+    print(json.dumps(to_json(checks), indent=2, default=str) if args.json else table(checks))
+    return exit_code(checks)
+
+
 # -- parser ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
@@ -486,6 +503,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--md", help="markdown output (default CURRENT/compare.md)")
     c.add_argument("--html", help="HTML output (default CURRENT/compare.html)")
     c.set_defaults(func=cmd_compare)
+
+    dr = sub.add_parser("doctor", help="real self-check of adapters, backends and power sources here (exit 1: failed)")
+    dr.add_argument("--device", default="auto", help="auto (every available adapter)|cpu|gpu|jetson")
+    dr.add_argument("--host", help="USER@HOST of a Jetson driven over SSH (remote mode)")
+    dr.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    dr.add_argument("--out", help="also write DIR/doctor.json")
+    dr.set_defaults(func=cmd_doctor)
 
     f = sub.add_parser("farm", help="nightly runs over a device farm")
     f.add_argument("action", choices=["nightly"])
