@@ -39,7 +39,7 @@ from ticketbench.devices.power import PowerReader, PowerSampler, is_counter
 AGREEMENT_TOL = 0.05  # two sources of one device must agree within 5 % over the same window
 LIMIT_SLACK = 0.05  # a window mean may exceed the device's limit by 5 % (limits are enforced over longer windows)
 IDLE_S = 2.0  # idle sampling (s); NVML power is a 1-s average on Ampere+, so windows of ≥ 2 s
-LOAD_S = 3.0  # load sampling (s); the first SETTLE_S of it is left out of the source comparison
+LOAD_S = 3.0  # load sampling (s); its first SETTLE_S and last SETTLE_S / 4 are left out of the source comparison
 SETTLE_S = 1.0
 # NVML throttle reasons that are a problem even at idle (a power cap under a matmul is expected, not a fault)
 FAULT_REASONS = {"hw_slowdown", "hw_thermal", "sw_thermal", "hw_power_brake"}
@@ -107,15 +107,18 @@ def relative_difference(reference_j: float, other_j: float) -> float:
 
 def agreement(reference: SourceReading, other: SourceReading, tol: float = AGREEMENT_TOL) -> tuple[bool, str]:
     """Whether two sources' energies over the same window agree within `tol` (relative to the reference,
-    the more direct source: an energy counter, or the board's own rail); the message gives the difference."""
+    the more direct source: an energy counter, or the board's own rail), at the 0.1-point resolution the
+    message shows (timestamps of two samplers differ by microseconds); the message gives the difference."""
     if reference.energy_j is None or other.energy_j is None:
         which = reference.source if reference.energy_j is None else other.source
         return False, f"{which} has no energy over the comparison window"
-    diff = relative_difference(reference.energy_j, other.energy_j)
-    verdict = "agree" if diff <= tol + 1e-9 else f"differ by more than {tol:.0%}"
-    return diff <= tol + 1e-9, (
+    pct = round(100 * relative_difference(reference.energy_j, other.energy_j), 1)  # compared as shown: 0.1 points
+    ok = pct <= round(100 * tol, 1)
+    verdict = "agree" if ok else f"differ by more than {tol:.0%}"
+    return (
+        ok,
         f"{other.source} {other.energy_j:.3f} J vs {reference.source} {reference.energy_j:.3f} J: "
-        f"{verdict} ({100 * diff:.1f}%)"
+        f"{verdict} ({pct:.1f}%)",
     )
 
 
@@ -286,7 +289,7 @@ def sample_sources(
             continue
         idle_w, _ = _window_mean(sampler, t0, t1)
         load_w, _ = _window_mean(sampler, t2, t3)
-        _, energy = _window_mean(sampler, t2 + settle, t3)
+        _, energy = _window_mean(sampler, t2 + settle, t3 - settle / 4)  # clear of both edges of the load
         if is_counter(src.reader):
             readings = [v for v in (idle_w, load_w) if v is not None]  # counters: per-sample watts are quantized
         else:
