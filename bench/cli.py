@@ -72,9 +72,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     log.info("suite %s: %d case(s) on device %s → %s", suite.name, len(suite.cases), name, out)
     thread_policy.announce()
-    runner = Runner(
-        suite, device, RunOptions(out=out, data_root=data_root, resume=args.resume, show_progress=not args.quiet)
+    train_device = _check_train_device(args.train_device)
+    opts = RunOptions(
+        out=out, data_root=data_root, resume=args.resume, show_progress=not args.quiet, train_device=train_device
     )
+    runner = Runner(suite, device, opts)
     try:
         rows = runner.run()
     except KeyboardInterrupt:
@@ -116,6 +118,16 @@ def _print_summary(rows: list[dict]) -> None:
     failed = df[df["status"] == "failed"]
     for _, r in failed.iterrows():
         print(f"FAILED {r['case_id']}: {r['error']}")
+
+
+def _check_train_device(name: str) -> str:
+    """auto → cuda when torch sees it, else cpu; an unusable choice is bad usage (exit 2)."""
+    from ticketbench.models.train import resolve_train_device
+
+    try:
+        return resolve_train_device(name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -190,7 +202,22 @@ def cmd_ticket(args: argparse.Namespace) -> int:
     )
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
-    ticket = find_ticket(cfg, data, TicketContext(progress=lambda msg: log.info("%s %s", cfg.method, msg)))
+    from ticketbench.bench.training import start_meter
+
+    meter = start_meter(_check_train_device(args.train_device))
+    log.info("training on %s; energy from %s", meter.device, meter.source if meter.sampler else f"none ({meter.note})")
+    ctx = TicketContext(
+        progress=lambda msg: log.info("%s %s", cfg.method, msg),
+        device=meter.device,
+        energy=meter.energy if meter.sampler else None,
+        power_source=meter.source,
+    )
+    try:
+        ticket = find_ticket(cfg, data, ctx)
+    finally:
+        meter.stop()
+    if not meter.sampler:
+        ticket.artifacts["training_energy"]["note"] = f"no power source on {meter.device}: {meter.note}"
     path = ticket.save(out)
     print(
         json.dumps(
@@ -199,6 +226,9 @@ def cmd_ticket(args: argparse.Namespace) -> int:
                 "accuracy_top1": ticket.accuracy,
                 "weight_sparsity": ticket.weight_sparsity,
                 "eb_epoch": ticket.artifacts.get("eb_epoch"),
+                "train_device": meter.device,
+                "training_energy_j": ticket.artifacts["training_energy"]["total_j"],
+                "power_source": ticket.artifacts["training_energy"]["power_source"],
             }
         )
     )
@@ -443,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished cases")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.add_argument("--db", help="results database: SQLAlchemy URL or SQLite path (default runs/ticketbench.sqlite)")
+    r.add_argument("--train-device", default="auto", help=TRAIN_DEVICE_HELP)
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("devices", help="which adapters and power sources are available here, and why not")
@@ -464,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--width", type=float, help="model width multiplier (e.g. 0.25 for a quick small model)")
     t.add_argument("--subset", type=int, help="use this many training examples (CIFAR)")
     t.add_argument("--option", action="append", help="method option KEY=VALUE (JSON value), repeatable")
+    t.add_argument("--train-device", default="auto", help=TRAIN_DEVICE_HELP)
     t.set_defaults(func=cmd_ticket)
 
     m = sub.add_parser("measure", help="time (and power) one ONNX model, like trtexec")
@@ -521,6 +553,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+TRAIN_DEVICE_HELP = (
+    "auto|cpu|cuda|cuda:N: where tickets are searched and trained (default auto: CUDA when torch sees it); "
+    "each epoch's energy is measured with that device's power source"
+)
 THREADS_HELP = (
     "threads for torch, ONNX Runtime and BLAS alike (default: the physical cores, fewer when the machine is "
     "busy at start; the choice is recorded in run.json)"

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from ticketbench.bench.provenance import git_sha, host_info, package_versions
 from ticketbench.bench.rundir import RunDir
 from ticketbench.bench.suite import Case, Suite
+from ticketbench.bench.training import TrainingMeter, start_meter
 from ticketbench.devices.base import DeviceAdapter
 from ticketbench.devices.measure import (
     IdleBaseline,
@@ -43,7 +44,7 @@ from ticketbench.models.data import DataBundle, load_dataset
 from ticketbench.models.export import export_onnx, to_onnx_bytes
 from ticketbench.models.masks import apply_masks
 from ticketbench.models.tickets import Ticket, TicketConfig, TicketContext, find_ticket
-from ticketbench.models.train import train
+from ticketbench.models.train import resolve_train_device, train
 from ticketbench.results import empty_row
 
 log = logging.getLogger("ticketbench.bench.runner")
@@ -60,6 +61,7 @@ class RunOptions:
     resume: bool = False
     power_rate_hz: float = 50.0
     show_progress: bool = True
+    train_device: str = "auto"  # where tickets are searched and trained: auto (CUDA when torch sees it), cpu, cuda
 
 
 class Runner:
@@ -73,7 +75,8 @@ class Runner:
         self.idle: IdleBaseline | None = None
         self.identity: dict[str, Any] = {}  # the device's identity, read once per run
         self._bar: tqdm | None = None
-        self.ctx = TicketContext(progress=self._progress)
+        self.ctx = TicketContext(progress=self._progress, device=resolve_train_device(opts.train_device))
+        self.train_meter: TrainingMeter | None = None
 
     # -- helpers -------------------------------------------------------------------------------
     def _progress(self, msg: str) -> None:
@@ -97,6 +100,19 @@ class Runner:
             self.idle = measure_idle(self.sampler, self.suite.measure.idle_seconds)
             if self.idle:
                 log.info("idle baseline: %.2f W over %.1f s", self.idle.watts, self.idle.seconds)
+
+    def _start_training_meter(self) -> None:
+        """Meter ticket training with the training device's power source: the run's own sampler when tickets
+        train on the measured device, else a sampler of their own (e.g. NVML while measuring on the CPU)."""
+        same = _same_torch_device(self.ctx.device, getattr(self.device, "torch_device", None))
+        if same and self.sampler is not None:
+            self.train_meter = TrainingMeter(self.ctx.device, self.sampler, "")
+        elif same:
+            self.train_meter = TrainingMeter(self.ctx.device, None, self.power_note)
+        else:
+            self.train_meter = start_meter(self.ctx.device, self.opts.power_rate_hz)
+        if self.train_meter.sampler is not None:
+            self.ctx.energy, self.ctx.power_source = self.train_meter.energy, self.train_meter.source
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
@@ -128,6 +144,10 @@ class Runner:
         }
         self.rundir.write_json(meta)
         self._start_power()
+        self._start_training_meter()
+        meta["train_device"] = self.ctx.device
+        meta["train_power_source"] = self.train_meter.source if self.train_meter else "none"
+        meta["train_power_note"] = self.train_meter.note if self.train_meter else ""
         meta["power_source"] = self.sampler.reader.source if self.sampler else "none"
         meta["power_note"] = self.power_note
         meta["idle_baseline"] = asdict(self.idle) if self.idle else None
@@ -146,6 +166,8 @@ class Runner:
                 self._bar.close()
             if self.sampler:
                 self.sampler.stop()
+            if self.train_meter and self.train_meter.sampler is not self.sampler:
+                self.train_meter.stop()
             self.device.close()
             meta["end_time"] = datetime.now(timezone.utc).isoformat()
             self.rundir.write_json(meta)
@@ -164,7 +186,9 @@ class Runner:
             "device": self.device.name,
             "device_name": ident.get("device_name"),
             "backend": ident.get("backend"),
+            "backend_note": backend_note(ident),
             "precision": self.suite.measure.precision,
+            "train_device": self.ctx.device,
         }
         try:
             return self._measure_case(case, base)
@@ -218,6 +242,7 @@ class Runner:
             "channels_removed": creport.channels_removed,
             "channels_kept_for_alignment": sum(g.kept_aligned for g in creport.groups),
             "eb_epoch": ticket.artifacts.get("eb_epoch"),
+            "energy_j_ticket_training": (ticket.artifacts.get("training_energy") or {}).get("total_j"),
             "power_source": self.sampler.reader.source if self.sampler else "none",
         }
         # adapters that can run PyTorch (gpu's torch-cuda backend) get the module the ONNX was validated against
@@ -272,7 +297,7 @@ class Runner:
         """Cost and ONNX size (MB) of the dense architecture: the denominators for every ticket of it."""
         key = json.dumps([case.ticket.model, data.name, self.ctx.model_kwargs(data, case.ticket)], default=str)
         if key not in self._dense_refs:
-            dense_model = self.ctx.fresh_model(case.ticket, data)
+            dense_model = self.ctx.fresh_model(case.ticket, data).cpu()  # built on the training device
             size = len(to_onnx_bytes(dense_model, data.input_shape)) / 1e6
             self._dense_refs[key] = (analyze(dense_model, data.input_shape), size)
         return self._dense_refs[key]
@@ -294,6 +319,23 @@ class Runner:
         )
         t1 = time.monotonic()
         return t1 - t0, energy_window(self.sampler, "train", t0, t1)
+
+
+def _same_torch_device(a: str | None, b: str | None) -> bool:
+    """ "cuda" and "cuda:0" name the same device; None (torch does not run there) matches nothing."""
+    if a is None or b is None:
+        return False
+    da, db = torch.device(a), torch.device(b)
+    return da.type == db.type and (da.index or 0) == (db.index or 0)
+
+
+def backend_note(identity: dict[str, Any]) -> str | None:
+    """Why the device's other backends were not used (e.g. torch-cuda because no ONNX backend is installed)."""
+    backends = identity.get("backends")
+    if not isinstance(backends, dict):
+        return None
+    skipped = [f"{b}: {why}" for b, why in backends.items() if why and b != identity.get("backend")]
+    return ("skipped " + "; ".join(skipped)) if skipped else None
 
 
 def _numpy_batches(data: DataBundle, batch_size: int):

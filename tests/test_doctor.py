@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import types
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +28,7 @@ from ticketbench.bench.doctor import (
 from ticketbench.devices import gpu
 from ticketbench.devices.base import Availability
 
+REPO = Path(__file__).resolve().parents[1]
 FAST = DoctorOptions(idle_s=0.3, load_s=0.6, latency_s=0.05, power_rate_hz=100.0)
 
 
@@ -278,3 +280,25 @@ def test_doctor_table_and_usage_errors(capsys, monkeypatch):
     if not gpu.GpuDevice.probe().ok:  # a named device that is absent is a failed check, with the reason
         assert main(["doctor", "--device", "gpu"]) == 1
         assert "FAILED gpu adapter: not available:" in capsys.readouterr().out
+
+
+def test_bench_run_on_a_gpu_without_onnx_backends_measures_through_torch_cuda(fake_gpu, tmp_path):
+    """Each row names its backend, says why the ONNX backends were skipped, and carries NVML energy for
+    inference, the runner's training epoch and the ticket's own training."""
+    import pandas as pd
+
+    from ticketbench.bench.runner import Runner, RunOptions
+    from ticketbench.bench.suite import load_suite
+
+    fake_gpu()
+    suite = load_suite(str(REPO / "tests" / "data" / "tiny_suite.toml"))
+    suite.cases = suite.cases[:1]
+    rows = Runner(suite, gpu.GpuDevice(), RunOptions(out=tmp_path / "run", show_progress=False)).run()
+    df = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert [r["status"] for r in rows] == ["ok", "ok"] and (df["backend"] == "torch-cuda").all()
+    assert df["backend_note"].str.contains("tensorrt: tensorrt not installed").all()
+    assert df["backend_note"].str.contains("onnxruntime-cuda: onnxruntime has no CUDAExecutionProvider").all()
+    assert (df["power_source"] == "nvml-energy").all() and (df["energy_mj_per_inference"] > 0).all()
+    assert (df["energy_j_per_train_epoch"] > 0).all() and (df["energy_j_ticket_training"] > 0).all()
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["train_power_source"] == "nvml-energy" and meta["device"]["backends"]["tensorrt"]

@@ -61,6 +61,9 @@ EXTRA_COLUMNS = [
     "throttle_note",  # what changed, when throttled
     "power_w_idle",  # idle baseline (W), when measured; energy columns are never reduced by it
     "energy_mj_per_inference_above_idle",  # energy per inference minus idle power × window (mJ), when measured
+    "backend_note",  # the device's other backends and why they were skipped (e.g. no onnxruntime-gpu)
+    "train_device",  # where the ticket was searched and trained (cpu, cuda)
+    "energy_j_ticket_training",  # measured energy (J) of the ticket's own search/training, all phases
 ]
 
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS
