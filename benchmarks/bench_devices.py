@@ -11,7 +11,8 @@ With `--device gpu` (a CUDA GPU): 1. compares the gpu adapter's torch-cuda sessi
 `module(x); torch.cuda.synchronize()` loop on the same module, and 2. costs the sampler reading NVML (the
 energy counter where the GPU has one) instead of the sysfs file.
 
-Run: `python benchmarks/bench_devices.py [--quick] [--device cpu|gpu]`. Prints the machine load (`uptime`).
+Run: `python benchmarks/bench_devices.py [--quick | --smoke] [--device cpu|gpu]` (`--smoke`: one short block,
+only to show it runs, for benchmarks/gpu_check.sh's CI path). Prints the machine load (`uptime`).
 """
 
 from __future__ import annotations
@@ -169,8 +170,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         overhead = harness_overhead_gpu if device == "gpu" else harness_overhead
-        lat = overhead(tmp, blocks=3 if quick else 7, n=300 if quick else 1500)
-        frac, n = sampler_cost(tmp, 2.0 if quick else 10.0, device)
+        if "--smoke" in sys.argv:
+            lat = overhead(tmp, blocks=1, n=30)
+            frac, n = sampler_cost(tmp, 0.5, device)
+        else:
+            lat = overhead(tmp, blocks=3 if quick else 7, n=300 if quick else 1500)
+            frac, n = sampler_cost(tmp, 2.0 if quick else 10.0, device)
     bare = "bare torch" if device == "gpu" else "bare ORT"
     if device == "gpu":
         print("device:", torch.cuda.get_device_name(0), "torch", torch.__version__, "CUDA", torch.version.cuda)
