@@ -24,6 +24,7 @@ from __future__ import annotations
 import inspect
 import json
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ticketbench.devices.base import DEVICES, DeviceAdapter, get_device
-from ticketbench.devices.measure import LatencyConfig, detect_throttle, measure_latency
+from ticketbench.devices.measure import LatencyConfig, measure_latency
 from ticketbench.devices.power import PowerReader, PowerSampler, is_counter
 
 AGREEMENT_TOL = 0.05  # two sources of one device must agree within 5 % over the same window
@@ -263,7 +264,7 @@ def sample_sources(
     snapshot: Callable[[], dict] = dict,
 ) -> tuple[list[SourceReading], dict, dict]:
     """Sample every source at once: idle for opts.idle_s, then `load(opts.load_s)`; returns the readings
-    and the clock snapshots taken at idle and right after the load."""
+    and the clock snapshots taken at the end of the idle window and 80 % into the load (from a timer thread)."""
     samplers = {s.source: PowerSampler(s.reader, rate_hz=opts.power_rate_hz).start() for s in sources if s.reader}
     try:
         time.sleep(0.2)  # a sample before the idle window starts, so the window is covered
@@ -271,10 +272,13 @@ def sample_sources(
         time.sleep(opts.idle_s)
         t1 = time.monotonic()
         idle_snap = _safe(snapshot)
+        load_snap: dict = {}
+        timer = threading.Timer(0.8 * opts.load_s, lambda: load_snap.update(_safe(snapshot)))
         t2 = time.monotonic()
+        timer.start()
         load(opts.load_s)
         t3 = time.monotonic()
-        load_snap = _safe(snapshot)
+        timer.join()
         deadline = time.monotonic() + 2.0  # wait for a sample past the load window (push sources lag)
         while time.monotonic() < deadline and any(not s.t or s.t[-1] < t3 for s in samplers.values()):
             time.sleep(0.05)
@@ -343,7 +347,8 @@ def power_checks(device: str, sources: Sequence[PowerSource], readings: Sequence
 
 # -- loads --------------------------------------------------------------------------------------------------
 def matmul_load(torch_device: str, n: int | None = None) -> Callable[[float], None]:
-    """A load on the device itself: n×n fp32 matmuls for `seconds` (synchronized at the end)."""
+    """A load on the device itself: n×n fp32 matmuls for `seconds` (synchronized at the end). Values stay
+    at unit scale (÷√n per product): GPU power depends on the data, and underflowing to zeros would lower it."""
 
     def run(seconds: float) -> None:
         import torch
@@ -355,7 +360,7 @@ def matmul_load(torch_device: str, n: int | None = None) -> Callable[[float], No
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             for _ in range(4):
-                a = torch.mm(a, b).mul_(1.0 / size)
+                a = torch.mm(a, b).mul_(size**-0.5)
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
 
@@ -470,19 +475,38 @@ def versions(identity: dict[str, Any]) -> dict[str, str | None]:
 
 
 def clock_checks(device: str, idle: dict, load: dict) -> list[Check]:
-    """Clocks and throttle reasons at idle and under the doctor's load: a fault reason at idle is a failure,
-    anything under load is reported (a power cap under a matmul is expected)."""
+    """Clocks at idle and under the doctor's load, and throttle reasons: a fault reason (thermal, HW slowdown,
+    power brake) at idle is a failure; a reason under load is a warning (a power cap under a matmul is
+    expected); clocks rising under load are not throttling, so idle and load clocks are only reported."""
     if not idle and not load:
         return [Check(device, "clocks", "info", "the device exposes no clocks or throttle reasons")]
-    checks = []
+
+    def clocks(snap: dict) -> str:
+        return ", ".join(f"{k} {float(v):g}" for k, v in sorted(snap.get("clocks_mhz", {}).items())[:6]) or "-"
+
+    reasons = sorted(load.get("throttle_reasons", []))
+    detail = f"idle: {clocks(idle)} MHz; under load: {clocks(load)} MHz; throttle reasons under load: "
+    detail += ",".join(reasons) or "none"
+    hot = [
+        k
+        for k, t in load.get("temps_c", {}).items()
+        if k in load.get("temp_limits_c", {}) and float(t) >= float(load["temp_limits_c"][k])
+    ]
+    if hot:
+        detail += "; at the temperature limit: " + ",".join(sorted(hot))
+    checks = [Check(device, "clocks", "warn" if reasons or hot else "info", detail, {"idle": idle, "load": load})]
     idle_faults = sorted(set(idle.get("throttle_reasons", [])) & FAULT_REASONS)
-    clocks = ", ".join(f"{k} {v:g}" for k, v in sorted(load.get("clocks_mhz", {}).items())[:6])
-    throttled, note = detect_throttle(idle, load)
-    detail = f"under load: {clocks or '-'} MHz; " + (f"changed from idle: {note}" if throttled else "no throttling")
-    checks.append(Check(device, "clocks", "warn" if throttled else "info", detail, {"idle": idle, "load": load}))
     if idle_faults:
         checks.append(Check(device, "throttle at idle", "failed", "active at idle: " + ",".join(idle_faults)))
     return checks
+
+
+def power_mode(ident: dict[str, Any]) -> str:
+    """nvpmodel mode and jetson_clocks state as the adapter read them (dicts from jetson_board, or text)."""
+    nv, jc = ident.get("nvpmodel") or {}, ident.get("jetson_clocks") or {}
+    nv_text = f"{nv.get('name', '?')} (mode {nv.get('id', '?')})" if isinstance(nv, dict) else str(nv or "-")
+    jc_text = f"{jc.get('state', '?')} ({jc.get('evidence', '')})" if isinstance(jc, dict) else str(jc or "-")
+    return f"nvpmodel {nv_text}; jetson_clocks {jc_text}"
 
 
 def doctor_device(name: str, host: str | None, opts: DoctorOptions, tmp: Path) -> list[Check]:
@@ -498,8 +522,7 @@ def doctor_device(name: str, host: str | None, opts: DoctorOptions, tmp: Path) -
         vers = versions(ident)
         checks.append(Check(name, "versions", "info", ", ".join(f"{k} {v or '-'}" for k, v in vers.items()), vers))
         if name == "jetson":
-            mode = f"nvpmodel {ident.get('nvpmodel') or '-'}, jetson_clocks {ident.get('jetson_clocks') or '-'}"
-            checks.append(Check(name, "power mode", "info", mode))
+            checks.append(Check(name, "power mode", "info", power_mode(ident)))
         model = tiny_model(tmp)
         session = None
         for backend, why in backends_to_check(device):

@@ -302,3 +302,45 @@ def test_bench_run_on_a_gpu_without_onnx_backends_measures_through_torch_cuda(fa
     assert (df["energy_j_per_train_epoch"] > 0).all() and (df["energy_j_ticket_training"] > 0).all()
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     assert meta["train_power_source"] == "nvml-energy" and meta["device"]["backends"]["tensorrt"]
+
+
+def test_clock_faults_at_idle_fail_and_a_power_cap_under_load_warns():
+    idle = {"clocks_mhz": {"sm": 345}, "throttle_reasons": ["hw_slowdown"]}
+    load = {"clocks_mhz": {"sm": 1980}, "throttle_reasons": ["sw_power_cap"]}
+    checks = by_name(doctor.clock_checks("gpu", idle, load))
+    assert checks["clocks"].status == "warn" and "throttle reasons under load: sw_power_cap" in checks["clocks"].detail
+    assert checks["throttle at idle"].status == "failed" and "hw_slowdown" in checks["throttle at idle"].detail
+    calm = doctor.clock_checks("gpu", {"clocks_mhz": {"sm": 345}}, {"clocks_mhz": {"sm": 1980}})
+    assert [c.status for c in calm] == ["info"]  # clocks rising under load is not throttling
+
+
+def test_local_jetson_board_power_mode_ina3221_limit_and_missing_sources(tmp_path, monkeypatch):
+    """A fake TX2 (sysfs tree + fake trtexec): the load raises VDD_IN in sysfs, as a real load would."""
+    from fixtures.jetson.boards import install_bin, make_board, path_with
+
+    root = make_board(tmp_path / "board", "tx2")
+    monkeypatch.setenv("PATH", path_with(install_bin(tmp_path / "bin")))
+    monkeypatch.setenv("TICKETBENCH_JETSON_ROOT", str(root))
+    monkeypatch.setenv("TICKETBENCH_JETSON_WORKDIR", str(tmp_path / "work"))
+    rail = root / "sys/bus/i2c/drivers/ina3221x/0-0041/iio:device1"
+    (rail / "crit_current_limit_0").write_text("4000\n")  # mA at 5000 mV: a 20 W ceiling
+
+    def busy(session, x):
+        def run(seconds: float) -> None:
+            (rail / "in_power0_input").write_text("9500\n")
+            time.sleep(seconds)
+            (rail / "in_power0_input").write_text("3140\n")
+
+        return run
+
+    monkeypatch.setattr(doctor, "session_load", busy)
+    checks = doctor.run_doctor("jetson", opts=FAST)
+    got = by_name(checks)
+    assert got["adapter"].detail == "NVIDIA Jetson TX2" and got["latency tensorrt-trtexec"].status == "ok"
+    assert "nvpmodel" in got["power mode"].detail and "MAXN" in got["power mode"].detail
+    power = got["power ina3221-sysfs"]
+    assert power.status == "ok", power.detail
+    assert "limit 20.0 W (INA3221 critical current × rail voltage)" in power.detail
+    assert power.data["idle_w"] == pytest.approx(3.14) and power.data["load_w"] == pytest.approx(9.5, rel=0.05)
+    assert got["power jtop"].status == "skipped" and got["power tegrastats"].status == "skipped"
+    assert exit_code(checks) == 0
