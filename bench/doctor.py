@@ -272,6 +272,9 @@ def sample_sources(
         time.sleep(opts.idle_s)
         t1 = time.monotonic()
         idle_snap = _safe(snapshot)
+        time.sleep(
+            2.0 / opts.power_rate_hz
+        )  # a sample between idle and load: the idle edge is not interpolated into load
         load_snap: dict = {}
         timer = threading.Timer(0.8 * opts.load_s, lambda: load_snap.update(_safe(snapshot)))
         t2 = time.monotonic()
