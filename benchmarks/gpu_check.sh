@@ -17,7 +17,7 @@
 #
 # --cpu-fallback (or TICKETBENCH_GPU_CHECK_CPU=1) runs the same steps on the CPU with tiny sizes, so CI
 # exercises this script (tests/test_gpu_check.py). GPU_CHECK_SUITE=PATH.toml replaces the quick suite;
-# PYTHON picks the interpreter (default: python3).
+# PYTHON picks the interpreter (default: the first of python3, python that imports torch).
 set -u -o pipefail
 
 usage() { echo "usage: $0 OUTDIR [--cpu-fallback]" >&2; exit 2; }
@@ -35,7 +35,15 @@ case $OUTDIR in -*) usage ;; esac
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mkdir -p -- "$OUTDIR" || { echo "gpu_check: cannot create $OUTDIR" >&2; exit 2; }
 OUTDIR=$(cd -- "$OUTDIR" && pwd)
-PY=${PYTHON:-python3}
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then  # the first interpreter on PATH that has torch, else python3 (the preflight says what is missing)
+  for candidate in python3 python; do
+    if command -v "$candidate" > /dev/null && "$candidate" -c 'import torch' > /dev/null 2>&1; then
+      PY=$candidate; break
+    fi
+  done
+  PY=${PY:-python3}
+fi
 BUDGET_S=450   # every step together; the preflight takes seconds, so the script ends within 8 minutes
 START=$(date +%s)
 SUMMARY=$OUTDIR/summary.txt
