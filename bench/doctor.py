@@ -257,20 +257,31 @@ def _window_mean(sampler: PowerSampler, t0: float, t1: float) -> tuple[float | N
     return (win.power_w_mean, win.energy_j) if win.covered else (None, None)
 
 
+LoadFn = Callable[[float], "tuple[float, float] | None"]  # runs for ~seconds; may return its own work window
+
+
 def sample_sources(
     sources: Sequence[PowerSource],
-    load: Callable[[float], None],
+    load: LoadFn,
     opts: DoctorOptions,
     snapshot: Callable[[], dict] = dict,
 ) -> tuple[list[SourceReading], dict, dict]:
     """Sample every source at once: idle for opts.idle_s, then `load(opts.load_s)`; returns the readings
-    and the clock snapshots taken at the end of the idle window and 80 % into the load (from a timer thread)."""
+    and the clock snapshots taken at the end of the idle window and 80 % into the load (from a timer thread).
+
+    A board that samples itself (a remote Jetson's feed) measures its own idle window (`idle_window`), and a
+    load that reports its work window (a trtexec run, placed on the local clock) is integrated over that window
+    instead of the wall time around the call (process start-up and engine loading excluded)."""
     samplers = {s.source: PowerSampler(s.reader, rate_hz=opts.power_rate_hz).start() for s in sources if s.reader}
     try:
-        time.sleep(0.2)  # a sample before the idle window starts, so the window is covered
-        t0 = time.monotonic()
-        time.sleep(opts.idle_s)
-        t1 = time.monotonic()
+        own_idle = [s.reader.idle_window for s in sources if s.reader and hasattr(s.reader, "idle_window")]
+        if own_idle:
+            t0, t1 = own_idle[0](opts.idle_s)
+        else:
+            time.sleep(0.2)  # a sample before the idle window starts, so the window is covered
+            t0 = time.monotonic()
+            time.sleep(opts.idle_s)
+            t1 = time.monotonic()
         idle_snap = _safe(snapshot)
         time.sleep(
             2.0 / opts.power_rate_hz
@@ -279,9 +290,11 @@ def sample_sources(
         timer = threading.Timer(0.8 * opts.load_s, lambda: load_snap.update(_safe(snapshot)))
         t2 = time.monotonic()
         timer.start()
-        load(opts.load_s)
+        work = load(opts.load_s)
         t3 = time.monotonic()
         timer.join()
+        if work is not None:
+            t2, t3 = work
         deadline = time.monotonic() + 2.0  # wait for a sample past the load window (push sources lag)
         while time.monotonic() < deadline and any(not s.t or s.t[-1] < t3 for s in samplers.values()):
             time.sleep(0.05)
@@ -349,11 +362,11 @@ def power_checks(device: str, sources: Sequence[PowerSource], readings: Sequence
 
 
 # -- loads --------------------------------------------------------------------------------------------------
-def matmul_load(torch_device: str, n: int | None = None) -> Callable[[float], None]:
+def matmul_load(torch_device: str, n: int | None = None) -> LoadFn:
     """A load on the device itself: n×n fp32 matmuls for `seconds` (synchronized at the end). Values stay
     at unit scale (÷√n per product): GPU power depends on the data, and underflowing to zeros would lower it."""
 
-    def run(seconds: float) -> None:
+    def run(seconds: float) -> None:  # the wall time around the call is the work window
         import torch
 
         dev = torch.device(torch_device)
@@ -370,11 +383,13 @@ def matmul_load(torch_device: str, n: int | None = None) -> Callable[[float], No
     return run
 
 
-def session_load(session: Any, x: np.ndarray) -> Callable[[float], None]:
-    """A load through the device's own inference loop (a remote Jetson, where torch does not run)."""
+def session_load(session: Any, x: np.ndarray) -> LoadFn:
+    """A load through the device's own inference loop (a remote Jetson, where torch does not run); returns the
+    timed window (for trtexec: its trace, on the local clock)."""
 
-    def run(seconds: float) -> None:
-        measure_latency(session, x, LatencyConfig(warmup_iterations=0, warmup_seconds=0.0, min_seconds=seconds))
+    def run(seconds: float) -> tuple[float, float]:
+        lat = measure_latency(session, x, LatencyConfig(warmup_iterations=0, warmup_seconds=0.0, min_seconds=seconds))
+        return lat.t0, lat.t1
 
     return run
 

@@ -346,3 +346,37 @@ def test_local_jetson_board_power_mode_ina3221_limit_and_missing_sources(tmp_pat
     )
     assert got["power jtop"].status == "skipped" and got["power tegrastats"].status == "skipped"
     assert exit_code(checks) == 0
+
+
+class FakeBoardFeed:
+    """A remote board's power feed: it records its own samples and pushes them (no polling here)."""
+
+    source = "ina3221-sysfs"
+
+    def __init__(self) -> None:
+        self.sink = None
+
+    def attach(self, sink) -> None:
+        self.sink = sink
+
+    def detach(self) -> None:
+        self.sink = None
+
+    def _record(self, watts: float, seconds: float) -> tuple[float, float]:
+        t0 = time.monotonic()
+        time.sleep(seconds + 0.01)  # the board samples while it works; its samples arrive afterwards
+        for i in range(int(seconds * 100) + 3):  # 100 Hz, one sample past each edge
+            self.sink(t0 - 0.01 + i * 0.01, watts)
+        return t0, t0 + seconds
+
+    def idle_window(self, seconds: float) -> tuple[float, float]:
+        return self._record(4.0, seconds)
+
+
+def test_a_board_feed_measures_its_own_idle_and_the_load_reports_its_work_window():
+    feed = FakeBoardFeed()
+    readings, _, _ = sample_sources(
+        [PowerSource("ina3221-sysfs", feed, "", 30.0, "x")], lambda s: feed._record(9.0, s), FAST
+    )
+    assert readings[0].idle_w == pytest.approx(4.0) and readings[0].load_w == pytest.approx(9.0)
+    assert plausibility(readings[0]) == []
