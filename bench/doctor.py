@@ -137,6 +137,7 @@ class PowerSource:
     why_not: str = ""
     limit_w: float | None = None
     limit_what: str = ""
+    owned: bool = True  # opened by the doctor (closed by it); False: the adapter's own reader
 
 
 def _read_float(path: Path) -> float | None:
@@ -247,7 +248,7 @@ def power_sources(device: DeviceAdapter) -> list[PowerSource]:
     if device.name == "jetson" and not getattr(device.board.transport, "remote", True):
         return jetson_sources(device.root, getattr(device, "rate_hz", 50.0))
     reader, why = device.power_reader()  # a remote Jetson: the board's own sampler, one source
-    return [PowerSource(reader.source if reader else "board", reader, why)]
+    return [PowerSource(reader.source if reader else "board", reader, why, owned=False)]
 
 
 # -- sampling ---------------------------------------------------------------------------------------------
@@ -534,6 +535,7 @@ def doctor_device(name: str, host: str | None, opts: DoctorOptions, tmp: Path) -
     except Exception as exc:
         return [Check(name, "adapter", "failed", f"{type(exc).__name__}: {exc}".splitlines()[0])]
     checks: list[Check] = []
+    sources: list[PowerSource] = []
     try:
         ident = device.identity()
         checks.append(Check(name, "adapter", "ok", str(ident.get("device_name") or name), {"identity": ident}))
@@ -541,6 +543,8 @@ def doctor_device(name: str, host: str | None, opts: DoctorOptions, tmp: Path) -
         checks.append(Check(name, "versions", "info", ", ".join(f"{k} {v or '-'}" for k, v in vers.items()), vers))
         if name == "jetson":
             checks.append(Check(name, "power mode", "info", power_mode(ident)))
+        # opened before any session: a remote Jetson's sessions deliver the board's samples to the feed it has
+        sources = power_sources(device)
         model = tiny_model(tmp)
         session = None
         for backend, why in backends_to_check(device):
@@ -558,7 +562,6 @@ def doctor_device(name: str, host: str | None, opts: DoctorOptions, tmp: Path) -
         else:
             checks.append(Check(name, "power", "skipped", "no load to measure under: no backend ran"))
             return checks
-        sources = power_sources(device)
         if any(s.reader for s in sources):
             readings, idle_snap, load_snap = sample_sources(sources, load, opts, device.snapshot)
         else:  # nothing to sample: no point in loading the device
@@ -568,6 +571,13 @@ def doctor_device(name: str, host: str | None, opts: DoctorOptions, tmp: Path) -
     except Exception as exc:  # report, don't crash: the other devices' checks still count
         checks.append(Check(name, "doctor", "failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
     finally:
+        for src in sources:  # readers the doctor opened itself (INA3221 files, jtop); the adapter closes its own
+            close = getattr(src.reader, "close", None)
+            if close is not None and src.owned:
+                try:
+                    close()
+                except Exception:  # closing is best effort; the checks are already recorded
+                    pass
         device.close()
     return checks
 
