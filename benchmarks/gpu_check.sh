@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # First contact with a real NVIDIA GPU, prepared so it takes one call (docs/devices.md, "bench doctor").
 #
-#   benchmarks/gpu_check.sh OUTDIR [--cpu-fallback]
+#   benchmarks/gpu_check.sh OUTDIR [--cpu-fallback] [--light]
 #
 # From a source checkout on a bare machine with CUDA torch, onnx, onnxruntime (CPU), nvidia-ml-py, numpy,
 # pandas, scipy, scikit-learn, matplotlib, jinja2 and tqdm: nothing is installed (no pip, no network);
@@ -17,16 +17,20 @@
 #
 # --cpu-fallback (or TICKETBENCH_GPU_CHECK_CPU=1) runs the same steps on the CPU with tiny sizes, so CI
 # exercises this script (tests/test_gpu_check.py). GPU_CHECK_SUITE=PATH.toml replaces the quick suite;
+# --light removes the large binaries (ticket.pt, model.onnx) at the end, so what comes back from a lent
+# machine stays small. GPU_CHECK_BUDGET_S (default 450) shortens the budget for a rerun.
 # PYTHON picks the interpreter (default: the first of python3, python that imports torch).
 set -u -o pipefail
 
-usage() { echo "usage: $0 OUTDIR [--cpu-fallback]" >&2; exit 2; }
+usage() { echo "usage: $0 OUTDIR [--cpu-fallback] [--light]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 OUTDIR=$1; shift
 CPU=${TICKETBENCH_GPU_CHECK_CPU:-0}
+LIGHT=0
 for arg in "$@"; do
   case $arg in
     --cpu-fallback) CPU=1 ;;
+    --light) LIGHT=1 ;;
     *) usage ;;
   esac
 done
@@ -44,7 +48,8 @@ if [ -z "$PY" ]; then  # the first interpreter on PATH that has torch, else pyth
   done
   PY=${PY:-python3}
 fi
-BUDGET_S=450   # every step together; the preflight takes seconds, so the script ends within 8 minutes
+BUDGET_S=${GPU_CHECK_BUDGET_S:-450}  # every step together; the preflight takes seconds: the script ends within 8 minutes
+case $BUDGET_S in ''|*[!0-9]*) usage ;; esac
 START=$(date +%s)
 SUMMARY=$OUTDIR/summary.txt
 : > "$SUMMARY"
@@ -217,6 +222,10 @@ except Exception as exc:  # the summary must not hide the steps' own outcome
     print("summary of results failed:", exc)
 EOF
 
+if [ "$LIGHT" = 1 ]; then
+  find "$OUTDIR" \( -name ticket.pt -o -name model.onnx \) -type f -delete
+  say "--light: removed ticket.pt and model.onnx files"
+fi
 total=$(( $(date +%s) - START ))
 if [ $FAILED -eq 0 ]; then
   say "all steps passed in ${total}s"

@@ -24,7 +24,8 @@ def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 4
 
 def test_cpu_fallback_runs_every_step_and_writes_everything_under_outdir(tmp_path):
     out = tmp_path / "check"
-    res = run_script(str(out), "--cpu-fallback", env={"GPU_CHECK_SUITE": str(REPO / "tests/data/tiny_suite.toml")})
+    suite = str(REPO / "tests/data/tiny_suite.toml")
+    res = run_script(str(out), "--cpu-fallback", "--light", env={"GPU_CHECK_SUITE": suite})
     summary = (out / "summary.txt").read_text()
     assert res.returncode == 0, summary + res.stderr
     for step in ("doctor", "quick", "eb_vgg16", "devices"):
@@ -38,6 +39,7 @@ def test_cpu_fallback_runs_every_step_and_writes_everything_under_outdir(tmp_pat
     artifacts = json.loads(next((out / "eb_vgg16" / "tickets").glob("*/artifacts.json")).read_text())
     assert len(artifacts["training_energy"]["per_epoch_j"]) == len(artifacts["mask_distance_epochs"]) + 2
     assert "-- EB training energy (J):" in summary and "all steps passed" in summary
+    assert not list(out.rglob("ticket.pt")) and not list(out.rglob("model.onnx"))  # --light
     ticketbench = [ln for ln in (out / "env.txt").read_text().splitlines() if ln.startswith("ticketbench ")]
     assert ticketbench == [f"ticketbench {out / '.pythonpath' / 'ticketbench' / '__init__.py'}"]  # this checkout
 
@@ -54,3 +56,4 @@ def test_gpu_mode_without_cuda_fails_in_the_preflight_with_the_reason(tmp_path):
 def test_bad_usage_exits_2(tmp_path):
     assert run_script(timeout=30).returncode == 2
     assert run_script(str(tmp_path / "x"), "--frobnicate", timeout=30).returncode == 2
+    assert run_script(str(tmp_path / "x"), env={"GPU_CHECK_BUDGET_S": "soon"}, timeout=30).returncode == 2
