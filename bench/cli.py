@@ -184,9 +184,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_writable_dir(out, "--out")  # last check: it creates the run directory
     log.info("suite %s: %d case(s) on device %s → %s", suite.name, len(suite.cases), name, out)
     thread_policy.announce()
-    runner = Runner(
-        suite, device, RunOptions(out=out, data_root=data_root, resume=args.resume, show_progress=not args.quiet)
+    train_device = _check_train_device(args.train_device)
+    opts = RunOptions(
+        out=out, data_root=data_root, resume=args.resume, show_progress=not args.quiet, train_device=train_device
     )
+    runner = Runner(suite, device, opts)
     try:
         rows = runner.run()
     except KeyboardInterrupt:
@@ -233,6 +235,16 @@ def _print_summary(rows: list[dict]) -> None:
     failed = df[df["status"] == "failed"]
     for _, r in failed.iterrows():
         print(f"FAILED {r['case_id']}: {r['error']}")
+
+
+def _check_train_device(name: str) -> str:
+    """auto → cuda when torch sees it, else cpu; an unusable choice is bad usage (exit 2)."""
+    from ticketbench.models.train import resolve_train_device
+
+    try:
+        return resolve_train_device(name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -322,7 +334,22 @@ def cmd_ticket(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
     _check_writable_dir(out, "--out")
-    ticket = find_ticket(cfg, data, TicketContext(progress=lambda msg: log.info("%s %s", cfg.method, msg)))
+    from ticketbench.bench.training import start_meter
+
+    meter = start_meter(_check_train_device(args.train_device))
+    log.info("training on %s; energy from %s", meter.device, meter.source if meter.sampler else f"none ({meter.note})")
+    ctx = TicketContext(
+        progress=lambda msg: log.info("%s %s", cfg.method, msg),
+        device=meter.device,
+        energy=meter.energy if meter.sampler else None,
+        power_source=meter.source,
+    )
+    try:
+        ticket = find_ticket(cfg, data, ctx)
+    finally:
+        meter.stop()
+    if not meter.sampler:
+        ticket.artifacts["training_energy"]["note"] = f"no power source on {meter.device}: {meter.note}"
     path = ticket.save(out)
     print(
         json.dumps(
@@ -331,6 +358,9 @@ def cmd_ticket(args: argparse.Namespace) -> int:
                 "accuracy_top1": ticket.accuracy,
                 "weight_sparsity": ticket.weight_sparsity,
                 "eb_epoch": ticket.artifacts.get("eb_epoch"),
+                "train_device": meter.device,
+                "training_energy_j": ticket.artifacts["training_energy"]["total_j"],
+                "power_source": ticket.artifacts["training_energy"]["power_source"],
             }
         )
     )
@@ -689,6 +719,23 @@ def _farm_ingest(args: argparse.Namespace) -> int:
     return 0 if out.status == "ok" else 1
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ticketbench.bench.doctor import exit_code, run_doctor, table, to_json, write_out
+    from ticketbench.devices.base import DEVICES
+
+    if args.device not in ("auto", *DEVICES.names()):
+        raise UsageError(f"unknown device {args.device!r} (known: auto, {', '.join(DEVICES.names())})")
+    if args.host and args.device not in ("jetson", "auto"):
+        raise UsageError("--host is for --device jetson (remote mode)")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a directory")
+    checks = run_doctor(args.device, args.host)
+    if args.out:
+        write_out(Path(args.out), checks)
+    print(json.dumps(to_json(checks), indent=2, default=str) if args.json else table(checks))
+    return exit_code(checks)
+
+
 # -- parser ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
@@ -706,6 +753,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished cases")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.add_argument("--db", help="results database: SQLAlchemy URL or SQLite path (default runs/ticketbench.sqlite)")
+    r.add_argument("--train-device", default="auto", help=TRAIN_DEVICE_HELP)
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("devices", help="which adapters and power sources are available here, and why not")
@@ -731,6 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="method option KEY=VALUE (JSON value), repeatable; a wrong key lists the valid ones",
     )
+    t.add_argument("--train-device", default="auto", help=TRAIN_DEVICE_HELP)
     t.set_defaults(func=cmd_ticket)
 
     im = sub.add_parser("import", help="a ticket directory from a checkpoint pruned by another tool")
@@ -786,6 +835,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--html", help="HTML output (default CURRENT/compare.html)")
     c.set_defaults(func=cmd_compare)
 
+    dr = sub.add_parser("doctor", help="real self-check of adapters, backends and power sources here (exit 1: failed)")
+    dr.add_argument("--device", default="auto", help="auto (every available adapter)|cpu|gpu|jetson")
+    dr.add_argument("--host", help="USER@HOST of a Jetson driven over SSH (remote mode)")
+    dr.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    dr.add_argument("--out", help="also write DIR/doctor.json")
+    dr.set_defaults(func=cmd_doctor)
+
     f = sub.add_parser("farm", help="nightly runs over a device farm")
     f.add_argument("action", choices=["nightly", "ingest"], help="nightly: run the farm; ingest: store a kept run")
     f.add_argument("run_dir", nargs="?", help="ingest: a farm job's run directory (after the store was unreachable)")
@@ -798,6 +854,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+TRAIN_DEVICE_HELP = (
+    "auto|cpu|cuda|cuda:N: where tickets are searched and trained (default auto: CUDA when torch sees it); "
+    "each epoch's energy is measured with that device's power source"
+)
 THREADS_HELP = (
     "threads for torch, ONNX Runtime and BLAS alike (default: the physical cores, fewer when the machine is "
     "busy at start; the choice is recorded in run.json)"

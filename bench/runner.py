@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ticketbench.bench.provenance import git_sha, host_info, package_versions
 from ticketbench.bench.rundir import RunDir
 from ticketbench.bench.suite import Case, Suite
+from ticketbench.bench.training import TrainingMeter, start_meter
 from ticketbench.devices.base import DeviceAdapter
 from ticketbench.devices.measure import (
     IdleBaseline,
@@ -50,7 +51,7 @@ from ticketbench.models.tickets import (
     load_ticket,
     method_options,
 )
-from ticketbench.models.train import evaluate, train
+from ticketbench.models.train import evaluate, resolve_train_device, train
 from ticketbench.results import empty_row
 
 log = logging.getLogger("ticketbench.bench.runner")
@@ -67,6 +68,7 @@ class RunOptions:
     resume: bool = False
     power_rate_hz: float = 50.0
     show_progress: bool = True
+    train_device: str = "auto"  # where tickets are searched and trained: auto (CUDA when torch sees it), cpu, cuda
 
 
 class Runner:
@@ -80,7 +82,8 @@ class Runner:
         self.idle: IdleBaseline | None = None
         self.identity: dict[str, Any] = {}  # the device's identity, read once per run
         self._bar: tqdm | None = None
-        self.ctx = TicketContext(progress=self._progress)
+        self.ctx = TicketContext(progress=self._progress, device=resolve_train_device(opts.train_device))
+        self.train_meter: TrainingMeter | None = None
 
     # -- helpers -------------------------------------------------------------------------------
     def _progress(self, msg: str) -> None:
@@ -104,6 +107,19 @@ class Runner:
             self.idle = measure_idle(self.sampler, self.suite.measure.idle_seconds)
             if self.idle:
                 log.info("idle baseline: %.2f W over %.1f s", self.idle.watts, self.idle.seconds)
+
+    def _start_training_meter(self) -> None:
+        """Meter ticket training with the training device's power source: the run's own sampler when tickets
+        train on the measured device, else a sampler of their own (e.g. NVML while measuring on the CPU)."""
+        same = _same_torch_device(self.ctx.device, getattr(self.device, "torch_device", None))
+        if same and self.sampler is not None:
+            self.train_meter = TrainingMeter(self.ctx.device, self.sampler, "")
+        elif same:
+            self.train_meter = TrainingMeter(self.ctx.device, None, self.power_note)
+        else:
+            self.train_meter = start_meter(self.ctx.device, self.opts.power_rate_hz)
+        if self.train_meter.sampler is not None:
+            self.ctx.energy, self.ctx.power_source = self.train_meter.energy, self.train_meter.source
 
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
@@ -135,6 +151,10 @@ class Runner:
         }
         self.rundir.write_json(meta)
         self._start_power()
+        self._start_training_meter()
+        meta["train_device"] = self.ctx.device
+        meta["train_power_source"] = self.train_meter.source if self.train_meter else "none"
+        meta["train_power_note"] = self.train_meter.note if self.train_meter else ""
         meta["power_source"] = self.sampler.reader.source if self.sampler else "none"
         meta["power_note"] = self.power_note
         meta["idle_baseline"] = asdict(self.idle) if self.idle else None
@@ -154,6 +174,8 @@ class Runner:
             if self.sampler:
                 self.sampler.stop()
                 meta["power_rate_hz"] = self.sampler.effective_rate_hz()  # what the source really delivered
+            if self.train_meter and self.train_meter.sampler is not self.sampler:
+                self.train_meter.stop()
             self.device.close()
             meta["end_time"] = datetime.now(timezone.utc).isoformat()
             self.rundir.write_json(meta)
@@ -172,8 +194,10 @@ class Runner:
             "device": self.device.name,
             "device_name": ident.get("device_name"),
             "backend": ident.get("backend"),
+            "backend_note": backend_note(ident),
             "precision": self.suite.measure.precision,
             "structure": _structure(cfg),
+            "train_device": self.ctx.device,
         }
         try:
             return self._measure_case(case, base)
@@ -228,6 +252,7 @@ class Runner:
             "channels_removed": creport.channels_removed,
             "channels_kept_for_alignment": sum(g.kept_aligned for g in creport.groups),
             "eb_epoch": ticket.artifacts.get("eb_epoch"),
+            "energy_j_ticket_training": (ticket.artifacts.get("training_energy") or {}).get("total_j"),
             "power_source": self.sampler.reader.source if self.sampler else "none",
         }
         # adapters that can run PyTorch (gpu's torch-cuda backend) use the module the ONNX was validated against
@@ -290,7 +315,9 @@ class Runner:
         mkw = self.ctx.model_kwargs(data, case.ticket) if case.ticket_dir is None else {}  # imported: no options
         key = json.dumps([case.ticket.model, data.name, mkw, str(case.ticket_dir or "")], default=str)
         if key not in self._dense_refs:
-            dense_model = self.ctx.fresh_model(case.ticket, data) if case.ticket_dir is None else ticket.model
+            dense_model = (  # fresh_model builds on the training device; a saved ticket's module is its own dense
+                self.ctx.fresh_model(case.ticket, data).cpu() if case.ticket_dir is None else ticket.model
+            )
             size = len(to_onnx_bytes(dense_model, data.input_shape)) / 1e6
             self._dense_refs[key] = (analyze(dense_model, data.input_shape), size)
         return self._dense_refs[key]
@@ -320,6 +347,23 @@ def _structure(cfg: TicketConfig) -> str | None:
         return getattr(method_options(cfg), "structure", None)
     except (ValueError, OptionsError):  # imported tickets have no method options; an invalid case fails in
         return None  # find_ticket with its own message
+
+
+def _same_torch_device(a: str | None, b: str | None) -> bool:
+    """ "cuda" and "cuda:0" name the same device; None (torch does not run there) matches nothing."""
+    if a is None or b is None:
+        return False
+    da, db = torch.device(a), torch.device(b)
+    return da.type == db.type and (da.index or 0) == (db.index or 0)
+
+
+def backend_note(identity: dict[str, Any]) -> str | None:
+    """Why the device's other backends were not used (e.g. torch-cuda because no ONNX backend is installed)."""
+    backends = identity.get("backends")
+    if not isinstance(backends, dict):
+        return None
+    skipped = [f"{b}: {why}" for b, why in backends.items() if why and b != identity.get("backend")]
+    return ("skipped " + "; ".join(skipped)) if skipped else None
 
 
 def _numpy_batches(data: DataBundle, batch_size: int):

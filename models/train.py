@@ -1,7 +1,22 @@
-"""A short training loop extended by callbacks (mask re-application, logging), not by flags."""
+"""A short training loop extended by callbacks (mask re-application, logging), not by flags.
+
+Training runs where the model's parameters are (`--train-device auto|cpu|cuda`: the ticket context builds
+models there). Seeding: `torch.manual_seed` seeds the CPU and every CUDA device, models are initialised on
+the CPU and then moved, and data order comes from a CPU generator, so a run starts from the same weights
+and batches on either device. On CUDA, cuDNN is put in deterministic mode (no autotuned algorithm choice)
+and cuBLAS gets a fixed workspace (CUBLAS_WORKSPACE_CONFIG=:4096:8, unless already set), so reruns on the
+same GPU and software stack repeat. Not deterministic: results across GPU models, driver/CUDA/cuDNN
+versions, or CPU vs CUDA (different kernels and summation orders), and ops without a deterministic CUDA
+kernel (e.g. scatter-add, adaptive pooling backward; `torch.use_deterministic_algorithms` is not forced,
+as it raises on them).
+
+Each epoch's log entry carries `t_start`/`t_end` (time.monotonic() s, the device synchronized at the end),
+so a caller with a power sampler can give every epoch its measured energy.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +41,33 @@ class TrainConfig:
     weight_decay: float = 5e-4
     batch_size: int = 64
     seed: int = 0
+
+
+def resolve_train_device(name: str = "auto") -> str:
+    """ "auto" → "cuda" when torch sees a CUDA device, else "cpu"; "cpu", "cuda" and "cuda:N" are checked."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return name
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ValueError(f"train device {name!r}: torch sees no CUDA device (torch {torch.__version__})")
+        if name != "cuda" and int(name[5:]) >= torch.cuda.device_count():
+            raise ValueError(f"train device {name!r}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+        return name
+    raise ValueError(f"train device {name!r}: expected auto, cpu, cuda or cuda:N")
+
+
+def deterministic_cuda() -> None:
+    """What CUDA allows for repeatable training (see the module docstring for what stays nondeterministic)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -69,9 +111,13 @@ def train(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
     loss_fn = nn.CrossEntropyLoss()
     dev = _device_of(model)
+    if dev.type == "cuda":
+        deterministic_cuda()
     log: list[dict] = []
     for epoch in range(cfg.epochs):
         model.train()
+        _sync(dev)
+        t_start = time.monotonic()
         t0 = time.perf_counter()
         total_loss = n = 0
         for x, y in data.loader("train", cfg.batch_size, seed=cfg.seed + epoch):
@@ -87,7 +133,9 @@ def train(
             total_loss += loss.item() * len(y)
             n += len(y)
         sched.step()
+        _sync(dev)
         train_s = time.perf_counter() - t0
+        t_end = time.monotonic()
         stop = False
         for cb in end_of_epoch:
             try:
@@ -95,7 +143,8 @@ def train(
             except StopTraining:
                 stop = True
         acc = evaluate(model, data) if evaluate_each_epoch else None
-        log.append({"epoch": epoch, "loss": total_loss / max(n, 1), "accuracy": acc, "train_s": train_s})
+        entry = {"epoch": epoch, "loss": total_loss / max(n, 1), "accuracy": acc, "train_s": train_s}
+        log.append({**entry, "t_start": t_start, "t_end": t_end, "device": str(dev)})
         if progress:
             progress(f"epoch {epoch + 1}/{cfg.epochs} loss {total_loss / max(n, 1):.3f} acc {acc or 0:.1f}%")
         if stop:

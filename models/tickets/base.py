@@ -190,12 +190,35 @@ def _line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-class TicketContext:
-    """Shared, cached work between cases of one run: the trained dense parent per (model, data, seed)."""
+EnergyFn = Callable[[float, float], "float | None"]  # (t0, t1) monotonic s → measured J, None when not covered
 
-    def __init__(self, progress: Callable[[str], None] | None = None) -> None:
+
+class TicketContext:
+    """Shared, cached work between cases of one run: the trained dense parent per (model, data, seed).
+
+    `device` is where models are built and trained (`--train-device`); `energy`, when the caller has a
+    power sampler on that device, gives each training epoch its measured energy (J) from `power_source`.
+    models/ knows nothing of devices: bench/ passes the function in.
+    """
+
+    def __init__(
+        self,
+        progress: Callable[[str], None] | None = None,
+        device: str = "cpu",
+        energy: EnergyFn | None = None,
+        power_source: str = "none",
+    ) -> None:
         self._dense: dict[tuple, tuple[dict, list[dict], dict]] = {}
         self.progress = progress
+        self.device, self.energy, self.power_source = device, energy, power_source
+
+    def epoch_energy(self, log: list[dict]) -> list[dict]:
+        """Add `energy_j` (J over [t_start, t_end], None when the trace misses the window) to each epoch entry."""
+        if self.energy is not None:
+            for entry in log:
+                if "energy_j" not in entry and "t_start" in entry:
+                    entry["energy_j"] = self.energy(entry["t_start"], entry["t_end"])
+        return log
 
     def model_kwargs(self, data: DataBundle, cfg: TicketConfig | None = None) -> dict[str, Any]:
         """Factory kwargs: shape facts of the data plus the `model_kwargs` option (e.g. {"width": 0.25})."""
@@ -204,7 +227,7 @@ class TicketContext:
 
     def fresh_model(self, cfg: TicketConfig, data: DataBundle) -> nn.Module:
         torch.manual_seed(cfg.seed)
-        return create_model(cfg.model, **self.model_kwargs(data, cfg))
+        return create_model(cfg.model, **self.model_kwargs(data, cfg)).to(self.device)  # initialised on the CPU
 
     def trained_dense(self, cfg: TicketConfig, data: DataBundle) -> tuple[nn.Module, list[dict], dict]:
         """A dense model trained `cfg.epochs` epochs; (model copy, train log, initial state)."""
@@ -213,12 +236,34 @@ class TicketContext:
         if key not in self._dense:
             model = self.fresh_model(cfg, data)
             init = copy.deepcopy(model.state_dict())
-            log = train(model, data, cfg.train_config(), progress=self.progress)
+            log = self.epoch_energy(train(model, data, cfg.train_config(), progress=self.progress))
             self._dense[key] = (copy.deepcopy(model.state_dict()), log, init)
         state, log, init = self._dense[key]
         model = self.fresh_model(cfg, data)
         model.load_state_dict(state)
         return model, list(log), init
+
+
+def phase_energy(entries: list[dict]) -> float | None:
+    """Summed measured energy (J) of these epochs; None unless every epoch was measured (never a partial sum)."""
+    values = [e.get("energy_j") for e in entries]
+    return float(sum(values)) if values and all(v is not None for v in values) else None
+
+
+def training_energy(log: list[dict], ctx: TicketContext) -> dict[str, Any]:
+    """The ticket's own training energy (J) per epoch and per phase, with where it was measured."""
+    phases: dict[str, list[dict]] = {}
+    for entry in log:
+        phases.setdefault(entry.get("phase", "train"), []).append(entry)
+    measured = ctx.energy is not None
+    return {
+        "train_device": ctx.device,
+        "power_source": ctx.power_source if measured else "none",
+        "per_epoch_j": [e.get("energy_j") for e in log],
+        "phases_j": {k: phase_energy(v) for k, v in phases.items()},
+        "total_j": phase_energy(log),
+        "note": "" if measured else "no power sampler on the training device: energy not measured",
+    }
 
 
 MethodFn = Callable[[TicketConfig, DataBundle, TicketContext], Ticket]
@@ -248,6 +293,11 @@ def find_ticket(cfg: TicketConfig, data: DataBundle, ctx: TicketContext | None =
     ticket = METHODS.get(cfg.method)(cfg, data, ctx)
     if ticket.accuracy is None:
         ticket.accuracy = evaluate(ticket.model, data)
+    ctx.epoch_energy(ticket.train_log)
+    ticket.artifacts.setdefault("training_energy", training_energy(ticket.train_log, ctx))
+    ticket.provenance.setdefault("train_device", ctx.device)
+    ticket.model = ticket.model.cpu()  # compaction, export and ticket.pt work on the CPU copy
+    ticket.masks = {k: v.cpu() for k, v in ticket.masks.items()}
     ticket.provenance.setdefault("model_kwargs", ctx.model_kwargs(data, cfg))
     ticket.provenance.setdefault("config_key", cfg.key())
     ticket.provenance.setdefault("input_shape", list(data.input_shape))

@@ -15,6 +15,9 @@ search at the dense MACs for the epochs up to the EB epoch (an 8-bit search coun
 paper), the retraining at the ticket's non-zero MACs; the baseline trains the dense network for all
 `cfg.epochs`, prunes, and retrains the same way (the paper's progressive pruning and training).
 
+Training energy (artifacts["training_energy_j"], J, measured with the training device's power source when the
+caller gives one): the search and retrain epochs as run, against the dense network trained for all `cfg.epochs`.
+
 `eb_epoch` is the number of search epochs completed when the EB ticket was drawn (≥ fifo), or None when
 none emerged within `cfg.epochs` (the ticket is then drawn at the last epoch).
 """
@@ -35,7 +38,14 @@ from ticketbench.models.cost import analyze
 from ticketbench.models.data import DataBundle
 from ticketbench.models.masks import apply_masks
 from ticketbench.models.quant import low_precision
-from ticketbench.models.tickets.base import Ticket, TicketConfig, TicketContext, method_options, register_method
+from ticketbench.models.tickets.base import (
+    Ticket,
+    TicketConfig,
+    TicketContext,
+    method_options,
+    phase_energy,
+    register_method,
+)
 from ticketbench.models.tickets.channels import (
     BNGroup,
     apply_channel_selection,
@@ -121,6 +131,28 @@ def _train_flops(macs: int, examples: int, epochs: int) -> float:
 
 
 @register_method("eb", options=EbOptions)
+def _training_energy(cfg: TicketConfig, data: DataBundle, ctx: TicketContext, search: list, retrain: list) -> dict:
+    """Measured training energy (J): EB search + retrain vs the dense baseline trained for all `cfg.epochs`
+    (the shared dense parent, trained here when no case did yet). Pruning itself is a γ threshold, not metered.
+    Empty when the training device has no power sampler; None for a phase whose trace missed an epoch."""
+    if ctx.energy is None:
+        return {"power_source": "none", "note": "no power sampler on the training device: energy not measured"}
+    _, dense_log, _ = ctx.trained_dense(cfg, data)
+    s, r, d = (phase_energy(ctx.epoch_energy(log)) for log in (search, retrain, dense_log))
+    eb = s + r if s is not None and r is not None else None
+    return {
+        "power_source": ctx.power_source,
+        "train_device": ctx.device,
+        "search": s,
+        "retrain": r,
+        "eb_train": eb,
+        "dense_train": d,
+        "dense_epochs": len(dense_log),
+        "energy_saving": 1.0 - eb / d if eb is not None and d else None,
+    }
+
+
+@register_method("eb")
 def early_bird(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticket:
     o: EbOptions = method_options(cfg)
     model = ctx.fresh_model(cfg, data)
@@ -192,6 +224,7 @@ def early_bird(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticke
             after_step=[lambda m: apply_masks(m, masks)],
             progress=ctx.progress,
         )
+    energy = _training_energy(cfg, data, ctx, search_log, retrain_log)
     n = len(data.train)
     drawn_at = eb_epoch or cfg.epochs
     flops = {
@@ -220,6 +253,7 @@ def early_bird(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticke
         "flops_saving": 1.0 - flops["eb_train"] / flops["dense_then_prune"] if flops["dense_then_prune"] else 0.0,
         "macs_dense": macs_dense,
         "macs_ticket": macs_ticket,
+        "training_energy_j": energy,
     }
     provenance = {
         "method": "eb",

@@ -7,13 +7,23 @@ hard-code 64..512, so a width below 1 builds the same topology from torchvision'
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models import resnet as tv
 
 from ticketbench.models.zoo import register_model
 from ticketbench.models.zoo.layers import scaled
 
+try:
+    from torchvision.models import resnet as tv
+except ImportError as exc:  # a bare CUDA machine may lack torchvision: only these two models need it
+    tv = None
+    _MISSING = f"resnet18/resnet50 need torchvision, which is not installed ({exc})"
 
-class _ScaledResNet(tv.ResNet):
+
+def _torchvision() -> None:
+    if tv is None:
+        raise ImportError(_MISSING)
+
+
+class _ScaledResNet(tv.ResNet if tv is not None else nn.Module):
     """torchvision's ResNet with every stage's width multiplied by `width` (1.0 = torchvision exactly)."""
 
     def __init__(self, block, layers, num_classes: int, width: float) -> None:
@@ -44,9 +54,11 @@ def _build(block, layers, num_classes: int, in_channels: int, width: float) -> n
 
 @register_model("resnet18", input_size=224)
 def resnet18(num_classes: int = 1000, in_channels: int = 3, width: float = 1.0) -> nn.Module:
+    _torchvision()
     return _build(tv.BasicBlock, [2, 2, 2, 2], num_classes, in_channels, width)
 
 
 @register_model("resnet50", input_size=224)
 def resnet50(num_classes: int = 1000, in_channels: int = 3, width: float = 1.0) -> nn.Module:
+    _torchvision()
     return _build(tv.Bottleneck, [3, 4, 6, 3], num_classes, in_channels, width)

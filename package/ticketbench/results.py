@@ -62,6 +62,9 @@ EXTRA_COLUMNS = [
     "power_w_idle",  # idle baseline (W), when measured; energy columns are never reduced by it
     "energy_mj_per_inference_above_idle",  # energy per inference minus idle power × window (mJ), when measured
     "structure",  # the ticket method's `structure` option (unstructured | kernel | group); empty when it has none
+    "backend_note",  # the device's other backends and why they were skipped (e.g. no onnxruntime-gpu)
+    "train_device",  # where the ticket was searched and trained (cpu, cuda)
+    "energy_j_ticket_training",  # measured energy (J) of the ticket's own search/training, all phases
 ]
 
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS
