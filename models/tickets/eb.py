@@ -130,7 +130,6 @@ def _train_flops(macs: int, examples: int, epochs: int) -> float:
     return float(TRAIN_FLOPS_PER_MAC) * macs * examples * epochs
 
 
-@register_method("eb", options=EbOptions)
 def _training_energy(cfg: TicketConfig, data: DataBundle, ctx: TicketContext, search: list, retrain: list) -> dict:
     """Measured training energy (J): EB search + retrain vs the dense baseline trained for all `cfg.epochs`
     (the shared dense parent, trained here when no case did yet). Pruning itself is a γ threshold, not metered.
@@ -152,7 +151,7 @@ def _training_energy(cfg: TicketConfig, data: DataBundle, ctx: TicketContext, se
     }
 
 
-@register_method("eb")
+@register_method("eb", options=EbOptions)
 def early_bird(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticket:
     o: EbOptions = method_options(cfg)
     model = ctx.fresh_model(cfg, data)
