@@ -275,9 +275,12 @@ def sample_sources(
     instead of the wall time around the call (process start-up and engine loading excluded)."""
     samplers = {s.source: PowerSampler(s.reader, rate_hz=opts.power_rate_hz).start() for s in sources if s.reader}
     try:
-        own_idle = [s.reader.idle_window for s in sources if s.reader and hasattr(s.reader, "idle_window")]
-        if own_idle:
-            t0, t1 = own_idle[0](opts.idle_s)
+        # a board that samples itself records the idle window there (PowerReader.idle_window; None = sleep here)
+        own_idle = next((s.reader for s in sources if s.reader and type(s.reader).idle_window
+                         is not PowerReader.idle_window), None)  # fmt: skip
+        window = own_idle.idle_window(opts.idle_s) if own_idle is not None else None
+        if window is not None:
+            t0, t1 = window
         else:
             time.sleep(0.2)  # a sample before the idle window starts, so the window is covered
             t0 = time.monotonic()

@@ -27,6 +27,7 @@ from ticketbench.bench.doctor import (
 )
 from ticketbench.devices import gpu
 from ticketbench.devices.base import Availability
+from ticketbench.devices.power import PowerReader
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = DoctorOptions(idle_s=0.3, load_s=0.6, latency_s=0.05, power_rate_hz=100.0)
@@ -90,8 +91,9 @@ class Board:
         self.set_busy(False)
 
 
-class FakeCounter:
+class FakeCounter(PowerReader):
     source = "nvml-energy"
+    kind = "counter"
 
     def __init__(self, board: Board) -> None:
         self.board, self.j, self.t = board, 0.0, time.monotonic()
@@ -111,7 +113,7 @@ class FakeCounter:
         return self.board.watts()
 
 
-class FakePolled:
+class FakePolled(PowerReader):
     def __init__(self, board: Board, source: str, scale: float = 1.0, offset: float = 0.0) -> None:
         self.board, self.source, self.scale, self.offset = board, source, scale, offset
 
@@ -348,10 +350,11 @@ def test_local_jetson_board_power_mode_ina3221_limit_and_missing_sources(tmp_pat
     assert exit_code(checks) == 0
 
 
-class FakeBoardFeed:
+class FakeBoardFeed(PowerReader):
     """A remote board's power feed: it records its own samples and pushes them (no polling here)."""
 
     source = "ina3221-sysfs"
+    kind = "push"
 
     def __init__(self) -> None:
         self.sink = None
