@@ -42,7 +42,11 @@ class DeviceAdapter:
     # Keep compacted channel counts a multiple of this: ORT's NCHWc conv kernels (blocks of 8 on AVX2) and
     # TensorRT's tensor-core kernels run aligned widths faster than odd ones (benchmarks/bench_compaction.py).
     channel_alignment: int = 8
-    precisions: tuple[str, ...] = ("fp32",)  # what load() accepts; int8 needs calibration, which no adapter has
+    precisions: tuple[str, ...] = ("fp32",)  # what load() accepts
+    # How load(precision="int8") wants its model: "qdq" = an ONNX the caller already quantized (QuantizeLinear /
+    # DequantizeLinear, calibrated by models/quantize.py); "calibrator" = the fp32 ONNX plus `calibration=`, a
+    # float32 N×C×H×W array the device calibrates with itself (TensorRT's entropy calibrator); "" = no int8.
+    int8_input: str = ""
 
     @classmethod
     def probe(cls, **options: Any) -> Availability:  # pragma: no cover - overridden
