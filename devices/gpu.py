@@ -146,6 +146,8 @@ class GpuDevice(DeviceAdapter):
         usable = [b for b in ONNX_BACKENDS if self.backends.get(b, "unknown backend") == ""]
         self.backend = backend if backend != "auto" else (usable[0] if usable else "torch-cuda")
         self.precisions = ("fp32",) if self.backend == "onnxruntime-cuda" else ("fp32", "fp16")
+        if self.backend == "tensorrt":  # int8: TensorRT's entropy calibrator on the calibration set (issue 14)
+            self.precisions, self.int8_input = (*self.precisions, "int8"), "calibrator"
         self._reader: PowerReader | None = None
 
     @classmethod
@@ -193,9 +195,17 @@ class GpuDevice(DeviceAdapter):
         except Exception:
             return {}
 
-    def load(self, onnx_path: Path, precision: str = "fp32", batch_size: int = 1, module: Any | None = None) -> Session:
+    def load(
+        self,
+        onnx_path: Path,
+        precision: str = "fp32",
+        batch_size: int = 1,
+        module: Any | None = None,
+        calibration: np.ndarray | None = None,
+    ) -> Session:
         """`module` (the PyTorch model the ONNX was exported from) is used by the torch-cuda backend only;
-        the ONNX backends ignore it, so callers may always pass it."""
+        the ONNX backends ignore it, so callers may always pass it. `calibration` (float32 N×C×H×W) is what
+        TensorRT's int8 calibrator reads."""
         if self.backend == "torch-cuda":
             if module is None:
                 raise RuntimeError(
@@ -206,7 +216,7 @@ class GpuDevice(DeviceAdapter):
         elif self.backends.get(self.backend, "unknown backend"):
             raise RuntimeError(f"backend {self.backend} unavailable: {self.backends.get(self.backend, 'unknown')}")
         elif self.backend == "tensorrt":
-            session = self._load_tensorrt(Path(onnx_path), precision, batch_size)
+            session = self._load_tensorrt(Path(onnx_path), precision, batch_size, calibration)
         else:
             session = OrtGpuSession(Path(onnx_path), self.backend, precision, self.index)
         from ticketbench.devices.power_nvml import MIN_WINDOW_S
@@ -215,9 +225,12 @@ class GpuDevice(DeviceAdapter):
         session.min_window_s = MIN_WINDOW_S
         return session
 
-    def _load_tensorrt(self, onnx_path: Path, precision: str, batch_size: int) -> Session:
+    def _load_tensorrt(
+        self, onnx_path: Path, precision: str, batch_size: int, calibration: np.ndarray | None = None
+    ) -> Session:
         import tensorrt as trt
 
+        from ticketbench.devices import int8_calibration as int8
         from ticketbench.devices.tensorrt_engine import (
             DEFAULT_CACHE,
             EngineKey,
@@ -238,9 +251,16 @@ class GpuDevice(DeviceAdapter):
             str(trt.__version__),
             precision,
             shapes,
+            **int8.key_fields(precision, calibration),
         )
-        blob, _ = cached_engine(trt, onnx_path, key, self.engine_cache or DEFAULT_CACHE)
-        return TrtSession(trt, blob, self.torch_device or f"cuda:{self.index}")
+        cache_dir = self.engine_cache or DEFAULT_CACHE
+        device = self.torch_device or f"cuda:{self.index}"
+        calibrator = int8.calibrator_for(trt, precision, calibration, cache_dir, key.digest(), device)
+        blob, _ = cached_engine(trt, onnx_path, key, cache_dir, calibrator)
+        session = TrtSession(trt, blob, device)
+        if calibrator is not None:
+            session.int8_report = int8.python_api_report(trt, session.engine, calibrator)
+        return session
 
     def identity_name(self) -> str:
         try:

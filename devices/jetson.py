@@ -34,6 +34,7 @@ import numpy as np
 
 from ticketbench.devices import jetson_board
 from ticketbench.devices.base import DEVICES, Availability, DeviceAdapter, Session
+from ticketbench.devices.int8_calibration import Int8Report, calibration_sha256, layer_precisions, write_trtexec_cache
 from ticketbench.devices.measure import EvalResult, LatencyConfig, LatencyResult, detect_throttle
 from ticketbench.devices.power import PowerReader
 from ticketbench.devices.tensorrt_engine import file_sha256, onnx_input
@@ -129,11 +130,19 @@ class TrtexecSession:
 
     backend = "tensorrt-trtexec"
 
+    int8_report: Int8Report | None = None  # int8 only: the calibration cache sent, the layers that fell back
+
     def __init__(
-        self, board: Board, onnx_path: Path, precision: str, feed: BoardPowerFeed | None, eval_batch: int = 256
+        self,
+        board: Board,
+        onnx_path: Path,
+        precision: str,
+        feed: BoardPowerFeed | None,
+        eval_batch: int = 256,
+        calibration: np.ndarray | None = None,
     ) -> None:
-        if precision not in ("fp32", "fp16"):
-            raise ValueError(f"trtexec path supports fp32 and fp16 (asked for {precision}; int8 needs calibration)")
+        if precision not in ("fp32", "fp16") and not (precision == "int8" and calibration is not None):
+            raise ValueError(f"trtexec path supports fp32 and fp16, and int8 with calibration (asked for {precision})")
         self.board, self.precision, self.feed, self.eval_batch = board, precision, feed, eval_batch
         self.exe = board.facts.get("trtexec")
         if not self.exe:
@@ -148,8 +157,28 @@ class TrtexecSession:
                 copy = Path(tmp) / "model.onnx"
                 copy.write_bytes(Path(onnx_path).read_bytes())
                 board.transport.put([copy], self.dir)
+        self.calib = self._send_calibration(Path(onnx_path), calibration) if precision == "int8" else None
         self.engines: dict[tuple[int, int, int], str] = {}
         self.last_run: dict[str, Any] = {}
+
+    def _send_calibration(self, onnx_path: Path, calibration: np.ndarray) -> str:
+        """Write the TensorRT calibration cache here (the controller) and copy it to the board: its path there.
+
+        Ranges come from ONNX Runtime's entropy calibration of this ONNX on the calibration set; the file name
+        holds the calibration set's sha256 and the board's TensorRT version, like the engine it feeds."""
+        from ticketbench.models.quantize import CalibrationSet, activation_ranges
+
+        sha = calibration_sha256(np.ascontiguousarray(calibration, dtype=np.float32))
+        self.calib_sha = sha[:16]
+        name = f"calib-{self.calib_sha}-trt{self.trt_version}.cache"
+        sent = self.board.transport.exists(f"{self.dir}/{name}")
+        if not sent:
+            cal = CalibrationSet(np.ascontiguousarray(calibration, dtype=np.float32), "", [], 0)
+            with tempfile.TemporaryDirectory(prefix="tb-calib-") as tmp:
+                local = write_trtexec_cache(activation_ranges(onnx_path, cal), self.trt_version, Path(tmp) / name)
+                self.board.transport.put([local], self.dir)
+        self.int8_report = Int8Report(f"{self.dir}/{name}", sent, "onnxruntime entropy → trtexec --calib cache")
+        return f"{self.dir}/{name}"
 
     def _shape(self, batch: int) -> list[int] | None:
         return [batch, *[int(d) for d in self.dims[1:]]] if self.dynamic else None
@@ -159,11 +188,19 @@ class TrtexecSession:
         key = (min_b, opt_b, max_b) if self.dynamic else (0, 0, 0)
         if key in self.engines:
             return self.engines[key]
-        path = f"{self.dir}/{self.precision}-b{min_b}-{opt_b}-{max_b}-trt{self.trt_version}.engine"
+        tag = self.precision if self.calib is None else f"int8-{self.calib_sha}"  # engines follow their calibration
+        path = f"{self.dir}/{tag}-b{min_b}-{opt_b}-{max_b}-trt{self.trt_version}.engine"
         shapes = (self._shape(min_b), self._shape(opt_b), self._shape(max_b)) if self.dynamic else (None,) * 3
-        argv = build_argv(self.exe, self.onnx, path, self.precision, self.input_name, *shapes)
-        res = self.board.run([{"argv": argv, "skip_if_exists": path}], sample=False)
+        layers = f"{path[: -len('.engine')]}.layers.json" if self.calib else None
+        argv = build_argv(self.exe, self.onnx, path, self.precision, self.input_name, *shapes, self.calib, layers)
+        jobs = [{"argv": argv, "skip_if_exists": path}]
+        if layers:  # read the layer report whether the engine was built now or found cached
+            jobs.append({"argv": ["true"], "read": [layers]})
+        res = self.board.run(jobs, sample=False)
         _check(res["jobs"][0], "engine build")
+        if layers and self.int8_report is not None:
+            text = res["jobs"][1]["files"].get(layers) if len(res["jobs"]) > 1 else None
+            self.int8_report.layers = layer_precisions(text) if text else {}
         self.engines[key] = path
         return path
 
@@ -260,7 +297,8 @@ def _torch_cuda() -> bool:
 @DEVICES.register("jetson")
 class JetsonDevice(DeviceAdapter):
     name = "jetson"
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "int8")
+    int8_input = "calibrator"  # int8: the fp32 ONNX plus the calibration set (entropy calibrator / trtexec --calib)
 
     def __init__(
         self,
@@ -358,13 +396,15 @@ class JetsonDevice(DeviceAdapter):
         self._reader = reader
         return reader, "; ".join(f"{k}: {v}" for k, v in reasons.items()) if reader is None else ""
 
-    def load(self, onnx_path: Path, precision: str = "fp32", batch_size: int = 1) -> Session:
+    def load(
+        self, onnx_path: Path, precision: str = "fp32", batch_size: int = 1, calibration: np.ndarray | None = None
+    ) -> Session:
         if self.backend == "trtexec":
             feed = self._reader if isinstance(self._reader, BoardPowerFeed) else None
-            return TrtexecSession(self.board, Path(onnx_path), precision, feed)
+            return TrtexecSession(self.board, Path(onnx_path), precision, feed, calibration=calibration)
         from ticketbench.devices.gpu import GpuDevice
 
-        session = GpuDevice(backend="tensorrt")._load_tensorrt(Path(onnx_path), precision, batch_size)
+        session = GpuDevice(backend="tensorrt")._load_tensorrt(Path(onnx_path), precision, batch_size, calibration)
         session.snapshot = self.snapshot
         return session
 

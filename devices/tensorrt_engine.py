@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ticketbench.devices.int8_calibration import configure_int8
+
 DEFAULT_CACHE = Path(os.environ.get("TICKETBENCH_ENGINE_CACHE", Path.home() / ".cache" / "ticketbench" / "engines"))
 
 
@@ -49,9 +51,13 @@ class EngineKey:
     trt_version: str
     precision: str
     shapes: dict[str, list[list[int]]] = field(default_factory=dict)  # input → [min, opt, max]
+    calibration: str = ""  # int8: sha256 of the calibration set (empty otherwise, and then left out of the digest)
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:24]
+        fields = asdict(self)
+        if not fields["calibration"]:  # fp32/fp16 keys hash as before int8 existed: their cached engines stay valid
+            del fields["calibration"]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def onnx_input(onnx_path: Path) -> tuple[str, list[int | None]]:
@@ -71,8 +77,12 @@ def profile_shapes(dims: Sequence[int | None], min_b: int, opt_b: int, max_b: in
     return [[min_b, *rest], [opt_b, *rest], [max_b, *rest]]
 
 
-def build_engine(trt: Any, onnx_path: Path, key: EngineKey, workspace_bytes: int = 1 << 30) -> bytes:
-    """Parse ONNX with TensorRT's parser and build a serialized engine (explicit batch, one profile)."""
+def build_engine(
+    trt: Any, onnx_path: Path, key: EngineKey, workspace_bytes: int = 1 << 30, calibrator: Any = None
+) -> bytes:
+    """Parse ONNX with TensorRT's parser and build a serialized engine (explicit batch, one profile).
+
+    int8 needs `calibrator` (devices/int8_calibration.entropy_calibrator)."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
@@ -90,26 +100,32 @@ def build_engine(trt: Any, onnx_path: Path, key: EngineKey, workspace_bytes: int
         config.max_workspace_size = workspace_bytes
     if key.precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
-    elif key.precision != "fp32":
-        raise ValueError(f"TensorRT path supports fp32 and fp16 (asked for {key.precision}; int8 needs calibration)")
+    elif key.precision != "fp32" and not (key.precision == "int8" and calibrator is not None):
+        raise ValueError(
+            f"TensorRT path supports fp32 and fp16, and int8 with a calibrator (asked for {key.precision})"
+        )
     if key.shapes:
         profile = builder.create_optimization_profile()
         for name, (mn, opt, mx) in key.shapes.items():
             profile.set_shape(name, mn, opt, mx)
         config.add_optimization_profile(profile)
+    if key.precision == "int8":
+        configure_int8(trt, builder, config, calibrator, key.shapes)
     blob = builder.build_serialized_network(network, config)
     if blob is None:
         raise RuntimeError(f"TensorRT failed to build an engine for {onnx_path}")
     return bytes(blob)
 
 
-def cached_engine(trt: Any, onnx_path: Path, key: EngineKey, cache_dir: Path = DEFAULT_CACHE) -> tuple[bytes, bool]:
+def cached_engine(
+    trt: Any, onnx_path: Path, key: EngineKey, cache_dir: Path = DEFAULT_CACHE, calibrator: Any = None
+) -> tuple[bytes, bool]:
     """The serialized engine for `key`, built once and then read from the cache: (bytes, was_cached)."""
     cache_dir = Path(cache_dir)
     path = cache_dir / f"{key.digest()}.engine"
     if path.is_file():
         return path.read_bytes(), True
-    blob = build_engine(trt, onnx_path, key)
+    blob = build_engine(trt, onnx_path, key, calibrator=calibrator)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(blob)
@@ -176,6 +192,7 @@ class TrtSession:
     """A deserialized engine with torch-allocated device buffers; run() returns host outputs."""
 
     backend = "tensorrt"
+    int8_report: Any = None  # an int8_calibration.Int8Report for engines built with a calibrator
 
     def __init__(self, trt: Any, engine_bytes: bytes, device: str = "cuda") -> None:
         import torch

@@ -129,13 +129,22 @@ def build_argv(
     min_shape: Sequence[int] | None,
     opt_shape: Sequence[int] | None,
     max_shape: Sequence[int] | None,
+    calib: str | None = None,
+    layer_info: str | None = None,
 ) -> list[str]:
-    """Build and serialize an engine from ONNX; the inference trtexec would run afterwards is cut to one query."""
+    """Build and serialize an engine from ONNX; the inference trtexec would run afterwards is cut to one query.
+
+    int8 needs `calib`, a calibration cache on the board (devices/int8_calibration.py), and allows fp16 for
+    layers without int8 kernels; `layer_info` exports the built layers with their precisions (detailed)."""
     argv = [exe, f"--onnx={onnx}", f"--saveEngine={engine}"]
     if precision == "fp16":
         argv.append("--fp16")
+    elif precision == "int8" and calib:
+        argv += ["--int8", "--fp16", f"--calib={calib}"]
     elif precision != "fp32":
-        raise ValueError(f"trtexec path supports fp32 and fp16 (asked for {precision}; int8 needs calibration)")
+        raise ValueError(f"trtexec path supports fp32 and fp16, and int8 with --calib (asked for {precision})")
+    if layer_info:
+        argv += ["--profilingVerbosity=detailed", f"--exportLayerInfo={layer_info}"]
     if min_shape is not None:
         argv += [
             f"--minShapes={shape_arg(input_name, min_shape)}",

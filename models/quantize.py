@@ -284,3 +284,45 @@ def compare_outputs(reference: np.ndarray, quantized: np.ndarray, min_agreement:
         raise ValueError(f"cannot compare outputs of shapes {ref.shape} and {out.shape}")
     agree = 100.0 * float((ref.argmax(1) == out.argmax(1)).mean())
     return Agreement(agree, float(np.abs(out - ref).max()), float(np.abs(ref).max()), len(ref), min_agreement)
+
+
+def activation_ranges(
+    onnx_path: Path, calib: CalibrationSet, method: str = "entropy"
+) -> dict[str, tuple[float, float]]:
+    """Per-tensor (min, max) of every activation of `onnx_path` on `calib`, by ONNX Runtime's calibrator.
+
+    What a TensorRT calibration cache for trtexec is written from (devices/int8_calibration.py), so a board with
+    only trtexec gets ranges from the same calibration set and method as ONNX Runtime's int8 model.
+    """
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    QuantizeConfig(method=method)  # validates the name
+    name, dims = _input(Path(onnx_path))
+    if list(calib.x.shape[1:]) != dims[1:]:
+        raise CalibrationError(f"calibration images are {list(calib.x.shape[1:])}, the ONNX input {name} is {dims[1:]}")
+    cm = {
+        "entropy": CalibrationMethod.Entropy,
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+    }[method]
+    quiet = logging.getLogger()
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), tempfile.TemporaryDirectory(prefix="tb-ranges-") as work:
+            pre = Path(work) / "pre.onnx"
+            from onnxruntime.quantization import quant_pre_process
+
+            quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
+            extra = {"percentile": PERCENTILE} if method == "percentile" else {}
+            calibrator = create_calibrator(
+                pre, augmented_model_path=str(Path(work) / "augmented.onnx"), calibrate_method=cm, extra_options=extra
+            )
+            calibrator.collect_data(_Reader(name, calib.x, 32))
+            data = calibrator.compute_data()
+    finally:
+        quiet.setLevel(level)
+    ranges = {k: (float(np.asarray(v.range_value[0])), float(np.asarray(v.range_value[1]))) for k, v in data.items()}
+    ranges.setdefault(name, (float(calib.x.min()), float(calib.x.max())))  # the network input needs a scale too
+    return ranges

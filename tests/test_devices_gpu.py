@@ -254,7 +254,7 @@ def test_gpu_adapter_tensorrt_path_with_fakes(monkeypatch, onnx_path, tmp_path):
     monkeypatch.setattr(gpu, "torch_cuda", lambda: True)
     monkeypatch.setattr(gpu, "available_backends", lambda: {"tensorrt": "", "torch-cuda": ""})
     dev = GpuDevice(engine_cache=tmp_path)
-    assert dev.backend == "tensorrt" and dev.precisions == ("fp32", "fp16")
+    assert dev.backend == "tensorrt" and dev.precisions == ("fp32", "fp16", "int8")  # int8: entropy calibrator
     dev.torch_device = "cpu"  # buffers on the CPU: there is no GPU here
     monkeypatch.setattr(dev, "identity_name", lambda: "Fake GPU")
     sess = dev.load(onnx_path, "fp32", batch_size=8)
