@@ -145,7 +145,9 @@ class _Reader:
     """onnxruntime.quantization.CalibrationDataReader over the calibration array, in fixed-size batches."""
 
     def __init__(self, name: str, x: np.ndarray, batch_size: int) -> None:
-        self.name, self.x, self.bs = name, x, batch_size
+        # equal batches (the largest divisor of N up to batch_size): ORT's histogram collectors stack them
+        self.name, self.x = name, x
+        self.bs = max(d for d in range(1, max(1, min(batch_size, len(x))) + 1) if len(x) % d == 0)
         self.rewind()
 
     def get_next(self) -> dict[str, np.ndarray] | None:
