@@ -216,3 +216,15 @@ def test_bad_measure_settings_are_suite_errors(tmp_path, capsys, measure, needle
     assert main(["run", "--suite", str(suite), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0]
+
+
+def test_report_plots_accuracy_and_latency_per_precision(int8_run):
+    from ticketbench.reports import plots
+    from ticketbench.reports.html import load_report_inputs
+
+    _, out = int8_run
+    df = load_report_inputs([out]).df
+    for svg in (plots.accuracy_vs_sparsity(df), plots.speed_vs_sparsity(df), plots.precision_gain(df)):
+        assert svg is not None and "int8" in svg and "fp32" in svg  # one line per precision, labelled
+    assert plots.precision_gain(df[df["precision"] == "fp32"]) is None  # one precision: nothing to compare
+    assert "Precision: combined speedup and accuracy change" in (out / "report.html").read_text()
