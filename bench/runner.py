@@ -277,7 +277,7 @@ class Runner:
             q = quantize_onnx(onnx_path, calib, tdir / "model.int8.onnx", QuantizeConfig(method=m.calibration_method))
             atomic_write_text(tdir / "quantize.json", json.dumps(q.to_dict(), indent=2))
             cols = {"int8_calibration": f"onnxruntime QDQ {q.method}, per-channel weights, {what}"}
-            return q.path, {}, {**cols, "int8_fallback_layers": q.float_nodes}
+            return q.path, {}, {**cols, "int8_fallback_layers": q.float_nodes, "size_mb": q.size_mb}
         if self.device.int8_input == "calibrator":
             return onnx_path, {"calibration": calib.x}, {"int8_calibration": f"tensorrt entropy2, {what}"}
         raise ValueError(f"device {self.device.name} has no int8 path")

@@ -157,7 +157,9 @@ def test_run_writes_a_row_set_per_precision_from_one_ticket(int8_run):
         assert g["accuracy_top1_torch"].nunique() == 1  # one ticket behind both precisions
         rec = json.loads((out / "tickets" / case / "calibration.json").read_text())
         assert len(rec["indices"]) == 96 and rec["seed"] == 0
-        assert (out / "tickets" / case / "model.int8.onnx").is_file()
+        int8_onnx = out / "tickets" / case / "model.int8.onnx"
+        assert (g.loc[g["precision"] == "int8", "size_mb"] == int8_onnx.stat().st_size / 1e6).all()
+        assert (g.loc[g["precision"] == "fp32", "size_mb"] > 2 * int8_onnx.stat().st_size / 1e6).all()
     dense = df[df["method"] == "dense"].set_index(["precision", "batch_size"])["latency_ms_p50"]
     for r in df.itertuples():
         assert r.speedup_vs_fp32_dense == pytest.approx(dense["fp32", r.batch_size] / r.latency_ms_p50)
