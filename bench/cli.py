@@ -153,6 +153,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ticketbench.bench.runner import Runner, RunOptions, new_run_id
     from ticketbench.bench.suite import SuiteError, load_suite
     from ticketbench.devices.base import DEVICES, DeviceUnavailable, get_device, resolve_device
+    from ticketbench.models.data import DataError
+    from ticketbench.models.quantize import CalibrationError
 
     try:
         suite = load_suite(args.suite)
@@ -165,8 +167,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--host is for --device jetson (remote mode)")
     _check_host(args.host)
     out = _check_out_dir(args.out or str(Path("runs") / new_run_id()), args.resume)
-    if args.precision:
-        suite.measure.precision = args.precision
+    if args.precision:  # one precision, replacing the suite's
+        suite.measure.precision, suite.measure.precisions = args.precision, None
     if args.resume and out.is_dir():
         diff = _resume_difference(out, suite)
         if diff:
@@ -176,19 +178,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         device = get_device(name, **({"host": args.host} if args.host else {}))  # --host: remote Jetson over SSH
     except DeviceUnavailable as exc:
         raise UsageError(str(exc)) from exc
-    if suite.measure.precision not in device.precisions:
-        raise UsageError(
-            f"device {name!r} does not run {suite.measure.precision} (supported: {', '.join(device.precisions)})"
-        )
+    for precision in suite.measure.precision_list():
+        if precision not in device.precisions:
+            raise UsageError(f"device {name!r} does not run {precision} (supported: {', '.join(device.precisions)})")
     _check_db(getattr(args, "db", None))
     _check_writable_dir(out, "--out")  # last check: it creates the run directory
-    log.info("suite %s: %d case(s) on device %s → %s", suite.name, len(suite.cases), name, out)
-    thread_policy.announce()
     train_device = _check_train_device(args.train_device)
     opts = RunOptions(
         out=out, data_root=data_root, resume=args.resume, show_progress=not args.quiet, train_device=train_device
     )
     runner = Runner(suite, device, opts)
+    try:
+        runner.check_calibration()  # int8: an unusable calibration set is bad input, found before any case runs
+    except (CalibrationError, DataError) as exc:
+        device.close()
+        raise UsageError(f"int8 calibration: {exc}") from exc
+    log.info("suite %s: %d case(s) on device %s → %s", suite.name, len(suite.cases), name, out)
+    thread_policy.announce()
     try:
         rows = runner.run()
     except KeyboardInterrupt:
@@ -220,6 +226,7 @@ def _print_summary(rows: list[dict]) -> None:
     df = pd.DataFrame(rows)
     cols = [
         "case_id",
+        "precision",
         "batch_size",
         "status",
         "accuracy_top1",
@@ -227,6 +234,8 @@ def _print_summary(rows: list[dict]) -> None:
         "acceleration_rate",
         "latency_ms_p50",
         "speedup",
+        "speedup_vs_fp32_dense",
+        "int8_top1_agreement",
         "size_mb",
         "power_source",
     ]

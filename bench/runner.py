@@ -42,6 +42,14 @@ from ticketbench.models.cost import ModelCost, analyze
 from ticketbench.models.data import DataBundle, load_dataset
 from ticketbench.models.export import OPSET, export_onnx, to_onnx_bytes
 from ticketbench.models.masks import apply_masks
+from ticketbench.models.quantize import (
+    CalibrationSet,
+    QuantizeConfig,
+    calibration_set,
+    compare_outputs,
+    ort_outputs,
+    quantize_onnx,
+)
 from ticketbench.models.tickets import (
     OptionsError,
     Ticket,
@@ -77,6 +85,7 @@ class Runner:
         self.rundir = RunDir(opts.out).create()
         self.datasets: dict[str, DataBundle] = {}
         self._dense_refs: dict[str, tuple[ModelCost, float]] = {}
+        self._calibrations: dict[str, CalibrationSet] = {}
         self.sampler: PowerSampler | None = None
         self.power_note = ""
         self.idle: IdleBaseline | None = None
@@ -96,6 +105,20 @@ class Runner:
         if key not in self.datasets:
             self.datasets[key] = load_dataset(cfg.dataset, self.opts.data_root, **cfg.data_options)
         return self.datasets[key]
+
+    def calibration(self, cfg: TicketConfig) -> CalibrationSet:
+        """The int8 calibration set of a case's data set (drawn once per data set); CalibrationError if unusable."""
+        m = self.suite.measure
+        key = json.dumps([cfg.dataset, cfg.data_options, m.calibration_size, m.calibration_seed], default=str)
+        if key not in self._calibrations:
+            self._calibrations[key] = calibration_set(self.data(cfg), m.calibration_size, m.calibration_seed)
+        return self._calibrations[key]
+
+    def check_calibration(self) -> None:
+        """Before any case runs: bad calibration input (empty split, wrong shape) is bad input, not a failed case."""
+        if "int8" in self.suite.measure.precision_list():
+            for case in self.suite.cases:
+                self.calibration(case.ticket)
 
     def _start_power(self) -> None:
         reader, why = self.device.power_reader()
@@ -203,8 +226,15 @@ class Runner:
             return self._measure_case(case, base)
         except Exception as exc:  # one failing case must not stop the run
             log.exception("case %s failed", case.case_id)
-            msg = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            return [empty_row(**base, batch_size=b, status="failed", error=msg) for b in self.suite.measure.batch_sizes]
+            return self._failed_rows(base, self.suite.measure.precision_list(), exc)
+
+    def _failed_rows(self, base: dict[str, Any], precisions: list[str], exc: Exception) -> list[dict[str, Any]]:
+        msg = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        return [
+            empty_row(**base, precision=p, batch_size=b, status="failed", error=msg)
+            for p in precisions
+            for b in self.suite.measure.batch_sizes
+        ]
 
     def _measure_case(self, case: Case, base: dict[str, Any]) -> list[dict[str, Any]]:
         cfg = case.ticket
@@ -255,11 +285,55 @@ class Runner:
             "energy_j_ticket_training": (ticket.artifacts.get("training_energy") or {}).get("total_j"),
             "power_source": self.sampler.reader.source if self.sampler else "none",
         }
-        # adapters that can run PyTorch (gpu's torch-cuda backend) use the module the ONNX was validated against
-        session = self.device.load(exp.path, self.suite.measure.precision, module=compacted)
+        train_s, e_train = self._train_epoch(ticket, data)
+        common.update(train_s_per_epoch=train_s, energy_j_per_train_epoch=e_train.energy_j if e_train else None)
+        rows = []
+        for precision in self.suite.measure.precision_list():  # one ticket, one export: a row set per precision
+            try:
+                rows += self._measure_precision(
+                    case, data, tdir, exp.path, compacted, {**common, "precision": precision}
+                )
+            except Exception as exc:  # int8 failing (say, no calibrator) must not drop the fp32 rows
+                log.exception("case %s failed at %s", case.case_id, precision)
+                rows += self._failed_rows(base, [precision], exc)
+        return rows
+
+    def _int8_model(self, case: Case, tdir: Path, onnx_path: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+        """(ONNX to load, extra load() arguments, results columns) for int8 on this device.
+
+        ONNX Runtime gets a QDQ model quantized here from the case's calibration set; TensorRT gets the fp32
+        ONNX and the calibration array, and calibrates itself (entropy calibrator, cache beside its engines).
+        Either way the calibration set is recorded in tickets/<case>/calibration.json.
+        """
+        m = self.suite.measure
+        calib = self.calibration(case.ticket)
+        calib.write(tdir)
+        what = f"n={len(calib.indices)} seed={calib.seed} sha256={calib.sha256[:12]}"
+        if self.device.int8_input == "qdq":
+            q = quantize_onnx(onnx_path, calib, tdir / "model.int8.onnx", QuantizeConfig(method=m.calibration_method))
+            atomic_write_text(tdir / "quantize.json", json.dumps(q.to_dict(), indent=2))
+            cols = {"int8_calibration": f"onnxruntime QDQ {q.method}, per-channel weights, {what}"}
+            return q.path, {}, {**cols, "int8_fallback_layers": q.float_nodes, "size_mb": q.size_mb}
+        if self.device.int8_input == "calibrator":
+            return onnx_path, {"calibration": calib.x}, {"int8_calibration": f"tensorrt entropy2, {what}"}
+        raise ValueError(f"device {self.device.name} has no int8 path")
+
+    def _measure_precision(
+        self, case: Case, data: DataBundle, tdir: Path, onnx_path: Path, compacted: torch.nn.Module, common: dict
+    ) -> list[dict[str, Any]]:
+        precision, shape = common["precision"], data.input_shape
+        load_kw: dict[str, Any] = {}
+        if precision == "int8":
+            model_path, load_kw, int8_cols = self._int8_model(case, tdir, onnx_path)
+            common = {**common, **int8_cols}
+        else:
+            model_path = onnx_path
+        # adapters that can run PyTorch (gpu's torch-cuda backend) get the module the ONNX was validated against
+        session = self.device.load(model_path, precision, module=compacted, **load_kw)
         evalr = run_eval_epoch(session, _numpy_batches(data, 256))
         e_eval = energy_window(self.sampler, "eval", evalr.t0, evalr.t1, evalr.segments)
-        train_s, e_train = self._train_epoch(ticket, data)
+        if precision == "int8":
+            common = {**common, **_int8_agreement(session, onnx_path, data)}
         rows = []
         m = self.suite.measure
         lat_cfg = LatencyConfig(
@@ -269,7 +343,8 @@ class Runner:
             x = np.random.default_rng(0).standard_normal((bs, *shape), dtype=np.float32)
             lat = measure_latency(session, x, lat_cfg)
             e_lat = energy_window(self.sampler, "latency", lat.t0, lat.t1)
-            sample_file = f"samples/{case.case_id}-b{bs}-latency.csv"
+            tag = "" if precision == "fp32" else f"-{precision}"  # fp32 files keep their names
+            sample_file = f"samples/{case.case_id}{tag}-b{bs}-latency.csv"
             atomic_write_text(
                 self.rundir.root / sample_file,
                 "latency_ms\n" + "\n".join(f"{v:.6f}" for v in lat.samples_ms) + "\n",
@@ -277,7 +352,7 @@ class Runner:
             if self.sampler:
                 t, w = self.sampler.trace(lat.t0, lat.t1)
                 atomic_write_text(
-                    self.rundir.samples / f"{case.case_id}-b{bs}-power.csv",
+                    self.rundir.samples / f"{case.case_id}{tag}-b{bs}-power.csv",
                     "t_s,watts\n" + "\n".join(f"{a - lat.t0:.6f},{b:.4f}" for a, b in zip(t, w)) + "\n",
                 )
             n_inf = len(lat.samples_ms) * bs
@@ -290,8 +365,6 @@ class Runner:
                     samples_file=sample_file,
                     **inference_energy_columns(e_lat, n_inf, self.idle, self.sampler is not None, self.power_note),
                     energy_j_per_eval_epoch=e_eval.energy_j if e_eval else None,
-                    train_s_per_epoch=train_s,
-                    energy_j_per_train_epoch=e_train.energy_j if e_train else None,
                     accuracy_top1=evalr.accuracy_top1,
                     throttled=lat.throttled,
                     throttle_note=lat.throttle_note or None,
@@ -366,6 +439,27 @@ def backend_note(identity: dict[str, Any]) -> str | None:
     return ("skipped " + "; ".join(skipped)) if skipped else None
 
 
+def _int8_agreement(session: Any, onnx_path: Path, data: DataBundle) -> dict[str, Any]:
+    """int8 logits from the device's session vs the fp32 ONNX on ONNX Runtime CPU, over the evaluation split.
+
+    A second, untimed pass: the timed eval epoch keeps only accuracy. Reported whether or not it is within
+    tolerance (models/quantize.py: AGREEMENT_MIN_PERCENT); a session that calibrated itself may add its report.
+    """
+    xs = [x for x, _ in _numpy_batches(data, 256)]
+    agreement = compare_outputs(ort_outputs(onnx_path, xs), np.concatenate([session.run(x) for x in xs]))
+    cols = {
+        "int8_top1_agreement": agreement.top1_agreement,
+        "int8_max_abs_error": agreement.max_abs_error,
+        "int8_within_tolerance": agreement.within_tolerance,
+        "int8_note": agreement.note,
+    }
+    report = getattr(session, "int8_report", None)  # set by TensorRT sessions built with a calibrator
+    if report is not None:
+        cols["int8_fallback_layers"] = len(report.fallback_layers)
+        cols["int8_note"] += "; " + report.summary()
+    return cols
+
+
 def _numpy_batches(data: DataBundle, batch_size: int):
     for x, y in data.loader("test", batch_size, shuffle=False):
         yield x.numpy(), y.numpy()
@@ -373,7 +467,8 @@ def _numpy_batches(data: DataBundle, batch_size: int):
 
 def finalize_speedups(rows: list[dict[str, Any]]) -> None:
     """speedup = dense p50 / p50 on the same model, data, device, backend, precision and batch;
-    realization = speedup / acceleration_rate."""
+    realization = speedup / acceleration_rate; speedup_vs_fp32_dense = the fp32 dense p50 (same model, data,
+    device, backend and batch) / this p50: pruning and precision together."""
     dense = {}
     for r in rows:
         if r.get("method") == "dense" and r.get("status") == "ok":
@@ -384,6 +479,9 @@ def finalize_speedups(rows: list[dict[str, Any]]) -> None:
             r["speedup"] = ref / r["latency_ms_p50"]
             ar = r.get("acceleration_rate")
             r["realization"] = r["speedup"] / ar if ar else None
+        ref32 = dense.get(_group({**r, "precision": "fp32"}))
+        if r.get("status") == "ok" and ref32 and r.get("latency_ms_p50"):
+            r["speedup_vs_fp32_dense"] = ref32 / r["latency_ms_p50"]
 
 
 def _group(r: dict[str, Any]) -> tuple:

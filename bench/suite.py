@@ -31,14 +31,40 @@ class SuiteError(ValueError):
     """A suite name or file that cannot be used; the message says why."""
 
 
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
 @dataclass
 class MeasureConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [1])
     min_iterations: int = 50
     min_seconds: float = 1.0
     warmup_iterations: int = 10
-    precision: str = "fp32"
+    precision: str = "fp32"  # one precision; `precisions` (when given) replaces it with several
     idle_seconds: float = 0.0  # idle power baseline measured once before the cases (0 = off); reported beside energy
+    precisions: list[str] | None = None  # e.g. ["fp32", "int8"]: one row per precision, the ticket built once
+    calibration_size: int = 256  # int8: training images in the calibration set (models/quantize.py)
+    calibration_seed: int = 0  # int8: seed of the calibration draw
+    calibration_method: str = "entropy"  # int8 on ONNX Runtime: entropy | minmax | percentile
+
+    def precision_list(self) -> list[str]:
+        return list(self.precisions) if self.precisions else [self.precision]
+
+    def check(self, source: str) -> None:
+        """Typed values: a wrong precision or calibration setting is a suite error, not a failed case later."""
+        for p in self.precision_list():
+            if p not in PRECISIONS:
+                raise SuiteError(f"{source}: [measure] precision {p!r} unknown (known: {', '.join(PRECISIONS)})")
+        if len(set(self.precision_list())) != len(self.precision_list()):
+            raise SuiteError(f"{source}: [measure] precisions repeat: {self.precision_list()}")
+        c = self.calibration_size
+        if not isinstance(c, int) or isinstance(c, bool) or c < 1:
+            raise SuiteError(f"{source}: [measure] calibration_size must be a positive integer (got {c!r})")
+        if self.calibration_method not in ("entropy", "minmax", "percentile"):
+            raise SuiteError(
+                f"{source}: [measure] calibration_method {self.calibration_method!r} unknown "
+                "(known: entropy, minmax, percentile)"
+            )
 
 
 @dataclass
@@ -147,7 +173,13 @@ def _measure(mdoc: Any, source: str) -> MeasureConfig:
     for key, (ok, what) in checks.items():
         if key in mdoc and not ok(mdoc[key]):
             raise SuiteError(f"{source}: [measure] {key} must be {what}, got {_short(mdoc[key])}")
-    return MeasureConfig(**{**mdoc, "batch_sizes": list(bs)})
+    if "precisions" in mdoc and not (isinstance(mdoc["precisions"], list) and mdoc["precisions"]):
+        raise SuiteError(f"{source}: [measure] precisions must be a non-empty list, got {_short(mdoc['precisions'])}")
+    if "calibration_seed" in mdoc and not (_is_int(mdoc["calibration_seed"]) and mdoc["calibration_seed"] >= 0):
+        raise SuiteError(f"{source}: [measure] calibration_seed must be a whole number ≥ 0")
+    measure = MeasureConfig(**{**mdoc, "batch_sizes": list(bs)})
+    measure.check(source)  # precisions and int8 calibration settings
+    return measure
 
 
 def parse_suite(doc: dict[str, Any], source: str) -> Suite:

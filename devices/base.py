@@ -93,8 +93,12 @@ class DeviceAdapter:
     # Keep compacted channel counts a multiple of this: ORT's NCHWc conv kernels (blocks of 8 on AVX2) and
     # TensorRT's tensor-core kernels run aligned widths faster than odd ones (benchmarks/bench_compaction.py).
     channel_alignment: int = 8
-    precisions: tuple[str, ...] = ("fp32",)  # what load() accepts; int8 needs calibration, which no adapter has
+    precisions: tuple[str, ...] = ("fp32",)  # what load() accepts
     max_onnx_opset: int | None = None  # TensorRT 8.0-8.4's ONNX parser stops at opset 13; None: no limit
+    # How load(precision="int8") wants its model: "qdq" = an ONNX the caller already quantized (QuantizeLinear /
+    # DequantizeLinear, calibrated by models/quantize.py); "calibrator" = the fp32 ONNX plus `calibration=`, a
+    # float32 N×C×H×W array the device calibrates with itself (TensorRT's entropy calibrator); "" = no int8.
+    int8_input: str = ""
 
     @classmethod
     def probe(cls, host: str | None = None, **options: Any) -> Availability:  # pragma: no cover - overridden

@@ -23,6 +23,14 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def is_qdq(onnx_path: Path) -> bool:
+    """Whether the graph holds QuantizeLinear nodes, i.e. was statically quantized (weights and activations)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return any(n.op_type == "QuantizeLinear" for n in graph.node)
+
+
 class OrtCpuSession(Session):
     backend = "onnxruntime-cpu"
 
@@ -48,6 +56,8 @@ class OrtCpuSession(Session):
 class CpuDevice(DeviceAdapter):
     name = "cpu"
     torch_device = "cpu"  # training epochs run here with PyTorch
+    precisions = ("fp32", "int8")
+    int8_input = "qdq"  # int8 = a QDQ ONNX from models/quantize.py; ORT fuses its QDQ pairs into int8 kernels
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads or thread_policy.current() or thread_policy.physical_cores()
@@ -77,8 +87,10 @@ class CpuDevice(DeviceAdapter):
     def load(
         self, onnx_path: Path, precision: str = "fp32", batch_size: int | None = None, module: Any | None = None
     ) -> OrtCpuSession:
-        if precision != "fp32":
-            raise ValueError(f"cpu adapter runs fp32 only (asked for {precision})")
+        if precision not in self.precisions:
+            raise ValueError(f"cpu adapter runs {' and '.join(self.precisions)} (asked for {precision})")
+        if precision == "int8" and not is_qdq(onnx_path):
+            raise ValueError(f"{onnx_path}: int8 on the cpu needs a QDQ-quantized ONNX (models/quantize.py)")
         return OrtCpuSession(onnx_path, self.threads)
 
     def power_reader(self) -> tuple[PowerReader | None, str]:

@@ -80,9 +80,12 @@ def case_labels(df: pd.DataFrame) -> dict[str, str]:
 def figures(inputs: ReportInputs) -> list[Figure]:
     df, arts = inputs.df, inputs.artifacts
     labels = case_labels(df)
+    # shown only where several precisions were measured: a one-precision report stays as it was
+    precision = [Figure("Precision: combined speedup and accuracy change", plots.precision_gain(df), "")]
     return [
         Figure("Accuracy vs sparsity", plots.accuracy_vs_sparsity(df), "no accuracy in these results"),
         Figure("Latency and speedup vs sparsity", plots.speed_vs_sparsity(df), "no latency in these results"),
+        *(precision if df["precision"].nunique() > 1 else []),
         Figure(
             "Energy per inference and per training epoch",
             plots.energy_per_device(df),

@@ -33,7 +33,7 @@ def _svg(fig, salt: str) -> str:
     return _METADATA.sub("", text[text.index("<svg") :])  # drop the RDF block: namespace URLs only, no content
 
 
-SERIES_KEYS = ("model", "dataset", "method", "structure", "device", "batch_size")
+SERIES_KEYS = ("model", "dataset", "method", "structure", "device", "precision", "batch_size")
 LINE_KEYS = ("method", "structure")  # what a pruning curve is; the dense row of the other keys starts it
 
 
@@ -86,8 +86,8 @@ def _legend(ax) -> None:
 
 
 def accuracy_vs_sparsity(df: pd.DataFrame) -> str | None:
-    """Top-1 (%) vs target sparsity per method (and device, when several); accuracy does not depend on batch."""
-    keys = [k for k in ("model", "dataset", "method", "structure", "device") if k in df]
+    """Top-1 (%) vs target sparsity per method (and device, precision, when several); not per batch."""
+    keys = [k for k in ("model", "dataset", "method", "structure", "device", "precision") if k in df]
     d = df[df["status"] == "ok"].drop_duplicates([*keys, "target_sparsity"])
     if d["accuracy_top1"].isna().all():
         return None
@@ -122,6 +122,45 @@ def speed_vs_sparsity(df: pd.DataFrame) -> str | None:
     a2.grid(alpha=0.3)
     _legend(a2)
     return _svg(fig, "speed")
+
+
+def precision_gain(df: pd.DataFrame) -> str | None:
+    """With several precisions: speedup over the fp32 dense model (pruning and precision together) and the
+    accuracy change from fp32 to each lower precision, per ticket, both vs sparsity."""
+    if "speedup_vs_fp32_dense" not in df or df["precision"].nunique(dropna=True) < 2:
+        return None
+    ok = df[df["status"] == "ok"]
+    if ok["speedup_vs_fp32_dense"].isna().all():
+        return None
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    for label, g in _series(ok, "speedup_vs_fp32_dense"):
+        a1.plot(g["target_sparsity"], g["speedup_vs_fp32_dense"], marker="o", label=label)
+    a1.axhline(1.0, color="grey", lw=0.8)
+    a1.set_xlabel("target sparsity")
+    a1.set_ylabel("× vs fp32 dense")
+    a1.set_title("Speedup over the fp32 dense model (pruning × precision)")
+    a1.grid(alpha=0.3)
+    _legend(a1)
+    keys = ["model", "dataset", "method", "target_sparsity", "device"]
+    acc = ok.drop_duplicates([*keys, "precision"]).set_index([*keys, "precision"])["accuracy_top1"]
+    fp32 = acc.xs("fp32", level="precision") if "fp32" in acc.index.get_level_values("precision") else None
+    drew = False
+    for p in sorted(set(acc.index.get_level_values("precision")) - {"fp32"}):
+        if fp32 is None:
+            break
+        delta = (acc.xs(p, level="precision") - fp32).dropna().reset_index()
+        for (model, method), g in delta.groupby(["model", "method"]):
+            g = g.sort_values("target_sparsity")
+            a2.plot(g["target_sparsity"], g["accuracy_top1"], marker="o", label=f"{method} {model} {p}")
+            drew = True
+    a2.axhline(0.0, color="grey", lw=0.8)
+    a2.set_xlabel("target sparsity")
+    a2.set_ylabel("top-1 change vs fp32 (points)")
+    a2.set_title("Accuracy change from fp32")
+    a2.grid(alpha=0.3)
+    if drew:
+        _legend(a2)
+    return _svg(fig, "precision")
 
 
 ENERGY_METRICS = {

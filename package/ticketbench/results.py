@@ -65,6 +65,13 @@ EXTRA_COLUMNS = [
     "backend_note",  # the device's other backends and why they were skipped (e.g. no onnxruntime-gpu)
     "train_device",  # where the ticket was searched and trained (cpu, cuda)
     "energy_j_ticket_training",  # measured energy (J) of the ticket's own search/training, all phases
+    "speedup_vs_fp32_dense",  # fp32 dense p50 / this p50, same model, data, device, backend, batch
+    "int8_calibration",  # int8: calibrator, method, calibration set size, seed and sha256
+    "int8_top1_agreement",  # int8: % of eval inputs whose int8 top-1 equals the fp32 ONNX's top-1
+    "int8_max_abs_error",  # int8: max |int8 − fp32| logit over the eval split
+    "int8_within_tolerance",  # int8: top-1 agreement ≥ the documented tolerance (models/quantize.py)
+    "int8_fallback_layers",  # int8: compute layers not running int8 (ORT: left float; TensorRT: fp16/fp32 layers)
+    "int8_note",  # int8: the agreement in words, and which layers fell back
 ]
 
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS
