@@ -218,7 +218,6 @@ class Runner:
             "device_name": ident.get("device_name"),
             "backend": ident.get("backend"),
             "backend_note": backend_note(ident),
-            "precision": self.suite.measure.precision,
             "structure": _structure(cfg),
             "train_device": self.ctx.device,
         }

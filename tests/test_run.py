@@ -133,7 +133,12 @@ def test_default_run_from_repo_root(tmp_path):
     assert "report: " in res.stdout
     df = pd.read_csv(out / "results.csv")
     assert (df["status"] == "ok").all()
-    assert sorted(df["target_sparsity"].unique()) == [0.0, 0.5, 0.8, 0.9]
+    # the default suite tells the story: dense, unstructured magnitude, an EB channel ticket, an MPT group ticket
+    assert sorted(df["method"].unique()) == ["dense", "eb", "magnitude", "mpt"]
+    by = df.drop_duplicates("method").set_index("method")
+    assert by.loc["eb", "channels_removed"] > 0 and by.loc["eb", "params"] < by.loc["dense", "params"]
+    assert by.loc["mpt", "structure"] == "group" and by.loc["mpt", "acceleration_rate"] > 1.5
+    assert by.loc["magnitude", "params"] == by.loc["dense", "params"]  # unstructured zeros stay in dense kernels
 
 
 class ConstantPower(PowerReader):

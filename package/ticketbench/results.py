@@ -82,7 +82,8 @@ RESULTS_KEY_COLUMNS = ("run_id", "case_id", "model", "dataset", "method", "devic
 # Columns that hold text (everything else the contract names is a number; empty cells are allowed anywhere).
 TEXT_COLUMNS = {"run_id", "case_id", "model", "dataset", "method", "device", "device_name", "backend", "precision",
                  "power_source", "status", "error", "power_note", "samples_file", "throttle_note",
-                 "throttled", "structure", "backend_note", "train_device"}  # fmt: skip
+                 "throttled", "structure", "backend_note", "train_device", "int8_calibration",
+                "int8_within_tolerance", "int8_note"}  # fmt: skip
 
 STATUSES = ("ok", "failed", "skipped")
 POWER_SOURCES = ("nvml-energy", "nvml-power", "jtop", "ina3221-sysfs", "tegrastats", "rapl", "none")
