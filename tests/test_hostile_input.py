@@ -504,3 +504,10 @@ def test_default_report_html_that_links_to_results_csv_is_refused(tmp_path, caps
     before = snapshot(run)
     assert_usage_error(capsys, ["report", str(run)], "is an input")
     assert snapshot(run) == before
+
+
+def test_ticket_out_that_cannot_be_written(tmp_path, capsys):
+    (tmp_path / "file").write_text("keep")
+    args = ["ticket", "--model", "small_cnn", "--method", "dense", "--sparsity", "0", "--epochs", "0"]
+    assert_usage_error(capsys, [*args, "--out", str(tmp_path / "file" / "t")], "--out")
+    assert (tmp_path / "file").read_text() == "keep"
