@@ -629,7 +629,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not (d / "results.csv").is_file():
             raise UsageError(f"{d}: not a run directory (no results.csv)")
     inputs = [f for d in dirs for f in (d / "results.csv", d / "run.json")]
-    html_out = _check_output("--html", args.html, inputs, dirs) or dirs[0] / "report.html"
+    html_out = _check_output("--html", args.html or str(dirs[0] / "report.html"), inputs, dirs)  # default checked too
     csv_out = _check_output("--csv", args.csv, inputs, dirs)
     _distinct_outputs(("--html", html_out), ("--csv", csv_out))
     try:

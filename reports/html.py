@@ -7,6 +7,8 @@ score histograms) come from the artifacts stored beside them (reports.artifacts)
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from ticketbench.reports import plots
 from ticketbench.reports.artifacts import TicketArtifacts, load_run_artifacts
 from ticketbench.reports.pages import fmt_cell, template_env
 from ticketbench.results import COLUMNS
+
+log = logging.getLogger("ticketbench.reports.html")
 
 
 @dataclass
@@ -77,23 +81,37 @@ def case_labels(df: pd.DataFrame) -> dict[str, str]:
     return labels
 
 
+def _figure(title: str, draw: Callable[[], str | None], empty_note: str) -> Figure:
+    """One figure; values a plot cannot draw (1e308 latencies, ...) leave that figure out with a note instead of
+    failing the whole report: the table still shows them as written."""
+    try:
+        return Figure(title, draw(), empty_note)
+    except Exception as exc:  # matplotlib's errors on absurd data have no common base
+        log.warning("figure %r left out: %s: %s", title, type(exc).__name__, exc)
+        return Figure(title, None, f"could not be drawn from these values ({type(exc).__name__})")
+
+
 def figures(inputs: ReportInputs) -> list[Figure]:
     df, arts = inputs.df, inputs.artifacts
     labels = case_labels(df)
     # shown only where several precisions were measured: a one-precision report stays as it was
-    precision = [Figure("Precision: combined speedup and accuracy change", plots.precision_gain(df), "")]
+    precision = [_figure("Precision: combined speedup and accuracy change", lambda: plots.precision_gain(df), "")]
     return [
-        Figure("Accuracy vs sparsity", plots.accuracy_vs_sparsity(df), "no accuracy in these results"),
-        Figure("Latency and speedup vs sparsity", plots.speed_vs_sparsity(df), "no latency in these results"),
+        _figure("Accuracy vs sparsity", lambda: plots.accuracy_vs_sparsity(df), "no accuracy in these results"),
+        _figure("Latency and speedup vs sparsity", lambda: plots.speed_vs_sparsity(df), "no latency in these results"),
         *(precision if df["precision"].nunique() > 1 else []),
-        Figure(
+        _figure(
             "Energy per inference and per training epoch",
-            plots.energy_per_device(df),
+            lambda: plots.energy_per_device(df),
             "no energy: no power source on these devices (see power_source and power_note)",
         ),
-        Figure("Early-Bird mask distance", plots.eb_heatmaps(arts, labels), "no EB mask distances stored"),
-        Figure("Zero kernels per layer", plots.zero_kernels(arts, labels), "no pruned conv kernels stored"),
-        Figure("MPT score distributions", plots.score_distributions(arts, labels), "no MPT score histograms stored"),
+        _figure("Early-Bird mask distance", lambda: plots.eb_heatmaps(arts, labels), "no EB mask distances stored"),
+        _figure("Zero kernels per layer", lambda: plots.zero_kernels(arts, labels), "no pruned conv kernels stored"),
+        _figure(
+            "MPT score distributions",
+            lambda: plots.score_distributions(arts, labels),
+            "no MPT score histograms stored",
+        ),
     ]
 
 

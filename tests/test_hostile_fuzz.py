@@ -203,3 +203,46 @@ def test_inventory_on_any_bytes(tmp_path_factory, raw):
         load_inventory(path)
     except InventoryError:
         pass
+
+
+# -- a results table the reader accepts always renders (absurd values leave a figure out, never the report) -----
+_TEXT = {"run_id", "case_id", "model", "dataset", "method", "device", "device_name", "backend", "precision",
+         "power_source", "status", "error"}  # fmt: skip
+numbers = st.one_of(st.none(), st.floats(), st.integers(-(10**20), 10**20), st.sampled_from([0, -1, 1e308, 2**64]))
+words = st.one_of(st.none(), st.sampled_from(["", "dense", "magnitude", "eb", "x<y>", "cpu", "fp32", "a,b", "1"]))
+result_rows = st.fixed_dictionaries(
+    {
+        c: st.sampled_from(["ok", "failed", "skipped"])
+        if c == "status"
+        else st.integers(1, 64)
+        if c == "batch_size"
+        else words
+        if c in _TEXT
+        else numbers
+        for c in COLUMNS[:39]
+    }
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(result_rows, max_size=5))
+def test_any_readable_results_table_renders(tmp_path_factory, rows):
+    import pandas as pd
+
+    from ticketbench.reports.html import render_html
+
+    path = tmp_path_factory.mktemp("render") / "results.csv"
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(path, index=False)
+    html = render_html(read_results_csv(path), [{}])
+    assert html.count('<figure class="plot"') + html.count("Not shown:") >= 6
+
+
+def test_blank_cells_beside_huge_numbers_are_empty(tmp_path):
+    path = tmp_path / "results.csv"
+    rows = [
+        ",".join(["", "c", "m", "d", "x", "cpu", "ort", "fp32", "1", "ok", v]) for v in ("", "18446744073709551616")
+    ]
+    path.write_text("run_id,case_id,model,dataset,method,device,backend,precision,batch_size,status,speedup\n"
+                    + "\n".join(rows) + "\n")  # fmt: skip
+    df = read_results_csv(path)
+    assert df["speedup"].isna().tolist() == [True, False]

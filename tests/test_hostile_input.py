@@ -496,3 +496,18 @@ def test_run_with_a_db_that_is_not_sqlite_stops_before_running(tmp_path, capsys)
     out = tmp_path / "run"
     assert_usage_error(capsys, ["run", "--suite", str(TINY), "--out", str(out), "--db", str(db), "-q"], "--db")
     assert not out.exists() and db.read_bytes() == b"garbage" * 100
+
+
+def test_default_report_html_that_links_to_results_csv_is_refused(tmp_path, capsys):
+    run = make_run_dir(tmp_path / "run")
+    (run / "report.html").symlink_to(run / "results.csv")
+    before = snapshot(run)
+    assert_usage_error(capsys, ["report", str(run)], "is an input")
+    assert snapshot(run) == before
+
+
+def test_ticket_out_that_cannot_be_written(tmp_path, capsys):
+    (tmp_path / "file").write_text("keep")
+    args = ["ticket", "--model", "small_cnn", "--method", "dense", "--sparsity", "0", "--epochs", "0"]
+    assert_usage_error(capsys, [*args, "--out", str(tmp_path / "file" / "t")], "--out")
+    assert (tmp_path / "file").read_text() == "keep"

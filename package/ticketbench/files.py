@@ -126,8 +126,9 @@ def read_results_csv(path: Path):
         if c not in df:
             df[c] = None if c in TEXT_COLUMNS else float("nan")
         elif c not in TEXT_COLUMNS:
-            num = pd.to_numeric(df[c], errors="coerce")
-            bad = df[c][num.isna() & df[c].notna()]
+            col = df[c].map(lambda v: None if isinstance(v, str) and not v.strip() else v)  # blank = empty cell
+            num = pd.to_numeric(col, errors="coerce")
+            bad = col[num.isna() & col.notna()]
             if len(bad):
                 raise InputError(f"{path}: column {c}: {str(bad.iloc[0])[:40]!r} is not a number")
             df[c] = num
