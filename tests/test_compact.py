@@ -292,13 +292,31 @@ def test_constant_channel_folds_into_unpadded_consumer_bias():
 
 
 @torch.no_grad()
-def test_constant_meeting_zero_padding_is_kept_and_reported():
-    model = _chain(nn.Conv2d(3, 2, 3, padding=1))
+def test_constant_meeting_zero_padding_folds_into_an_exact_bias_map():
+    consumer = nn.Conv2d(3, 2, 3, padding=1)
+    model = _chain(consumer)
     model[1].bias.copy_(torch.tensor([0.0, 3.0, 0.0]))
     compacted, report = check_exact(model, shape=(2, 6, 6))
+    assert compacted.get_submodule("3").in_channels == 2 and report.kept_nonexact == 0
+    assert report.groups[1].folded == 1 and report.folded_map == 1
+    # hand computation: the map is 3 · (sum of the taps that fall inside the 6x6 image): all nine inside,
+    # only taps [1:, 1:] at the top-left corner
+    bmap = compacted.get_submodule("3_bias_map").map
+    assert bmap.shape == (2, 6, 6)
+    w = consumer.weight[:, 1]
+    assert torch.allclose(bmap[:, 0, 0], 3.0 * w[:, 1:, 1:].sum((1, 2)), atol=1e-5)
+    assert torch.allclose(bmap[:, 2, 3], 3.0 * w.sum((1, 2)), atol=1e-5)
+    assert torch.equal(compacted.get_submodule("3").bias, consumer.bias)  # nothing position-independent to add
+
+
+@torch.no_grad()
+def test_constant_meeting_zero_padding_is_kept_and_reported_when_input_size_is_unknown():
+    model = _chain(nn.Conv2d(3, 2, 3, padding=1))
+    model[1].bias.copy_(torch.tensor([0.0, 3.0, 0.0]))
+    compacted, report = check_exact(model, CompactionConfig(decompose=False, input_size_known=False), shape=(2, 6, 6))
     assert compacted.get_submodule("3").in_channels == 3
     assert report.kept_nonexact == 1
-    assert "zero padding" in report.layers[0].note
+    assert "zero padding" in report.layers[0].note and "input size is unknown" in report.layers[0].note
 
 
 @torch.no_grad()
