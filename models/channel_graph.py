@@ -29,6 +29,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
+from torchvision.ops import stochastic_depth
 
 # Modules applied channel by channel with no parameters: the output channel c depends on input channel c only.
 _ELEMENTWISE_MODULES = (
@@ -357,6 +358,13 @@ class _Builder:
 
     def call_module(self, node: fx.Node, m: nn.Module) -> None:
         args = self.tensor_args(node)
+        dense = (isinstance(m, nn.Conv2d) and m.groups == 1) or isinstance(m, nn.Linear)
+        if not args and dense and len(node.args) == 1 and _shape(node) is not None and len(_shape(node)) in (2, 4):
+            # its input has no channel axis we track (e.g. after a channel shuffle): the input columns stay,
+            # but its output filters are a group like any other
+            self.add(node)
+            self.roles[node] = self.kind[node] = "source"
+            return
         if len(args) != 1 or len(node.args) != 1:
             self.unsupported(node, "not a single-tensor call")
             return
@@ -443,7 +451,9 @@ class _Builder:
             else:
                 self.unsupported(node, f"method {name} not understood")
             return
-        if t in _ELEMENTWISE_FUNCTIONS or t in _POOL_FUNCTIONS or t in _IDENTITY_FUNCTIONS:
+        if t is stochastic_depth and not (node.args[3] if len(node.args) > 3 else node.kwargs.get("training", True)):
+            self.follow(node, first)  # eval mode: the identity
+        elif t in _ELEMENTWISE_FUNCTIONS or t in _POOL_FUNCTIONS or t in _IDENTITY_FUNCTIONS:
             if len(args) == 1 and first is args[0]:
                 self.follow(node, first)
             else:
@@ -501,13 +511,18 @@ class _Builder:
             self.unsupported(node, "reduction that is not over H and W")
 
     def binary(self, node: fx.Node, args: list[fx.Node]) -> None:
-        shapes = {_shape(a) for a in args}
+        out = _shape(node)
         others = [a for a in node.args if isinstance(a, fx.Node) and a not in self.parent]
-        if others or len(shapes) != 1 or _shape(node) != shapes.pop() or len({self.mult[a] for a in args}) != 1:
-            self.unsupported(node, "broadcasting or non-tensor operand")
+        full = [a for a in args if _shape(a) == out]
+        # channel-wise broadcasting (an SE block's [N, C, 1, 1] scale times [N, C, H, W]) keeps channel c ↔ c
+        spatial = all(
+            _shape(a) == out or (len(out) == 4 and _shape(a)[:2] == out[:2] and _shape(a)[2:] == (1, 1)) for a in args
+        )
+        if others or not full or not spatial or len({self.mult[a] for a in args}) != 1:
+            self.unsupported(node, "broadcasting other than over H×W, or a non-tensor operand")
             return
-        self.follow(node, args[0])
-        for a in args[1:]:
+        self.follow(node, full[0])
+        for a in args:
             self.union(node, a)
         self.kind[node] = "binary"
 
@@ -575,8 +590,14 @@ def _propagate_constants(graph: ChannelGraph, mods: dict[str, nn.Module], exact:
         mult = graph.mult[node]
         args = [a for a in node.all_input_nodes if a in graph.group_of]
         k, v = torch.zeros(c, dtype=torch.bool), torch.zeros(c, mult)
-        if not args or graph.kind.get(node) == "opaque":
+        if graph.kind.get(node) == "opaque":
             pass  # an op we do not understand is never constant (its output may not even have c channels)
+        elif not args:
+            if node.op == "call_module" and isinstance(mods[node.target], (nn.Conv2d, nn.Linear)):
+                m = mods[node.target]  # a source whose input we do not track: only its zero filters are constant
+                k = m.weight.detach().flatten(1).eq(0).all(1)
+                if m.bias is not None:
+                    v = m.bias.detach().view(c, 1).expand(c, mult).clone()
         elif node in graph.cats:
             parts = node.args[0]
             if all(p in const for p in parts):

@@ -65,6 +65,7 @@ class LayerCompaction:
     kind: str = "conv"  # "conv" | "linear" | "depthwise"
     group: int = -1
     kept_aligned: int = 0  # dead filters of this layer kept to align the group's count
+    zero_filters: int = 0  # filters left computing an input-independent value (all zero once BN is folded); see note
 
 
 @dataclass
@@ -445,6 +446,69 @@ def fold_constant_branches(graph: cg.ChannelGraph, report: CompactionReport, inp
     return changed
 
 
+def _reported_layers(graph: cg.ChannelGraph, g: cg.Group) -> list[fx.Node]:
+    return [
+        n
+        for n in (*g.sources, *g.internal)
+        if n.op == "call_module" and n not in graph.selections and isinstance(graph.module(n), (nn.Conv2d, nn.Linear))
+    ]
+
+
+def _n_layers(graph: cg.ChannelGraph, g: cg.Group) -> int:
+    return len(_reported_layers(graph, g))
+
+
+def _layer_zero_filters(
+    graph: cg.ChannelGraph, g: cg.Group, keep: dict[int, torch.Tensor], mode: str, layers: list[LayerCompaction]
+) -> None:
+    """Count, per layer, the kept filters whose output is input-independent (an all-zero filter once the exporter
+    folds the following BN), and say why each is still there: a channel another writer of the group keeps alive
+    (residual add), or the group-level reasons already in the note."""
+    need = _need(graph, g, keep, mode, _cat_inputs(graph))
+    for n, lc in zip(_reported_layers(graph, g), layers, strict=True):
+        users = list(n.users)
+        after = users[0] if len(users) == 1 and graph.is_module(users[0], nn.BatchNorm2d, nn.BatchNorm1d) else n
+        dead = keep[g.gid] & graph.indep.get(after, torch.zeros(g.size, dtype=torch.bool))
+        lc.zero_filters = int(dead.sum())
+        shared = int((dead & need).sum()) if not g.pins else 0
+        if g.pins and lc.zero_filters and not lc.note:
+            lc.note = f"{lc.zero_filters} all-zero filter(s) kept: {'; '.join(g.pins)}"
+        if shared:
+            reason = (
+                f"{shared} all-zero filter(s) kept: the channel still carries input-dependent values elsewhere in its"
+                " group (another writer of a residual add, or an SE scale multiplying it)"
+            )
+            lc.note = "; ".join(filter(None, [lc.note, reason]))
+
+
+def _report_unreadable_convs(graph: cg.ChannelGraph, report: CompactionReport) -> None:
+    """Convs the graph could not place in a group (e.g. a depthwise conv after a channel shuffle) stay as they
+    are; list them with their input-independent filters and the reason, so no all-zero filter goes unexplained."""
+    done = {lc.name for lc in report.layers}
+    for n in graph.gm.graph.nodes:
+        if n.op != "call_module" or n.target in done or not graph.is_module(n, nn.Conv2d):
+            continue
+        m = graph.module(n)
+        users = list(n.users)
+        after = users[0] if len(users) == 1 and graph.is_module(users[0], nn.BatchNorm2d) else n
+        dead = m.weight.detach().flatten(1).eq(0).all(1)  # what the exporter shows: zero filters, BN γ = 0 included
+        if after is not n and graph.module(after).affine:
+            dead |= graph.module(after).weight.detach().eq(0)
+        gid = graph.group_of.get(n, -1)
+        why = "; ".join(graph.groups[gid].pins) if gid >= 0 else "its input has no channel axis the graph tracks"
+        report.layers.append(
+            LayerCompaction(
+                str(n.target),
+                m.out_channels,
+                m.out_channels,
+                note=f"not compacted: {why}",
+                kind=_layer_kind(m),
+                group=gid,
+                zero_filters=int(dead.sum()),
+            )
+        )
+
+
 @torch.no_grad()
 def compact_channels(
     gm: fx.GraphModule, example_input: torch.Tensor, report: CompactionReport, config: CompactionConfig
@@ -467,13 +531,7 @@ def compact_channels(
             index[g.gid] = torch.nonzero(keep[g.gid]).flatten()
         gr = _report_group(graph, g, keep, mode, folded, aligned.get(g.gid, 0))
         report.groups.append(gr)
-        for n in (*g.sources, *g.internal):
-            if (
-                n.op != "call_module"
-                or n in graph.selections
-                or not isinstance(graph.module(n), (nn.Conv2d, nn.Linear))
-            ):
-                continue
+        for n in _reported_layers(graph, g):
             note = []
             if gr.kept_nonexact:
                 note.append(
@@ -501,6 +559,8 @@ def compact_channels(
             )
         if gr.kept_pinned:
             report.skipped.extend(f"group {g.gid} ({', '.join(gr.layers) or 'no layers'}): {p}" for p in g.pins)
+        _layer_zero_filters(graph, g, keep, mode, report.layers[len(report.layers) - _n_layers(graph, g) :])
+    _report_unreadable_convs(graph, report)
     cg.reindex(graph, index)
     if maps:
         _insert_bias_maps(graph, maps, index)
