@@ -214,8 +214,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not (tdir / "ticket.pt").is_file() and not (tdir.is_file() and tdir.suffix == ".pt"):
         raise UsageError(f"{tdir}: no ticket.pt here")
     ticket = load_ticket(tdir)
-    shape = tuple(ticket.provenance.get("input_shape") or _input_shape(ticket.config, load_dataset))
-    compacted, report = compact(ticket.model, torch.zeros(1, *shape), CompactionConfig(align=args.align))
+    recorded = ticket.provenance.get("input_shape")  # bias maps need the real input size; a guess keeps them off
+    shape = tuple(recorded or _input_shape(ticket.config, load_dataset))
+    config = CompactionConfig(align=args.align, input_size_known=bool(recorded))
+    compacted, report = compact(ticket.model, torch.zeros(1, *shape), config)
     out = Path(args.out or (tdir if tdir.is_dir() else tdir.parent) / "model.onnx")
     try:
         res = export_onnx(compacted, ticket.model, shape, out)
@@ -228,8 +230,9 @@ def cmd_export(args: argparse.Namespace) -> int:
                 "onnx": str(res.path),
                 "size_mb": res.size_mb,
                 "max_abs_error": res.max_abs_error,
-                "channels_removed": report.channels_removed,
-                "channels_kept_for_alignment": sum(g.kept_aligned for g in report.groups),
+                "channels_removed": report.filters_removed,  # filters, as is the next one
+                "channels_kept_for_alignment": report.filters_kept_for_alignment,
+                "zero_filters": sum(res.zero_filters.values()),
             }
         )
     )

@@ -92,10 +92,11 @@ def is_selection_module(m: nn.Module) -> bool:
 
 
 class SelectionTracer(fx.Tracer):
-    """fx tracer that keeps channel selections as leaves: their forward often calls numpy on the mask."""
+    """fx tracer that keeps channel selections (their forward often calls numpy on the mask) and bias maps (so a
+    compacted model reads back as it was built) as leaves."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return is_selection_module(m) or super().is_leaf_module(m, qualname)
+        return is_selection_module(m) or isinstance(m, BiasMap) or super().is_leaf_module(m, qualname)
 
 
 class _Recorder(ShapeProp):

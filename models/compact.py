@@ -434,6 +434,7 @@ def fold_constant_branches(graph: cg.ChannelGraph, report: CompactionReport, inp
             new = gm.graph.call_module(target, (live,))
         node.replace_all_uses_with(new)
         gm.graph.erase_node(node)
+        graph.indep[new], graph.kind[new] = graph.indep[live], "internal"  # live + value: as independent as live
         report.branches_removed.append(
             {"add": node.name, "modules": modules, "filters": filters, "value": "per channel" if per_channel else "map"}
         )
