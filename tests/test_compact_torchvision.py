@@ -1,9 +1,10 @@
 """torchvision CNNs outside the zoo (built without weights): compaction is exact, idempotent, and leaves no
 unexplained all-zero filter in the exported ONNX.
 
-Masks: a random 50 % of every BN's γ zeroed with β kept (squeezenet, without BN: of every conv's filters, bias kept) (the channel becomes the constant β, which meets
+Masks: a random 50 % of every BN's γ zeroed with β kept (the channel becomes the constant β, which meets
 zero padding in most of these nets: folded into bias maps); the same with β zeroed (the channel is exactly 0);
 a random 90 % of conv/linear weights zeroed (unstructured). BN statistics look trained (non-zero means).
+squeezenet has no BN: there the filter plays γ and its bias β.
 A filter that is all zero in the ONNX graph (BN folded in by the exporter) must be listed in the compaction
 report with a reason (`LayerCompaction.zero_filters` and its note: pinned group, last channel of a layer,
 alignment, or another writer of the residual channel keeps it alive).
