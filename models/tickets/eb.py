@@ -107,7 +107,7 @@ def _train_flops(macs: int, examples: int, epochs: int) -> float:
 def early_bird(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticket:
     opts = cfg.options
     model = ctx.fresh_model(cfg, data)
-    groups, skipped = bn_groups(model)
+    groups, skipped = bn_groups(model, torch.zeros(1, *data.input_shape))
     if not groups:
         raise ValueError(f"eb: {cfg.model} has no prunable BatchNorm layers ({'; '.join(skipped) or 'none'})")
     ratios = sorted({float(cfg.sparsity), *[float(r) for r in opts.get("ratios", [0.3, 0.5, 0.7])]})
