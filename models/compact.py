@@ -186,16 +186,16 @@ def solve(
     graph: cg.ChannelGraph, forced: dict[int, torch.Tensor] | None = None, mode: str = "maps"
 ) -> dict[int, torch.Tensor]:
     """Greatest fixpoint of 'keep what a sink needs (or what is forced)': keep sets only shrink, so this
-    terminates. Forced channels count as needed, so whatever they read upstream is kept too."""
+    terminates. Forced channels count as needed, so whatever they read upstream is kept too. A cat's input keeps
+    what the cat's readers need; the cat then passes on whatever its inputs kept (`_close_cats`)."""
     keep = {g.gid: torch.ones(g.size, dtype=torch.bool) for g in graph.groups}
-    cat_in = _cat_inputs(graph)
     changed = True
     while changed:
         changed = False
         for g in graph.groups:
             if g.pins:
                 continue
-            need = _need(graph, g, keep, mode, cat_in)
+            need = _need(graph, g, keep, mode)
             if forced is not None:
                 need |= forced[g.gid]
             new = keep[g.gid] & need
@@ -203,7 +203,24 @@ def solve(
                 new[_prefer(graph, g, keep[g.gid])] = True
             if not torch.equal(new, keep[g.gid]):
                 keep[g.gid], changed = new, True
+    _close_cats(graph, keep)
     return keep
+
+
+def _close_cats(graph: cg.ChannelGraph, keep: dict[int, torch.Tensor]) -> None:
+    """A cat passes on every channel its inputs keep: add to each cat group what its inputs kept for other readers
+    (or to stay non-empty). Only adds channels whose values exist upstream, so nothing else changes; repeated for
+    cats of cats until stable (keep sets only grow)."""
+    cat_in = _cat_inputs(graph)
+    changed = True
+    while changed:
+        changed = False
+        for gid, edges in cat_in.items():
+            new = keep[gid].clone()
+            for e in edges:
+                new[e.offset : e.offset + e.size] |= keep[graph.group_of[e.member]]
+            if not torch.equal(new, keep[gid]):
+                keep[gid], changed = new, True
 
 
 def _aligned(graph: cg.ChannelGraph, keep: dict[int, torch.Tensor], align: int) -> dict[int, torch.Tensor]:
