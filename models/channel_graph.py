@@ -799,12 +799,14 @@ def reindex(graph: ChannelGraph, index: dict[int, torch.Tensor]) -> None:
         for e in g.sinks:
             if isinstance(e, MixEdge):
                 take_in(graph.module(e.consumer), expand(idx, graph.mult[e.member]))
+    cat_edges: dict[fx.Node, list[CatEdge]] = {}
+    for g in graph.groups:
+        for e in g.sinks:
+            if isinstance(e, CatEdge):
+                cat_edges.setdefault(e.consumer, []).append(e)
     for n in graph.cats:  # the cat of the kept inputs must be exactly the cat group's kept channels
         g_out = graph.groups[graph.group_of[n]]
-        edges = sorted(
-            (e for g in graph.groups for e in g.sinks if isinstance(e, CatEdge) and e.consumer is n),
-            key=lambda e: e.offset,
-        )
+        edges = sorted(cat_edges.get(n, []), key=lambda e: e.offset)
         got = torch.cat([e.offset + index.get(graph.group_of[e.member], torch.arange(e.size)) for e in edges])
         if not torch.equal(got, index.get(g_out.gid, torch.arange(g_out.size))):
             raise RuntimeError(f"{n.name}: concatenation would not match its consumers' channels")

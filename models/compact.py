@@ -358,9 +358,10 @@ def _report_group(
     mode: str,
     folded: tuple[int, int] = (0, 0),
     aligned: int = 0,
+    cat_in: dict[int, list[cg.CatEdge]] | None = None,
 ) -> GroupCompaction:
     kept = keep[g.gid]
-    cat_in = _cat_inputs(graph)
+    cat_in = _cat_inputs(graph) if cat_in is None else cat_in
     strict = _need(graph, g, keep, mode, cat_in)
     loose = _need(graph, g, keep, "loose", cat_in)
     nonexact = int((kept & strict & ~loose).sum())
@@ -477,12 +478,17 @@ def _n_layers(graph: cg.ChannelGraph, g: cg.Group) -> int:
 
 
 def _layer_zero_filters(
-    graph: cg.ChannelGraph, g: cg.Group, keep: dict[int, torch.Tensor], mode: str, layers: list[LayerCompaction]
+    graph: cg.ChannelGraph,
+    g: cg.Group,
+    keep: dict[int, torch.Tensor],
+    mode: str,
+    layers: list[LayerCompaction],
+    cat_in: dict[int, list[cg.CatEdge]],
 ) -> None:
     """Count, per layer, the kept filters whose output is input-independent (an all-zero filter once the exporter
     folds the following BN), and say why each is still there: a channel another writer of the group keeps alive
     (residual add), or the group-level reasons already in the note."""
-    need = _need(graph, g, keep, mode, _cat_inputs(graph))
+    need = _need(graph, g, keep, mode, cat_in)
     for n, lc in zip(_reported_layers(graph, g), layers, strict=True):
         users = list(n.users)
         after = users[0] if len(users) == 1 and graph.is_module(users[0], nn.BatchNorm2d, nn.BatchNorm1d) else n
@@ -542,12 +548,13 @@ def compact_channels(
     keep, aligned = solve_aligned(graph, config.align, mode)
     index: dict[int, torch.Tensor] = {}
     maps: dict[fx.Node, torch.Tensor] = {}
+    cat_in = _cat_inputs(graph)
     for g in graph.groups:
         folded = (0, 0)
         if not g.pins and not keep[g.gid].all():
             folded = _fold(graph, g, ~keep[g.gid], mode, maps)
             index[g.gid] = torch.nonzero(keep[g.gid]).flatten()
-        gr = _report_group(graph, g, keep, mode, folded, aligned.get(g.gid, 0))
+        gr = _report_group(graph, g, keep, mode, folded, aligned.get(g.gid, 0), cat_in)
         report.groups.append(gr)
         for n in _reported_layers(graph, g):
             note = []
@@ -577,7 +584,7 @@ def compact_channels(
             )
         if gr.kept_pinned:
             report.skipped.extend(f"group {g.gid} ({', '.join(gr.layers) or 'no layers'}): {p}" for p in g.pins)
-        _layer_zero_filters(graph, g, keep, mode, report.layers[len(report.layers) - _n_layers(graph, g) :])
+        _layer_zero_filters(graph, g, keep, mode, report.layers[len(report.layers) - _n_layers(graph, g) :], cat_in)
     _report_unreadable_convs(graph, report)
     cg.reindex(graph, index)
     if maps:

@@ -46,6 +46,7 @@ def masked(name: str, mask: str, seed: int = 0) -> tuple[nn.Module, tuple[int, i
     if mask != "unstructured" and not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         for m in model.modules():  # no BN (squeezenet): the filter plays γ, its bias β
             if isinstance(m, nn.Conv2d):
+                m.bias.copy_(torch.randn(m.out_channels, generator=g) * 0.1)  # torchvision initializes them to 0
                 dead = torch.rand(m.out_channels, generator=g) < 0.5
                 m.weight[dead] = 0
                 m.bias[dead] = 0 if mask == "gamma_beta" else m.bias[dead]
