@@ -473,10 +473,6 @@ def _reported_layers(graph: cg.ChannelGraph, g: cg.Group) -> list[fx.Node]:
     ]
 
 
-def _n_layers(graph: cg.ChannelGraph, g: cg.Group) -> int:
-    return len(_reported_layers(graph, g))
-
-
 def _layer_zero_filters(
     graph: cg.ChannelGraph,
     g: cg.Group,
@@ -556,6 +552,7 @@ def compact_channels(
             index[g.gid] = torch.nonzero(keep[g.gid]).flatten()
         gr = _report_group(graph, g, keep, mode, folded, aligned.get(g.gid, 0), cat_in)
         report.groups.append(gr)
+        layers = []
         for n in _reported_layers(graph, g):
             note = []
             if gr.kept_nonexact:
@@ -570,7 +567,7 @@ def compact_channels(
             if gr.kept_aligned:
                 note.append(f"{gr.kept_aligned} removable channel(s) kept to align the count to a multiple")
             kind = _layer_kind(graph.module(n))
-            report.layers.append(
+            layers.append(
                 LayerCompaction(
                     str(n.target),
                     g.size,
@@ -584,7 +581,8 @@ def compact_channels(
             )
         if gr.kept_pinned:
             report.skipped.extend(f"group {g.gid} ({', '.join(gr.layers) or 'no layers'}): {p}" for p in g.pins)
-        _layer_zero_filters(graph, g, keep, mode, report.layers[len(report.layers) - _n_layers(graph, g) :], cat_in)
+        _layer_zero_filters(graph, g, keep, mode, layers, cat_in)
+        report.layers.extend(layers)
     _report_unreadable_convs(graph, report)
     cg.reindex(graph, index)
     if maps:
