@@ -437,8 +437,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     except TicketError as exc:
         raise UsageError(str(exc)) from exc
     shape = _ticket_input_shape(ticket, load_dataset)
+    # bias maps need the real input size: a recorded one, never a guess
+    config = CompactionConfig(align=args.align, input_size_known=ticket.provenance.get("input_shape") is not None)
     try:
-        compacted, report = compact(ticket.model, torch.zeros(1, *shape), CompactionConfig(align=args.align))
+        compacted, report = compact(ticket.model, torch.zeros(1, *shape), config)
         res = export_onnx(compacted, ticket.model, shape, out)
     except ExportError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
@@ -453,8 +455,9 @@ def cmd_export(args: argparse.Namespace) -> int:
                 "onnx": str(res.path),
                 "size_mb": res.size_mb,
                 "max_abs_error": res.max_abs_error,
-                "channels_removed": report.channels_removed,
-                "channels_kept_for_alignment": sum(g.kept_aligned for g in report.groups),
+                "channels_removed": report.filters_removed,  # filters, as is the next one
+                "channels_kept_for_alignment": report.filters_kept_for_alignment,
+                "zero_filters": sum(res.zero_filters.values()),
             }
         )
     )

@@ -278,8 +278,8 @@ class Runner:
             "acceleration_rate": cost_ticket.acceleration_rate,
             "accuracy_top1_torch": ticket.accuracy,
             "onnx_max_abs_error": exp.max_abs_error,
-            "channels_removed": creport.channels_removed,
-            "channels_kept_for_alignment": sum(g.kept_aligned for g in creport.groups),
+            "channels_removed": creport.filters_removed,  # filters, as is the next one
+            "channels_kept_for_alignment": creport.filters_kept_for_alignment,
             "eb_epoch": ticket.artifacts.get("eb_epoch"),
             "energy_j_ticket_training": (ticket.artifacts.get("training_energy") or {}).get("total_j"),
             "power_source": self.sampler.reader.source if self.sampler else "none",

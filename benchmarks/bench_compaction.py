@@ -16,12 +16,19 @@ Cases (CIFAR-shaped input 3x32x32, batch 1 unless --batch, one ORT thread unless
    into 4 random classes, kernels kept only within a class, i.e. block diagonal after permutation). Kernel
    level decomposition turns the convs into grouped convs; this is the case where kernel removal pays.
 
+4. torchvision ResNet-50 and MobileNetV2 (no weights, trained-looking BN statistics), beside Torch-Pruning:
+   the same channel mask (a random 50 % of every block-internal conv's filters: ResNet-50's conv1/conv2 of each
+   bottleneck, MobileNetV2's expansion convs) killed as an EB ticket kills them and compacted by us, and pruned
+   by Torch-Pruning's DependencyGraph. Ours must have no more parameters and MACs and run no slower on ORT CPU
+   (the `vs Torch-Pruning` lines give the ratios). Input 3x`--size`x`--size` (default 224).
+
 Latency: every case is timed in many short interleaved windows (devices.measure, trtexec's rule per
 window) and the samples pooled; speedup uses the pooled p50, so a load change on the machine hits all cases
 alike. p10 is printed as well (less sensitive to other processes). The machine load (`uptime`) is printed
 with the figures.
 
-Run: `python benchmarks/bench_compaction.py [--quick] [--batch 1] [--threads 1] [--json out.json]`.
+Run: `python benchmarks/bench_compaction.py [--quick] [--cases all|cifar|torchvision] [--size 224] [--batch 1]
+[--threads 1] [--rounds 20] [--json out.json]`.
 """
 
 from __future__ import annotations
@@ -60,6 +67,8 @@ class Case:
     ticket_ar: float = 1.0
     note: str = ""
     info: dict = field(default_factory=dict)
+    shape: tuple[int, int, int] = SHAPE
+    family: str = ""  # speedups are against the dense case of the same family (default: the name's first word)
 
 
 @torch.no_grad()
@@ -105,17 +114,68 @@ def mpt_style(model: nn.Module, sparsity: float, ar: float, seed: int) -> nn.Mod
     return model.eval()
 
 
-def torch_pruning(model: nn.Module, channels: dict[str, torch.Tensor]) -> nn.Module | None:
+def torch_pruning(model: nn.Module, channels: dict[str, torch.Tensor], shape=SHAPE) -> nn.Module | None:
     """The same channel mask compacted by Torch-Pruning (None when it is not installed)."""
     try:
         import torch_pruning as tp
     except ImportError:
         return None
     model = copy.deepcopy(model).eval()
-    dg = tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(1, *SHAPE), verbose=False)
+    dg = tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(1, *shape), verbose=False)
     for name, idx in channels.items():
         dg.get_pruning_group(model.get_submodule(name), tp.prune_conv_out_channels, idxs=idx.tolist()).prune()
     return model
+
+
+def internal_convs(name: str, model: nn.Module) -> list[str]:
+    """Block-internal convs, whose channels no residual add ties to other layers: the same mask means the same
+    thing to both tools."""
+    out = []
+    for n, m in model.named_modules():
+        if not isinstance(m, nn.Conv2d) or m.groups != 1:
+            continue
+        if name == "resnet50" and n.startswith("layer") and n.rsplit(".", 1)[-1] in ("conv1", "conv2"):
+            out.append(n)
+        elif name == "mobilenet_v2" and n.endswith("conv.0.0") and m.kernel_size == (1, 1):
+            out.append(n)  # expansion 1x1 (its channels run through the depthwise conv to the projection)
+    return out
+
+
+def torchvision_cases(size: int) -> list[Case]:
+    """ResNet-50 and MobileNetV2 (torchvision, no weights): dense, ours and Torch-Pruning on one channel mask."""
+    import torchvision.models as tvm
+
+    shape = (3, size, size)
+    x = torch.zeros(1, *shape)
+    cases = []
+    for name, fn in (("resnet50", tvm.resnet50), ("mobilenet_v2", tvm.mobilenet_v2)):
+        torch.manual_seed(0)
+        dense = trained_bn(fn(weights=None, num_classes=1000))
+        g = torch.Generator().manual_seed(1)
+        channels = {}
+        for n in internal_convs(name, dense):
+            c = dense.get_submodule(n).out_channels
+            channels[n] = torch.randperm(c, generator=g)[: c // 2].sort().values
+        ticket = kill_channels(copy.deepcopy(dense), channels, x)
+        ours, rep = compact(ticket, x)
+        ar = analyze(ticket, shape).acceleration_rate
+        cases.append(Case(f"{name} dense", dense, dense, shape=shape, family=name))
+        info = {"channels_removed": rep.filters_removed, "mask_filters": sum(len(i) for i in channels.values())}
+        cases.append(Case(f"{name} 50% internal channels, ours", ours, ticket, ar, info=info, shape=shape, family=name))
+        theirs = torch_pruning(dense, channels, shape)
+        if theirs is not None:
+            cases.append(
+                Case(
+                    f"{name} 50% internal channels, Torch-Pruning",
+                    theirs,
+                    theirs,
+                    ar,
+                    "same mask, TP's compaction",
+                    shape=shape,
+                    family=name,
+                )
+            )
+    return cases
 
 
 def build_cases(quick: bool) -> list[Case]:
@@ -169,13 +229,15 @@ def build_cases(quick: bool) -> list[Case]:
     return cases
 
 
-def run(quick: bool, batch: int, threads: int, rounds: int) -> dict:
-    cases = build_cases(quick)
+def run(quick: bool, batch: int, threads: int, rounds: int, which: str = "all", size: int = 224) -> dict:
+    cases = (build_cases(quick) if which in ("all", "cifar") else []) + (
+        torchvision_cases(size) if which in ("all", "torchvision") else []
+    )
     workdir = Path(tempfile.mkdtemp(prefix="bench_compaction_"))
     sessions, rows = [], []
     for i, case in enumerate(cases):
-        exp = export_onnx(case.model, case.reference, SHAPE, workdir / f"case{i}.onnx", tolerance=1e-3)
-        cost = analyze(case.model, SHAPE)
+        exp = export_onnx(case.model, case.reference, case.shape, workdir / f"case{i}.onnx", tolerance=1e-3)
+        cost = analyze(case.model, case.shape)
         sessions.append(OrtCpuSession(exp.path, threads))
         rows.append(
             {
@@ -185,27 +247,47 @@ def run(quick: bool, batch: int, threads: int, rounds: int) -> dict:
                 "size_mb": round(exp.size_mb, 3),
                 "acceleration_rate": round(case.ticket_ar, 3),
                 "onnx_max_abs_error": exp.max_abs_error,
+                "onnx_nodes": exp.nodes,
                 "note": case.note,
                 **case.info,
             }
         )
-    x = np.random.default_rng(0).standard_normal((batch, *SHAPE), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    inputs = {c.shape: rng.standard_normal((batch, *c.shape), dtype=np.float32) for c in cases}
     cfg = LatencyConfig(warmup_iterations=2, warmup_seconds=0.0, min_iterations=5, min_seconds=0.05 if quick else 0.15)
     samples: list[list[float]] = [[] for _ in cases]
     for _ in range(rounds):  # short interleaved windows: load changes hit every case alike
         for i, sess in enumerate(sessions):
-            samples[i].extend(measure_latency(sess, x, cfg).samples_ms.tolist())
+            samples[i].extend(measure_latency(sess, inputs[cases[i].shape], cfg).samples_ms.tolist())
     p50 = [float(np.median(s)) for s in samples]
-    dense = {"vgg16": p50[0], "resnet18": next(p for r, p in zip(rows, p50) if r["case"] == "resnet18 dense")}
-    for row, lat in zip(rows, p50):
-        base = dense[row["case"].split()[0]]
+    family = [c.family or c.name.split()[0] for c in cases]
+    dense = {f: p for f, c, p in zip(family, cases, p50) if c.name.endswith(" dense")}
+    for row, lat, fam in zip(rows, p50, family):
+        base = dense[fam]
         row["latency_ms_p50"] = round(lat, 3)
         row["latency_ms_p10"] = round(float(np.percentile(samples[rows.index(row)], 10)), 3)
         row["samples"] = len(samples[rows.index(row)])
         row["speedup"] = round(base / lat, 3)
         row["realization"] = round(row["speedup"] / row["acceleration_rate"], 3)
+    versus = []  # ours against Torch-Pruning on the same mask: ratios ≤ 1 mean ours is smaller / faster
+    for r in rows:
+        if r["case"].endswith(", Torch-Pruning"):
+            mine = next((o for o in rows if o["case"] == r["case"].replace(", Torch-Pruning", ", ours")), None)
+            if mine is not None:
+                versus.append(
+                    {
+                        "case": mine["case"].removesuffix(", ours"),
+                        "params_ours": mine["params"],
+                        "params_tp": r["params"],
+                        "macs_ours": mine["macs"],
+                        "macs_tp": r["macs"],
+                        "latency_ratio_p50": round(mine["latency_ms_p50"] / r["latency_ms_p50"], 3),
+                        "latency_ratio_p10": round(mine["latency_ms_p10"] / r["latency_ms_p10"], 3),
+                    }
+                )
     return {
         "rows": rows,
+        "versus_torch_pruning": versus,
         "batch": batch,
         "threads": threads,
         "rounds": rounds,
@@ -220,11 +302,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="ORT intra-op threads")
     ap.add_argument("--rounds", type=int, default=20, help="interleaved timing windows per case")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--cases", choices=("all", "cifar", "torchvision"), default="all")
+    ap.add_argument("--size", type=int, default=224, help="input side of the torchvision cases")
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     t0 = time.time()
-    out = run(args.quick, args.batch, args.threads, args.rounds)
+    print("load before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    out = run(args.quick, args.batch, args.threads, args.rounds, args.cases, args.size)
     out["wall_s"] = round(time.time() - t0, 1)
     cols = ["case", "params", "size_mb", "macs", "acceleration_rate", "latency_ms_p50", "speedup", "realization"]
     print(" | ".join(cols))
@@ -233,7 +318,12 @@ def main() -> None:
     for r in out["rows"]:
         extra = {k: v for k, v in r.items() if k not in cols and v not in ("", None)}
         print(f"  {r['case']}: {extra}")
-    print(f"batch {out['batch']}, {out['threads']} ORT thread(s), {out['rounds']} rounds; load: {out['load']}")
+    for v in out["versus_torch_pruning"]:
+        print(
+            f"vs Torch-Pruning, {v['case']}: params {v['params_ours']} vs {v['params_tp']}, MACs {v['macs_ours']} vs"
+            f" {v['macs_tp']}, ORT CPU latency ours/TP p50 {v['latency_ratio_p50']} (p10 {v['latency_ratio_p10']})"
+        )
+    print(f"batch {out['batch']}, {out['threads']} ORT thread(s), {out['rounds']} rounds; load after: {out['load']}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
 

@@ -7,12 +7,16 @@ removed from every member at once. Each group has
 
 - *sources* that create its channels: dense convs and linears (output filters), channel selections (indices);
 - *internal* per-channel layers that follow the channel: BatchNorm, depthwise convs, channel scales;
-- *sinks* that read it: dense convs and linears (input columns), channel selections;
-- *pins*: reasons no channel may be removed (model input or output, an op we do not understand).
+- *sinks* that read it: dense convs and linears (input columns), channel selections, concatenations
+  (channel c of input i is channel offset_i + c of the `cat` output, whose group is another group);
+- *pins*: reasons no channel may be removed (model input or output, an op we do not understand). An op the
+  builder does not understand pins its inputs and output with a reason; it never raises.
 
-Constants are propagated structurally, never by sampling: a channel is constant when its value does not
-depend on the input nor on the position (a zero filter gives its bias everywhere, BN with γ = 0 gives β).
-Zero padding breaks constness at borders, which is why a constant channel meeting a padded conv is kept.
+Constants are propagated structurally, never by sampling. A channel is *independent* when its value does not
+depend on the input (a zero filter gives its bias, BN with γ = 0 gives β, a padded conv of those gives a fixed
+map), and *constant* when, in addition, that value is the same at every position: zero padding breaks
+constness at borders but not independence. The value of an independent channel is read off one forward pass
+(`trace` records every node's batch-1 output), which is exact: it does not depend on the input.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
+from torchvision.ops import stochastic_depth
 
 # Modules applied channel by channel with no parameters: the output channel c depends on input channel c only.
 _ELEMENTWISE_MODULES = (
@@ -86,19 +92,30 @@ def is_selection_module(m: nn.Module) -> bool:
 
 
 class SelectionTracer(fx.Tracer):
-    """fx tracer that keeps channel selections as leaves: their forward often calls numpy on the mask."""
+    """fx tracer that keeps channel selections (their forward often calls numpy on the mask) and bias maps (so a
+    compacted model reads back as it was built) as leaves."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return is_selection_module(m) or super().is_leaf_module(m, qualname)
+        return is_selection_module(m) or isinstance(m, BiasMap) or super().is_leaf_module(m, qualname)
+
+
+class _Recorder(ShapeProp):
+    """ShapeProp that also keeps each tensor node's batch-1 output (node.meta['value']): the values of
+    input-independent channels, read where compaction folds them."""
+
+    def run_node(self, n: fx.Node):
+        out = super().run_node(n)
+        if isinstance(out, torch.Tensor) and out.dim() >= 1 and out.shape[0] >= 1:
+            n.meta["value"] = out[:1].detach().clone()  # clone: a later in-place op must not change it
+        return out
 
 
 def trace(model: nn.Module, example_input: torch.Tensor) -> fx.GraphModule:
-    """Trace with SelectionTracer and record every node's output shape (node.meta['tensor_meta'])."""
-    from torch.fx.passes.shape_prop import ShapeProp
-
+    """Trace with SelectionTracer; record every node's output shape (meta 'tensor_meta') and value (meta 'value')."""
     graph = SelectionTracer().trace(model)
     gm = fx.GraphModule(model, graph, type(model).__name__)
-    ShapeProp(gm).propagate(example_input)
+    with torch.no_grad():
+        _Recorder(gm).propagate(example_input)
     return gm
 
 
@@ -125,6 +142,28 @@ def probe_selection(m: nn.Module, channels: int) -> tuple[torch.Tensor, torch.Te
     return index, scale
 
 
+class BiasMap(nn.Module):
+    """y = x + map: what an input-independent contribution becomes when it is folded out of the graph.
+
+    `map` is [C, H, W] (a constant that depends on the position, e.g. a constant channel seen through a
+    zero-padded conv; valid for the input size it was computed at) or [C, 1, 1] / [C] (a per-channel bias).
+    """
+
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("map", value.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.map
+
+
+def uniform(value: torch.Tensor, rtol: float = 1e-6) -> torch.Tensor:
+    """[C] bool: channel c of a [C, ...] value is the same everywhere (to fp32 round-off of its scale)."""
+    flat = value.reshape(value.shape[0], -1)
+    spread = flat.amax(1) - flat.amin(1)
+    return spread <= rtol * flat.abs().amax(1).clamp_min(1.0)
+
+
 @dataclass
 class MixEdge:
     """A dense conv/linear reading group channels: input column c holds features [c·mult, (c+1)·mult)."""
@@ -145,13 +184,23 @@ class SelectEdge:
 
 
 @dataclass
+class CatEdge:
+    """A `torch.cat` along channels: input `member`'s channel c is channel offset + c of the cat output."""
+
+    consumer: fx.Node
+    member: fx.Node
+    offset: int
+    size: int
+
+
+@dataclass
 class Group:
     gid: int
     size: int
     members: list[fx.Node] = field(default_factory=list)
     sources: list[fx.Node] = field(default_factory=list)
     internal: list[fx.Node] = field(default_factory=list)
-    sinks: list[MixEdge | SelectEdge] = field(default_factory=list)
+    sinks: list[MixEdge | SelectEdge | CatEdge] = field(default_factory=list)
     pins: list[str] = field(default_factory=list)
 
 
@@ -166,11 +215,20 @@ class ChannelGraph:
     selections: dict[fx.Node, tuple[torch.Tensor, torch.Tensor]]  # selection nodes → (index, scale)
     out_group: dict[fx.Node, int] = field(default_factory=dict)  # conv/linear/select node → group it feeds
     reshapes: list[fx.Node] = field(default_factory=list)  # view/reshape nodes that may hold literal sizes
-    # constness if zero padding did not exist (for reporting channels kept only because of borders)
-    const_loose: dict[fx.Node, torch.Tensor] = field(default_factory=dict)
+    # [C] bool: channel does not depend on the input (constant, or a fixed map where zero padding meets a constant)
+    indep: dict[fx.Node, torch.Tensor] = field(default_factory=dict)
+    cats: set[fx.Node] = field(default_factory=set)  # torch.cat nodes (sources of their output group)
+    kind: dict[fx.Node, str] = field(default_factory=dict)  # how the builder read each node (see _Builder.kind)
 
     def module(self, node: fx.Node) -> nn.Module:
         return self.gm.get_submodule(node.target)
+
+    def act(self, node: fx.Node) -> torch.Tensor | None:
+        """The node's batch-1 output recorded by `trace` (exact for its independent channels), or None."""
+        return node.meta.get("value")
+
+    def is_module(self, node: fx.Node, *types: type) -> bool:
+        return node.op == "call_module" and isinstance(self.module(node), types)
 
 
 def _shape(node) -> tuple[int, ...] | None:
@@ -215,6 +273,10 @@ class _Builder:
         self.selections: dict[fx.Node, tuple[torch.Tensor, torch.Tensor]] = {}
         self.module_calls: dict[str, list[fx.Node]] = {}
         self.reshapes: list[fx.Node] = []
+        self.cat_edges: list[tuple[fx.Node, fx.Node, int, int]] = []  # (cat, input, offset, size)
+        # how each node was read: "input", "source", "internal", "follow" (channel c → channel c, no parameters),
+        # "binary", "cat", "select", "opaque" (not understood: pinned, never constant)
+        self.kind: dict[fx.Node, str] = {}
 
     # union-find over tensor nodes
     def find(self, n: fx.Node) -> fx.Node:
@@ -254,6 +316,7 @@ class _Builder:
             return
         self.add(node, m)
         self.union(node, src)
+        self.kind.setdefault(node, "follow")
 
     def unsupported(self, node: fx.Node, why: str) -> None:
         what = node.target if node.op == "call_module" else getattr(node.target, "__name__", str(node.target))
@@ -261,7 +324,8 @@ class _Builder:
         for a in self.tensor_args(node):
             self.pin(a, reason)
         shape = _shape(node)
-        if shape is not None and len(shape) in (2, 4):
+        self.kind[node] = "opaque"
+        if shape is not None and len(shape) in (2, 4) and shape[1] > 0:
             if node not in self.parent:
                 self.add(node, 1)
             self.pin(node, reason)
@@ -272,6 +336,7 @@ class _Builder:
             if node.op == "placeholder":
                 if shape is not None and len(shape) in (2, 4):
                     self.add(node)
+                    self.kind[node] = "input"
                     self.pin(node, "model input")
             elif node.op == "output":
                 for a in node.all_input_nodes:
@@ -294,6 +359,13 @@ class _Builder:
 
     def call_module(self, node: fx.Node, m: nn.Module) -> None:
         args = self.tensor_args(node)
+        dense = (isinstance(m, nn.Conv2d) and m.groups == 1) or isinstance(m, nn.Linear)
+        if not args and dense and len(node.args) == 1 and _shape(node) is not None and len(_shape(node)) in (2, 4):
+            # its input has no channel axis we track (e.g. after a channel shuffle): the input columns stay,
+            # but its output filters are a group like any other
+            self.add(node)
+            self.roles[node] = self.kind[node] = "source"
+            return
         if len(args) != 1 or len(node.args) != 1:
             self.unsupported(node, "not a single-tensor call")
             return
@@ -302,11 +374,11 @@ class _Builder:
             c_in, c_out = m.in_channels, m.out_channels
             if m.groups == 1:
                 self.add(node)
-                self.roles[node] = "source"
+                self.roles[node] = self.kind[node] = "source"
                 self.edges.append((node, x, "mix"))
             elif m.groups == c_in == c_out:
                 self.follow(node, x)
-                self.roles[node] = "internal"
+                self.roles[node] = self.kind[node] = "internal"
             else:
                 self.unsupported(node, f"grouped conv (groups={m.groups})")
         elif isinstance(m, nn.Linear):
@@ -314,17 +386,20 @@ class _Builder:
                 self.unsupported(node, "linear on a tensor that is not [batch, features]")
                 return
             self.add(node)
-            self.roles[node] = "source"
+            self.roles[node] = self.kind[node] = "source"
             self.edges.append((node, x, "mix"))
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             if not m.track_running_stats or m.running_mean is None:
                 self.unsupported(node, "batch norm without running statistics")
                 return
             self.follow(node, x)
-            self.roles[node] = "internal"
-        elif isinstance(m, nn.PReLU) and m.num_parameters > 1:
+            self.roles[node] = self.kind[node] = "internal"
+        elif isinstance(m, (nn.PReLU, BiasMap)) and (not isinstance(m, nn.PReLU) or m.num_parameters > 1):
+            if isinstance(m, BiasMap) and (m.map.dim() + 1 != len(_shape(node)) or m.map.shape[0] != _shape(node)[1]):
+                self.unsupported(node, "bias map that is not per channel")
+                return
             self.follow(node, x)
-            self.roles[node] = "internal"
+            self.roles[node] = self.kind[node] = "internal"
         elif isinstance(m, (*_ELEMENTWISE_MODULES, *_IDENTITY_MODULES, *_POOL_MODULES, nn.PReLU)):
             self.follow(node, x)
         elif isinstance(m, nn.Flatten):
@@ -337,6 +412,7 @@ class _Builder:
                 self.selections[node] = found
                 self.add(node)
                 self.roles[node] = "source"
+                self.kind[node] = "select"
                 self.edges.append((node, x, "select"))
         else:
             self.unsupported(node, f"module {type(m).__name__} not understood")
@@ -351,6 +427,9 @@ class _Builder:
             self.unsupported(node, "flatten not from dim 1")
 
     def call_function(self, node: fx.Node) -> None:
+        if node.op == "call_function" and node.target in (torch.cat, torch.concat):
+            self.cat(node)
+            return
         args = self.tensor_args(node)
         if not args:
             return
@@ -373,7 +452,9 @@ class _Builder:
             else:
                 self.unsupported(node, f"method {name} not understood")
             return
-        if t in _ELEMENTWISE_FUNCTIONS or t in _POOL_FUNCTIONS or t in _IDENTITY_FUNCTIONS:
+        if t is stochastic_depth and not (node.args[3] if len(node.args) > 3 else node.kwargs.get("training", True)):
+            self.follow(node, first)  # eval mode: the identity
+        elif t in _ELEMENTWISE_FUNCTIONS or t in _POOL_FUNCTIONS or t in _IDENTITY_FUNCTIONS:
             if len(args) == 1 and first is args[0]:
                 self.follow(node, first)
             else:
@@ -390,6 +471,25 @@ class _Builder:
             self.binary(node, args)
         else:
             self.unsupported(node, "function not understood")
+
+    def cat(self, node: fx.Node) -> None:
+        """Concatenation along channels: a new group whose channels are the inputs' channels at offsets."""
+        parts = node.args[0] if node.args else node.kwargs.get("tensors")
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        out = _shape(node)
+        if not isinstance(parts, (list, tuple)) or out is None or len(out) not in (2, 4) or dim % len(out) != 1:
+            self.unsupported(node, "concatenation not along channels")
+            return
+        if not all(isinstance(p, fx.Node) and p in self.parent and self.mult[p] == 1 for p in parts):
+            self.unsupported(node, "concatenation of tensors without a channel axis we track")
+            return
+        self.add(node)
+        self.roles[node] = "source"
+        self.kind[node] = "cat"
+        offset = 0
+        for p in parts:
+            self.cat_edges.append((node, p, offset, self.channels(p)))
+            offset += self.channels(p)
 
     def reshape(self, node: fx.Node, x: fx.Node) -> None:
         s_in, s_out = _shape(x), _shape(node)
@@ -412,14 +512,20 @@ class _Builder:
             self.unsupported(node, "reduction that is not over H and W")
 
     def binary(self, node: fx.Node, args: list[fx.Node]) -> None:
-        shapes = {_shape(a) for a in args}
+        out = _shape(node)
         others = [a for a in node.args if isinstance(a, fx.Node) and a not in self.parent]
-        if others or len(shapes) != 1 or _shape(node) != shapes.pop() or len({self.mult[a] for a in args}) != 1:
-            self.unsupported(node, "broadcasting or non-tensor operand")
+        full = [a for a in args if _shape(a) == out]
+        # channel-wise broadcasting (an SE block's [N, C, 1, 1] scale times [N, C, H, W]) keeps channel c ↔ c
+        spatial = all(
+            _shape(a) == out or (len(out) == 4 and _shape(a)[:2] == out[:2] and _shape(a)[2:] == (1, 1)) for a in args
+        )
+        if others or not full or not spatial or len({self.mult[a] for a in args}) != 1:
+            self.unsupported(node, "broadcasting other than over H×W, or a non-tensor operand")
             return
-        self.follow(node, args[0])
-        for a in args[1:]:
+        self.follow(node, full[0])
+        for a in args:
             self.union(node, a)
+        self.kind[node] = "binary"
 
     def finish(self) -> ChannelGraph:
         roots: dict[fx.Node, int] = {}
@@ -441,6 +547,8 @@ class _Builder:
                 (groups[group_of[n]].sources if role == "source" else groups[group_of[n]].internal).append(n)
         graph = ChannelGraph(self.gm, groups, group_of, self.mult, {}, {}, self.selections)
         graph.reshapes = self.reshapes
+        graph.kind = self.kind
+        graph.cats = {c for c, *_ in self.cat_edges if c in group_of}
         for n in self.roles:
             if n in group_of:
                 graph.out_group[n] = group_of[n]
@@ -452,8 +560,11 @@ class _Builder:
                 g.sinks.append(SelectEdge(consumer, member, *self.selections[consumer]))
             else:
                 g.sinks.append(_mix_edge(consumer, member, self.mods[consumer.target], g.size, self.mult[member]))
+        for cat, member, offset, size in self.cat_edges:
+            if cat in group_of and member in group_of:
+                groups[group_of[member]].sinks.append(CatEdge(cat, member, offset, size))
         _propagate_constants(graph, self.mods, exact=True)
-        graph.const_loose = _propagate_constants(graph, self.mods, exact=False)[0]
+        graph.indep = _propagate_constants(graph, self.mods, exact=False)[0]
         return graph
 
 
@@ -480,8 +591,19 @@ def _propagate_constants(graph: ChannelGraph, mods: dict[str, nn.Module], exact:
         mult = graph.mult[node]
         args = [a for a in node.all_input_nodes if a in graph.group_of]
         k, v = torch.zeros(c, dtype=torch.bool), torch.zeros(c, mult)
-        if not args:
-            pass
+        if graph.kind.get(node) == "opaque":
+            pass  # an op we do not understand is never constant (its output may not even have c channels)
+        elif not args:
+            if node.op == "call_module" and isinstance(mods[node.target], (nn.Conv2d, nn.Linear)):
+                m = mods[node.target]  # a source whose input we do not track: only its zero filters are constant
+                k = m.weight.detach().flatten(1).eq(0).all(1)
+                if m.bias is not None:
+                    v = m.bias.detach().view(c, 1).expand(c, mult).clone()
+        elif node in graph.cats:
+            parts = node.args[0]
+            if all(p in const for p in parts):
+                k = torch.cat([const[p] for p in parts])
+                v = torch.cat([value[p] for p in parts])
         elif node.op == "call_module":
             m = mods[node.target]
             k, v = _module_constant(m, node, args[0], graph, const, value, c, mult, exact)
@@ -520,6 +642,9 @@ def _module_constant(m, node, x, graph, const, value, c, mult, exact):
     if node in graph.selections:
         index, scale = graph.selections[node]
         return kin[index] | scale.eq(0), vin[index] * scale.view(c, 1)
+    if isinstance(m, BiasMap):
+        flat = m.map.reshape(c, -1)
+        return (kin & uniform(flat)) if exact else kin, vin + flat[:, :1]
     if isinstance(m, nn.PReLU):
         return kin, m(vin.clone().view(1, c * mult)).view(c, mult)
     if isinstance(m, _ELEMENTWISE_MODULES):
@@ -549,7 +674,7 @@ def _function_constant(node, args, graph, const, value, c, mult, exact):
             k &= const[a]
         if fn is torch.mul and len(args) == 2:  # 0 · anything = 0
             for a in args:
-                k |= const[a] & value[a].eq(0).all(1)
+                k |= const[a] & _zero(graph, a, value[a], exact)
         return k, fn(*vals)
     if t in _ELEMENTWISE_FUNCTIONS or (node.op == "call_method" and t in _ELEMENTWISE_METHODS):
         fn = getattr(torch.Tensor, t) if node.op == "call_method" else t
@@ -564,6 +689,15 @@ def _function_constant(node, args, graph, const, value, c, mult, exact):
         return kin, vin
     # pools, dropout, flatten, reshape, spatial mean/max: a constant stays that constant
     return kin, vin.reshape(c, -1).expand(c, mult) if vin.shape[1] != mult else vin
+
+
+def _zero(graph: ChannelGraph, node: fx.Node, value: torch.Tensor, exact: bool) -> torch.Tensor:
+    """[C] bool: the (constant or independent) channel is 0 at every position. `value` holds the interior value
+    only when exact=False, so the recorded output decides then."""
+    act = graph.act(node)
+    if exact or act is None:
+        return value.eq(0).all(1)
+    return act[0].reshape(value.shape[0], -1).eq(0).all(1)
 
 
 def build(gm: fx.GraphModule) -> ChannelGraph:
@@ -634,6 +768,8 @@ def take_channelwise(m: nn.Module, index: torch.Tensor) -> None:
     elif isinstance(m, nn.PReLU):
         m.weight = _take(m.weight, index, 0)
         m.num_parameters = int(index.numel())
+    elif isinstance(m, BiasMap):
+        m.map = m.map.index_select(0, index).clone()
 
 
 def _bypass(gm: fx.GraphModule, node: fx.Node) -> None:
@@ -655,7 +791,7 @@ def reindex(graph: ChannelGraph, index: dict[int, torch.Tensor]) -> None:
     for gid, idx in index.items():
         g = graph.groups[gid]
         for n in g.sources:
-            if n not in graph.selections:
+            if n not in graph.selections and n not in graph.cats:
                 take_out(graph.module(n), idx)
         for n in g.internal:
             if n not in graph.selections:
@@ -663,6 +799,17 @@ def reindex(graph: ChannelGraph, index: dict[int, torch.Tensor]) -> None:
         for e in g.sinks:
             if isinstance(e, MixEdge):
                 take_in(graph.module(e.consumer), expand(idx, graph.mult[e.member]))
+    cat_edges: dict[fx.Node, list[CatEdge]] = {}
+    for g in graph.groups:
+        for e in g.sinks:
+            if isinstance(e, CatEdge):
+                cat_edges.setdefault(e.consumer, []).append(e)
+    for n in graph.cats:  # the cat of the kept inputs must be exactly the cat group's kept channels
+        g_out = graph.groups[graph.group_of[n]]
+        edges = sorted(cat_edges.get(n, []), key=lambda e: e.offset)
+        got = torch.cat([e.offset + index.get(graph.group_of[e.member], torch.arange(e.size)) for e in edges])
+        if not torch.equal(got, index.get(g_out.gid, torch.arange(g_out.size))):
+            raise RuntimeError(f"{n.name}: concatenation would not match its consumers' channels")
     for n, (sel, scale) in graph.selections.items():
         x = next(a for a in n.all_input_nodes if a in graph.group_of)
         g_in, g_out = graph.groups[graph.group_of[x]], graph.groups[graph.group_of[n]]

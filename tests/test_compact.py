@@ -292,13 +292,31 @@ def test_constant_channel_folds_into_unpadded_consumer_bias():
 
 
 @torch.no_grad()
-def test_constant_meeting_zero_padding_is_kept_and_reported():
-    model = _chain(nn.Conv2d(3, 2, 3, padding=1))
+def test_constant_meeting_zero_padding_folds_into_an_exact_bias_map():
+    consumer = nn.Conv2d(3, 2, 3, padding=1)
+    model = _chain(consumer)
     model[1].bias.copy_(torch.tensor([0.0, 3.0, 0.0]))
     compacted, report = check_exact(model, shape=(2, 6, 6))
+    assert compacted.get_submodule("3").in_channels == 2 and report.kept_nonexact == 0
+    assert report.groups[1].folded == 1 and report.folded_map == 1
+    # hand computation: the map is 3 · (sum of the taps that fall inside the 6x6 image): all nine inside,
+    # only taps [1:, 1:] at the top-left corner
+    bmap = compacted.get_submodule("3_bias_map").map
+    assert bmap.shape == (2, 6, 6)
+    w = consumer.weight[:, 1]
+    assert torch.allclose(bmap[:, 0, 0], 3.0 * w[:, 1:, 1:].sum((1, 2)), atol=1e-5)
+    assert torch.allclose(bmap[:, 2, 3], 3.0 * w.sum((1, 2)), atol=1e-5)
+    assert torch.equal(compacted.get_submodule("3").bias, consumer.bias)  # nothing position-independent to add
+
+
+@torch.no_grad()
+def test_constant_meeting_zero_padding_is_kept_and_reported_when_input_size_is_unknown():
+    model = _chain(nn.Conv2d(3, 2, 3, padding=1))
+    model[1].bias.copy_(torch.tensor([0.0, 3.0, 0.0]))
+    compacted, report = check_exact(model, CompactionConfig(decompose=False, input_size_known=False), shape=(2, 6, 6))
     assert compacted.get_submodule("3").in_channels == 3
     assert report.kept_nonexact == 1
-    assert "zero padding" in report.layers[0].note
+    assert "zero padding" in report.layers[0].note and "input size is unknown" in report.layers[0].note
 
 
 @torch.no_grad()
@@ -468,3 +486,141 @@ def test_align_rounds_kept_channels_up_to_a_multiple():
     with torch.no_grad():
         torch.testing.assert_close(aligned(x), model(x), rtol=0, atol=1e-6)
         torch.testing.assert_close(plain(x), model(x), rtol=0, atol=1e-6)
+
+
+class DenseBlock(nn.Module):
+    """DenseNet-style growth: every layer reads the concatenation of the stem and all earlier layers."""
+
+    def __init__(self, c0: int = 6, growth: int = 4, layers: int = 3) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, c0, 3, padding=1)
+        self.layers = nn.ModuleList()
+        c = c0
+        for _ in range(layers):
+            self.layers.append(nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, growth, 3, padding=1)))
+            c += growth
+        self.head = nn.Conv2d(c, 5, 1)
+
+    def forward(self, x):
+        feats = [self.stem(x)]
+        for layer in self.layers:
+            feats.append(layer(torch.cat(feats, 1)))
+        return self.head(torch.cat(feats, 1)).mean((2, 3))
+
+
+class Fire(nn.Module):
+    """SqueezeNet's fire module: squeeze 1x1, then 1x1 and 3x3 expansions concatenated."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.squeeze = nn.Conv2d(3, 4, 1)
+        self.e1 = nn.Conv2d(4, 6, 1)
+        self.e3 = nn.Conv2d(4, 6, 3, padding=1)
+        self.head = nn.Conv2d(12, 5, 1)
+
+    def forward(self, x):
+        s = F.relu(self.squeeze(x))
+        return self.head(torch.cat([F.relu(self.e1(s)), F.relu(self.e3(s))], 1)).mean((2, 3))
+
+
+@torch.no_grad()
+def test_dead_channel_under_a_concatenation_is_removed_with_offsets_updated():
+    model = Fire().eval()
+    model.e1.weight[2] = 0
+    model.e1.bias[2] = -1.0  # ReLU(−1) = 0: channel 2 of the cat is exactly 0
+    model.e3.weight[4] = 0
+    model.e3.bias[4] = 0.5  # constant 0.5 at cat channel 6 + 4 = 10: folded into the 1x1 head's bias
+    compacted, report = check_exact(model, shape=(3, 8, 8))
+    assert compacted.get_submodule("e1").out_channels == 5 and compacted.get_submodule("e3").out_channels == 5
+    head = compacted.get_submodule("head")
+    assert head.in_channels == 10
+    keep = [c for c in range(12) if c not in (2, 10)]  # the head's columns follow the new offsets
+    assert torch.equal(head.weight, model.head.weight[:, keep])
+    assert report.filters_removed == 2
+
+
+@torch.no_grad()
+def test_dense_block_growth_channels_are_removed_across_every_reader():
+    model = randomize(DenseBlock(), 0, density=1.0, filters=0, columns=0, zero_gamma=0)
+    model.layers[0][2].weight[1] = 0  # growth channel 1 of layer 0: its bias is a constant that every later
+    model.layers[0][2].bias[1] = 0.3  # BN sees; the 3x3 readers fold it into bias maps, the head into its bias
+    for layer in model.layers[1:]:
+        layer[0].bias[7] = 2.0  # cat channel 6 + 1: positive after BN and ReLU, so the padded readers see it
+    compacted, report = check_exact(model, shape=(3, 8, 8))
+    assert compacted.get_submodule("layers.0.2").out_channels == 3
+    assert compacted.get_submodule("layers.1.0").num_features == 9 and compacted.get_submodule("head").in_channels == 17
+    assert report.folded_map > 0 and report.filters_removed == 1
+    _, again = compact(compacted, torch.zeros(1, 3, 8, 8), NO_DECOMPOSE)
+    assert again.filters_removed == 0
+
+
+def test_dense_model_with_concatenation_compacts_without_error():
+    model = DenseBlock().eval()
+    compacted, report = check_exact(model, shape=(3, 8, 8))
+    assert report.filters_removed == 0 and not report.skipped
+
+
+class Unknown(nn.Module):
+    """A conv, then an op the channel graph does not know (a channel roll), then a conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 6, 3, padding=1)
+        self.b = nn.Conv2d(6, 6, 1)
+        self.c = nn.Conv2d(6, 4, 1)
+
+    def forward(self, x):
+        y = torch.roll(F.relu(self.a(x)), 1, 1)
+        return self.c(F.relu(self.b(y))).mean((2, 3))
+
+
+@torch.no_grad()
+def test_unknown_op_pins_its_channels_with_a_reason_and_the_rest_compacts():
+    model = Unknown().eval()
+    model.a.weight[0] = 0  # dead, but behind the roll: pinned
+    model.b.weight[3] = 0
+    model.b.bias[3] = -1.0  # dead after ReLU, between two convs we understand: removed
+    compacted, report = check_exact(model, shape=(3, 8, 8))
+    assert compacted.get_submodule("a").out_channels == 6 and compacted.get_submodule("b").out_channels == 5
+    assert any("roll" in p for g in report.groups for p in g.pins)
+    assert any(lc.name == "a" and lc.zero_filters == 1 and "roll" in lc.note for lc in report.layers)
+
+
+@torch.no_grad()
+def test_dead_residual_branch_is_removed_whole_and_replaced_by_its_constant():
+    model = randomize(TinyResNet(w=8), 0, density=1.0, filters=0, columns=0, zero_gamma=0)
+    block = model.layer2[1]
+    block.conv1.weight.zero_()  # the branch reads nothing: bn2(conv2(relu(bn1(0)))) is a fixed map
+    compacted, report = check_exact(model)
+    (branch,) = report.branches_removed
+    assert {"layer2.1.conv1", "layer2.1.conv2", "layer2.1.bn1", "layer2.1.bn2"} <= set(branch["modules"])
+    assert branch["filters"] == 32 and report.filters_removed >= 32
+    names = dict(compacted.named_modules())
+    assert "layer2.1.conv1" not in names and "layer2.1.conv2" not in names  # no dummy channels left behind
+    _, again = compact(compacted, torch.zeros(1, *INPUT), NO_DECOMPOSE)
+    assert again.filters_removed == 0 and not again.branches_removed
+
+
+@torch.no_grad()
+def test_constant_branch_is_kept_when_it_varies_with_position_and_the_input_size_is_unknown():
+    model = randomize(TinyResNet(w=8), 0, density=1.0, filters=0, columns=0, zero_gamma=0)
+    model.layer2[1].conv1.weight.zero_()  # the padded conv2 turns bn1's constants into a position-dependent map
+    config = CompactionConfig(decompose=False, input_size_known=False)
+    compacted, report = check_exact(model, config)
+    assert not report.branches_removed and any("input size unknown" in s for s in report.skipped)
+
+
+def test_filters_kept_for_alignment_count_filters_not_groups():
+    """Two convs write one residual stream: a channel kept for alignment keeps one filter in each."""
+    torch.manual_seed(0)
+    model = randomize(TinyResNet(w=16), 0, density=1.0, filters=0, columns=0, zero_gamma=0).eval()
+    with torch.no_grad():
+        for conv in (model.layer1[0].conv1, model.layer1[1].conv1):
+            conv.weight[:3] = 0  # three inner channels of each block dead (BN β → constant, folded)
+    _, report = compact(model, torch.zeros(1, *INPUT), CompactionConfig(align=8, decompose=False))
+    per_group = sum(g.kept_aligned for g in report.groups)
+    writers = {
+        g.gid: sum(1 for lc in report.layers if lc.group == g.gid and lc.kind != "depthwise") for g in report.groups
+    }
+    assert report.filters_kept_for_alignment == sum(g.kept_aligned * writers[g.gid] for g in report.groups)
+    assert per_group > 0 and report.to_dict()["filters_kept_for_alignment"] == report.filters_kept_for_alignment

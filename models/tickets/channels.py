@@ -1,10 +1,11 @@
-"""Which BatchNorm channels a network can lose, derived from its graph (torch.fx), not hard-coded indices.
+"""Which BatchNorm channels a network can lose, read off the one channel-dependency graph (models/channel_graph.py)
+that compaction also uses: one place that knows how each op treats channels.
 
-A BN layer is *prunable* when every path from its output reaches a conv or linear layer through
-channel-wise ops only (activation, pooling, dropout, channel selection, flatten). A BN whose output
-feeds a residual add (post-activation ResNets' last BN of a block, shortcut BNs, the stem BN) is not:
-"residual outputs are not pruned". Pre-activation BNs (PreResNet's BN1, reading the residual stream
-but feeding only conv1 through the selection layer) are prunable.
+A BN layer is *prunable* when every path from its output reaches a conv or linear layer through ops that map
+channel c to channel c without parameters (activation, pooling, dropout, flatten, channel selection). A BN whose
+output feeds a residual add or a concatenation (post-activation ResNets' last BN of a block, shortcut BNs, the
+stem BN) is not: "residual outputs are not pruned". Pre-activation BNs (PreResNet's BN1, reading the residual
+stream but feeding only conv1 through the selection layer) are prunable.
 
 Pruning channel c of a prunable BN zeroes its γ and β (so the channel outputs exactly 0), the
 producing conv's filter c when that conv feeds nothing else, and every consumer weight reading c;
@@ -13,32 +14,15 @@ channel-selection layers on the way get index 0. Then models/compact.py sees a d
 
 from __future__ import annotations
 
-import operator
+import copy
 from dataclasses import dataclass, field
 
 import torch
 import torch.fx as fx
 from torch import nn
 
+from ticketbench.models import channel_graph as cg
 from ticketbench.models.masks import Masks
-from ticketbench.models.zoo.layers import ChannelSelection
-
-_PASS_MODULES = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.Dropout,
-    nn.Dropout2d,
-    nn.Identity,
-    nn.MaxPool2d,
-    nn.AvgPool2d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveMaxPool2d,
-    ChannelSelection,
-    nn.Flatten,
-)
-_PASS_FUNCTIONS = (torch.relu, nn.functional.relu, torch.flatten)
-_BLOCKERS = (operator.add, operator.iadd, torch.add, torch.cat)
 
 
 @dataclass
@@ -52,57 +36,62 @@ class BNGroup:
     selects: list[str] = field(default_factory=list)  # ChannelSelection layers on the way
 
 
-def _passes(node: fx.Node, mods: dict[str, nn.Module]) -> bool:
-    if node.op == "call_module":
-        return isinstance(mods[node.target], _PASS_MODULES)
-    if node.op == "call_function":
-        return node.target in _PASS_FUNCTIONS
-    return node.op == "call_method" and node.target in ("flatten", "relu", "relu_")
+def _example_input(model: nn.Module) -> torch.Tensor:
+    """A CIFAR-sized input with the first conv's channel count (callers with data pass their own)."""
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return torch.zeros(1, first.in_channels if first is not None else 3, 32, 32)
 
 
-def _consumer_ok(m: nn.Module, channels: int) -> bool:
-    if isinstance(m, nn.Conv2d):
-        return m.groups == 1 or (m.groups == m.in_channels == channels)
-    return isinstance(m, nn.Linear) and m.in_features == channels
+def _stop_reason(graph: cg.ChannelGraph, node: fx.Node, channels: int, group: BNGroup) -> str | None:
+    """None when the walk goes on through `node` (or ends at a consumer, recorded in `group`), else why the BN
+    is not prunable, from how the channel graph read the node."""
+    kind = graph.kind.get(node)
+    what = node.target if node.op == "call_module" else getattr(node.target, "__name__", node.target)
+    if node.op == "call_module" and isinstance(graph.module(node), (nn.Conv2d, nn.Linear)):
+        m = graph.module(node)
+        member = node.all_input_nodes[0] if node.all_input_nodes else None
+        one_to_one = kind == "source" and (isinstance(m, nn.Conv2d) or graph.mult.get(member) == 1)
+        depthwise = kind == "internal" and isinstance(m, nn.Conv2d) and m.groups == m.in_channels == channels
+        if not (one_to_one or depthwise):
+            return f"consumer {node.target} does not read channels one to one"
+        if node.target not in group.consumers:
+            group.consumers.append(node.target)
+        return None
+    if kind == "select":
+        group.selects.append(node.target)
+        return None
+    if kind == "follow":
+        return None
+    if kind in ("binary", "cat"):
+        return "residual output (feeds an add/cat)"
+    return f"feeds {node.op} {what}"
 
 
-class _Tracer(fx.Tracer):
-    """Keeps ChannelSelection as one node (fx would otherwise trace through it into a multiply)."""
+def bn_groups(model: nn.Module, example_input: torch.Tensor | None = None) -> tuple[list[BNGroup], list[str]]:
+    """(prunable BN groups in module order, names of BN layers left alone with the reason).
 
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, ChannelSelection) or super().is_leaf_module(m, qualname)
-
-
-def bn_groups(model: nn.Module) -> tuple[list[BNGroup], list[str]]:
-    """(prunable BN groups in module order, names of BN layers left alone with the reason)."""
-    graph = _Tracer().trace(model)
-    mods = dict(model.named_modules())
+    The model is traced on a copy in eval mode (its BN statistics are not touched); `example_input` defaults to
+    a 32x32 image with the first conv's channels.
+    """
+    x = _example_input(model) if example_input is None else example_input
+    graph = cg.build(cg.trace(copy.deepcopy(model).eval(), x))
     groups, skipped = [], []
-    for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(mods[node.target], nn.BatchNorm2d):
+    for node in graph.gm.graph.nodes:
+        if not graph.is_module(node, nn.BatchNorm2d):
             continue
-        bn = mods[node.target]
+        bn = graph.module(node)
         src = node.args[0]
         producer = None
-        if isinstance(src, fx.Node) and src.op == "call_module" and isinstance(mods[src.target], nn.Conv2d):
+        if isinstance(src, fx.Node) and graph.is_module(src, nn.Conv2d):
             producer = src.target if len(src.users) == 1 else None
         group = BNGroup(node.target, bn.num_features, producer)
-        frontier, reason = list(node.users), ""
+        frontier, reason = list(node.users), None
         while frontier and not reason:
             nxt = frontier.pop()
-            if nxt.op == "call_module" and isinstance(mods[nxt.target], (nn.Conv2d, nn.Linear)):
-                if not _consumer_ok(mods[nxt.target], bn.num_features):
-                    reason = f"consumer {nxt.target} does not read channels one to one"
-                elif nxt.target not in group.consumers:
-                    group.consumers.append(nxt.target)
-            elif _passes(nxt, mods):
-                if nxt.op == "call_module" and isinstance(mods[nxt.target], ChannelSelection):
-                    group.selects.append(nxt.target)
+            before = len(group.consumers)
+            reason = _stop_reason(graph, nxt, bn.num_features, group)
+            if reason is None and len(group.consumers) == before and graph.kind.get(nxt) in ("follow", "select"):
                 frontier.extend(nxt.users)
-            elif nxt.op == "call_function" and nxt.target in _BLOCKERS:
-                reason = "residual output (feeds an add/cat)"
-            else:
-                reason = f"feeds {nxt.op} {getattr(nxt.target, '__name__', nxt.target)}"
         if reason or not group.consumers:
             skipped.append(f"{node.target}: {reason or 'no consumer'}")
         else:

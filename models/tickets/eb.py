@@ -155,7 +155,7 @@ def _training_energy(cfg: TicketConfig, data: DataBundle, ctx: TicketContext, se
 def early_bird(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticket:
     o: EbOptions = method_options(cfg)
     model = ctx.fresh_model(cfg, data)
-    groups, skipped = bn_groups(model)
+    groups, skipped = bn_groups(model, torch.zeros(1, *data.input_shape))
     if not groups:
         raise ValueError(f"eb: {cfg.model} has no prunable BatchNorm layers ({'; '.join(skipped) or 'none'})")
     ratios = sorted({float(cfg.sparsity), *o.ratios})
