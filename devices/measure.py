@@ -7,13 +7,18 @@
   and the functions below delegate to them, so the runner calls one API for every backend.
 - A session may carry `snapshot()` (clocks, temperatures, throttle reasons) taken before and after each
   window, and `min_window_s` (power counters update slowly: NVML) that lengthens the latency window.
+- Rounds: one long window per case hides between-window drift (frequency, caches, other tenants) behind
+  thousands of autocorrelated samples. `measure_rounds` splits the budget into k short windows interleaved
+  across its targets (a case and its dense reference), so drift hits them alike and the spread of the
+  per-round medians is the run's own estimate of between-window noise: the unit a regression test needs.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -124,6 +129,89 @@ def measure_latency(session: Session, x: np.ndarray, cfg: LatencyConfig | None =
     t1 = time.monotonic()
     throttled, note = detect_throttle(before, _snapshot(session))
     return LatencyResult(np.array(samples), int(x.shape[0]), t0, t1, throttled, note)
+
+
+def round_cv(values: np.ndarray) -> float | None:
+    """Between-round spread: sample std / mean of per-round statistics (None with fewer than 2 rounds)."""
+    v = np.asarray(values, dtype=float)
+    if v.size < 2 or not np.all(np.isfinite(v)) or v.mean() <= 0:
+        return None
+    return float(v.std(ddof=1) / v.mean())
+
+
+@dataclass
+class RoundedLatency:
+    """One target's k interleaved windows: every iteration kept, plus the per-round medians (ms)."""
+
+    rounds: list[LatencyResult]
+
+    @property
+    def batch_size(self) -> int:
+        return self.rounds[0].batch_size
+
+    @property
+    def samples_ms(self) -> np.ndarray:
+        return np.concatenate([r.samples_ms for r in self.rounds])
+
+    @property
+    def round_index(self) -> np.ndarray:
+        """The round of each sample in samples_ms."""
+        return np.concatenate([np.full(len(r.samples_ms), i) for i, r in enumerate(self.rounds)])
+
+    @property
+    def round_medians_ms(self) -> np.ndarray:
+        return np.array([float(np.median(r.samples_ms)) for r in self.rounds])
+
+    @property
+    def segments(self) -> list[tuple[float, float]]:
+        """The timed windows (monotonic s): energy integrates over these only, not the other targets' windows."""
+        return [(r.t0, r.t1) for r in self.rounds]
+
+    @property
+    def throttled(self) -> bool | None:
+        flags = [r.throttled for r in self.rounds if r.throttled is not None]
+        return any(flags) if flags else None
+
+    @property
+    def throttle_note(self) -> str:
+        return "; ".join(dict.fromkeys(r.throttle_note for r in self.rounds if r.throttle_note))
+
+    @property
+    def stats(self) -> dict[str, float | int | None]:
+        """p50/p90/p99/mean/std/throughput over all iterations, plus the round count and between-round spread."""
+        return {
+            **latency_stats(self.samples_ms, self.batch_size),
+            "latency_rounds": len(self.rounds),
+            "latency_ms_round_cv": round_cv(self.round_medians_ms),
+        }
+
+
+def round_config(cfg: LatencyConfig, rounds: int, first: bool) -> LatencyConfig:
+    """One round's window: the budget (min iterations and seconds) split evenly over the rounds; the first round
+    warms up as configured, later ones briefly (the session is warm, only caches need refilling)."""
+    per_round = replace(
+        cfg, min_iterations=max(1, math.ceil(cfg.min_iterations / rounds)), min_seconds=cfg.min_seconds / rounds
+    )
+    return per_round if first else replace(per_round, warmup_iterations=2, warmup_seconds=0.0)
+
+
+def measure_rounds(
+    targets: Sequence[tuple[Session, np.ndarray]], cfg: LatencyConfig | None = None, rounds: int = 5
+) -> list[RoundedLatency]:
+    """Time every (session, input) in `rounds` interleaved windows: round 1 of each, then round 2 of each, ...
+
+    A load change during the measurement then hits every target alike, and each target's per-round medians
+    show the run's own between-window noise. Returns one RoundedLatency per target, in order.
+    """
+    cfg = cfg or LatencyConfig()
+    if rounds < 1:
+        raise ValueError(f"rounds must be ≥ 1, got {rounds}")
+    out: list[list[LatencyResult]] = [[] for _ in targets]
+    for k in range(rounds):
+        rcfg = round_config(cfg, rounds, first=k == 0)
+        for i, (session, x) in enumerate(targets):
+            out[i].append(measure_latency(session, x, rcfg))
+    return [RoundedLatency(r) for r in out]
 
 
 @dataclass
