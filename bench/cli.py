@@ -247,23 +247,16 @@ def _input_shape(cfg, load_dataset) -> tuple[int, ...]:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    import numpy as np
     import onnx
 
+    from ticketbench.bench.runner import PowerState, measure_session, start_power
+    from ticketbench.bench.suite import MeasureConfig
     from ticketbench.devices.base import DeviceUnavailable, get_device, resolve_device
-    from ticketbench.devices.measure import (
-        LatencyConfig,
-        energy_window,
-        inference_energy_columns,
-        measure_idle,
-        measure_latency,
-    )
-    from ticketbench.devices.power import PowerSampler
-    from ticketbench.results import COLUMNS
+    from ticketbench.results import empty_row
 
     path = Path(args.model)
-    if args.batch < 1 or not args.duration > 0 or not args.idle >= 0:
-        raise UsageError("--batch must be ≥ 1, --duration > 0 and --idle ≥ 0")
+    if args.batch < 1 or not args.duration > 0 or not args.idle >= 0 or args.rounds < 1:
+        raise UsageError("--batch must be ≥ 1, --duration > 0, --idle ≥ 0 and --rounds ≥ 1")
     if not path.is_file():
         raise UsageError(f"{path}: no such ONNX file")
     try:
@@ -271,49 +264,40 @@ def cmd_measure(args: argparse.Namespace) -> int:
     except Exception as exc:
         raise UsageError(f"{path}: not an ONNX model ({exc})") from exc
     dims = graph.graph.input[0].type.tensor_type.shape.dim
-    shape = [d.dim_value if d.dim_value > 0 else 1 for d in dims][1:]
+    shape = tuple(d.dim_value if d.dim_value > 0 else 1 for d in dims)[1:]
     if args.host and args.device not in ("jetson", "auto"):
         raise UsageError("--host is for --device jetson (remote mode)")
     try:
         device = get_device(resolve_device(args.device, host=args.host), **({"host": args.host} if args.host else {}))
     except (DeviceUnavailable, KeyError) as exc:
         raise UsageError(str(exc).strip("'\"")) from exc
-    sampler = None
+    # the runner's own measurement: power lifecycle, interleaved rounds, row columns (one method for both commands)
+    m = MeasureConfig(batch_sizes=[args.batch], min_seconds=args.duration, idle_seconds=args.idle, rounds=args.rounds)
+    m.precision = args.precision
+    power = PowerState()
     try:
         ident = device.identity()
-        reader, note = device.power_reader()
         session = device.load(path, args.precision, args.batch)
-        sampler = PowerSampler(reader).start() if reader else None
-        idle = measure_idle(sampler, args.idle) if sampler and args.idle > 0 else None
-        x = np.random.default_rng(0).standard_normal((args.batch, *shape), dtype=np.float32)
-        lat = measure_latency(session, x, LatencyConfig(min_seconds=args.duration))
-        win = energy_window(sampler, "latency", lat.t0, lat.t1)
+        power = start_power(device, idle_seconds=m.idle_seconds)
+        (bm,) = measure_session(session, shape, m, power)
     except ValueError as exc:  # e.g. a precision the backend does not run
         raise UsageError(str(exc)) from exc
     except (RuntimeError, OSError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
-        if sampler:
-            sampler.stop()
+        power.stop()
         device.close()
-    n_inf = len(lat.samples_ms) * args.batch
-    row = {c: None for c in COLUMNS}
-    row.update(lat.stats)
-    row.update(
+    row = empty_row(
+        **bm.columns,
         device=device.name,
         device_name=ident.get("device_name"),
         backend=ident.get("backend"),
         precision=args.precision,
         batch_size=args.batch,
         size_mb=path.stat().st_size / 1e6,
-        latency_samples=len(lat.samples_ms),
-        power_source=reader.source if reader else "none",
-        throttled=lat.throttled,
-        throttle_note=lat.throttle_note or None,
         status="ok",
     )
-    row.update(inference_energy_columns(win, n_inf, idle, sampler is not None, note))
     if args.json:
         print(json.dumps(row))
     else:
@@ -326,6 +310,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
             "latency_ms_p99",
             "latency_ms_mean",
             "latency_ms_std",
+            "latency_rounds",
+            "latency_ms_round_cv",
             "throughput_ips",
             "power_source",
             "power_w_mean",
@@ -450,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch", type=int, default=1)
     m.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
     m.add_argument("--duration", type=float, default=3.0, help="minimum timed seconds (default 3, as trtexec)")
+    m.add_argument("--rounds", type=int, default=5, help="interleaved timing windows the duration is split into")
     m.add_argument("--json", action="store_true", help="one JSON object keyed by results.csv columns")
     m.add_argument("--host", help="USER@HOST of a Jetson driven over SSH (remote mode)")
     m.add_argument("--idle", type=float, default=0.0, help="seconds of idle baseline to measure first (0 = off)")

@@ -61,6 +61,8 @@ EXTRA_COLUMNS = [
     "throttle_note",  # what changed, when throttled
     "power_w_idle",  # idle baseline (W), when measured; energy columns are never reduced by it
     "energy_mj_per_inference_above_idle",  # energy per inference minus idle power × window (mJ), when measured
+    "latency_rounds",  # interleaved timing rounds (windows) the latency samples come from
+    "latency_ms_round_cv",  # between-round spread: std / mean of the per-round median latencies
 ]
 
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS
