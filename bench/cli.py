@@ -342,16 +342,25 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ticketbench.bench.regression import CompareConfig, CompareError, compare_runs, load_ref, write_comparison
+    from ticketbench.bench.regression import (
+        CompareConfig,
+        CompareError,
+        compare_runs,
+        gate,
+        load_ref,
+        write_comparison,
+    )
     from ticketbench.reports.pages import fmt_cell
 
-    if not 0 <= args.threshold < 10 or not 0 < args.alpha < 1:
-        raise UsageError("--threshold must be in [0, 10) and --alpha in (0, 1)")
+    if not 0 <= args.threshold < 10 or not 0 < args.alpha < 1 or not 0 <= args.spread_multiple < 100:
+        raise UsageError("--threshold must be in [0, 10), --alpha in (0, 1) and --spread-multiple in [0, 100)")
     cfg = CompareConfig(
         latency_floor=args.threshold,
         energy_floor=args.energy_threshold if args.energy_threshold is not None else max(0.10, 2 * args.threshold),
         accuracy_floor_points=args.accuracy_points,
         alpha=args.alpha,
+        spread_multiple=args.spread_multiple,
+        normalize=args.normalize,
     )
     try:
         base, cur = load_ref(args.baseline, args.db), load_ref(args.current, args.db)
@@ -360,15 +369,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     comp = compare_runs(base, cur, cfg)
     table = comp.table()
     view = table.drop(columns=["backend", "precision"]).astype(object).map(fmt_cell)
+    print(
+        f"latency floor = max({cfg.latency_floor:.0%}, {cfg.spread_multiple:g} × baseline between-round spread), "
+        f"per-round statistic {'÷ dense reference' if cfg.normalize == 'dense' else 'time'} (dense rows: time); "
+        f"energy floor {cfg.energy_floor:.0%}; accuracy floor {cfg.accuracy_floor_points:g} point(s); "
+        f"alpha {cfg.alpha:g}"
+    )
     print(view.to_string(index=False) if len(view) else "nothing to compare: no matching (case, device, batch) rows")
     here = cur.root if cur.root is not None and os.access(cur.root, os.W_OK) else None  # default: beside CURRENT
     md = Path(args.md) if args.md else here / "compare.md" if here else None
     html = Path(args.html) if args.html else here / "compare.html" if here else None
     for path in write_comparison(comp, md, html):
         print(f"wrote {path.resolve()}")
-    flagged = comp.regressions
-    print(f"{len(flagged)} regression(s) flagged" if flagged else "no significant regression above the floors")
-    return 1 if flagged else 0
+    code, reason = gate(comp, base, cur, allow_missing=args.allow_missing)
+    print(reason, file=sys.stderr if code else sys.stdout)
+    return code
 
 
 def cmd_farm(args: argparse.Namespace) -> int:
@@ -463,6 +478,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--energy-threshold", type=float, help="relative energy floor (default max(0.10, 2×threshold))")
     c.add_argument("--accuracy-points", type=float, default=1.0, help="top-1 drop floor in points (default 1)")
     c.add_argument("--alpha", type=float, default=0.01, help="one-sided significance level (default 0.01)")
+    c.add_argument(
+        "--spread-multiple",
+        type=float,
+        default=3.0,
+        help="latency floor is at least this × the baseline's between-round spread (default 3)",
+    )
+    c.add_argument(
+        "--normalize",
+        choices=["dense", "none"],
+        default="dense",
+        help="per-round latency ÷ the round's dense reference (default; dense rows always use time) or raw time",
+    )
+    c.add_argument(
+        "--allow-missing", action="store_true", help="do not fail when CURRENT lacks some of the baseline's rows"
+    )
     c.add_argument("--db", help="results database, for run ids (default runs/ticketbench.sqlite)")
     c.add_argument("--md", help="markdown output (default CURRENT/compare.md)")
     c.add_argument("--html", help="HTML output (default CURRENT/compare.html)")
