@@ -325,3 +325,59 @@ def test_compare_markdown_escapes_case_names(tmp_path):
     assert "<img" not in md and "<b>" not in md and "&lt;img src=x onerror=alert(1)&gt;" in md
     assert "\\*\\[x\\](javascript:y)\\*\\|\\`z\\`" in md  # no emphasis, link, cell break or code span survives
     assert "&lt;b&gt;B&lt;/b&gt;" in md and "C\\_1" in md
+
+
+# -- trends: a step only when it persists ------------------------------------------------------------------
+def _series(levels, sigma=0.02, seed=0):
+    return np.asarray(levels, dtype=float) * np.random.default_rng(seed).lognormal(0.0, sigma, len(levels))
+
+
+def test_a_step_that_holds_is_found_where_it_starts():
+    from ticketbench.bench.regression import persistent_steps
+
+    (step,) = persistent_steps(_series([1.0] * 8 + [1.2] * 6))
+    assert step["index"] == 8 and step["nights"] == 6 and step["change"] == pytest.approx(0.2, abs=0.04)
+
+
+@pytest.mark.parametrize(
+    "levels",
+    [[1.0] * 6 + [1.5] + [1.0] * 6, [1.0] * 9 + [1.3], [1.0] * 12, [0.5] * 3 + [2.0] + [0.5] * 3],
+    ids=["one-bad-night", "last-night-only", "flat", "spike"],
+)
+def test_one_bad_night_is_not_a_step(levels):
+    from ticketbench.bench.regression import persistent_steps
+
+    assert persistent_steps(_series(levels)) == []
+
+
+def test_a_new_level_counts_once_it_held_two_nights():
+    from ticketbench.bench.regression import persistent_steps
+
+    assert persistent_steps(_series([1.0] * 8 + [1.3] * 2))[0]["nights"] == 2
+
+
+def test_trend_steps_and_the_nightly_summary_mark_only_persistent_steps():
+    from ticketbench.bench.regression import trend_steps
+    from ticketbench.reports.nightly import night_html, night_markdown
+
+    nights = [f"n{i:02d}" for i in range(12)]
+    slow = _series([1.0] * 6 + [1.25] * 6, seed=1)
+    spiky = _series([2.0] * 5 + [3.0] + [2.0] * 6, seed=2)
+    acc = [95.0] * 7 + [90.0] * 5
+    long = pd.concat(
+        [
+            pd.DataFrame({"night": nights, "case_id": "c-slow", "value": slow, "metric": "latency_ms_p50"}),
+            pd.DataFrame({"night": nights, "case_id": "<i>c-spiky</i>", "value": spiky, "metric": "latency_ms_p50"}),
+            pd.DataFrame({"night": nights, "case_id": "c-slow", "value": acc, "metric": "accuracy_top1"}),
+        ]
+    ).assign(farm_device="dev", suite="quick", batch_size=1)
+    steps = trend_steps(long)
+    assert list(zip(steps["case_id"], steps["metric"], steps["night"], steps["worse"])) == [
+        ("c-slow", "accuracy_top1", "n07", True),
+        ("c-slow", "latency_ms_p50", "n06", True),
+    ]
+    outcomes = pd.DataFrame([{"device": "dev", "suite": "quick", "status": "ok"}])
+    md = night_markdown("n11", outcomes, pd.DataFrame(), steps)
+    assert "## Steps that persisted" in md and md.count("| c-slow |") == 2 and "<i>" not in md
+    html = night_html("n11", outcomes, pd.DataFrame(), {}, steps)
+    assert html.count('<tr class="bad">') == 2
