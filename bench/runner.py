@@ -376,7 +376,8 @@ def measure_session(
     for bs in m.batch_sizes:
         x = np.random.default_rng(0).standard_normal((bs, *input_shape), dtype=np.float32)
         targets += [(session, x)] + ([(reference, x)] if reference is not None else [])
-    timed = iter(measure_rounds(targets, cfg, m.rounds))
+    # no power trace to attribute: alternate the case and its reference iteration by iteration (steadier ratios)
+    timed = iter(measure_rounds(targets, cfg, m.rounds, "window" if power.sampler else "iteration"))
     out = []
     for bs in m.batch_sizes:
         lat = next(timed)

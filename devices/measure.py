@@ -195,20 +195,70 @@ def round_config(cfg: LatencyConfig, rounds: int, first: bool) -> LatencyConfig:
     return per_round if first else replace(per_round, warmup_iterations=2, warmup_seconds=0.0)
 
 
-def measure_rounds(
-    targets: Sequence[tuple[Session, np.ndarray]], cfg: LatencyConfig | None = None, rounds: int = 5
-) -> list[RoundedLatency]:
-    """Time every (session, input) in `rounds` interleaved windows: round 1 of each, then round 2 of each, ...
+def _interleaved_round(targets: Sequence[tuple[Session, np.ndarray]], cfg: LatencyConfig) -> list[LatencyResult]:
+    """One round in which the targets alternate iteration by iteration (A B A B ...), until each has
+    cfg.min_iterations samples and the round has lasted cfg.min_seconds per target. Adjacent iterations see the
+    same machine (a core freed or taken by another tenant), so the per-round ratio of their medians stays steady
+    under load where two back-to-back windows would not."""
+    for session, x in targets:
+        t_end = time.perf_counter() + cfg.warmup_seconds
+        i = 0
+        while i < cfg.warmup_iterations or time.perf_counter() < t_end:
+            session.run(x)
+            i += 1
+        session.sync()
+    before = [_snapshot(s) for s, _ in targets]
+    samples: list[list[float]] = [[] for _ in targets]
+    t0 = time.monotonic()
+    start = time.perf_counter()
+    budget = cfg.min_seconds * len(targets)
+    while min(len(v) for v in samples) < cfg.max_iterations and (
+        min(len(v) for v in samples) < cfg.min_iterations or time.perf_counter() - start < budget
+    ):
+        for (session, x), out in zip(targets, samples):
+            a = time.perf_counter()
+            session.run(x)
+            session.sync()
+            out.append((time.perf_counter() - a) * 1e3)
+    t1 = time.monotonic()
+    results = []
+    for (session, x), snap, v in zip(targets, before, samples):
+        throttled, note = detect_throttle(snap, _snapshot(session))
+        results.append(LatencyResult(np.array(v), int(x.shape[0]), t0, t1, throttled, note))
+    return results
 
-    A load change during the measurement then hits every target alike, and each target's per-round medians
-    show the run's own between-window noise. Returns one RoundedLatency per target, in order.
+
+def measure_rounds(
+    targets: Sequence[tuple[Session, np.ndarray]],
+    cfg: LatencyConfig | None = None,
+    rounds: int = 5,
+    interleave: str = "window",
+) -> list[RoundedLatency]:
+    """Time every (session, input) in `rounds` interleaved rounds: round 1 of each, then round 2 of each, ...
+
+    interleave="window": within a round each target gets its own contiguous window (what a power trace needs:
+    energy integrates over a target's windows only). interleave="iteration": within a round the targets alternate
+    iteration by iteration, among targets of the same input shape (steadier ratios on a shared machine; windows
+    overlap, so no per-target energy).
+    Sessions that time themselves (trtexec) always get windows. A load change during the measurement hits every
+    target alike, and each target's per-round medians show the run's own between-round noise.
+    Returns one RoundedLatency per target, in order.
     """
     cfg = cfg or LatencyConfig()
     if rounds < 1:
         raise ValueError(f"rounds must be ≥ 1, got {rounds}")
+    if interleave not in ("window", "iteration"):
+        raise ValueError(f"interleave must be 'window' or 'iteration', got {interleave!r}")
+    by_iteration = interleave == "iteration" and not any(hasattr(s, "timed_run") for s, _ in targets)
     out: list[list[LatencyResult]] = [[] for _ in targets]
     for k in range(rounds):
         rcfg = round_config(cfg, rounds, first=k == 0)
+        if by_iteration:  # alternate only targets of the same input shape: a shape change costs re-planning
+            for shape in dict.fromkeys(x.shape for _, x in targets):
+                idx = [i for i, (_, x) in enumerate(targets) if x.shape == shape]
+                for i, res in zip(idx, _interleaved_round([targets[i] for i in idx], rcfg)):
+                    out[i].append(res)
+            continue
         for i, (session, x) in enumerate(targets):
             out[i].append(measure_latency(session, x, rcfg))
     return [RoundedLatency(r) for r in out]

@@ -220,3 +220,39 @@ def test_rounds_must_be_positive():
 
     with pytest.raises(ValueError, match="rounds"):
         measure_rounds([(CountingSession(), np.zeros((1, 4), np.float32))], rounds=0)
+
+
+def test_iteration_interleave_alternates_same_shaped_targets():
+    from ticketbench.devices.measure import measure_rounds
+
+    order = []
+
+    class Tagged(CountingSession):
+        def __init__(self, tag):
+            super().__init__()
+            self.tag = tag
+
+        def run(self, x):
+            order.append((self.tag, len(x)))
+            return super().run(x)
+
+    a, b = Tagged("a"), Tagged("b")
+    x1, x2 = np.zeros((1, 4), np.float32), np.zeros((2, 4), np.float32)
+    cfg = LatencyConfig(warmup_iterations=0, warmup_seconds=0.0, min_iterations=6, min_seconds=0.0)
+    res = measure_rounds([(a, x1), (b, x1), (a, x2), (b, x2)], cfg, rounds=2, interleave="iteration")
+    assert order[:6] == [("a", 1), ("b", 1)] * 3 and order[6:12] == [("a", 2), ("b", 2)] * 3  # round 1
+    assert [len(r.samples_ms) for r in res] == [6, 6, 6, 6] and all(len(r.rounds) == 2 for r in res)
+    assert res[0].rounds[0].t0 == res[1].rounds[0].t0  # one shared window per round and shape
+
+
+def test_self_timing_sessions_always_get_windows():
+    from ticketbench.devices.measure import measure_rounds
+
+    class SelfTimed:
+        backend = "self"
+
+        def timed_run(self, x, cfg):
+            return LatencyResult(np.array([1.0, 3.0]), len(x), 10.0, 11.0)
+
+    res = measure_rounds([(SelfTimed(), np.zeros((1, 1)))], rounds=3, interleave="iteration")
+    assert res[0].round_medians_ms.tolist() == [2.0, 2.0, 2.0]
