@@ -4,8 +4,9 @@ Per matching row (case, device, backend, precision, batch) and metric:
 - latency: the sample unit is the round, not the iteration. Iterations within one timing window are
   autocorrelated, so a test on thousands of them calls any between-window drift (clock, caches, other tenants)
   significant; runs time every (case, batch) in k interleaved rounds (samples/*-rounds.csv) instead.
-  Statistic per round: the case's median divided by the dense reference's median from the same round
-  (default `normalize="dense"`: a load change hits both, so the ratio is steadier than a time); the dense rows
+  Statistic per round: the case's time relative to the dense reference's in the same round (default
+  `normalize="dense"`: a load change hits both, so the ratio is steadier than a time): the median of paired
+  iteration ratios when the two alternated iteration by iteration, else the ratio of medians; the dense rows
   themselves, and runs without a reference, use the round's median time, so a global slowdown still fires there.
   Significance: one-sided Welch t-test on the log per-round statistics (k vs k), H1 = current slower.
   change = median(current rounds) / median(baseline rounds) − 1.
@@ -86,10 +87,13 @@ class RunRef:
             df = pd.read_csv(self.root / (latency_file[: -len("-latency.csv")] + "-rounds.csv"))
             lat = df["latency_ms_median"].to_numpy(dtype=float)
             ref = df["reference_ms_median"].to_numpy(dtype=float)
+            # the paired per-round ratio (iterations alternated with the reference); else the ratio of medians
+            ratio = df["ratio_median"].to_numpy(dtype=float) if "ratio_median" in df else lat / ref
         except (OSError, KeyError, ValueError, pd.errors.EmptyDataError):
             return None
         ok = np.isfinite(lat) & (lat > 0)
-        return pd.DataFrame({"latency": lat[ok], "reference": ref[ok]}) if ok.sum() >= 2 else None
+        frame = pd.DataFrame({"latency": lat[ok], "reference": ref[ok], "ratio": ratio[ok]})
+        return frame if ok.sum() >= 2 else None
 
     def reference_spread(self, model: Any, dataset: Any, batch_size: Any) -> float | None:
         """Between-round spread (std/mean) of the dense reference over every round of the whole run at this
@@ -240,10 +244,10 @@ def compare_rows(b: dict, c: dict, base: RunRef, cur: RunRef, cfg: CompareConfig
         ratio = (
             cfg.normalize == "dense"
             and c.get("method") != "dense"
-            and bool(np.isfinite(br["reference"]).all() and np.isfinite(cr["reference"]).all())
+            and bool(np.isfinite(br["ratio"]).all() and np.isfinite(cr["ratio"]).all())
         )
-        bv = (br["latency"] / br["reference"] if ratio else br["latency"]).to_numpy()
-        cv = (cr["latency"] / cr["reference"] if ratio else cr["latency"]).to_numpy()
+        bv = (br["ratio"] if ratio else br["latency"]).to_numpy()
+        cv = (cr["ratio"] if ratio else cr["latency"]).to_numpy()
         change, p = round_test(bv, cv)
         spread = round_cv(bv)
         if not ratio:  # a time must also clear the machine's drift over the whole baseline run

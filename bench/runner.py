@@ -254,13 +254,19 @@ class Runner:
             self.rundir.root / f"{stem}-latency.csv",
             "latency_ms,round\n" + "".join(f"{v:.6f},{r}\n" for v, r in zip(lat.samples_ms, lat.round_index)),
         )
-        ref = bm.reference.round_medians_ms if bm.reference is not None else [None] * len(lat.rounds)
+        none = [None] * len(lat.rounds)
+        ref = bm.reference.round_medians_ms if bm.reference is not None else none
+        ratios = bm.round_ratios if bm.round_ratios is not None else none
+
+        def cell(v: float | None) -> str:
+            return "" if v is None else f"{v:.6f}"
+
         atomic_write_text(
             self.rundir.root / f"{stem}-rounds.csv",
-            "round,latency_ms_median,reference_ms_median,iterations\n"
+            "round,latency_ms_median,reference_ms_median,ratio_median,iterations\n"
             + "".join(
-                f"{i},{m:.6f},{'' if r is None else f'{r:.6f}'},{len(w.samples_ms)}\n"
-                for i, (m, r, w) in enumerate(zip(lat.round_medians_ms, ref, lat.rounds))
+                f"{i},{m:.6f},{cell(r)},{cell(q)},{len(w.samples_ms)}\n"
+                for i, (m, r, q, w) in enumerate(zip(lat.round_medians_ms, ref, ratios, lat.rounds))
             ),
         )
         if self.sampler:
@@ -356,6 +362,7 @@ class BatchMeasurement:
     latency: RoundedLatency
     reference: RoundedLatency | None  # the dense reference, timed in the same rounds
     energy: Window | None
+    round_ratios: np.ndarray | None  # per round: median of (case iteration ÷ the reference iteration beside it)
     columns: dict[str, Any]  # results.csv columns: latency stats, rounds, spread, energy, throttle
 
 
@@ -392,8 +399,22 @@ def measure_session(
             "throttled": lat.throttled,
             "throttle_note": lat.throttle_note or None,
         }
-        out.append(BatchMeasurement(bs, lat, ref, e_lat, columns))
+        out.append(BatchMeasurement(bs, lat, ref, e_lat, paired_ratios(lat, ref), columns))
     return out
+
+
+def paired_ratios(lat: RoundedLatency, ref: RoundedLatency | None) -> np.ndarray | None:
+    """Per round, the median of case iteration i ÷ reference iteration i when the two alternated iteration by
+    iteration: adjacent iterations share the machine's state (a core taken by another tenant slows both), so the
+    pairwise ratio cancels it where a ratio of two medians still mixes different states. Else the ratio of medians."""
+    if ref is None:
+        return None
+    out = []
+    for a, b in zip(lat.rounds, ref.rounds):
+        paired = a.t0 == b.t0 and len(a.samples_ms) == len(b.samples_ms)  # same interleaved window
+        a_ms, b_ms = a.samples_ms, b.samples_ms
+        out.append(float(np.median(a_ms / b_ms) if paired else np.median(a_ms) / np.median(b_ms)))
+    return np.array(out)
 
 
 def _numpy_batches(data: DataBundle, batch_size: int):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pandas as pd
 import pytest
@@ -81,6 +82,24 @@ def test_rounds_and_dense_reference_are_recorded(tiny_run):
         assert rounds["latency_ms_median"].to_numpy() == pytest.approx(medians, abs=1e-6)
         # the dense row is its own reference; a ticket carries the dense architecture's time from the same rounds
         assert rounds["reference_ms_median"].isna().all() == (r.method == "dense")
+        assert rounds["ratio_median"].isna().all() == (r.method == "dense")
+
+
+def test_paired_ratios_cancel_a_machine_state_shared_by_adjacent_iterations():
+    """A tenant takes a core for some iterations: case and reference iterations beside each other slow alike, so
+    the per-round median of their pairwise ratios is exact where the ratio of the two medians is not."""
+    from ticketbench.bench.runner import paired_ratios
+    from ticketbench.devices.measure import LatencyResult, RoundedLatency
+
+    machine = np.array([1.0, 1.0, 2.0, 2.0, 2.0, 1.0, 2.0])  # per iteration pair: 1 = free, 2 = core taken
+    case = RoundedLatency([LatencyResult(1.2 * machine, 1, 0.0, 1.0)])
+    ref = RoundedLatency([LatencyResult(machine * np.array([1, 1, 1, 1, 0.5, 2, 1]), 1, 0.0, 1.0)])  # noisy ref
+    assert paired_ratios(case, ref)[0] == pytest.approx(1.2)
+    apart = RoundedLatency([LatencyResult(machine[:3], 1, 5.0, 6.0)])  # separate windows: ratio of medians
+    assert paired_ratios(RoundedLatency([LatencyResult(1.2 * machine, 1, 0.0, 1.0)]), apart)[0] == pytest.approx(
+        1.2 * 2.0 / 1.0
+    )
+    assert paired_ratios(case, None) is None
 
 
 def test_bench_measure_goes_through_the_runner_measurement(tiny_run, monkeypatch, capsys):
