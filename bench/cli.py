@@ -361,6 +361,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         spread_multiple=args.spread_multiple,
         normalize=args.normalize,
+        gate_times=args.gate_times,
     )
     try:
         base, cur = load_ref(args.baseline, args.db), load_ref(args.current, args.db)
@@ -492,6 +493,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "--allow-missing", action="store_true", help="do not fail when CURRENT lacks some of the baseline's rows"
+    )
+    c.add_argument(
+        "--no-gate-times",
+        dest="gate_times",
+        action="store_false",
+        help="report rows tested on time (dense rows) but never flag them: for shared machines whose speed drifts "
+        "between runs; tickets are still gated on their ratio to the dense reference",
     )
     c.add_argument("--db", help="results database, for run ids (default runs/ticketbench.sqlite)")
     c.add_argument("--md", help="markdown output (default CURRENT/compare.md)")

@@ -54,6 +54,7 @@ class CompareConfig:
     alpha: float = 0.01  # one-sided significance level
     spread_multiple: float = 3.0  # latency floor ≥ this × the baseline's between-round spread
     normalize: str = "dense"  # per-round latency ÷ the round's dense reference ("dense") or raw time ("none")
+    gate_times: bool = True  # False: rows tested on time (dense rows) are reported, never flagged (shared machines)
     n_boot: int = 2000
     seed: int = 0
 
@@ -125,6 +126,7 @@ class Finding:
     p_value: float | None
     test: str
     verdict: str  # regression | failed | significant-below-floor | not-significant | ok | untested | missing
+    #              | time-not-gated (gate_times=False)
     spread: float | None = None  # the baseline's between-round spread (std/mean) of the tested statistic
 
     @property
@@ -256,6 +258,8 @@ def compare_rows(b: dict, c: dict, base: RunRef, cur: RunRef, cfg: CompareConfig
         floor = latency_floor(cfg, spread)
         test = "welch-rounds/dense" if ratio else "welch-rounds"
         verdict = verdict_for(p < cfg.alpha, change, floor)
+        if not ratio and not cfg.gate_times and verdict == "regression":
+            verdict = "time-not-gated"  # the machine's speed drifts between runs more than a time can resolve
         out.append(finding("latency_ms_p50", bl, cl, change, floor, p, test, verdict, spread))
     elif bs is not None and cs is not None and bs.size >= 3 and cs.size >= 3:  # runs from before rounds existed
         change, p = latency_test(bs, cs)

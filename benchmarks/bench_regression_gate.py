@@ -103,12 +103,15 @@ def compare(base: Path, cur: Path, cfg: CompareConfig) -> dict[str, Any]:
     code, reason = gate(comp, b, c)
     lat = comp.table().query("metric == 'latency_ms_p50'")
     flagged = {f"{f.case_id} b{f.batch_size}" for f in comp.regressions}
+    on_time = {f"{f.case_id} b{f.batch_size}" for f in comp.regressions if f.test == "welch-rounds"}
     return {
         "baseline": base.name,
         "current": cur.name,
         "exit": code,
         "reason": reason,
         "flagged": sorted(flagged),
+        "exit_no_gate_times": int(bool(flagged - on_time)) if code == 1 and flagged else code,
+        "flagged_on_time": sorted(on_time),
         "legacy_flagged": sorted(legacy_flags(base, cur)),
         "max_change": float(lat["change"].max()),
         "max_floor": float(lat["floor"].max()),
@@ -170,6 +173,7 @@ def main() -> None:
     out["aa"] = {
         "comparisons": len(aa),
         "false_alarms": sum(c["exit"] for c in aa),
+        "false_alarms_no_gate_times": sum(c["exit_no_gate_times"] for c in aa),
         "flagged_rows": sum(len(c["flagged"]) for c in aa),
         "legacy_false_alarms": sum(bool(c["legacy_flagged"]) for c in aa),
         "legacy_flagged_rows": sum(len(c["legacy_flagged"]) for c in aa),
@@ -181,6 +185,8 @@ def main() -> None:
         out["ab"][frac] = {
             "comparisons": len(comps),
             "detected": sum(set(target) <= set(c["flagged"]) for c in comps),
+            "gate_exit_1": sum(c["exit"] for c in comps),
+            "target_rows_flagged": sum(len(set(target) & set(c["flagged"])) for c in comps),
             "other_rows_flagged": sum(len(set(c["flagged"]) - set(target)) for c in comps),
             "legacy_detected": sum(set(target) <= set(c["legacy_flagged"]) for c in comps),
             "pairs": comps,
@@ -189,11 +195,13 @@ def main() -> None:
     out["wall_s"] = round(time.time() - t0, 1)
     aa_s = out["aa"]
     print(f"\nA/A ({args.runs} runs, {aa_s['comparisons']} ordered pairs): gate false alarms {aa_s['false_alarms']} "
+          f"(with --no-gate-times {aa_s['false_alarms_no_gate_times']}) "
           f"({aa_s['flagged_rows']} rows); legacy per-iteration test: {aa_s['legacy_false_alarms']} "
           f"({aa_s['legacy_flagged_rows']} rows); largest latency change seen {aa_s['max_change']:+.1%}")  # fmt: skip
     for frac, r in out["ab"].items():
         n = r["comparisons"]
-        print(f"A/B +{float(frac):.0%} on {', '.join(target)}: detected {r['detected']}/{n} "
+        print(f"A/B +{float(frac):.0%} on {', '.join(target)}: both rows flagged {r['detected']}/{n}, rows "
+              f"{r['target_rows_flagged']}/{2 * n}, gate exit 1 {r['gate_exit_1']}/{n} "
               f"(legacy {r['legacy_detected']}/{n}); other rows flagged {r['other_rows_flagged']}")  # fmt: skip
     print(f"median run wall time {out['run_wall_s_median']:.1f} s; total {out['wall_s']} s")
     print(f"{out['load_start']} at start, {out['load_after_a']} after A, {out['load_after_b']} after B")

@@ -381,3 +381,14 @@ def test_trend_steps_and_the_nightly_summary_mark_only_persistent_steps():
     assert "## Steps that persisted" in md and md.count("| c-slow |") == 2 and "<i>" not in md
     html = night_html("n11", outcomes, pd.DataFrame(), {}, steps)
     assert html.count('<tr class="bad">') == 2
+
+
+def test_no_gate_times_reports_a_time_drift_without_flagging_it(tmp_path):
+    base, cur = _rounds_pair(tmp_path, 3, cur_level=1.4, base_sigma=0.01)  # the machine, not the code, is slower
+    lat = _latency(compare_runs(base, cur, CompareConfig(gate_times=False)))
+    assert set(lat[lat["dense"]]["verdict"]) == {"time-not-gated"}
+    assert not lat["verdict"].eq("regression").any()
+    slower = _latency(
+        compare_runs(*_rounds_pair(tmp_path, 4, slower={"c-mag80": 1.3}), CompareConfig(gate_times=False))
+    )
+    assert set(slower[slower["verdict"] == "regression"]["case_id"]) == {"c-mag80"}  # ratios still gate
