@@ -500,24 +500,17 @@ def _input_shape(cfg, load_dataset) -> tuple[int, ...]:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    import numpy as np
 
+    from ticketbench.bench.runner import PowerState, measure_session, start_power
+    from ticketbench.bench.suite import MeasureConfig
     from ticketbench.devices.base import DeviceUnavailable, get_device, resolve_device
-    from ticketbench.devices.measure import (
-        LatencyConfig,
-        energy_window,
-        inference_energy_columns,
-        measure_idle,
-        measure_latency,
-    )
-    from ticketbench.devices.power import PowerSampler
-    from ticketbench.results import COLUMNS
+    from ticketbench.results import empty_row
 
     path = Path(args.model)
-    if args.batch < 1 or not args.duration > 0 or not args.idle >= 0:
-        raise UsageError("--batch must be ≥ 1, --duration > 0 and --idle ≥ 0")
-    if args.batch > 65536 or args.duration > 3600 or args.idle > 3600:
-        raise UsageError("--batch must be ≤ 65536, --duration and --idle ≤ 3600 s")
+    if args.batch < 1 or not args.duration > 0 or not args.idle >= 0 or args.rounds < 1:
+        raise UsageError("--batch must be ≥ 1, --duration > 0, --idle ≥ 0 and --rounds ≥ 1")
+    if args.batch > 65536 or args.duration > 3600 or args.idle > 3600 or args.rounds > 1000:
+        raise UsageError("--batch must be ≤ 65536, --duration and --idle ≤ 3600 s, --rounds ≤ 1000")
     if args.host and args.device not in ("jetson", "auto"):
         raise UsageError("--host is for --device jetson (remote mode)")
     _check_host(args.host)
@@ -528,21 +521,20 @@ def cmd_measure(args: argparse.Namespace) -> int:
         device = get_device(resolve_device(args.device, host=args.host), **({"host": args.host} if args.host else {}))
     except (DeviceUnavailable, KeyError) as exc:
         raise UsageError(str(exc).strip("'\"")) from exc
-    sampler = None
+    # the runner's own measurement: power lifecycle, interleaved rounds, row columns (one method for both commands)
+    m = MeasureConfig(batch_sizes=[args.batch], min_seconds=args.duration, idle_seconds=args.idle, rounds=args.rounds)
+    m.precision = args.precision
+    power = PowerState()
     try:
         ident = device.identity()
-        reader, note = device.power_reader()
         try:
             session = device.load(path, args.precision, args.batch)
         except (ValueError, OSError):
             raise
         except Exception as exc:  # the runtime refuses the graph (ORT's InvalidGraph, Fail, ...): bad input
             raise UsageError(f"{path}: {device.name} cannot load this model ({_one_line(exc)[:200]})") from exc
-        sampler = PowerSampler(reader).start() if reader else None
-        idle = measure_idle(sampler, args.idle) if sampler and args.idle > 0 else None
-        x = np.random.default_rng(0).standard_normal((args.batch, *shape), dtype=np.float32)
-        lat = measure_latency(session, x, LatencyConfig(min_seconds=args.duration))
-        win = energy_window(sampler, "latency", lat.t0, lat.t1)
+        power = start_power(device, idle_seconds=m.idle_seconds)
+        (bm,) = measure_session(session, shape, m, power)
     except UsageError:
         raise
     except ValueError as exc:  # e.g. a precision the backend does not run
@@ -552,26 +544,18 @@ def cmd_measure(args: argparse.Namespace) -> int:
         print(f"error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
         return 1
     finally:
-        if sampler:
-            sampler.stop()
+        power.stop()
         device.close()
-    n_inf = len(lat.samples_ms) * args.batch
-    row = {c: None for c in COLUMNS}
-    row.update(lat.stats)
-    row.update(
+    row = empty_row(
+        **bm.columns,
         device=device.name,
         device_name=ident.get("device_name"),
         backend=ident.get("backend"),
         precision=args.precision,
         batch_size=args.batch,
         size_mb=path.stat().st_size / 1e6,
-        latency_samples=len(lat.samples_ms),
-        power_source=reader.source if reader else "none",
-        throttled=lat.throttled,
-        throttle_note=lat.throttle_note or None,
         status="ok",
     )
-    row.update(inference_energy_columns(win, n_inf, idle, sampler is not None, note))
     if args.json:
         print(json.dumps(row))
     else:
@@ -584,6 +568,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
             "latency_ms_p99",
             "latency_ms_mean",
             "latency_ms_std",
+            "latency_rounds",
+            "latency_ms_round_cv",
             "throughput_ips",
             "power_source",
             "power_w_mean",
@@ -646,17 +632,27 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ticketbench.bench.regression import CompareConfig, CompareError, compare_runs, load_ref, write_comparison
+    from ticketbench.bench.regression import (
+        CompareConfig,
+        CompareError,
+        compare_runs,
+        gate,
+        load_ref,
+        write_comparison,
+    )
     from ticketbench.files import read_json_object, read_results_csv
     from ticketbench.reports.pages import fmt_cell
 
-    if not 0 <= args.threshold < 10 or not 0 < args.alpha < 1:
-        raise UsageError("--threshold must be in [0, 10) and --alpha in (0, 1)")
+    if not 0 <= args.threshold < 10 or not 0 < args.alpha < 1 or not 0 <= args.spread_multiple < 100:
+        raise UsageError("--threshold must be in [0, 10), --alpha in (0, 1) and --spread-multiple in [0, 100)")
     cfg = CompareConfig(
         latency_floor=args.threshold,
         energy_floor=args.energy_threshold if args.energy_threshold is not None else max(0.10, 2 * args.threshold),
         accuracy_floor_points=args.accuracy_points,
         alpha=args.alpha,
+        spread_multiple=args.spread_multiple,
+        normalize=args.normalize,
+        gate_times=args.gate_times,
     )
     dirs = [Path(spec) for spec in (args.baseline, args.current) if (Path(spec) / "results.csv").is_file()]
     for d in dirs:  # check what load_ref will read: a malformed run is one line and exit 2
@@ -674,15 +670,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     comp = compare_runs(base, cur, cfg)
     table = comp.table()
     view = table.drop(columns=["backend", "precision"]).astype(object).map(fmt_cell)
+    print(
+        f"latency floor = max({cfg.latency_floor:.0%}, {cfg.spread_multiple:g} × baseline between-round spread), "
+        f"per-round statistic {'÷ dense reference' if cfg.normalize == 'dense' else 'time'} (dense rows: time); "
+        f"energy floor {cfg.energy_floor:.0%}; accuracy floor {cfg.accuracy_floor_points:g} point(s); "
+        f"alpha {cfg.alpha:g}"
+    )
     print(view.to_string(index=False) if len(view) else "nothing to compare: no matching (case, device, batch) rows")
     here = cur.root if cur.root is not None and os.access(cur.root, os.W_OK) else None  # default: beside CURRENT
     md = Path(args.md) if args.md else here / "compare.md" if here else None
     html = Path(args.html) if args.html else here / "compare.html" if here else None
     for path in write_comparison(comp, md, html):
         print(f"wrote {path.resolve()}")
-    flagged = comp.regressions
-    print(f"{len(flagged)} regression(s) flagged" if flagged else "no significant regression above the floors")
-    return 1 if flagged else 0
+    code, reason = gate(comp, base, cur, allow_missing=args.allow_missing)
+    print(reason, file=sys.stderr if code else sys.stdout)
+    return code
 
 
 def cmd_farm(args: argparse.Namespace) -> int:
@@ -810,6 +812,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch", type=int, default=1)
     m.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
     m.add_argument("--duration", type=float, default=3.0, help="minimum timed seconds (default 3, as trtexec)")
+    m.add_argument("--rounds", type=int, default=5, help="interleaved timing windows the duration is split into")
     m.add_argument("--json", action="store_true", help="one JSON object keyed by results.csv columns")
     m.add_argument("--host", help="USER@HOST of a Jetson driven over SSH (remote mode)")
     m.add_argument("--idle", type=float, default=0.0, help="seconds of idle baseline to measure first (0 = off)")
@@ -842,6 +845,28 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--energy-threshold", type=float, help="relative energy floor (default max(0.10, 2×threshold))")
     c.add_argument("--accuracy-points", type=float, default=1.0, help="top-1 drop floor in points (default 1)")
     c.add_argument("--alpha", type=float, default=0.01, help="one-sided significance level (default 0.01)")
+    c.add_argument(
+        "--spread-multiple",
+        type=float,
+        default=3.0,
+        help="latency floor is at least this × the baseline's between-round spread (default 3)",
+    )
+    c.add_argument(
+        "--normalize",
+        choices=["dense", "none"],
+        default="dense",
+        help="per-round latency ÷ the round's dense reference (default; dense rows always use time) or raw time",
+    )
+    c.add_argument(
+        "--allow-missing", action="store_true", help="do not fail when CURRENT lacks some of the baseline's rows"
+    )
+    c.add_argument(
+        "--no-gate-times",
+        dest="gate_times",
+        action="store_false",
+        help="report rows tested on time (dense rows) but never flag them: for shared machines whose speed drifts "
+        "between runs; tickets are still gated on their ratio to the dense reference",
+    )
     c.add_argument("--db", help="results database, for run ids (default runs/ticketbench.sqlite)")
     c.add_argument("--md", help="markdown output (default CURRENT/compare.md)")
     c.add_argument("--html", help="HTML output (default CURRENT/compare.html)")

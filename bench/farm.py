@@ -32,7 +32,14 @@ from typing import Any
 
 import pandas as pd
 
-from ticketbench.bench.regression import CompareConfig, RunRef, compare_runs, load_ref, write_comparison
+from ticketbench.bench.regression import (
+    CompareConfig,
+    RunRef,
+    compare_runs,
+    load_ref,
+    trend_steps,
+    write_comparison,
+)
 from ticketbench.devices.transport import HostError, ssh_argv, validate_host
 from ticketbench.files import InputError, read_json_object, read_text, safe_component
 
@@ -636,8 +643,10 @@ def write_night_summary(report: NightReport, store, directory: Path) -> None:
     trends = {m: store.trend(m) for m in ("latency_ms_p50", "accuracy_top1", "energy_mj_per_inference")}
     long = pd.concat([t.assign(metric=m) for m, t in trends.items()], ignore_index=True)
     atomic_write_text(directory / "trend.csv", long.to_csv(index=False))
+    steps = trend_steps(long)  # level changes that held ≥ 2 nights, not single bad nights
+    atomic_write_text(directory / "steps.csv", steps.to_csv(index=False))
     table, nights = report.table(), store.nights()
     report.summary_md = directory / "summary.md"
     report.summary_html = directory / "summary.html"
-    atomic_write_text(report.summary_md, night_markdown(report.night, table, nights))
-    atomic_write_text(report.summary_html, night_html(report.night, table, nights, trends))
+    atomic_write_text(report.summary_md, night_markdown(report.night, table, nights, steps))
+    atomic_write_text(report.summary_html, night_html(report.night, table, nights, trends, steps))

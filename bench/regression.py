@@ -1,8 +1,18 @@
 """Regression detection between two runs: flagged only when a change is both significant and large.
 
 Per matching row (case, device, backend, precision, batch) and metric:
-- latency: one-sided Mann-Whitney U on the per-iteration samples (samples/*-latency.csv), H1 = current slower;
-  change = median(current) / median(baseline) − 1 over the same samples.
+- latency: the sample unit is the round, not the iteration. Iterations within one timing window are
+  autocorrelated, so a test on thousands of them calls any between-window drift (clock, caches, other tenants)
+  significant; runs time every (case, batch) in k interleaved rounds (samples/*-rounds.csv) instead.
+  Statistic per round: the case's time relative to the dense reference's in the same round (default
+  `normalize="dense"`: a load change hits both, so the ratio is steadier than a time): the median of paired
+  iteration ratios when the two alternated iteration by iteration, else the ratio of medians; the dense rows
+  themselves, and runs without a reference, use the round's median time, so a global slowdown still fires there.
+  Significance: one-sided Welch t-test on the log per-round statistics (k vs k), H1 = current slower.
+  change = median(current rounds) / median(baseline rounds) − 1.
+  floor = max(configured floor, spread_multiple × the baseline's between-round spread (std/mean of its rounds)):
+  a change the baseline's own rounds could produce is never a regression.
+  Runs written before rounds existed fall back to a Mann-Whitney U on the per-iteration samples (legacy).
 - energy per inference: one-sided bootstrap CI of the energy ratio, resampling the power traces
   (samples/*-power.csv, W) and the latency samples (ms) of both runs: energy/inference ∝ mean W · mean ms;
   change = the table's energy_mj_per_inference ratio − 1. Traces at 50 Hz are autocorrelated, so the CI is
@@ -11,6 +21,9 @@ Per matching row (case, device, backend, precision, batch) and metric:
   the floor in absolute points is a regression.
 A case that ran ok in the baseline and failed in the current run is a regression too. A metric without
 samples is reported "untested" and never flagged: significance cannot be shown without them.
+
+The gate (`gate`) also fails when CURRENT lost baseline rows (unless allowed) or nothing was comparable at all
+(garbage, header-only, another suite): a CI gate must not pass on nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +35,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from ticketbench.devices.measure import round_cv
 
 KEY = ("case_id", "device", "backend", "precision", "batch_size")
 METRICS = ("latency_ms_p50", "energy_mj_per_inference", "accuracy_top1")
@@ -37,6 +52,9 @@ class CompareConfig:
     energy_floor: float = 0.10  # relative: energy is noisier than latency
     accuracy_floor_points: float = 1.0  # absolute top-1 points
     alpha: float = 0.01  # one-sided significance level
+    spread_multiple: float = 3.0  # latency floor ≥ this × the baseline's between-round spread
+    normalize: str = "dense"  # per-round latency ÷ the round's dense reference ("dense") or raw time ("none")
+    gate_times: bool = True  # False: rows tested on time (dense rows) are reported, never flagged (shared machines)
     n_boot: int = 2000
     seed: int = 0
 
@@ -48,6 +66,8 @@ class RunRef:
     label: str
     df: pd.DataFrame
     root: Path | None = None
+    problem: str = ""  # why the table is empty or unusable (unreadable results.csv), for the gate's reason
+    _ref_spread: dict[tuple, float | None] = field(default_factory=dict, repr=False)
 
     def samples(self, rel: Any, column: str) -> np.ndarray | None:
         if self.root is None or not isinstance(rel, str) or not rel:
@@ -59,6 +79,36 @@ class RunRef:
             return None
         values = values[np.isfinite(values)]
         return values if values.size else None
+
+    def rounds(self, latency_file: Any) -> pd.DataFrame | None:
+        """Per-round medians (latency_ms_median, reference_ms_median) written beside the latency samples."""
+        if self.root is None or not isinstance(latency_file, str) or not latency_file.endswith("-latency.csv"):
+            return None
+        try:
+            df = pd.read_csv(self.root / (latency_file[: -len("-latency.csv")] + "-rounds.csv"))
+            lat = df["latency_ms_median"].to_numpy(dtype=float)
+            ref = df["reference_ms_median"].to_numpy(dtype=float)
+            # the paired per-round ratio (iterations alternated with the reference); else the ratio of medians
+            ratio = df["ratio_median"].to_numpy(dtype=float) if "ratio_median" in df else lat / ref
+        except (OSError, KeyError, ValueError, pd.errors.EmptyDataError):
+            return None
+        ok = np.isfinite(lat) & (lat > 0)
+        frame = pd.DataFrame({"latency": lat[ok], "reference": ref[ok], "ratio": ratio[ok]})
+        return frame if ok.sum() >= 2 else None
+
+    def reference_spread(self, model: Any, dataset: Any, batch_size: Any) -> float | None:
+        """Between-round spread (std/mean) of the dense reference over every round of the whole run at this
+        architecture and batch: the reference is timed beside every ticket, from the first case to the last, so
+        this is the run's own estimate of how much the machine drifts, which a time (not a ratio) must clear."""
+        key = (str(model), str(dataset), str(batch_size))
+        if key not in self._ref_spread:
+            cols = ("model", "dataset", "batch_size", "samples_file")
+            rows = self.df.reindex(columns=cols).astype(str).itertuples(index=False) if len(self.df) else []
+            files = [r.samples_file for r in rows if (r.model, r.dataset, r.batch_size) == key]
+            refs = [r["reference"].to_numpy() for f in files if (r := self.rounds(f)) is not None]
+            values = np.concatenate(refs) if refs else np.array([])
+            self._ref_spread[key] = round_cv(values[np.isfinite(values)])
+        return self._ref_spread[key]
 
 
 @dataclass
@@ -72,10 +122,12 @@ class Finding:
     baseline: float | None
     current: float | None
     change: float | None  # relative (latency, energy) or absolute points (accuracy)
-    floor: float
+    floor: float  # the floor applied: max(configured, spread_multiple × spread) for latency
     p_value: float | None
     test: str
     verdict: str  # regression | failed | significant-below-floor | not-significant | ok | untested | missing
+    #              | time-not-gated (gate_times=False)
+    spread: float | None = None  # the baseline's between-round spread (std/mean) of the tested statistic
 
     @property
     def flagged(self) -> bool:
@@ -116,6 +168,24 @@ def latency_test(base: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
     change = float(np.median(cur) / np.median(base) - 1.0)
     p = float(mannwhitneyu(cur, base, alternative="greater").pvalue)
     return change, p
+
+
+def round_test(base: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """(relative change of the median per-round statistic, one-sided Welch t-test p-value on their logs for
+    "current is larger"). Logs make it a test of the ratio; Welch does not assume both runs equally noisy."""
+    from scipy.stats import ttest_ind
+
+    base, cur = np.asarray(base, dtype=float), np.asarray(cur, dtype=float)
+    change = float(np.median(cur) / np.median(base) - 1.0)
+    lb, lc = np.log(base), np.log(cur)
+    if lb.std() == 0 and lc.std() == 0:  # identical rounds (synthetic): the difference is exact
+        return change, 0.0 if lc.mean() > lb.mean() else 1.0
+    return change, float(ttest_ind(lc, lb, equal_var=False, alternative="greater").pvalue)
+
+
+def latency_floor(cfg: CompareConfig, spread: float | None) -> float:
+    """max(configured floor, spread_multiple × the baseline's between-round spread)."""
+    return max(cfg.latency_floor, cfg.spread_multiple * (spread or 0.0))
 
 
 def energy_ratio_lower_bound(
@@ -159,9 +229,9 @@ def _num(v: Any) -> float | None:
 def compare_rows(b: dict, c: dict, base: RunRef, cur: RunRef, cfg: CompareConfig) -> list[Finding]:
     key = {k: c.get(k) for k in KEY}
 
-    def finding(metric, bv, cv, change, floor, p, test, verdict) -> Finding:
+    def finding(metric, bv, cv, change, floor, p, test, verdict, spread=None) -> Finding:
         return Finding(**key, metric=metric, baseline=bv, current=cv, change=change, floor=floor, p_value=p,
-                       test=test, verdict=verdict)  # fmt: skip
+                       test=test, verdict=verdict, spread=spread)  # fmt: skip
 
     if b.get("status") == "ok" and c.get("status") != "ok":
         return [finding("status", None, None, None, 0.0, None, "status", "failed")]
@@ -171,7 +241,27 @@ def compare_rows(b: dict, c: dict, base: RunRef, cur: RunRef, cfg: CompareConfig
     # latency
     bl, cl = _num(b.get("latency_ms_p50")), _num(c.get("latency_ms_p50"))
     bs, cs = base.samples(b.get("samples_file"), "latency_ms"), cur.samples(c.get("samples_file"), "latency_ms")
-    if bs is not None and cs is not None and bs.size >= 3 and cs.size >= 3:
+    br, cr = base.rounds(b.get("samples_file")), cur.rounds(c.get("samples_file"))
+    if br is not None and cr is not None:
+        ratio = (
+            cfg.normalize == "dense"
+            and c.get("method") != "dense"
+            and bool(np.isfinite(br["ratio"]).all() and np.isfinite(cr["ratio"]).all())
+        )
+        bv = (br["ratio"] if ratio else br["latency"]).to_numpy()
+        cv = (cr["ratio"] if ratio else cr["latency"]).to_numpy()
+        change, p = round_test(bv, cv)
+        spread = round_cv(bv)
+        if not ratio:  # a time must also clear the machine's drift over the whole baseline run
+            run_spread = base.reference_spread(b.get("model"), b.get("dataset"), b.get("batch_size"))
+            spread = max(spread or 0.0, run_spread or 0.0) or spread
+        floor = latency_floor(cfg, spread)
+        test = "welch-rounds/dense" if ratio else "welch-rounds"
+        verdict = verdict_for(p < cfg.alpha, change, floor)
+        if not ratio and not cfg.gate_times and verdict == "regression":
+            verdict = "time-not-gated"  # the machine's speed drifts between runs more than a time can resolve
+        out.append(finding("latency_ms_p50", bl, cl, change, floor, p, test, verdict, spread))
+    elif bs is not None and cs is not None and bs.size >= 3 and cs.size >= 3:  # runs from before rounds existed
         change, p = latency_test(bs, cs)
         verdict = verdict_for(p < cfg.alpha, change, cfg.latency_floor)
         out.append(finding("latency_ms_p50", bl, cl, change, cfg.latency_floor, p, "mann-whitney", verdict))
@@ -223,12 +313,54 @@ def compare_runs(base: RunRef, cur: RunRef, cfg: CompareConfig | None = None) ->
 
 
 # -- loading ----------------------------------------------------------------------------------------
+def gate(comp: Comparison, base: RunRef, cur: RunRef, allow_missing: bool = False) -> tuple[int, str]:
+    """(exit code, one-line reason) of a comparison used as a CI gate.
+
+    1 when nothing was comparable (garbage, header-only, another suite: no baseline row has a tested match),
+    when CURRENT lost baseline rows (unless `allow_missing`), or when a regression is flagged; else 0.
+    """
+    tested = [f for f in comp.findings if f.verdict not in ("missing", "untested")]
+    missing = [f for f in comp.findings if f.verdict == "missing"]
+    if not tested:
+        why = "; ".join(x for x in (base.problem, cur.problem) if x) or (
+            f"none of the baseline's {len(base.df)} row(s) has a match with samples or accuracy in CURRENT "
+            f"({len(cur.df)} row(s)): another suite, or an empty run?"
+        )
+        return 1, f"nothing comparable: {why}"
+    if missing and not allow_missing:
+        first = missing[0]
+        return 1, (
+            f"CURRENT lost {len(missing)} of {len(base.df)} baseline row(s) (first: {first.case_id} batch "
+            f"{first.batch_size}); pass --allow-missing to compare what is there"
+        )
+    if comp.regressions:
+        return 1, f"{len(comp.regressions)} regression(s) flagged"
+    return 0, "no significant regression above the floors"
+
+
+def _read_results(path: Path) -> tuple[pd.DataFrame, str]:
+    """results.csv as a table with at least the key columns; (empty table, why) when it cannot be read."""
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+        return pd.DataFrame(columns=list(KEY)), f"{path}: unreadable results ({type(exc).__name__})"
+    missing = [k for k in KEY if k not in df.columns]
+    if missing:
+        return df.reindex(columns=[*df.columns, *missing]).iloc[0:0], f"{path}: no {', '.join(missing)} column(s)"
+    return df, ""
+
+
 def load_ref(spec: str, db: str | None = None) -> RunRef:
     """A run directory (holding results.csv), or a run id in the results database."""
     p = Path(spec)
     if (p / "results.csv").is_file():
-        meta = json.loads((p / "run.json").read_text()) if (p / "run.json").is_file() else {}
-        return RunRef(str(meta.get("run_id") or p.name), pd.read_csv(p / "results.csv"), p)
+        try:
+            meta = json.loads((p / "run.json").read_text()) if (p / "run.json").is_file() else {}
+        except (OSError, ValueError):
+            meta = {}
+        label = meta.get("run_id") if isinstance(meta, dict) and isinstance(meta.get("run_id"), str) else p.name
+        df, problem = _read_results(p / "results.csv")
+        return RunRef(label, df, p, problem)
     if p.exists():
         raise CompareError(f"{spec}: not a run directory (no results.csv)")
     from ticketbench.bench.store import ResultsStore, StoreError
@@ -253,3 +385,90 @@ def write_comparison(comp: Comparison, md: Path | None, html: Path | None) -> li
             atomic_write_text(Path(path), render(table, comp.baseline, comp.current))
             written.append(Path(path))
     return written
+
+
+# -- trends over nights: steps that persist ----------------------------------------------------------
+@dataclass
+class Segment:
+    start: int  # first index (inclusive)
+    end: int  # last index (exclusive)
+    level: float  # median of the segment
+    error: float  # mean absolute deviation from the level: the segment's own noise
+
+
+def fit_levels(y: np.ndarray, min_size: int = 2, gamma: float | None = None) -> list[Segment]:
+    """Piecewise-constant L1 fit (the Potts problem asv's step detection solves): minimise
+    gamma × segments + Σ |y − segment median|, every segment at least `min_size` long (so one bad night cannot
+    be a level of its own; its median absorbs it). Exact dynamic programme, O(n³) with n = nights (≤ ~100).
+    gamma defaults to asv's 3 · dist(0, n) · ln(n) / n: a new segment must buy more than the data's noise."""
+    y = np.asarray(y, dtype=float)
+    n = len(y)
+    if n == 0:
+        return []
+
+    def dist(a: int, b: int) -> float:
+        return float(np.abs(y[a:b] - np.median(y[a:b])).sum())
+
+    if gamma is None:
+        gamma = 3.0 * dist(0, n) * np.log(max(n, 2)) / n or 1e-12
+    best = [0.0] + [np.inf] * n  # best[r]: cost of y[:r]
+    cut = [0] * (n + 1)
+    for r in range(1, n + 1):
+        for a in range(0, r - min_size + 1):
+            if a and a < min_size:
+                continue
+            c = best[a] + gamma + dist(a, r)
+            if c < best[r]:
+                best[r], cut[r] = c, a
+    if not np.isfinite(best[n]):  # shorter than min_size: one level
+        cut[n] = 0
+    bounds, r = [], n
+    while r > 0:
+        bounds.append((cut[r], r))
+        r = cut[r]
+    return [
+        Segment(a, b, float(np.median(y[a:b])), float(np.abs(y[a:b] - np.median(y[a:b])).mean()))
+        for a, b in reversed(bounds)
+    ]
+
+
+def persistent_steps(y: np.ndarray, threshold: float = 0.05, min_nights: int = 2) -> list[dict[str, Any]]:
+    """Level changes of a nightly series that held for at least `min_nights` nights, larger than
+    max(threshold, both levels' own noise) relative to the level before (asv's detect_regressions rule).
+    Returns dicts: index (first night at the new level), before, after, change (relative), nights (at it)."""
+    steps = []
+    segs = fit_levels(np.asarray(y, dtype=float), min_size=min_nights)
+    for prev, seg in zip(segs, segs[1:]):
+        if prev.level == 0:
+            continue
+        change = seg.level / prev.level - 1.0
+        noise = max(prev.error, seg.error) / abs(prev.level)
+        if abs(change) > max(threshold, noise):
+            steps.append(
+                {
+                    "index": seg.start,
+                    "before": prev.level,
+                    "after": seg.level,
+                    "change": change,
+                    "nights": seg.end - seg.start,
+                }  # fmt: skip
+            )
+    return steps
+
+
+def trend_steps(long: pd.DataFrame, threshold: float = 0.05, min_nights: int = 2) -> pd.DataFrame:
+    """Persistent steps in the farm's trend table (night, farm_device, suite, case_id, batch_size, value, metric),
+    one row per step: where, which metric, the first night at the new level, levels and change. Up is worse for
+    latency and energy, down for accuracy (`worse`)."""
+    cols = ["farm_device", "suite", "case_id", "batch_size", "metric", "night", "before", "after", "change",
+            "nights", "worse"]  # fmt: skip
+    rows = []
+    if long.empty:
+        return pd.DataFrame(columns=cols)
+    keys = ["farm_device", "suite", "case_id", "batch_size", "metric"]
+    for key, g in long.dropna(subset=["value"]).groupby(keys, dropna=False):
+        g = g.sort_values("night")
+        for st in persistent_steps(g["value"].to_numpy(dtype=float), threshold, min_nights):
+            worse = st["change"] < 0 if key[-1] == "accuracy_top1" else st["change"] > 0
+            rows.append({**dict(zip(keys, key)), "night": g["night"].iloc[st["index"]], **st, "worse": worse})
+    return pd.DataFrame(rows, columns=cols)

@@ -7,8 +7,10 @@ its work and `--resume` skips it. A failing case becomes a `status=failed` row a
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -23,19 +25,20 @@ from tqdm import tqdm
 
 from ticketbench.bench.provenance import git_sha, host_info, package_versions
 from ticketbench.bench.rundir import RunDir
-from ticketbench.bench.suite import Case, Suite
+from ticketbench.bench.suite import Case, MeasureConfig, Suite
 from ticketbench.bench.training import TrainingMeter, start_meter
-from ticketbench.devices.base import DeviceAdapter
+from ticketbench.devices.base import DeviceAdapter, Session
 from ticketbench.devices.measure import (
     IdleBaseline,
     LatencyConfig,
+    RoundedLatency,
     energy_window,
     inference_energy_columns,
     measure_idle,
-    measure_latency,
+    measure_rounds,
     run_eval_epoch,
 )
-from ticketbench.devices.power import PowerSampler
+from ticketbench.devices.power import PowerSampler, Window
 from ticketbench.files import atomic_write_text
 from ticketbench.models.compact import CompactionConfig, compact
 from ticketbench.models.cost import ModelCost, analyze
@@ -86,6 +89,9 @@ class Runner:
         self.datasets: dict[str, DataBundle] = {}
         self._dense_refs: dict[str, tuple[ModelCost, float]] = {}
         self._calibrations: dict[str, CalibrationSet] = {}
+        self._ref_sessions: dict[str, Session | None] = {}  # dense reference per architecture, timed in every round
+        self._ref_dir = tempfile.TemporaryDirectory(prefix="tb-dense-ref-")
+        self.power = PowerState()
         self.sampler: PowerSampler | None = None
         self.power_note = ""
         self.idle: IdleBaseline | None = None
@@ -121,15 +127,8 @@ class Runner:
                 self.calibration(case.ticket)
 
     def _start_power(self) -> None:
-        reader, why = self.device.power_reader()
-        if reader is None:
-            self.power_note = why
-            return
-        self.sampler = PowerSampler(reader, rate_hz=self.opts.power_rate_hz).start()
-        if self.suite.measure.idle_seconds > 0:
-            self.idle = measure_idle(self.sampler, self.suite.measure.idle_seconds)
-            if self.idle:
-                log.info("idle baseline: %.2f W over %.1f s", self.idle.watts, self.idle.seconds)
+        self.power = start_power(self.device, self.opts.power_rate_hz, self.suite.measure.idle_seconds)
+        self.sampler, self.power_note, self.idle = self.power.sampler, self.power.note, self.power.idle
 
     def _start_training_meter(self) -> None:
         """Meter ticket training with the training device's power source: the run's own sampler when tickets
@@ -199,6 +198,10 @@ class Runner:
                 meta["power_rate_hz"] = self.sampler.effective_rate_hz()  # what the source really delivered
             if self.train_meter and self.train_meter.sampler is not self.sampler:
                 self.train_meter.stop()
+            for ref in self._ref_sessions.values():
+                if ref is not None:
+                    ref.close()
+            self._ref_dir.cleanup()
             self.device.close()
             meta["end_time"] = datetime.now(timezone.utc).isoformat()
             self.rundir.write_json(meta)
@@ -281,8 +284,6 @@ class Runner:
             "channels_removed": creport.filters_removed,  # filters, as is the next one
             "channels_kept_for_alignment": creport.filters_kept_for_alignment,
             "eb_epoch": ticket.artifacts.get("eb_epoch"),
-            "energy_j_ticket_training": (ticket.artifacts.get("training_energy") or {}).get("total_j"),
-            "power_source": self.sampler.reader.source if self.sampler else "none",
         }
         train_s, e_train = self._train_epoch(ticket, data)
         common.update(train_s_per_epoch=train_s, energy_j_per_train_epoch=e_train.energy_j if e_train else None)
@@ -334,39 +335,19 @@ class Runner:
         if precision == "int8":
             common = {**common, **_int8_agreement(session, onnx_path, data)}
         rows = []
-        m = self.suite.measure
-        lat_cfg = LatencyConfig(
-            warmup_iterations=m.warmup_iterations, min_iterations=m.min_iterations, min_seconds=m.min_seconds
-        )
-        for bs in m.batch_sizes:
-            x = np.random.default_rng(0).standard_normal((bs, *shape), dtype=np.float32)
-            lat = measure_latency(session, x, lat_cfg)
-            e_lat = energy_window(self.sampler, "latency", lat.t0, lat.t1)
-            tag = "" if precision == "fp32" else f"-{precision}"  # fp32 files keep their names
-            sample_file = f"samples/{case.case_id}{tag}-b{bs}-latency.csv"
-            atomic_write_text(
-                self.rundir.root / sample_file,
-                "latency_ms\n" + "\n".join(f"{v:.6f}" for v in lat.samples_ms) + "\n",
-            )
-            if self.sampler:
-                t, w = self.sampler.trace(lat.t0, lat.t1)
-                atomic_write_text(
-                    self.rundir.samples / f"{case.case_id}{tag}-b{bs}-power.csv",
-                    "t_s,watts\n" + "\n".join(f"{a - lat.t0:.6f},{b:.4f}" for a, b in zip(t, w)) + "\n",
-                )
-            n_inf = len(lat.samples_ms) * bs
+        # the dense reference timed beside the case in every round (fp32 zoo tickets; imported ones have none)
+        timed_beside = case.ticket.method != "dense" and case.ticket_dir is None and precision == "fp32"
+        reference = self._reference_session(case, data) if timed_beside else None
+        tag = "" if precision == "fp32" else f"-{precision}"  # fp32 files keep their names
+        for bm in measure_session(session, shape, self.suite.measure, self.power, reference):
             rows.append(
                 empty_row(
                     **common,
-                    batch_size=bs,
-                    **lat.stats,
-                    latency_samples=len(lat.samples_ms),
-                    samples_file=sample_file,
-                    **inference_energy_columns(e_lat, n_inf, self.idle, self.sampler is not None, self.power_note),
+                    batch_size=bm.batch_size,
+                    **bm.columns,
+                    samples_file=self._write_samples(f"{case.case_id}{tag}", bm),
                     energy_j_per_eval_epoch=e_eval.energy_j if e_eval else None,
                     accuracy_top1=evalr.accuracy_top1,
-                    throttled=lat.throttled,
-                    throttle_note=lat.throttle_note or None,
                     status="ok",
                 )
             )
@@ -381,11 +362,63 @@ class Runner:
         ticket.accuracy = evaluate(ticket.model, data)
         return ticket
 
+    def _write_samples(self, case_id: str, bm: BatchMeasurement) -> str:
+        """samples/<case>-b<bs>-latency.csv (every iteration, its round), -rounds.csv (per-round medians beside the
+        dense reference's: what `bench compare` tests) and, with a power source, -power.csv over the timed windows.
+        Returns the latency file relative to the run directory."""
+        stem = f"samples/{case_id}-b{bm.batch_size}"
+        lat = bm.latency
+        atomic_write_text(
+            self.rundir.root / f"{stem}-latency.csv",
+            "latency_ms,round\n" + "".join(f"{v:.6f},{r}\n" for v, r in zip(lat.samples_ms, lat.round_index)),
+        )
+        none = [None] * len(lat.rounds)
+        ref = bm.reference.round_medians_ms if bm.reference is not None else none
+        ratios = bm.round_ratios if bm.round_ratios is not None else none
+
+        def cell(v: float | None) -> str:
+            return "" if v is None else f"{v:.6f}"
+
+        atomic_write_text(
+            self.rundir.root / f"{stem}-rounds.csv",
+            "round,latency_ms_median,reference_ms_median,ratio_median,iterations\n"
+            + "".join(
+                f"{i},{m:.6f},{cell(r)},{cell(q)},{len(w.samples_ms)}\n"
+                for i, (m, r, q, w) in enumerate(zip(lat.round_medians_ms, ref, ratios, lat.rounds))
+            ),
+        )
+        if self.sampler:
+            t0 = lat.rounds[0].t0
+            trace = [self.sampler.trace(a, b) for a, b in lat.segments]
+            atomic_write_text(
+                self.rundir.root / f"{stem}-power.csv",
+                "t_s,watts\n" + "".join(f"{a - t0:.6f},{w:.4f}\n" for t, ws in trace for a, w in zip(t, ws)),
+            )
+        return f"{stem}-latency.csv"
+
+    def _reference_session(self, case: Case, data: DataBundle) -> Session | None:
+        """The dense architecture of this case, loaded once per run and timed in every round beside the case: the
+        per-round ratio case/dense is steadier than a time (a load change hits both). None when it cannot load."""
+        key = self._dense_key(case, data)
+        if key not in self._ref_sessions:
+            dense = self.ctx.fresh_model(case.ticket, data).cpu()  # built on the training device
+            path = Path(self._ref_dir.name) / f"dense-{hashlib.sha1(key.encode()).hexdigest()[:12]}.onnx"
+            try:
+                path.write_bytes(to_onnx_bytes(dense, data.input_shape))
+                self._ref_sessions[key] = self.device.load(path, "fp32", module=dense)
+            except Exception as exc:  # the case is still measured; compare falls back to absolute times
+                log.warning("dense reference for %s not loaded (%s): ratios left empty", case.case_id, exc)
+                self._ref_sessions[key] = None
+        return self._ref_sessions[key]
+
+    def _dense_key(self, case: Case, data: DataBundle) -> str:
+        mkw = self.ctx.model_kwargs(data, case.ticket) if case.ticket_dir is None else {}  # imported: no options
+        return json.dumps([case.ticket.model, data.name, mkw, str(case.ticket_dir or "")], default=str)
+
     def _dense_reference(self, case: Case, data: DataBundle, ticket: Ticket) -> tuple[ModelCost, float]:
         """Cost and ONNX size (MB) of the dense architecture: the denominators for every ticket of it.
         A saved ticket's own module is its dense architecture (its model may be user code the zoo lacks)."""
-        mkw = self.ctx.model_kwargs(data, case.ticket) if case.ticket_dir is None else {}  # imported: no options
-        key = json.dumps([case.ticket.model, data.name, mkw, str(case.ticket_dir or "")], default=str)
+        key = self._dense_key(case, data)
         if key not in self._dense_refs:
             dense_model = (  # fresh_model builds on the training device; a saved ticket's module is its own dense
                 self.ctx.fresh_model(case.ticket, data).cpu() if case.ticket_dir is None else ticket.model
@@ -457,6 +490,96 @@ def _int8_agreement(session: Any, onnx_path: Path, data: DataBundle) -> dict[str
         cols["int8_fallback_layers"] = len(report.fallback_layers)
         cols["int8_note"] += "; " + report.summary()
     return cols
+
+
+@dataclass
+class PowerState:
+    """The power side of a measurement: the sampler (None without a power source), why not, the idle baseline."""
+
+    sampler: PowerSampler | None = None
+    note: str = ""
+    idle: IdleBaseline | None = None
+
+    @property
+    def source(self) -> str:
+        return self.sampler.reader.source if self.sampler else "none"
+
+    def stop(self) -> None:
+        if self.sampler:
+            self.sampler.stop()
+
+
+def start_power(device: DeviceAdapter, rate_hz: float = 50.0, idle_seconds: float = 0.0) -> PowerState:
+    """Start sampling the device's power source (if any) and measure the idle baseline first when asked."""
+    reader, why = device.power_reader()
+    if reader is None:
+        return PowerState(note=why)
+    sampler = PowerSampler(reader, rate_hz=rate_hz).start()
+    idle = measure_idle(sampler, idle_seconds) if idle_seconds > 0 else None
+    if idle:
+        log.info("idle baseline: %.2f W over %.1f s", idle.watts, idle.seconds)
+    return PowerState(sampler, "", idle)
+
+
+@dataclass
+class BatchMeasurement:
+    batch_size: int
+    latency: RoundedLatency
+    reference: RoundedLatency | None  # the dense reference, timed in the same rounds
+    energy: Window | None
+    round_ratios: np.ndarray | None  # per round: median of (case iteration ÷ the reference iteration beside it)
+    columns: dict[str, Any]  # results.csv columns: latency stats, rounds, spread, energy, throttle
+
+
+def measure_session(
+    session: Session,
+    input_shape: tuple[int, ...],
+    m: MeasureConfig,
+    power: PowerState,
+    reference: Session | None = None,
+) -> list[BatchMeasurement]:
+    """Every batch size of one prepared model in m.rounds interleaved rounds (the dense reference beside it in each
+    round), and the latency and per-inference energy columns of each batch's row. `bench run` and `bench measure`
+    both measure through here, so the two commands cannot disagree on method."""
+    cfg = LatencyConfig(
+        warmup_iterations=m.warmup_iterations, min_iterations=m.min_iterations, min_seconds=m.min_seconds
+    )
+    targets: list[tuple[Session, np.ndarray]] = []
+    for bs in m.batch_sizes:
+        x = np.random.default_rng(0).standard_normal((bs, *input_shape), dtype=np.float32)
+        targets += [(session, x)] + ([(reference, x)] if reference is not None else [])
+    # no power trace to attribute: alternate the case and its reference iteration by iteration (steadier ratios)
+    timed = iter(measure_rounds(targets, cfg, m.rounds, "window" if power.sampler else "iteration"))
+    out = []
+    for bs in m.batch_sizes:
+        lat = next(timed)
+        ref = next(timed) if reference is not None else None
+        e_lat = energy_window(power.sampler, "latency", lat.rounds[0].t0, lat.rounds[-1].t1, lat.segments)
+        n_inf = len(lat.samples_ms) * bs
+        columns = {
+            **lat.stats,
+            "latency_samples": len(lat.samples_ms),
+            "power_source": power.source,
+            **inference_energy_columns(e_lat, n_inf, power.idle, power.sampler is not None, power.note),
+            "throttled": lat.throttled,
+            "throttle_note": lat.throttle_note or None,
+        }
+        out.append(BatchMeasurement(bs, lat, ref, e_lat, paired_ratios(lat, ref), columns))
+    return out
+
+
+def paired_ratios(lat: RoundedLatency, ref: RoundedLatency | None) -> np.ndarray | None:
+    """Per round, the median of case iteration i ÷ reference iteration i when the two alternated iteration by
+    iteration: adjacent iterations share the machine's state (a core taken by another tenant slows both), so the
+    pairwise ratio cancels it where a ratio of two medians still mixes different states. Else the ratio of medians."""
+    if ref is None:
+        return None
+    out = []
+    for a, b in zip(lat.rounds, ref.rounds):
+        paired = a.t0 == b.t0 and len(a.samples_ms) == len(b.samples_ms)  # same interleaved window
+        a_ms, b_ms = a.samples_ms, b.samples_ms
+        out.append(float(np.median(a_ms / b_ms) if paired else np.median(a_ms) / np.median(b_ms)))
+    return np.array(out)
 
 
 def _numpy_batches(data: DataBundle, batch_size: int):

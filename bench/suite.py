@@ -37,9 +37,10 @@ PRECISIONS = ("fp32", "fp16", "int8")
 @dataclass
 class MeasureConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [1])
-    min_iterations: int = 50
-    min_seconds: float = 1.0
+    min_iterations: int = 50  # per (case, batch) over all rounds
+    min_seconds: float = 1.0  # per (case, batch) over all rounds
     warmup_iterations: int = 10
+    rounds: int = 5  # interleaved timing windows per (case, batch), dense reference beside: the regression test's unit
     precision: str = "fp32"  # one precision; `precisions` (when given) replaces it with several
     idle_seconds: float = 0.0  # idle power baseline measured once before the cases (0 = off); reported beside energy
     precisions: list[str] | None = None  # e.g. ["fp32", "int8"]: one row per precision, the ticket built once

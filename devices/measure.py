@@ -8,14 +8,19 @@
 - Every session (devices/base.py) has `snapshot()` (clocks, temperatures, throttle reasons; {} when none),
   taken before and after each window, `min_window_s` (power counters update slowly: NVML), which lengthens
   the latency window, and `prepare(batch_size)`, called before anything of that batch size is timed.
+- Rounds: one long window per case hides between-window drift (frequency, caches, other tenants) behind
+  thousands of autocorrelated samples. `measure_rounds` splits the budget into k short windows interleaved
+  across its targets (a case and its dense reference), so drift hits them alike and the spread of the
+  per-round medians is the run's own estimate of between-window noise: the unit a regression test needs.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -129,6 +134,139 @@ def measure_latency(session: Session, x: np.ndarray, cfg: LatencyConfig | None =
     t1 = time.monotonic()
     throttled, note = detect_throttle(before, _snapshot(session))
     return LatencyResult(np.array(samples), int(x.shape[0]), t0, t1, throttled, note)
+
+
+def round_cv(values: np.ndarray) -> float | None:
+    """Between-round spread: sample std / mean of per-round statistics (None with fewer than 2 rounds)."""
+    v = np.asarray(values, dtype=float)
+    if v.size < 2 or not np.all(np.isfinite(v)) or v.mean() <= 0:
+        return None
+    return float(v.std(ddof=1) / v.mean())
+
+
+@dataclass
+class RoundedLatency:
+    """One target's k interleaved windows: every iteration kept, plus the per-round medians (ms)."""
+
+    rounds: list[LatencyResult]
+
+    @property
+    def batch_size(self) -> int:
+        return self.rounds[0].batch_size
+
+    @property
+    def samples_ms(self) -> np.ndarray:
+        return np.concatenate([r.samples_ms for r in self.rounds])
+
+    @property
+    def round_index(self) -> np.ndarray:
+        """The round of each sample in samples_ms."""
+        return np.concatenate([np.full(len(r.samples_ms), i) for i, r in enumerate(self.rounds)])
+
+    @property
+    def round_medians_ms(self) -> np.ndarray:
+        return np.array([float(np.median(r.samples_ms)) for r in self.rounds])
+
+    @property
+    def segments(self) -> list[tuple[float, float]]:
+        """The timed windows (monotonic s): energy integrates over these only, not the other targets' windows."""
+        return [(r.t0, r.t1) for r in self.rounds]
+
+    @property
+    def throttled(self) -> bool | None:
+        flags = [r.throttled for r in self.rounds if r.throttled is not None]
+        return any(flags) if flags else None
+
+    @property
+    def throttle_note(self) -> str:
+        return "; ".join(dict.fromkeys(r.throttle_note for r in self.rounds if r.throttle_note))
+
+    @property
+    def stats(self) -> dict[str, float | int | None]:
+        """p50/p90/p99/mean/std/throughput over all iterations, plus the round count and between-round spread."""
+        return {
+            **latency_stats(self.samples_ms, self.batch_size),
+            "latency_rounds": len(self.rounds),
+            "latency_ms_round_cv": round_cv(self.round_medians_ms),
+        }
+
+
+def round_config(cfg: LatencyConfig, rounds: int, first: bool) -> LatencyConfig:
+    """One round's window: the budget (min iterations and seconds) split evenly over the rounds; the first round
+    warms up as configured, later ones briefly (the session is warm, only caches need refilling)."""
+    per_round = replace(
+        cfg, min_iterations=max(1, math.ceil(cfg.min_iterations / rounds)), min_seconds=cfg.min_seconds / rounds
+    )
+    return per_round if first else replace(per_round, warmup_iterations=2, warmup_seconds=0.0)
+
+
+def _interleaved_round(targets: Sequence[tuple[Session, np.ndarray]], cfg: LatencyConfig) -> list[LatencyResult]:
+    """One round in which the targets alternate iteration by iteration (A B A B ...), until each has
+    cfg.min_iterations samples and the round has lasted cfg.min_seconds per target. Adjacent iterations see the
+    same machine (a core freed or taken by another tenant), so the per-round ratio of their medians stays steady
+    under load where two back-to-back windows would not."""
+    for session, x in targets:
+        t_end = time.perf_counter() + cfg.warmup_seconds
+        i = 0
+        while i < cfg.warmup_iterations or time.perf_counter() < t_end:
+            session.run(x)
+            i += 1
+        session.sync()
+    before = [_snapshot(s) for s, _ in targets]
+    samples: list[list[float]] = [[] for _ in targets]
+    t0 = time.monotonic()
+    start = time.perf_counter()
+    budget = cfg.min_seconds * len(targets)
+    while min(len(v) for v in samples) < cfg.max_iterations and (
+        min(len(v) for v in samples) < cfg.min_iterations or time.perf_counter() - start < budget
+    ):
+        for (session, x), out in zip(targets, samples):
+            a = time.perf_counter()
+            session.run(x)
+            session.sync()
+            out.append((time.perf_counter() - a) * 1e3)
+    t1 = time.monotonic()
+    results = []
+    for (session, x), snap, v in zip(targets, before, samples):
+        throttled, note = detect_throttle(snap, _snapshot(session))
+        results.append(LatencyResult(np.array(v), int(x.shape[0]), t0, t1, throttled, note))
+    return results
+
+
+def measure_rounds(
+    targets: Sequence[tuple[Session, np.ndarray]],
+    cfg: LatencyConfig | None = None,
+    rounds: int = 5,
+    interleave: str = "window",
+) -> list[RoundedLatency]:
+    """Time every (session, input) in `rounds` interleaved rounds: round 1 of each, then round 2 of each, ...
+
+    interleave="window": within a round each target gets its own contiguous window (what a power trace needs:
+    energy integrates over a target's windows only). interleave="iteration": within a round the targets alternate
+    iteration by iteration, among targets of the same input shape (steadier ratios on a shared machine; windows
+    overlap, so no per-target energy).
+    Sessions that time themselves (trtexec) always get windows. A load change during the measurement hits every
+    target alike, and each target's per-round medians show the run's own between-round noise.
+    Returns one RoundedLatency per target, in order.
+    """
+    cfg = cfg or LatencyConfig()
+    if rounds < 1:
+        raise ValueError(f"rounds must be ≥ 1, got {rounds}")
+    if interleave not in ("window", "iteration"):
+        raise ValueError(f"interleave must be 'window' or 'iteration', got {interleave!r}")
+    by_iteration = interleave == "iteration" and not any(s.self_timed for s, _ in targets)
+    out: list[list[LatencyResult]] = [[] for _ in targets]
+    for k in range(rounds):
+        rcfg = round_config(cfg, rounds, first=k == 0)
+        if by_iteration:  # alternate only targets of the same input shape: a shape change costs re-planning
+            for shape in dict.fromkeys(x.shape for _, x in targets):
+                idx = [i for i, (_, x) in enumerate(targets) if x.shape == shape]
+                for i, res in zip(idx, _interleaved_round([targets[i] for i in idx], rcfg)):
+                    out[i].append(res)
+            continue
+        for i, (session, x) in enumerate(targets):
+            out[i].append(measure_latency(session, x, rcfg))
+    return [RoundedLatency(r) for r in out]
 
 
 @dataclass

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 import pandas as pd
 
 from ticketbench.reports.pages import markdown_table, render_page
 
-COLUMNS = ["case_id", "device", "batch_size", "metric", "baseline", "current", "change", "floor", "p_value", "test",
-           "verdict"]  # fmt: skip
+COLUMNS = ["case_id", "device", "batch_size", "metric", "baseline", "current", "change", "spread", "floor", "p_value",
+           "test", "verdict"]  # fmt: skip
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]~])")  # `|` is escaped by markdown_table itself
+
+
+def md_escape(text: str) -> str:
+    """Text as inert markdown: HTML escaped (no tag or entity survives), markdown punctuation backslash-escaped
+    (no emphasis, link, code span or table cell break). Case names come from other people's suites and runs."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False)).replace("\n", " ")
+
+
+def _escaped(df: pd.DataFrame) -> pd.DataFrame:
+    return df.astype(object).map(lambda v: md_escape(v) if isinstance(v, str) else v)
 
 
 def _summary(table: pd.DataFrame, baseline: str, current: str) -> list[str]:
@@ -26,12 +40,12 @@ def _view(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison_markdown(table: pd.DataFrame, baseline: str, current: str) -> str:
-    lines = _summary(table, baseline, current)
+    lines = [md_escape(x) for x in _summary(table, baseline, current)]
     flagged = table["verdict"].isin(["regression", "failed"])
     out = [f"# ticketbench compare\n\n**{lines[0]}**\n", *(f"{x}\n" for x in lines[1:])]
     if flagged.any():
-        out += ["\n## Flagged\n\n", markdown_table(_view(table[flagged]))]
-    out += ["\n## All findings\n\n", markdown_table(_view(table))]
+        out += ["\n## Flagged\n\n", markdown_table(_escaped(_view(table[flagged])))]
+    out += ["\n## All findings\n\n", markdown_table(_escaped(_view(table)))]
     return "".join(out)
 
 

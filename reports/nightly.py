@@ -1,13 +1,18 @@
-"""The nightly farm summary: outcome per device, status history, and metric trends over nights per device."""
+"""The nightly farm summary: outcome per device, status history, metric trends over nights per device, and the
+steps in those trends that persisted (bench.regression.trend_steps: one bad night is not a step)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from ticketbench.reports import plots
+from ticketbench.reports.compare import md_escape
 from ticketbench.reports.pages import markdown_table, render_page
 
 OUTCOME_COLUMNS = ["device", "suite", "status", "regressions", "run_id", "baseline_run_id", "message"]
+STEP_COLUMNS = ["farm_device", "suite", "case_id", "batch_size", "metric", "night", "before", "after", "change",
+                "nights", "worse"]  # fmt: skip
+STEPS_HEADING = "Steps that persisted (≥ 2 nights at the new level)"
 TREND_LABELS = {
     "latency_ms_p50": "latency p50 (ms)",
     "accuracy_top1": "top-1 accuracy (%)",
@@ -34,26 +39,44 @@ def _history(nights: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def night_markdown(night: str, outcomes: pd.DataFrame, nights: pd.DataFrame) -> str:
+def _md(df: pd.DataFrame) -> str:
+    return markdown_table(df.astype(object).map(lambda v: md_escape(v) if isinstance(v, str) else v))
+
+
+def _steps(steps: pd.DataFrame | None) -> pd.DataFrame:
+    return (steps if steps is not None else pd.DataFrame()).reindex(columns=STEP_COLUMNS)
+
+
+def night_markdown(night: str, outcomes: pd.DataFrame, nights: pd.DataFrame, steps: pd.DataFrame | None = None) -> str:
     return "".join(
         [
-            f"# ticketbench nightly {night}\n\n**{_headline(night, outcomes)[0]}**\n\n",
-            markdown_table(outcomes.reindex(columns=OUTCOME_COLUMNS)),
+            f"# ticketbench nightly {md_escape(night)}\n\n**{md_escape(_headline(night, outcomes)[0])}**\n\n",
+            _md(outcomes.reindex(columns=OUTCOME_COLUMNS)),
+            f"\n## {STEPS_HEADING}\n\n",
+            _md(_steps(steps)),
             "\n## History\n\n",
-            markdown_table(_history(nights)),
+            _md(_history(nights)),
         ]
     )
 
 
-def night_html(night: str, outcomes: pd.DataFrame, nights: pd.DataFrame, trends: dict[str, pd.DataFrame]) -> str:
+def night_html(
+    night: str,
+    outcomes: pd.DataFrame,
+    nights: pd.DataFrame,
+    trends: dict[str, pd.DataFrame],
+    steps: pd.DataFrame | None = None,
+) -> str:
     figures = [
         (f"Trend: {TREND_LABELS.get(m, m)}", plots.trend(df, TREND_LABELS.get(m, m))) for m, df in trends.items()
     ]
+    st = _steps(steps)
     return render_page(
         f"ticketbench nightly {night}",
         _headline(night, outcomes),
         [
             ("Outcomes", outcomes.reindex(columns=OUTCOME_COLUMNS), outcomes["status"] != "ok"),
+            (STEPS_HEADING, st, st["worse"].fillna(False).astype(bool)),
             ("History", _history(nights), None),
         ],
         figures,

@@ -176,3 +176,87 @@ def test_inference_energy_columns_hand_computed():
     assert none["energy_mj_per_inference"] is None and none["power_note"] == "no RAPL here"
     missed = inference_energy_columns(None, 200, None, sampling=True)
     assert missed["energy_mj_per_inference"] is None and missed["power_note"] == UNCOVERED
+
+
+def test_rounds_interleave_targets_and_split_the_budget():
+    """Round 1 of every target, then round 2 of every target...; the budget is split evenly over the rounds."""
+    from ticketbench.devices.measure import measure_rounds
+
+    order = []
+
+    class Tagged(CountingSession):
+        def __init__(self, tag):
+            super().__init__()
+            self.tag = tag
+
+        def run(self, x):
+            if not order or order[-1] != self.tag:
+                order.append(self.tag)
+            return super().run(x)
+
+    a, b = Tagged("a"), Tagged("b")
+    cfg = LatencyConfig(warmup_iterations=3, warmup_seconds=0.0, min_iterations=20, min_seconds=0.0)
+    res = measure_rounds([(a, np.zeros((2, 4), np.float32)), (b, np.zeros((1, 4), np.float32))], cfg, rounds=4)
+    assert order == ["a", "b"] * 4
+    assert [len(r.samples_ms) for r in res[0].rounds] == [5] * 4  # 20 iterations over 4 rounds
+    assert a.runs == 3 + 5 + 3 * (2 + 5)  # the first round warms up as configured, later ones with 2 iterations
+    assert len(res[0].samples_ms) == 20 and list(res[0].round_index) == [0] * 5 + [1] * 5 + [2] * 5 + [3] * 5
+    assert res[1].batch_size == 1 and len(res[0].segments) == 4
+    assert all(s0[1] <= s1[0] for s0, s1 in zip(res[0].segments, res[0].segments[1:]))  # b's windows lie between
+
+
+def test_round_statistics_by_hand():
+    from ticketbench.devices.measure import RoundedLatency, round_cv
+
+    lat = RoundedLatency(
+        [LatencyResult(np.array(v), 4, 0.0, 1.0) for v in ([1.0, 2.0, 3.0], [2.0, 2.0, 9.0], [3.0, 4.0, 5.0])]
+    )
+    assert list(lat.round_medians_ms) == [2.0, 2.0, 4.0]
+    s = lat.stats
+    assert s["latency_rounds"] == 3
+    assert s["latency_ms_round_cv"] == pytest.approx(np.std([2, 2, 4], ddof=1) / (8 / 3))
+    assert s["latency_ms_p50"] == 3.0  # over all nine iterations, not the per-round medians
+    assert round_cv(np.array([2.0])) is None
+
+
+def test_rounds_must_be_positive():
+    from ticketbench.devices.measure import measure_rounds
+
+    with pytest.raises(ValueError, match="rounds"):
+        measure_rounds([(CountingSession(), np.zeros((1, 4), np.float32))], rounds=0)
+
+
+def test_iteration_interleave_alternates_same_shaped_targets():
+    from ticketbench.devices.measure import measure_rounds
+
+    order = []
+
+    class Tagged(CountingSession):
+        def __init__(self, tag):
+            super().__init__()
+            self.tag = tag
+
+        def run(self, x):
+            order.append((self.tag, len(x)))
+            return super().run(x)
+
+    a, b = Tagged("a"), Tagged("b")
+    x1, x2 = np.zeros((1, 4), np.float32), np.zeros((2, 4), np.float32)
+    cfg = LatencyConfig(warmup_iterations=0, warmup_seconds=0.0, min_iterations=6, min_seconds=0.0)
+    res = measure_rounds([(a, x1), (b, x1), (a, x2), (b, x2)], cfg, rounds=2, interleave="iteration")
+    assert order[:6] == [("a", 1), ("b", 1)] * 3 and order[6:12] == [("a", 2), ("b", 2)] * 3  # round 1
+    assert [len(r.samples_ms) for r in res] == [6, 6, 6, 6] and all(len(r.rounds) == 2 for r in res)
+    assert res[0].rounds[0].t0 == res[1].rounds[0].t0  # one shared window per round and shape
+
+
+def test_self_timing_sessions_always_get_windows():
+    from ticketbench.devices.measure import measure_rounds
+
+    class SelfTimed:
+        backend = "self"
+
+        def timed_run(self, x, cfg):
+            return LatencyResult(np.array([1.0, 3.0]), len(x), 10.0, 11.0)
+
+    res = measure_rounds([(SelfTimed(), np.zeros((1, 1)))], rounds=3, interleave="iteration")
+    assert res[0].round_medians_ms.tolist() == [2.0, 2.0, 2.0]

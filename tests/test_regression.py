@@ -1,4 +1,9 @@
-"""Regression detection: synthetic samples with known shifts (none, 2%, 10%) and hand-checked decisions."""
+"""Regression detection: synthetic samples with known shifts (none, 2%, 10%) and hand-checked decisions.
+
+Rounds: `add_rounds` models what a shared machine does to k interleaved rounds: a machine factor per round shared
+by the case and its dense reference (the run's level, and its drift within the run), plus independent noise per
+window. benchmarks/bench_regression_gate.py measures the same gate on real runs.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,10 @@ from ticketbench.bench.regression import (
     RunRef,
     compare_runs,
     energy_ratio_lower_bound,
+    gate,
     latency_test,
     load_ref,
+    round_test,
     verdict_for,
 )
 
@@ -135,11 +142,11 @@ def test_cli_compare_exit_codes_and_outputs(tmp_path, capsys):
     assert (
         main(["compare", str(base), str(slow), "--md", str(tmp_path / "o.md"), "--html", str(tmp_path / "o.html")]) == 1
     )
-    out = capsys.readouterr().out
-    assert "regression(s) flagged" in out and "mann-whitney" in out
+    cap = capsys.readouterr()
+    assert "regression(s) flagged" in cap.err and "mann-whitney" in cap.out
     md = (tmp_path / "o.md").read_text()
     assert md.startswith("# ticketbench compare\n\n**REGRESSION: ")
-    assert md.count("| latency_ms_p50 |") == 20  # 10 rows flagged, listed again among all findings
+    assert md.count("| latency\\_ms\\_p50 |") == 20  # 10 rows flagged, listed again among all findings
     assert '<tr class="bad">' in (tmp_path / "o.html").read_text()
     assert main(["compare", str(base), str(slow), "--threshold", "0.2"]) == 0  # 10% is under a 20% floor
     assert main(["compare", str(base), str(tmp_path / "nope")]) == 2
@@ -157,3 +164,231 @@ def test_compare_by_run_id_from_the_store(tmp_path, monkeypatch):
     assert main(["compare", "B", "X", "--db", db, "--md", "o.md"]) == 1
     assert "REGRESSION" in (tmp_path / "o.md").read_text()
     assert main(["compare", "B", "nope", "--db", db]) == 2
+
+
+# -- rounds: the unit of the test ----------------------------------------------------------------------
+def add_rounds(
+    root, seed: int, *, k: int = 5, level: float = 1.0, round_sigma: float = 0.03, noise: float = 0.01, slower=None
+):
+    """samples/*-rounds.csv for every ok row of a make_run_dir run. Each round's machine factor (the run's
+    `level` × lognormal(round_sigma)) hits the case and its dense reference alike; `noise` is per window;
+    `slower` = {case_id: factor} makes a case genuinely slower (its reference is not)."""
+    rng = np.random.default_rng(seed)
+    df = pd.read_csv(root / "results.csv")
+    dense = {r.batch_size: r.latency_ms_p50 for r in df.itertuples() if r.method == "dense" and r.status == "ok"}
+    for r in df[df["status"] == "ok"].itertuples():
+        machine = level * rng.lognormal(0.0, round_sigma, k)
+        case = r.latency_ms_p50 * (slower or {}).get(r.case_id, 1.0) * machine * rng.lognormal(0.0, noise, k)
+        ref = dense[r.batch_size] * machine * rng.lognormal(0.0, noise, k)
+        lines = [
+            f"{i},{c:.6f},{'' if r.method == 'dense' else f'{d:.6f}'},20" for i, (c, d) in enumerate(zip(case, ref))
+        ]
+        text = "round,latency_ms_median,reference_ms_median,iterations\n" + "\n".join(lines) + "\n"
+        (root / r.samples_file.replace("-latency.csv", "-rounds.csv")).write_text(text)
+    return root
+
+
+def _rounds_pair(tmp_path, seed: int, cur_level: float = 1.0, base_sigma: float = 0.03, slower=None):
+    base = add_rounds(make_run_dir(tmp_path / f"b{seed}", "B", seed=2 * seed), 2 * seed, round_sigma=base_sigma)
+    cur = add_rounds(make_run_dir(tmp_path / f"c{seed}", "C", seed=2 * seed + 1), 2 * seed + 1, level=cur_level,
+                     slower=slower)  # fmt: skip
+    return load_ref(str(base)), load_ref(str(cur))
+
+
+def _latency(comp) -> pd.DataFrame:
+    t = comp.table()
+    return t[t["metric"] == "latency_ms_p50"].assign(dense=lambda d: d["case_id"] == "c-dense")
+
+
+def test_round_test_is_a_ratio_test_on_rounds():
+    base = np.array([1.0, 1.02, 0.98, 1.01, 0.99])
+    change, p = round_test(base, base * 1.2)
+    assert change == pytest.approx(0.2) and p < 1e-4
+    assert round_test(base, base * 0.8)[1] > 0.99  # faster: one-sided
+    assert round_test(base, base)[1] == pytest.approx(0.5)
+    assert round_test(np.ones(3), np.ones(3) * 1.1) == (pytest.approx(0.1), 0.0)  # no spread at all: exact
+
+
+def test_machine_drift_between_identical_runs_never_flags_a_ticket(tmp_path):
+    """The whole current run on a machine 15% slower or faster (another tenant): every ticket's per-round ratio to
+    the dense reference is unchanged, so no ticket row is flagged; the drift shows only on the dense time."""
+    flagged = 0
+    for seed, level in enumerate([0.85, 0.9, 1.0, 1.1, 1.15] * 4):
+        lat = _latency(compare_runs(*_rounds_pair(tmp_path, seed, cur_level=level), CFG))
+        assert set(lat[~lat["dense"]]["test"]) == {"welch-rounds/dense"} and set(lat[lat["dense"]]["test"]) == {
+            "welch-rounds"
+        }
+        flagged += int((lat[~lat["dense"]]["verdict"] == "regression").sum())
+    assert flagged == 0
+
+
+def test_a_ticket_made_fifteen_percent_slower_is_flagged_despite_drift(tmp_path):
+    for seed, level in enumerate([0.9, 1.0, 1.1, 0.95, 1.05] * 2):
+        lat = _latency(compare_runs(*_rounds_pair(tmp_path, seed, cur_level=level, slower={"c-mag80": 1.15}), CFG))
+        hit = lat[lat["verdict"] == "regression"]
+        assert set(hit[~hit["dense"]]["case_id"]) == {"c-mag80"} and len(hit[~hit["dense"]]) == 2  # both batches
+        assert hit[hit["case_id"] == "c-mag80"]["change"].between(0.08, 0.22).all()
+
+
+def test_floor_is_the_larger_of_the_configured_floor_and_the_baselines_spread(tmp_path):
+    quiet = _latency(compare_runs(*_rounds_pair(tmp_path, 1, base_sigma=0.005), CFG))
+    assert np.allclose(quiet["floor"], np.maximum(CFG.latency_floor, 3 * quiet["spread"]))
+    assert quiet["floor"].between(0.05, 0.08).all()  # 3 × a 1-2% spread: the configured 5% mostly wins
+    noisy = _latency(compare_runs(*_rounds_pair(tmp_path, 2, base_sigma=0.10), CFG))
+    dense = noisy[noisy["dense"]]
+    # a time must clear the dense reference's spread over the whole baseline run (~10%), not only its own rounds
+    assert (dense["floor"] > 0.15).all() and (dense["floor"] == 3 * dense["spread"]).all()
+    tickets = noisy[~noisy["dense"]]  # ratios: the shared machine factor cancels, so their spread stays small
+    assert (tickets["floor"] < 0.15).all()
+
+
+def test_a_global_slowdown_fires_on_the_dense_time_unless_the_baseline_wandered_as_much(tmp_path):
+    slow = _latency(compare_runs(*_rounds_pair(tmp_path, 3, cur_level=1.25, base_sigma=0.01), CFG))
+    assert set(slow[slow["dense"]]["verdict"]) == {"regression"}
+    # the baseline's own reference wandered by ~12% within its run: a 15% shift of the time is within what it does
+    wandering = pd.concat(
+        [_latency(compare_runs(*_rounds_pair(tmp_path, s, cur_level=1.15, base_sigma=0.12), CFG)) for s in range(10)]
+    )
+    assert (wandering[wandering["dense"]]["verdict"] == "regression").sum() <= 2  # of 20 dense rows
+
+
+def test_normalize_none_tests_times(tmp_path):
+    lat = _latency(compare_runs(*_rounds_pair(tmp_path, 5), CompareConfig(normalize="none")))
+    assert set(lat["test"]) == {"welch-rounds"}
+
+
+# -- the gate: it must not pass on nothing -----------------------------------------------------------------
+def _gate_main(tmp_path, capsys, base, cur, *extra) -> tuple[int, str]:
+    code = main(["compare", str(base), str(cur), "--md", str(tmp_path / "g.md"), *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err[-1] if err else ""
+
+
+def test_gate_fails_when_current_lost_cases_unless_allowed(tmp_path, capsys):
+    base = make_run_dir(tmp_path / "b", "B", seed=1)
+    cur = make_run_dir(tmp_path / "c", "C", seed=2)
+    df = pd.read_csv(cur / "results.csv")
+    df[df["case_id"] != "c-mag80"].to_csv(cur / "results.csv", index=False)
+    code, reason = _gate_main(tmp_path, capsys, base, cur)
+    assert (
+        code == 1 and reason.startswith("CURRENT lost 2 of 10 baseline row(s) (first: c-mag80") and "\n" not in reason
+    )
+    assert _gate_main(tmp_path, capsys, base, cur, "--allow-missing")[0] == 0
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "",  # empty file
+        ",".join(["run_id", "case_id", "device", "backend", "precision", "batch_size", "status"]) + "\n",  # header
+        "garbage\n\x00\x01 not, a, csv\n,,,,,,,,\n",
+        b"\x89PNG\r\n\x1a\n\xff\xfe binary",
+    ],
+    ids=["empty", "header-only", "garbage-text", "binary"],
+)
+def test_gate_fails_when_nothing_is_comparable(tmp_path, capsys, content):
+    base = make_run_dir(tmp_path / "b", "B", seed=1)
+    cur = tmp_path / "c"
+    cur.mkdir()
+    target = cur / "results.csv"
+    target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
+    code, reason = _gate_main(tmp_path, capsys, base, cur, "--allow-missing")
+    assert code == 1 and reason.startswith("nothing comparable: ")
+
+
+def test_gate_fails_on_a_run_of_another_suite(tmp_path, capsys):
+    base = make_run_dir(tmp_path / "b", "B", seed=1)
+    other = make_run_dir(tmp_path / "o", "O", seed=2)
+    df = pd.read_csv(other / "results.csv")
+    df.assign(case_id="other-" + df["case_id"]).to_csv(other / "results.csv", index=False)
+    code, reason = _gate_main(tmp_path, capsys, base, other, "--allow-missing")
+    assert code == 1 and reason.startswith("nothing comparable: none of the baseline's 10 row(s)")
+
+
+def test_gate_passes_identical_runs_and_prints_both_floors(tmp_path, capsys):
+    base, cur = (add_rounds(make_run_dir(tmp_path / n, n, seed=i), i) for i, n in enumerate("BC"))
+    assert main(["compare", str(base), str(cur)]) == 0
+    out = capsys.readouterr().out
+    assert "latency floor = max(5%, 3 × baseline between-round spread)" in out and "spread" in out
+    comp = compare_runs(load_ref(str(base)), load_ref(str(cur)))
+    assert gate(comp, load_ref(str(base)), load_ref(str(cur))) == (0, "no significant regression above the floors")
+
+
+def test_compare_markdown_escapes_case_names(tmp_path):
+    from ticketbench.reports.compare import comparison_markdown
+
+    evil = "<img src=x onerror=alert(1)>*[x](javascript:y)*|`z`"
+    table = pd.DataFrame(
+        [dict(case_id=evil, device="cpu", batch_size=1, metric="status", verdict="failed", test="status")]
+    )
+    md = comparison_markdown(table, "<b>B</b>", "C_1")
+    assert "<img" not in md and "<b>" not in md and "&lt;img src=x onerror=alert(1)&gt;" in md
+    assert "\\*\\[x\\](javascript:y)\\*\\|\\`z\\`" in md  # no emphasis, link, cell break or code span survives
+    assert "&lt;b&gt;B&lt;/b&gt;" in md and "C\\_1" in md
+
+
+# -- trends: a step only when it persists ------------------------------------------------------------------
+def _series(levels, sigma=0.02, seed=0):
+    return np.asarray(levels, dtype=float) * np.random.default_rng(seed).lognormal(0.0, sigma, len(levels))
+
+
+def test_a_step_that_holds_is_found_where_it_starts():
+    from ticketbench.bench.regression import persistent_steps
+
+    (step,) = persistent_steps(_series([1.0] * 8 + [1.2] * 6))
+    assert step["index"] == 8 and step["nights"] == 6 and step["change"] == pytest.approx(0.2, abs=0.04)
+
+
+@pytest.mark.parametrize(
+    "levels",
+    [[1.0] * 6 + [1.5] + [1.0] * 6, [1.0] * 9 + [1.3], [1.0] * 12, [0.5] * 3 + [2.0] + [0.5] * 3],
+    ids=["one-bad-night", "last-night-only", "flat", "spike"],
+)
+def test_one_bad_night_is_not_a_step(levels):
+    from ticketbench.bench.regression import persistent_steps
+
+    assert persistent_steps(_series(levels)) == []
+
+
+def test_a_new_level_counts_once_it_held_two_nights():
+    from ticketbench.bench.regression import persistent_steps
+
+    assert persistent_steps(_series([1.0] * 8 + [1.3] * 2))[0]["nights"] == 2
+
+
+def test_trend_steps_and_the_nightly_summary_mark_only_persistent_steps():
+    from ticketbench.bench.regression import trend_steps
+    from ticketbench.reports.nightly import night_html, night_markdown
+
+    nights = [f"n{i:02d}" for i in range(12)]
+    slow = _series([1.0] * 6 + [1.25] * 6, seed=1)
+    spiky = _series([2.0] * 5 + [3.0] + [2.0] * 6, seed=2)
+    acc = [95.0] * 7 + [90.0] * 5
+    long = pd.concat(
+        [
+            pd.DataFrame({"night": nights, "case_id": "c-slow", "value": slow, "metric": "latency_ms_p50"}),
+            pd.DataFrame({"night": nights, "case_id": "<i>c-spiky</i>", "value": spiky, "metric": "latency_ms_p50"}),
+            pd.DataFrame({"night": nights, "case_id": "c-slow", "value": acc, "metric": "accuracy_top1"}),
+        ]
+    ).assign(farm_device="dev", suite="quick", batch_size=1)
+    steps = trend_steps(long)
+    assert list(zip(steps["case_id"], steps["metric"], steps["night"], steps["worse"])) == [
+        ("c-slow", "accuracy_top1", "n07", True),
+        ("c-slow", "latency_ms_p50", "n06", True),
+    ]
+    outcomes = pd.DataFrame([{"device": "dev", "suite": "quick", "status": "ok"}])
+    md = night_markdown("n11", outcomes, pd.DataFrame(), steps)
+    assert "## Steps that persisted" in md and md.count("| c-slow |") == 2 and "<i>" not in md
+    html = night_html("n11", outcomes, pd.DataFrame(), {}, steps)
+    assert html.count('<tr class="bad">') == 2
+
+
+def test_no_gate_times_reports_a_time_drift_without_flagging_it(tmp_path):
+    base, cur = _rounds_pair(tmp_path, 3, cur_level=1.4, base_sigma=0.01)  # the machine, not the code, is slower
+    lat = _latency(compare_runs(base, cur, CompareConfig(gate_times=False)))
+    assert set(lat[lat["dense"]]["verdict"]) == {"time-not-gated"}
+    assert not lat["verdict"].eq("regression").any()
+    slower = _latency(
+        compare_runs(*_rounds_pair(tmp_path, 4, slower={"c-mag80": 1.3}), CompareConfig(gate_times=False))
+    )
+    assert set(slower[slower["verdict"] == "regression"]["case_id"]) == {"c-mag80"}  # ratios still gate

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pandas as pd
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from ticketbench.bench import runner as runner_mod
 from ticketbench.bench.cli import main
 from ticketbench.devices.power import PowerReader
-from ticketbench.results import CONTRACT_COLUMNS
+from ticketbench.results import COLUMNS, CONTRACT_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,6 +66,55 @@ def test_results_values_are_consistent(tiny_run):
     if (df["power_source"] == "none").all():
         assert df["energy_mj_per_inference"].isna().all() and df["power_note"].notna().all()
     assert df["train_s_per_epoch"].gt(0).all()
+
+
+def test_rounds_and_dense_reference_are_recorded(tiny_run):
+    """Each (case, batch) is timed in 5 interleaved rounds; tickets are timed beside the dense reference in each."""
+    _, out, _ = tiny_run
+    df = pd.read_csv(out / "results.csv")
+    assert (df["latency_rounds"] == 5).all() and df["latency_ms_round_cv"].ge(0).all()
+    for r in df.itertuples():
+        lat = pd.read_csv(out / r.samples_file)
+        assert list(lat.columns) == ["latency_ms", "round"] and sorted(lat["round"].unique()) == [0, 1, 2, 3, 4]
+        assert len(lat) == r.latency_samples and lat["latency_ms"].median() == pytest.approx(r.latency_ms_p50)
+        rounds = pd.read_csv(out / r.samples_file.replace("-latency.csv", "-rounds.csv"))
+        assert list(rounds["round"]) == [0, 1, 2, 3, 4] and rounds["iterations"].sum() == r.latency_samples
+        medians = lat.groupby("round")["latency_ms"].median().to_numpy()
+        assert rounds["latency_ms_median"].to_numpy() == pytest.approx(medians, abs=1e-6)
+        # the dense row is its own reference; a ticket carries the dense architecture's time from the same rounds
+        assert rounds["reference_ms_median"].isna().all() == (r.method == "dense")
+        assert rounds["ratio_median"].isna().all() == (r.method == "dense")
+
+
+def test_paired_ratios_cancel_a_machine_state_shared_by_adjacent_iterations():
+    """A tenant takes a core for some iterations: case and reference iterations beside each other slow alike, so
+    the per-round median of their pairwise ratios is exact where the ratio of the two medians is not."""
+    from ticketbench.bench.runner import paired_ratios
+    from ticketbench.devices.measure import LatencyResult, RoundedLatency
+
+    machine = np.array([1.0, 1.0, 2.0, 2.0, 2.0, 1.0, 2.0])  # per iteration pair: 1 = free, 2 = core taken
+    case = RoundedLatency([LatencyResult(1.2 * machine, 1, 0.0, 1.0)])
+    ref = RoundedLatency([LatencyResult(machine * np.array([1, 1, 1, 1, 0.5, 2, 1]), 1, 0.0, 1.0)])  # noisy ref
+    assert paired_ratios(case, ref)[0] == pytest.approx(1.2)
+    apart = RoundedLatency([LatencyResult(machine[:3], 1, 5.0, 6.0)])  # separate windows: ratio of medians
+    assert paired_ratios(RoundedLatency([LatencyResult(1.2 * machine, 1, 0.0, 1.0)]), apart)[0] == pytest.approx(
+        1.2 * 2.0 / 1.0
+    )
+    assert paired_ratios(case, None) is None
+
+
+def test_bench_measure_goes_through_the_runner_measurement(tiny_run, monkeypatch, capsys):
+    _, out, _ = tiny_run
+    seen = []
+    real = runner_mod.measure_session
+    monkeypatch.setattr(runner_mod, "measure_session", lambda *a, **k: seen.append(a[2]) or real(*a, **k))
+    model = next((out / "tickets").glob("*dense*/model.onnx"))
+    args = ["measure", str(model), "--batch", "2", "--duration", "0.05", "--rounds", "3", "--json"]
+    assert main(args) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert seen and seen[0].rounds == 3 and seen[0].batch_sizes == [2]
+    assert set(row) == set(COLUMNS) and row["latency_rounds"] == 3 and row["batch_size"] == 2
+    assert row["status"] == "ok" and row["latency_ms_p50"] > 0 and row["power_source"]
 
 
 def test_report_is_self_contained(tiny_run):

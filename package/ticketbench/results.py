@@ -72,6 +72,8 @@ EXTRA_COLUMNS = [
     "int8_within_tolerance",  # int8: top-1 agreement ≥ the documented tolerance (models/quantize.py)
     "int8_fallback_layers",  # int8: compute layers not running int8 (ORT: left float; TensorRT: fp16/fp32 layers)
     "int8_note",  # int8: the agreement in words, and which layers fell back
+    "latency_rounds",  # interleaved timing rounds (windows) the latency samples come from
+    "latency_ms_round_cv",  # between-round spread: std / mean of the per-round median latencies
 ]
 
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS
