@@ -252,8 +252,9 @@ def test_iteration_interleave_alternates_same_shaped_targets():
 def test_self_timing_sessions_always_get_windows():
     from ticketbench.devices.measure import measure_rounds
 
-    class SelfTimed:
+    class SelfTimed(Session):
         backend = "self"
+        self_timed = True
 
         def timed_run(self, x, cfg):
             return LatencyResult(np.array([1.0, 3.0]), len(x), 10.0, 11.0)
