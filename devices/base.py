@@ -5,15 +5,19 @@ Every capability is declared here with its default, so callers use it without pr
 DeviceAdapter (one per device kind, registered in DEVICES)
     probe(host=None, **options)    classmethod: can it be used here, and why not (same signature everywhere)
     identity()                     device_name, versions, clocks, power mode (run.json and results)
-    load(onnx_path, precision, batch_size=None, module=None) -> Session
+    load(onnx_path, precision, batch_size=None, module=None, calibration=None) -> Session
                                    `module` is the PyTorch model the ONNX came from: only backends that run
-                                   PyTorch (gpu's torch-cuda) use it, every other adapter ignores it
+                                   PyTorch (gpu's torch-cuda) use it, every other adapter ignores it;
+                                   `calibration` is the int8 calibration set (float32 N×C×H×W) for adapters
+                                   whose int8_input is "calibrator", ignored by every other adapter
     power_reader()                 (reader, "") or (None, reason)
     snapshot()                     clocks/temperatures/throttle reasons now ({} = nothing to show)
     close()
     torch_device                   where PyTorch training epochs run (None = not on this device)
     channel_alignment              keep compacted channel counts a multiple of this
     precisions                     what load() accepts
+    int8_input                     how int8 is loaded: "qdq" (a quantized ONNX), "calibrator" (fp32 ONNX and
+                                   calibration=), "" (no int8)
     max_onnx_opset                 highest ONNX opset the device's parser takes (None = no limit below ours)
 
 Session (a prepared model; subclass it)
@@ -109,9 +113,15 @@ class DeviceAdapter:
         raise NotImplementedError
 
     def load(
-        self, onnx_path: Path, precision: str = "fp32", batch_size: int | None = None, module: Any | None = None
+        self,
+        onnx_path: Path,
+        precision: str = "fp32",
+        batch_size: int | None = None,
+        module: Any | None = None,
+        calibration: np.ndarray | None = None,
     ) -> Session:
-        """A session for the ONNX file; `batch_size` is prepared now when given, `module` is for torch backends."""
+        """A session for the ONNX file; `batch_size` is prepared now when given, `module` is for torch backends,
+        `calibration` (float32 N×C×H×W) is the int8 calibration set of "calibrator" adapters (int8_input)."""
         raise NotImplementedError
 
     def power_reader(self) -> tuple[PowerReader | None, str]:

@@ -85,8 +85,14 @@ class CpuDevice(DeviceAdapter):
         }
 
     def load(
-        self, onnx_path: Path, precision: str = "fp32", batch_size: int | None = None, module: Any | None = None
+        self,
+        onnx_path: Path,
+        precision: str = "fp32",
+        batch_size: int | None = None,
+        module: Any | None = None,
+        calibration: np.ndarray | None = None,
     ) -> OrtCpuSession:
+        """`module` and `calibration` are ignored: int8 here is a QDQ ONNX quantized beforehand (int8_input)."""
         if precision not in self.precisions:
             raise ValueError(f"cpu adapter runs {' and '.join(self.precisions)} (asked for {precision})")
         if precision == "int8" and not is_qdq(onnx_path):

@@ -66,6 +66,17 @@ def tensorrt_max_opset() -> int | None:
         return None
 
 
+def tensorrt_int8_refusal() -> str:
+    """Why the installed TensorRT cannot calibrate int8 ("" when it can; tensorrt_engine.int8_refusal)."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return "tensorrt not installed"
+    from ticketbench.devices.tensorrt_engine import int8_refusal
+
+    return int8_refusal(trt)
+
+
 def torch_cuda() -> bool:
     try:
         import torch
@@ -180,6 +191,10 @@ class GpuDevice(DeviceAdapter):
         self.backend = backend if backend != "auto" else (usable[0] if usable else "torch-cuda")
         self.precisions = ("fp32",) if self.backend == "onnxruntime-cuda" else ("fp32", "fp16")
         self.max_onnx_opset = tensorrt_max_opset() if self.backend == "tensorrt" else None
+        # int8: TensorRT's entropy calibrator on the calibration set, where this TensorRT still has one
+        self.int8_refusal = tensorrt_int8_refusal() if self.backend == "tensorrt" else f"{self.backend} has no int8"
+        if not self.int8_refusal:
+            self.precisions, self.int8_input = (*self.precisions, "int8"), "calibrator"
         self._reader: PowerReader | None = None
 
     @classmethod
@@ -230,10 +245,16 @@ class GpuDevice(DeviceAdapter):
             return {}
 
     def load(
-        self, onnx_path: Path, precision: str = "fp32", batch_size: int | None = None, module: Any | None = None
+        self,
+        onnx_path: Path,
+        precision: str = "fp32",
+        batch_size: int | None = None,
+        module: Any | None = None,
+        calibration: np.ndarray | None = None,
     ) -> Session:
         """`module` (the PyTorch model the ONNX was exported from) is used by the torch-cuda backend only;
-        the ONNX backends ignore it, so callers may always pass it."""
+        the ONNX backends ignore it, so callers may always pass it. `calibration` (float32 N×C×H×W) is what
+        TensorRT's int8 calibrator reads (tensorrt backend, precision int8)."""
         from ticketbench.devices.power_nvml import MIN_WINDOW_S
 
         device = self.torch_device or f"cuda:{self.index}"
@@ -258,6 +279,7 @@ class GpuDevice(DeviceAdapter):
                 batch_size,
                 self.snapshot,
                 MIN_WINDOW_S,
+                calibration,
             )
         return OrtGpuSession(Path(onnx_path), self.backend, precision, self.index, self.snapshot, MIN_WINDOW_S)
 

@@ -36,12 +36,14 @@ import numpy as np
 
 from ticketbench.devices import jetson_board
 from ticketbench.devices.base import DEVICES, Availability, DeviceAdapter, Session
+from ticketbench.devices.int8_calibration import Int8Report, calibration_sha256, layer_precisions, write_trtexec_cache
 from ticketbench.devices.measure import EvalResult, LatencyConfig, LatencyResult, detect_throttle
 from ticketbench.devices.onnx_fp16 import convert_bytes
 from ticketbench.devices.power import PowerReader
 from ticketbench.devices.tensorrt_engine import (
     STRONGLY_TYPED_FROM,
     file_sha256,
+    int8_refusal,
     load_tensorrt,
     max_opset_for,
     onnx_input,
@@ -143,13 +145,22 @@ class TrtexecSession(Session):
 
     backend = "tensorrt-trtexec"
     self_timed = True
+    int8_report: Int8Report | None = None  # int8 only: the calibration cache sent, the layers that fell back
 
     def __init__(
-        self, board: Board, onnx_path: Path, precision: str, feed: BoardPowerFeed | None, eval_batch: int = 256
+        self,
+        board: Board,
+        onnx_path: Path,
+        precision: str,
+        feed: BoardPowerFeed | None,
+        eval_batch: int = 256,
+        calibration: np.ndarray | None = None,
     ) -> None:
         super().__init__()
-        if precision not in ("fp32", "fp16"):
-            raise ValueError(f"trtexec path supports fp32 and fp16 (asked for {precision}; int8 needs calibration)")
+        if precision not in ("fp32", "fp16", "int8"):
+            raise ValueError(f"trtexec path supports fp32, fp16 and calibrated int8 (asked for {precision})")
+        if precision == "int8" and (calibration is None or len(calibration) == 0):
+            raise ValueError("int8 with trtexec needs calibration= (the calibration set, float32 N×C×H×W)")
         self.board, self.precision, self.feed, self.eval_batch = board, precision, feed, eval_batch
         self.exe = board.facts.get("trtexec")
         if not self.exe:
@@ -157,6 +168,8 @@ class TrtexecSession(Session):
         self.trt_version = parse_version(board.facts.get("trtexec_banner") or "") or "unknown"
         # TensorRT 11's trtexec has no --fp16 (strongly typed networks): fp16 must be in the ONNX itself
         self.strongly_typed = trt_major(self.trt_version) >= STRONGLY_TYPED_FROM
+        if precision == "int8" and self.strongly_typed:
+            raise RuntimeError(f"trtexec of TensorRT {self.trt_version} has no --int8 (strongly typed networks only)")
         self.input_name, self.dims = onnx_input(onnx_path)
         self.dynamic = bool(self.dims) and self.dims[0] is None
         self.dir = f"{board.transport.workdir}/{file_sha256(onnx_path)[:16]}"
@@ -168,8 +181,29 @@ class TrtexecSession(Session):
                 blob = Path(onnx_path).read_bytes()
                 copy.write_bytes(convert_bytes(blob) if fp16_graph else blob)
                 board.transport.put([copy], self.dir)
+        self.calib_sha = ""
+        self.calib = self._send_calibration(Path(onnx_path), calibration) if precision == "int8" else None
         self.engines: dict[tuple[int, int, int], str] = {}
         self.last_run: dict[str, Any] = {}
+
+    def _send_calibration(self, onnx_path: Path, calibration: np.ndarray) -> str:
+        """Write the TensorRT calibration cache here (the controller) and copy it to the board: its path there.
+
+        Ranges come from ONNX Runtime's entropy calibration of this ONNX on the calibration set; the file name
+        holds the calibration set's sha256 and the board's TensorRT version, like the engines it feeds."""
+        from ticketbench.models.quantize import CalibrationSet, activation_ranges
+
+        x = np.ascontiguousarray(calibration, dtype=np.float32)
+        self.calib_sha = calibration_sha256(x)[:16]
+        name = f"calib-{self.calib_sha}-trt{self.trt_version}.cache"
+        remote = f"{self.dir}/{name}"
+        sent = self.board.transport.exists(remote)
+        if not sent:
+            with tempfile.TemporaryDirectory(prefix="tb-calib-") as tmp:
+                ranges = activation_ranges(onnx_path, CalibrationSet(x, "", [], 0))
+                self.board.transport.put([write_trtexec_cache(ranges, self.trt_version, Path(tmp) / name)], self.dir)
+        self.int8_report = Int8Report(remote, sent, "onnxruntime entropy → trtexec --calib cache")
+        return remote
 
     def _shape(self, batch: int) -> list[int] | None:
         return [batch, *[int(d) for d in self.dims[1:]]] if self.dynamic else None
@@ -179,11 +213,21 @@ class TrtexecSession(Session):
         key = (min_b, opt_b, max_b) if self.dynamic else (0, 0, 0)
         if key in self.engines:
             return self.engines[key]
-        path = f"{self.dir}/{self.precision}-b{min_b}-{opt_b}-{max_b}-trt{self.trt_version}.engine"
+        tag = f"int8-{self.calib_sha}" if self.calib else self.precision  # int8 engines follow their calibration
+        path = f"{self.dir}/{tag}-b{min_b}-{opt_b}-{max_b}-trt{self.trt_version}.engine"
         shapes = (self._shape(min_b), self._shape(opt_b), self._shape(max_b)) if self.dynamic else (None,) * 3
-        argv = build_argv(self.exe, self.onnx, path, self.precision, self.input_name, *shapes, self.strongly_typed)
-        res = self.board.run([{"argv": argv, "skip_if_exists": path}], sample=False)
+        layers = f"{path[: -len('.engine')]}.layers.json" if self.calib else None
+        argv = build_argv(
+            self.exe, self.onnx, path, self.precision, self.input_name, *shapes, self.strongly_typed, self.calib, layers
+        )
+        jobs = [{"argv": argv, "skip_if_exists": path}]
+        if layers:  # read the layer report whether the engine was built now or found cached
+            jobs.append({"argv": ["true"], "read": [layers]})
+        res = self.board.run(jobs, sample=False)
         _check(res["jobs"][0], "engine build")
+        if layers and self.int8_report is not None:
+            text = res["jobs"][1]["files"].get(layers)
+            self.int8_report.layers = layer_precisions(text) if text else {}
         self.engines[key] = path
         return path
 
@@ -283,7 +327,7 @@ def _torch_cuda() -> bool:
 @DEVICES.register("jetson")
 class JetsonDevice(DeviceAdapter):
     name = "jetson"
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16")  # plus int8 where this board's TensorRT can calibrate (set in __init__)
 
     def __init__(
         self,
@@ -307,6 +351,9 @@ class JetsonDevice(DeviceAdapter):
         self.backend = self._choose_backend(backend)
         self.torch_device = "cuda" if not transport.remote and _torch_cuda() else None  # training epochs
         self.max_onnx_opset = max_opset_for(self.trt_version()) if self.trt_version() else None
+        self.int8_refusal = self._int8_refusal()
+        if not self.int8_refusal:  # the fp32 ONNX plus the calibration set (entropy calibrator / trtexec --calib)
+            self.precisions, self.int8_input = (*self.precisions, "int8"), "calibrator"
         self._reader: Any = None
 
     def trt_version(self) -> str | None:
@@ -316,6 +363,17 @@ class JetsonDevice(DeviceAdapter):
 
             return str(tensorrt.__version__)
         return parse_version(self.facts.get("trtexec_banner") or "")
+
+    def _int8_refusal(self) -> str:
+        """Why this board's TensorRT cannot build calibrated int8 ("" when it can)."""
+        if self.backend == "tensorrt":
+            import tensorrt
+
+            return int8_refusal(tensorrt)
+        version = self.trt_version() or "unknown"
+        if trt_major(version) >= STRONGLY_TYPED_FROM:
+            return f"trtexec of TensorRT {version} has no --int8 (strongly typed networks only)"
+        return ""
 
     def _choose_backend(self, backend: str) -> str:
         if backend in ("auto", "tensorrt") and not self.board.transport.remote:
@@ -388,8 +446,14 @@ class JetsonDevice(DeviceAdapter):
         return reader, "; ".join(f"{k}: {v}" for k, v in reasons.items()) if reader is None else ""
 
     def load(
-        self, onnx_path: Path, precision: str = "fp32", batch_size: int | None = None, module: Any | None = None
+        self,
+        onnx_path: Path,
+        precision: str = "fp32",
+        batch_size: int | None = None,
+        module: Any | None = None,
+        calibration: np.ndarray | None = None,
     ) -> Session:
+        """`calibration` (float32 N×C×H×W) is the int8 calibration set; `module` is ignored (no torch backend)."""
         opset = onnx_opset(Path(onnx_path))
         if self.max_onnx_opset and opset and opset > self.max_onnx_opset:
             log.warning(
@@ -401,7 +465,7 @@ class JetsonDevice(DeviceAdapter):
             )
         if self.backend == "trtexec":
             feed = self._reader if isinstance(self._reader, BoardPowerFeed) else None
-            session: Session = TrtexecSession(self.board, Path(onnx_path), precision, feed)
+            session: Session = TrtexecSession(self.board, Path(onnx_path), precision, feed, calibration=calibration)
             if batch_size is not None:
                 session.prepare(batch_size)
             return session
@@ -413,6 +477,7 @@ class JetsonDevice(DeviceAdapter):
             None,
             batch_size,
             self.snapshot,
+            calibration=calibration,
         )
 
     def close(self) -> None:

@@ -10,6 +10,11 @@
 - Precision: fp16 is `BuilderFlag.FP16` up to TensorRT 10 (deprecated since 10.12); TensorRT 11 removed
   weak typing, networks are strongly typed, so fp16 comes from the ONNX's own types: the fp32 graph is
   converted (devices/onnx_fp16.py: fp16 weights, fp32 I/O with Casts at the edges) before parsing.
+  int8 (up to TensorRT 10, which still has IInt8EntropyCalibrator2): each batch's engine is built with the
+  entropy calibrator of devices/int8_calibration.py over the calibration set, fp16 allowed for fallback; its
+  calibration cache is `<engine digest>.calib` beside the engine (the key adds the calibration set's sha256),
+  and the layers that did not run int8 are read back into `TrtSession.int8_report`. TensorRT 11 (strongly
+  typed, no implicit quantization) refuses int8 with that reason.
 - Execution: TensorRT >= 8.5 (incl. 10.x, 11.x) names I/O tensors (`num_io_tensors`, `set_input_shape`,
   `set_tensor_address`, `execute_async_v3`); TensorRT 8.0-8.4 uses binding indices (`num_bindings`,
   `set_binding_shape`, `execute_async_v2`). The choice follows the API the engine has. Each session
@@ -35,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from ticketbench.devices import int8_calibration as int8
 from ticketbench.devices.base import Session
 
 log = logging.getLogger("ticketbench.devices.tensorrt")
@@ -100,9 +106,13 @@ class EngineKey:
     trt_version: str
     precision: str
     shapes: dict[str, list[list[int]]] = field(default_factory=dict)  # input → [min, opt, max]
+    calibration: str = ""  # int8: sha256 of the calibration set; empty otherwise, and then left out of the digest
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:24]
+        fields = asdict(self)
+        if not fields["calibration"]:  # fp32/fp16 keys hash as before int8 existed: their cached engines stay valid
+            del fields["calibration"]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def onnx_input(onnx_path: Path) -> tuple[str, list[int | None]]:
@@ -122,12 +132,21 @@ def profile_shapes(dims: Sequence[int | None], min_b: int, opt_b: int, max_b: in
     return [[min_b, *rest], [opt_b, *rest], [max_b, *rest]]
 
 
-def build_engine(trt: Any, onnx_path: Path, key: EngineKey, workspace_bytes: int = 1 << 30) -> bytes:
-    """Parse ONNX with TensorRT's parser and build a serialized engine (explicit batch, one profile)."""
-    if key.precision not in ("fp32", "fp16"):
-        raise ValueError(f"TensorRT path supports fp32 and fp16 (asked for {key.precision}; int8 needs calibration)")
+def build_engine(
+    trt: Any, onnx_path: Path, key: EngineKey, workspace_bytes: int = 1 << 30, calibrator: Any = None
+) -> bytes:
+    """Parse ONNX with TensorRT's parser and build a serialized engine (explicit batch, one profile).
+
+    int8 needs `calibrator` (int8_calibration.entropy_calibrator) and a TensorRT with implicit quantization."""
     major = trt_version_tuple(trt)[0]
     strongly_typed = major >= STRONGLY_TYPED_FROM
+    if key.precision == "int8":
+        if strongly_typed:
+            raise RuntimeError(f"TensorRT {trt.__version__} builds strongly typed networks only: no calibrated int8")
+        if calibrator is None:
+            raise ValueError("TensorRT int8 needs a calibrator (the calibration set: load(..., calibration=x))")
+    elif key.precision not in ("fp32", "fp16"):
+        raise ValueError(f"TensorRT path supports fp32, fp16 and calibrated int8 (asked for {key.precision})")
     blob = Path(onnx_path).read_bytes()
     if key.precision == "fp16" and strongly_typed:  # the types must be in the graph itself
         from ticketbench.devices.onnx_fp16 import convert_bytes
@@ -155,19 +174,25 @@ def build_engine(trt: Any, onnx_path: Path, key: EngineKey, workspace_bytes: int
         for name, (mn, opt, mx) in key.shapes.items():
             profile.set_shape(name, mn, opt, mx)
         config.add_optimization_profile(profile)
+    if key.precision == "int8":
+        int8.configure_int8(trt, builder, config, calibrator, key.shapes)
     engine = builder.build_serialized_network(network, config)
     if engine is None:
         raise RuntimeError(f"TensorRT failed to build an engine for {onnx_path}")
     return bytes(engine)
 
 
-def cached_engine(trt: Any, onnx_path: Path, key: EngineKey, cache_dir: Path = DEFAULT_CACHE) -> tuple[bytes, bool]:
-    """The serialized engine for `key`, built once and then read from the cache: (bytes, was_cached)."""
+def cached_engine(
+    trt: Any, onnx_path: Path, key: EngineKey, cache_dir: Path = DEFAULT_CACHE, calibrator: Any = None
+) -> tuple[bytes, bool]:
+    """The serialized engine for `key`, built once and then read from the cache: (bytes, was_cached).
+
+    `calibrator` (int8 only) is used when the engine has to be built."""
     cache_dir = Path(cache_dir)
     path = cache_dir / f"{key.digest()}.engine"
     if path.is_file():
         return path.read_bytes(), True
-    blob = build_engine(trt, onnx_path, key)
+    blob = build_engine(trt, onnx_path, key, calibrator=calibrator)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(blob)
@@ -317,9 +342,11 @@ class TrtSession(Session):
     `engine_for(profile)` returns the serialized engine for a batch profile (None: the ONNX has a static
     batch), built or read from the cache. run() uses the engine tuned for the batch when there is one, else
     one whose profile covers it, else builds one; prepare(B) builds B's engine ahead of timing.
+    `report_int8(engine)` (int8 only) describes a new engine: `int8_report` is that of the latest one built.
     """
 
     backend = "tensorrt"
+    int8_report: int8.Int8Report | None = None  # int8: calibration cache and fallback layers of the latest engine
 
     def __init__(
         self,
@@ -329,12 +356,13 @@ class TrtSession(Session):
         dynamic_batch: bool = True,
         snapshot: Callable[[], dict[str, Any]] | None = None,
         min_window_s: float = 0.0,
+        report_int8: Callable[[Any], int8.Int8Report] | None = None,
     ) -> None:
         import torch
 
         super().__init__(snapshot, min_window_s)
         self.trt, self.torch, self.device = trt, torch, torch.device(device)
-        self.engine_for, self.dynamic = engine_for, dynamic_batch
+        self.engine_for, self.dynamic, self.report_int8 = engine_for, dynamic_batch, report_int8
         self.stream = new_stream(torch, self.device)
         self.engines: dict[int, TrtEngine] = {}  # kOPT batch (0: static engine) → engine
 
@@ -344,7 +372,7 @@ class TrtSession(Session):
     def _engine(self, batch: int, exact: bool) -> TrtEngine:
         if not self.dynamic:
             if 0 not in self.engines:
-                self.engines[0] = TrtEngine(self.trt, self.engine_for(None), self.torch, self.device, None)
+                self.engines[0] = self._new_engine(None)
             return self.engines[0]
         if batch in self.engines:
             return self.engines[batch]
@@ -354,8 +382,14 @@ class TrtSession(Session):
                 return covering[0]
         profile = (1, batch, batch)
         log.info("building a TensorRT engine for batch %d (profile %s)", batch, profile)
-        self.engines[batch] = TrtEngine(self.trt, self.engine_for(profile), self.torch, self.device, profile)
+        self.engines[batch] = self._new_engine(profile)
         return self.engines[batch]
+
+    def _new_engine(self, profile: tuple[int, int, int] | None) -> TrtEngine:
+        engine = TrtEngine(self.trt, self.engine_for(profile), self.torch, self.device, profile)
+        if self.report_int8 is not None:
+            self.int8_report = self.report_int8(engine.engine)
+        return engine
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self._engine(int(x.shape[0]), exact=False).run(x, self.stream)
@@ -376,28 +410,52 @@ def load_tensorrt(
     batch_size: int | None = None,
     snapshot: Callable[[], dict[str, Any]] | None = None,
     min_window_s: float = 0.0,
+    calibration: np.ndarray | None = None,
 ) -> TrtSession:
     """A TensorRT session for an ONNX file on `device` (a torch device string): the one entry point that the
     gpu and jetson adapters share. Engines are cached per GPU name, TensorRT version, precision and batch
-    profile; `batch_size`, when given, is built now."""
+    profile (int8: and the calibration set); `batch_size`, when given, is built now. int8 needs `calibration`
+    (float32 N×C×H×W), which each engine build calibrates on unless its calibration cache exists."""
     import tensorrt as trt
 
     onnx_path = Path(onnx_path)
-    if precision not in ("fp32", "fp16"):
-        raise ValueError(f"TensorRT path supports fp32 and fp16 (asked for {precision}; int8 needs calibration)")
+    if precision not in ("fp32", "fp16", "int8"):
+        raise ValueError(f"TensorRT path supports fp32, fp16 and calibrated int8 (asked for {precision})")
+    if precision == "int8" and int8_refusal(trt):
+        raise RuntimeError(int8_refusal(trt))
+    extra = int8.key_fields(precision, calibration)  # ValueError: int8 without a calibration set
     name, dims = onnx_input(onnx_path)
     dynamic = bool(dims) and dims[0] is None
     sha = file_sha256(onnx_path)
+    cache = Path(cache_dir or default_cache())
+    calibrators: list[Any] = []  # the calibrator of each engine asked for, in order
 
     def engine_for(profile: tuple[int, int, int] | None) -> bytes:
         shapes = {name: profile_shapes(dims, *profile)} if profile else {}
-        key = EngineKey(sha, gpu_name, str(trt.__version__), precision, shapes)
-        return cached_engine(trt, onnx_path, key, cache_dir or default_cache())[0]
+        key = EngineKey(sha, gpu_name, str(trt.__version__), precision, shapes, **extra)
+        calibrator = int8.calibrator_for(trt, precision, calibration, cache, key.digest(), device)
+        calibrators.append(calibrator)
+        return cached_engine(trt, onnx_path, key, cache, calibrator)[0]
 
-    session = TrtSession(trt, engine_for, device, dynamic, snapshot, min_window_s)
+    def report_int8(engine: Any) -> int8.Int8Report:
+        return int8.python_api_report(trt, engine, calibrators[-1])
+
+    session = TrtSession(
+        trt, engine_for, device, dynamic, snapshot, min_window_s, report_int8 if precision == "int8" else None
+    )
     if batch_size is not None:
         session.prepare(batch_size)
     return session
+
+
+def int8_refusal(trt: Any) -> str:
+    """Why this TensorRT cannot build calibrated int8 engines ("" when it can): TensorRT 11 builds strongly
+    typed networks only, and any version without IInt8EntropyCalibrator2 has no implicit quantization."""
+    if trt_version_tuple(trt)[0] >= STRONGLY_TYPED_FROM:
+        return f"TensorRT {trt.__version__} builds strongly typed networks only: no IInt8EntropyCalibrator2 (int8)"
+    if not hasattr(trt, "IInt8EntropyCalibrator2"):
+        return f"TensorRT {trt.__version__} has no IInt8EntropyCalibrator2 (implicit int8 calibration)"
+    return ""
 
 
 def _torch_dtype(torch: Any, dtype: np.dtype) -> Any:

@@ -130,18 +130,29 @@ def build_argv(
     opt_shape: Sequence[int] | None,
     max_shape: Sequence[int] | None,
     strongly_typed: bool = False,
+    calib: str | None = None,
+    layer_info: str | None = None,
 ) -> list[str]:
     """Build and serialize an engine from ONNX; the inference trtexec would run afterwards is cut to one query.
 
     `strongly_typed` (TensorRT >= 11, where trtexec has no --fp16): fp16 comes from the ONNX's own types,
     so the caller passes an fp16 ONNX and no precision flag is added.
+    int8 needs `calib`, a calibration cache on the board (devices/int8_calibration.py), and allows fp16 for
+    layers without int8 kernels; TensorRT >= 11 has no --int8 (no implicit quantization) and is refused.
+    `layer_info` exports the built layers with their precisions (detailed profiling verbosity).
     """
     argv = [exe, f"--onnx={onnx}", f"--saveEngine={engine}"]
     if precision == "fp16":
         if not strongly_typed:
             argv.append("--fp16")
+    elif precision == "int8" and calib and not strongly_typed:
+        argv += ["--int8", "--fp16", f"--calib={calib}"]
+    elif precision == "int8" and calib:
+        raise ValueError("trtexec of TensorRT >= 11 has no --int8 (strongly typed networks): no calibrated int8")
     elif precision != "fp32":
-        raise ValueError(f"trtexec path supports fp32 and fp16 (asked for {precision}; int8 needs calibration)")
+        raise ValueError(f"trtexec path supports fp32, fp16, and int8 with --calib (asked for {precision})")
+    if layer_info:
+        argv += ["--profilingVerbosity=detailed", f"--exportLayerInfo={layer_info}"]
     if min_shape is not None:
         argv += [
             f"--minShapes={shape_arg(input_name, min_shape)}",
