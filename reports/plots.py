@@ -65,7 +65,9 @@ def _series(df: pd.DataFrame, y: str, keys: tuple[str, ...] = SERIES_KEYS):
 
 
 def _tuple(key) -> tuple:
-    return key if isinstance(key, tuple) else (key,)
+    """A groupby key as a tuple, empty cells (NaN, which never equals itself) as None so keys match."""
+    key = key if isinstance(key, tuple) else (key,)
+    return tuple(None if isinstance(v, float) and v != v else v for v in key)
 
 
 def _label(key: dict, varying: list[str]) -> str:

@@ -7,11 +7,12 @@ from ticketbench.bench.suite import SuiteError, builtin_suites, load_suite
 TINY = Path(__file__).parent / "data" / "tiny_suite.toml"
 
 
-def test_quick_suite_expands_sparsities():
+def test_quick_suite_tells_the_story():
     suite = load_suite("quick")
     methods = [(c.ticket.method, c.ticket.sparsity) for c in suite.cases]
-    assert methods[0] == ("dense", 0.0)
-    assert [s for m, s in methods if m == "magnitude"] == [0.5, 0.8, 0.9]
+    assert methods == [("dense", 0.0), ("magnitude", 0.8), ("eb", 0.5), ("mpt", 0.8)]
+    mpt = suite.cases[-1].ticket
+    assert mpt.options["structure"] == "group" and mpt.data_options == {"size": 32}
     assert len({c.case_id for c in suite.cases}) == len(suite.cases)
     assert "quick" in builtin_suites()
 
