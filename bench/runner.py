@@ -284,6 +284,7 @@ class Runner:
             "channels_removed": creport.filters_removed,  # filters, as is the next one
             "channels_kept_for_alignment": creport.filters_kept_for_alignment,
             "eb_epoch": ticket.artifacts.get("eb_epoch"),
+            "energy_j_ticket_training": (ticket.artifacts.get("training_energy") or {}).get("total_j"),
         }
         train_s, e_train = self._train_epoch(ticket, data)
         common.update(train_s_per_epoch=train_s, energy_j_per_train_epoch=e_train.energy_j if e_train else None)
