@@ -39,13 +39,15 @@ from ticketbench.bench import runner as runner_mod
 from ticketbench.bench.regression import CompareConfig, compare_runs, gate, latency_test, load_ref
 from ticketbench.bench.runner import Runner, RunOptions
 from ticketbench.bench.suite import load_suite
+from ticketbench.devices.base import Session
 from ticketbench.devices.cpu import CpuDevice
 
 
-class SlowerSession:
+class SlowerSession(Session):
     """Wraps a session: each call takes (1 + fraction)× its own duration, the extra spent spinning on the CPU."""
 
     def __init__(self, inner: Any, fraction: float) -> None:
+        super().__init__()
         self.inner, self.fraction, self.backend = inner, fraction, inner.backend
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -69,8 +71,8 @@ def one_run(suite_name: str, out: Path, slow_case: str | None = None, fraction: 
     """One real run of the suite into `out` (wall seconds); `slow_case` (a case id substring) is made slower."""
     real_load = CpuDevice.load
 
-    def load(self, onnx_path, precision="fp32", batch_size=1):
-        session = real_load(self, onnx_path, precision, batch_size)
+    def load(self, onnx_path, precision="fp32", batch_size=None, module=None, calibration=None):
+        session = real_load(self, onnx_path, precision, batch_size, module, calibration)
         return SlowerSession(session, fraction) if slow_case and slow_case in str(onnx_path) else session
 
     CpuDevice.load = load
