@@ -14,7 +14,6 @@ PostgreSQL server binaries (skipped with the reason otherwise). Prints the machi
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from farm_fakes import twenty_cases, widen_to_cases  # noqa: E402
+from fixtures.dask_processes import dask_processes  # noqa: E402
 from fixtures.postgres import create_database, postgres_server  # noqa: E402
 from test_report import make_run_dir  # noqa: E402
 
@@ -103,68 +103,13 @@ def ingest_throughput(tmp: Path, pg_url: str) -> dict[str, float]:
 
 def farm_load(tmp: Path, pg_url: str) -> dict[str, float]:
     """8 fake devices through a real scheduler and two worker processes (4 devices each) into PostgreSQL."""
-    from distributed import Client
-
-    tests = Path(__file__).resolve().parent.parent / "tests"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])}
-    sched = tmp / "scheduler.json"
     names = [f"dev{i}" for i in range(8)]
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "distributed.cli.dask_scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--dashboard-address",
-                "127.0.0.1:0",
-                "--scheduler-file",
-                str(sched),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
-    try:
-        for half in (names[:4], names[4:]):
-            res = " ".join(f"device-{n}=1" for n in half)
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "distributed.cli.dask_worker",
-                        "--scheduler-file",
-                        str(sched),
-                        "--nthreads",
-                        "4",
-                        "--no-dashboard",
-                        "--host",
-                        "127.0.0.1",
-                        "--resources",
-                        res,
-                    ],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        while not sched.exists():
-            time.sleep(0.2)
-        with Client(scheduler_file=str(sched), timeout=60) as client:
-            client.wait_for_workers(2, timeout=120)
-            inv = Inventory([DeviceSpec(n, "cpu") for n in names], tmp / "farm", db=pg_url)
-            t0 = time.perf_counter()
-            report = nightly(inv, "load", twenty_cases, client)
-            wall = time.perf_counter() - t0
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait(timeout=30)
+    halves = [" ".join(f"device-{n}=1" for n in half) for half in (names[:4], names[4:])]
+    with dask_processes(tmp, halves, nthreads=4, nanny=True) as client:
+        inv = Inventory([DeviceSpec(n, "cpu") for n in names], tmp / "farm", db=pg_url)
+        t0 = time.perf_counter()
+        report = nightly(inv, "load", twenty_cases, client)
+        wall = time.perf_counter() - t0
     store = ResultsStore(pg_url)
     written = len(store.results())
     store.close()

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -46,73 +44,10 @@ def inventory(tmp_path: Path, names: list[str], db: str, suites: list[str] | Non
 @pytest.fixture
 def dask_processes(tmp_path):
     """`dask scheduler` and two `dask worker` processes on 127.0.0.1; both workers offer devices a and k."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-        "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(farm.ALLOWED_FAILURES),
-    }
-    sched_file = tmp_path / "scheduler.json"
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "distributed.cli.dask_scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--dashboard-address",
-                "127.0.0.1:0",
-                "--scheduler-file",
-                str(sched_file),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
-    try:
-        for _ in range(2):
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "distributed.cli.dask_worker",
-                        "--scheduler-file",
-                        str(sched_file),
-                        "--nthreads",
-                        "1",
-                        "--no-nanny",
-                        "--no-dashboard",
-                        "--host",
-                        "127.0.0.1",
-                        "--resources",
-                        "device-a=1 device-k=1",
-                    ],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        from distributed import Client
+    from fixtures.dask_processes import dask_processes as start
 
-        deadline = time.monotonic() + 60
-        while not sched_file.exists():
-            assert time.monotonic() < deadline, "scheduler did not start"
-            time.sleep(0.2)
-        client = Client(scheduler_file=str(sched_file), timeout=30)
-        client.wait_for_workers(2, timeout=60)
-        workers = {pid: addr for addr, pid in client.run(os.getpid).items()}
-        try:
-            yield client, workers
-        finally:
-            client.close()
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait(timeout=30)
+    with start(tmp_path, ["device-a=1 device-k=1"] * 2) as client:
+        yield client, {pid: addr for addr, pid in client.run(os.getpid).items()}
 
 
 def test_a_night_through_a_real_scheduler_and_worker_processes(tmp_path, dask_processes, postgres_db):
