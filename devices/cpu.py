@@ -31,6 +31,15 @@ def is_qdq(onnx_path: Path) -> bool:
     return any(n.op_type == "QuantizeLinear" for n in graph.node)
 
 
+# ONNX Runtime's pool threads spin for a while after a run returns, waiting for the next one. A benchmark holds
+# several sessions (each ticket, its dense reference), so the session timed next competed for the cores with the
+# last one's spinning threads: on 2 cores, batch-1 iterations of 4 ms in a 0.45 ms model, and per-round ratios to
+# the reference with 20-30% spread instead of 1.4-1.9% (benchmarks/bench_regression_gate.py). Stopping the spin
+# when a run returns keeps it within a run (between operators) and costs about 0.06 ms per batch-1 run of the
+# quick suite's VGG-11 (0.47 -> 0.53 ms alone; batch 32 unchanged). allow_spinning=0 would cost 0.16 ms.
+ORT_SESSION_CONFIG = {"session.force_spinning_stop": "1"}
+
+
 class OrtCpuSession(Session):
     backend = "onnxruntime-cpu"
 
@@ -42,6 +51,8 @@ class OrtCpuSession(Session):
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        for key, value in ORT_SESSION_CONFIG.items():
+            opts.add_session_config_entry(key, value)
         self.sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.sess.get_inputs()[0].name
 
@@ -81,6 +92,7 @@ class CpuDevice(DeviceAdapter):
             "backend": OrtCpuSession.backend,
             "onnxruntime": ort.__version__,
             "threads": self.threads,
+            "session_config": dict(ORT_SESSION_CONFIG),
             "machine": platform.machine(),
         }
 

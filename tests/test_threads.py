@@ -98,3 +98,15 @@ def test_cli_rejects_zero_threads_in_one_line():
     proc = subprocess.run([sys.executable, "-m", "bench", "run", "--threads", "0"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "--threads" in proc.stderr
+
+
+def test_cpu_sessions_stop_spinning_when_a_run_returns(onnx_model):
+    """Several sessions live side by side in a run (each ticket and its dense reference): a pool still spinning
+    after its run would take cores from the session timed next, so every CPU session stops spinning on return."""
+    from ticketbench.devices.cpu import CpuDevice
+
+    dev = CpuDevice(threads=1)
+    session = dev.load(onnx_model)
+    opts = session.sess.get_session_options()
+    assert opts.get_session_config_entry("session.force_spinning_stop") == "1"
+    assert dev.identity()["session_config"] == {"session.force_spinning_stop": "1"}
