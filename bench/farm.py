@@ -46,8 +46,8 @@ from ticketbench.files import InputError, read_json_object, read_text, safe_comp
 log = logging.getLogger("ticketbench.bench.farm")
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
-FARM_KEYS = {"out", "scheduler", "db", "suite", "suites", "threshold", "energy_threshold", "accuracy_points", "alpha",
-             "timeout_s"}  # fmt: skip
+FARM_KEYS = {"out", "scheduler", "db", "suite", "suites", "threshold", "time_threshold", "energy_threshold",
+             "accuracy_points", "alpha", "timeout_s"}  # fmt: skip
 
 
 class InventoryError(Exception):
@@ -191,12 +191,11 @@ def parse_inventory(data: dict[str, Any], path: Path | str = "inventory") -> Inv
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise InventoryError(f"{path}: duplicate device names {dup}")
-    threshold = _number(farm.get("threshold", 0.05), f"{path}: [farm] threshold")
+    threshold = _number(farm.get("threshold", CompareConfig.latency_floor), f"{path}: [farm] threshold")
     cfg = CompareConfig(
         latency_floor=threshold,
-        energy_floor=_number(
-            farm.get("energy_threshold", max(0.10, 2 * threshold)), f"{path}: [farm] energy_threshold"
-        ),
+        time_floor=_number(farm.get("time_threshold", CompareConfig.time_floor), f"{path}: [farm] time_threshold"),
+        energy_floor=_number(farm.get("energy_threshold", max(0.10, threshold)), f"{path}: [farm] energy_threshold"),
         accuracy_floor_points=_number(farm.get("accuracy_points", 1.0), f"{path}: [farm] accuracy_points"),
         alpha=_number(farm.get("alpha", 0.01), f"{path}: [farm] alpha", strict=True),
     )

@@ -262,7 +262,7 @@ def test_comparison_page_loads_offline_without_errors(page, tmp_path):
     from ticketbench.bench.cli import main
 
     base = make_run_dir(tmp_path / "b", "B", seed=1)
-    slow = make_run_dir(tmp_path / "x", "X", seed=2, latency_scale=1.1)
+    slow = make_run_dir(tmp_path / "x", "X", seed=2, latency_scale=1.3)
     assert main(["compare", str(base), str(slow), "--html", str(tmp_path / "c.html")]) == 1
     errors, requests = problems(page.load((tmp_path / "c.html").resolve().as_uri()))
     assert (errors, requests) == ([], [])
