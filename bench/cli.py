@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ticketbench import threads as thread_policy
 from ticketbench.devices.transport import HostError, validate_host
-from ticketbench.files import InputError, safe_component
+from ticketbench.files import InputError, one_line, safe_component
 
 log = logging.getLogger("ticketbench.bench")
 
@@ -211,7 +211,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         html = write_report([out], out / "report.html")
     except Exception as exc:  # the results are safe on disk; a report problem must not hide them or the ingest
         log.debug("report failed", exc_info=True)
-        print(f"error: report not written: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: report not written: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         html = None
     ingest_after_run(out, getattr(args, "db", None))  # into the results database when SQLAlchemy is installed
     _print_summary(rows)
@@ -443,11 +443,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         compacted, report = compact(ticket.model, torch.zeros(1, *shape), config)
         res = export_onnx(compacted, ticket.model, shape, out)
     except ExportError as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
     except Exception as exc:  # a ticket that loads but does not compact or trace: one line, the trace under -v
         log.debug("export failed", exc_info=True)
-        print(f"error: cannot export {tdir}: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: cannot export {tdir}: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return 1
     print(
         json.dumps(
@@ -482,11 +482,6 @@ def _prod(values) -> int:
     for v in values:
         n *= int(v)
     return n
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return (text or type(exc).__name__)[:300]
 
 
 def _input_shape(cfg, load_dataset) -> tuple[int, ...]:
@@ -532,7 +527,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         except (ValueError, OSError):
             raise
         except Exception as exc:  # the runtime refuses the graph (ORT's InvalidGraph, Fail, ...): bad input
-            raise UsageError(f"{path}: {device.name} cannot load this model ({_one_line(exc)[:200]})") from exc
+            raise UsageError(f"{path}: {device.name} cannot load this model ({one_line(exc)[:200]})") from exc
         power = start_power(device, idle_seconds=m.idle_seconds)
         (bm,) = measure_session(session, shape, m, power)
     except UsageError:
@@ -541,7 +536,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     except Exception as exc:  # the measurement itself failed (runtime, device): one line, the trace under -v
         log.debug("measure failed", exc_info=True)
-        print(f"error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return 1
     finally:
         power.stop()
@@ -592,7 +587,7 @@ def _onnx_input_shape(path: Path, batch: int) -> list[int]:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise UsageError(f"{path}: not an ONNX model ({_one_line(exc)[:200]})") from exc
+        raise UsageError(f"{path}: not an ONNX model ({one_line(exc)[:200]})") from exc
     init = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in init]
     if len(inputs) != 1:
@@ -624,7 +619,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         html = write_report(dirs, html_out, csv_out)  # malformed inputs → InputError → exit 2
     except OSError as exc:
-        raise UsageError(f"cannot write the report: {exc.strerror or _one_line(exc)} ({exc.filename})") from exc
+        raise UsageError(f"cannot write the report: {exc.strerror or one_line(exc)} ({exc.filename})") from exc
     print(f"report: {html.resolve()}")
     if args.csv:
         print(f"csv: {Path(args.csv).resolve()}")

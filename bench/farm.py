@@ -41,7 +41,7 @@ from ticketbench.bench.regression import (
     write_comparison,
 )
 from ticketbench.devices.transport import HostError, ssh_argv, validate_host
-from ticketbench.files import InputError, read_json_object, read_text, safe_component
+from ticketbench.files import InputError, one_line, read_json_object, read_text, safe_component
 
 log = logging.getLogger("ticketbench.bench.farm")
 
@@ -319,13 +319,11 @@ def with_retries(
         except Exception as exc:
             if attempt == attempts or not is_transient(exc):
                 raise
-            log.warning("%s: %s; retry %d/%d in %.0f s", what, _one_line(exc), attempt, attempts - 1, delay)
+            log.warning(
+                "%s: %s; retry %d/%d in %.0f s", what, one_line(exc, with_type=True), attempt, attempts - 1, delay
+            )
             sleep(delay)
             delay *= 2
-
-
-def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
 def write_job_file(job: Job) -> None:
@@ -367,7 +365,7 @@ def device_night(job: Job, run_fn: RunFn = run_bench) -> Outcome:
         run_dir = None
     except Exception as exc:  # a failing job is an outcome, not a crash of the night
         log.exception("farm job %s/%s failed", d.name, job.suite)
-        out.status, out.message = "failed", _one_line(exc)
+        out.status, out.message = "failed", one_line(exc, with_type=True)
         run_dir = None
     return finish_job(job, run_dir, out)
 
@@ -382,13 +380,19 @@ def finish_job(job: Job, run_dir: Path | None, out: Outcome) -> Outcome:
         except Exception as exc:
             out.status = "failed"
             out.message = (
-                f"results store unreachable ({_one_line(exc)}); the run is kept: "
+                f"results store unreachable ({one_line(exc, with_type=True)}); the run is kept: "
                 f"python -m bench farm ingest {run_dir}" + (f" --db {job.db}" if job.db else "")
             )
     try:
         with_retries(lambda: _record(job, out), f"recording {job.device.name}/{job.suite}")
     except Exception as exc:
-        log.error("could not record %s/%s of night %s: %s", job.device.name, job.suite, job.night, _one_line(exc))
+        log.error(
+            "could not record %s/%s of night %s: %s",
+            job.device.name,
+            job.suite,
+            job.night,
+            one_line(exc, with_type=True),
+        )
     return out
 
 
@@ -603,7 +607,7 @@ def nightly(
                 try:
                     outcomes.append(fut.result())
                 except Exception as exc:  # the worker died twice (KilledWorker), or the job's bookkeeping failed
-                    msg = _one_line(exc)
+                    msg = one_line(exc, with_type=True)
                     log.error("farm job %s/%s: %s", job.device.name, job.suite, msg)
                     outcomes.append(Outcome(job.device.name, job.suite, night, "failed", message=msg))
                     try:

@@ -511,3 +511,13 @@ def test_ticket_out_that_cannot_be_written(tmp_path, capsys):
     args = ["ticket", "--model", "small_cnn", "--method", "dense", "--sparsity", "0", "--epochs", "0"]
     assert_usage_error(capsys, [*args, "--out", str(tmp_path / "file" / "t")], "--out")
     assert (tmp_path / "file").read_text() == "keep"
+
+
+def test_one_line_never_spills_a_traceback():
+    from ticketbench.files import one_line
+
+    exc = RuntimeError("trtexec failed:\n  [E] bad\tnode\n\n")
+    assert one_line(exc) == "trtexec failed: [E] bad node"
+    assert one_line(exc, with_type=True) == "RuntimeError: trtexec failed: [E] bad node"
+    assert one_line(ValueError()) == one_line(ValueError(), with_type=True) == "ValueError"
+    assert len(one_line(OSError("x" * 1000))) == 300

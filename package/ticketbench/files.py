@@ -61,9 +61,13 @@ def safe_component(name: object, what: str = "name") -> str:
     return name
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().replace("\n", " ")
-    return (text or type(exc).__name__)[:300]
+def one_line(exc: BaseException, with_type: bool = False) -> str:
+    """An exception as one line of at most 300 characters (whitespace collapsed; the type's name when it has no
+    message): what every error message, log line and farm outcome shows, so none can spill a traceback."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if with_type and text != type(exc).__name__:
+        text = f"{type(exc).__name__}: {text}"
+    return text[:300]
 
 
 def read_text(path: Path, what: str = "file") -> str:
@@ -76,7 +80,7 @@ def read_text(path: Path, what: str = "file") -> str:
     except IsADirectoryError as exc:
         raise InputError(f"{path}: is a directory, expected a {what}") from exc
     except OSError as exc:
-        raise InputError(f"{path}: cannot read {what} ({exc.strerror or _one_line(exc)})") from exc
+        raise InputError(f"{path}: cannot read {what} ({exc.strerror or one_line(exc)})") from exc
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: {what} is not UTF-8 text") from exc
 
@@ -87,7 +91,7 @@ def read_json_object(path: Path, what: str = "JSON file") -> dict[str, Any]:
     try:
         value = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise InputError(f"{path}: not valid JSON ({_one_line(exc)})") from exc
+        raise InputError(f"{path}: not valid JSON ({one_line(exc)})") from exc
     if not isinstance(value, dict):
         raise InputError(f"{path}: expected a JSON object, got {type(value).__name__}")
     return value
@@ -106,7 +110,7 @@ def read_results_csv(path: Path):
     try:
         records = list(csv.reader(io.StringIO(text, newline=""), strict=True))
     except csv.Error as exc:
-        raise InputError(f"{path}: not a CSV file ({_one_line(exc)})") from exc
+        raise InputError(f"{path}: not a CSV file ({one_line(exc)})") from exc
     if not records or not any(records[0]):
         raise InputError(f"{path}: empty, no header row")
     header = records[0]
@@ -121,7 +125,7 @@ def read_results_csv(path: Path):
     try:
         df = pd.read_csv(io.StringIO(text), index_col=False)
     except Exception as exc:  # pandas' parser errors have no common base; the structure was checked above
-        raise InputError(f"{path}: not a CSV file ({_one_line(exc)})") from exc
+        raise InputError(f"{path}: not a CSV file ({one_line(exc)})") from exc
     for c in CONTRACT_COLUMNS + [c for c in COLUMNS if c in df]:
         if c not in df:
             df[c] = None if c in TEXT_COLUMNS else float("nan")
