@@ -36,6 +36,7 @@ from ticketbench.bench.regression import (
     CompareConfig,
     RunRef,
     compare_runs,
+    gate,
     load_ref,
     trend_steps,
     write_comparison,
@@ -407,17 +408,23 @@ def _ingest_and_compare(job: Job, run_dir: Path, out: Outcome) -> None:
         out.run_id, out.run_dir = res.run_id, str(run_dir)
         n_failed = int(store.run(res.run_id)["n_failed"] or 0)
         out.baseline_run_id = store.last_good_run(d.name, job.suite, before_night=job.night)
-        out.status, out.regressions = "ok", 0
+        out.status, out.regressions, coverage = "ok", 0, ""
         if out.baseline_run_id is None:
             out.message = "first good night: this run is the baseline"
         else:
             current = RunRef(res.run_id, pd.read_csv(run_dir / "results.csv"), run_dir)
-            comp = compare_runs(load_ref(out.baseline_run_id, job.db), current, job.compare)
+            baseline = load_ref(out.baseline_run_id, job.db)
+            comp = compare_runs(baseline, current, job.compare)
             write_comparison(comp, run_dir / "compare.md", run_dir / "compare.html")
             out.regressions = sum(f.verdict == "regression" for f in comp.findings)
             out.message = f"{out.regressions} regression(s) vs {out.baseline_run_id}"
+            code, reason = gate(comp, baseline, current)  # the rules `bench compare` exits on, lost rows included
+            if code and not comp.regressions:
+                coverage = f"{reason} (vs {out.baseline_run_id})"
         if n_failed:
             out.status, out.message = "failed", f"{n_failed} failed case row(s); " + out.message
+        elif coverage:  # the run lost baseline rows, or shares none with it: no night to call good
+            out.status, out.message = "failed", coverage
         elif out.regressions:
             out.status = "regressed"
     finally:

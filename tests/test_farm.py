@@ -36,8 +36,8 @@ _lock = threading.Lock()
 
 @dataclass
 class FakeRun:
-    """Stands in for `bench run`: behaviour per (device, night) ∈ ok | slow | partial | down | crash; logs job
-    intervals. `partial` is a run that finished with one failed case."""
+    """Stands in for `bench run`: behaviour per (device, night) ∈ ok | slow | partial | short | down | crash; logs
+    job intervals. `partial` is a run that finished with one failed case, `short` one whose results lack a case."""
 
     plan: dict[tuple[str, str], str] = field(default_factory=dict)
     log: Path | None = None
@@ -56,6 +56,9 @@ class FakeRun:
         failed = ("c-mag80",) if what == "partial" else ()
         scale = 1.4 if what == "slow" else 1.0
         make_run_dir(job.out_dir, run_id, latency_scale=scale, seed=seed, n_samples=100, failed=failed)
+        if what == "short":
+            df = pd.read_csv(job.out_dir / "results.csv")
+            df[df["case_id"] != "c-mag80"].to_csv(job.out_dir / "results.csv", index=False)
         if self.log is not None:
             with _lock, open(self.log, "a") as f:
                 f.write(json.dumps([job.device.name, t0, time.monotonic()]) + "\n")
@@ -142,6 +145,21 @@ def test_each_device_runs_one_job_at_a_time(tmp_path, client):
         s.sort()
         assert len(s) == 3
         assert all(a[1] <= b[0] for a, b in zip(s, s[1:])), f"{dev} ran two jobs at once: {s}"
+
+
+def test_a_night_that_lost_baseline_rows_fails_like_the_compare_gate(tmp_path, client):
+    """`bench compare` exits 1 when CURRENT lost baseline rows; the farm's night must not call such a run good."""
+    inv = inventory(tmp_path, ["a"])
+    fake = FakeRun({("a", "n2"): "short"})
+    assert nightly(inv, "n1", fake, client).exit_code == 0
+    n2 = nightly(inv, "n2", fake, client)
+    (out,) = n2.outcomes
+    assert out.status == "failed" and out.regressions == 0 and n2.exit_code == 1
+    assert out.message.startswith("CURRENT lost 2 of 10 baseline row(s) (first: c-mag80")
+    assert out.message.endswith("(vs a-n1-quick)")
+    from ticketbench.bench.store import ResultsStore
+
+    assert ResultsStore(inv.db).last_good_run("a", "quick", before_night="n3") == "a-n1-quick"
 
 
 def test_device_without_a_worker_is_down_and_a_partial_run_failed(tmp_path, client):
