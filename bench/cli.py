@@ -653,7 +653,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         normalize=args.normalize,
         gate_times=args.gate_times,
     )
-    dirs = [Path(spec) for spec in (args.baseline, args.current) if (Path(spec) / "results.csv").is_file()]
+    specs = (args.baseline, args.current, *args.history)
+    dirs = [Path(spec) for spec in specs if (Path(spec) / "results.csv").is_file()]
     for d in dirs:  # check what load_ref will read: a malformed run is one line and exit 2
         read_results_csv(d / "results.csv")
         if (d / "run.json").exists():
@@ -664,14 +665,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     _distinct_outputs(("--md", md_arg), ("--html", html_arg))
     try:
         base, cur = load_ref(args.baseline, args.db), load_ref(args.current, args.db)
+        history = [load_ref(spec, args.db) for spec in args.history]
     except CompareError as exc:
         raise UsageError(str(exc)) from exc
-    comp = compare_runs(base, cur, cfg)
+    comp = compare_runs(base, cur, cfg, history)
     table = comp.table()
     view = table.drop(columns=["backend", "precision"]).astype(object).map(fmt_cell)
     print(
         f"latency floor = max({cfg.latency_floor:.0%} for a ratio, {max(cfg.latency_floor, cfg.time_floor):.0%} for "
-        f"a time, {cfg.spread_multiple:g} × baseline between-round spread), "
+        f"a time, {cfg.spread_multiple:g} × baseline between-round spread"
+        f"{f' or between its {len(history) + 1} runs' if history else ''}), "
         f"per-round statistic {'÷ dense reference' if cfg.normalize == 'dense' else 'time'} (dense rows: time); "
         f"energy floor {cfg.energy_floor:.0%}; accuracy floor {cfg.accuracy_floor_points:g} point(s); "
         f"alpha {cfg.alpha:g}"
@@ -841,6 +844,14 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="flag significant regressions between two runs (exit 1)")
     c.add_argument("baseline")
     c.add_argument("current")
+    c.add_argument(
+        "--history",
+        nargs="+",
+        default=[],
+        metavar="RUN",
+        help="earlier runs of the same suite on this machine (directories or run ids): their rounds join the latency "
+        "baseline and the spread of their levels widens the floor (identical runs drift apart)",
+    )
     c.add_argument(
         "--threshold",
         type=float,

@@ -48,7 +48,7 @@ log = logging.getLogger("ticketbench.bench.farm")
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 FARM_KEYS = {"out", "scheduler", "db", "suite", "suites", "threshold", "time_threshold", "energy_threshold",
-             "accuracy_points", "alpha", "timeout_s"}  # fmt: skip
+             "accuracy_points", "alpha", "timeout_s", "history_nights"}  # fmt: skip
 
 
 class InventoryError(Exception):
@@ -193,12 +193,16 @@ def parse_inventory(data: dict[str, Any], path: Path | str = "inventory") -> Inv
     if dup:
         raise InventoryError(f"{path}: duplicate device names {dup}")
     threshold = _number(farm.get("threshold", CompareConfig.latency_floor), f"{path}: [farm] threshold")
+    history = _number(farm.get("history_nights", CompareConfig.history_runs), f"{path}: [farm] history_nights")
+    if history != int(history) or history > 100:
+        raise InventoryError(f"{path}: [farm] history_nights must be a whole number from 0 to 100 (got {history:g})")
     cfg = CompareConfig(
         latency_floor=threshold,
         time_floor=_number(farm.get("time_threshold", CompareConfig.time_floor), f"{path}: [farm] time_threshold"),
         energy_floor=_number(farm.get("energy_threshold", max(0.10, threshold)), f"{path}: [farm] energy_threshold"),
         accuracy_floor_points=_number(farm.get("accuracy_points", 1.0), f"{path}: [farm] accuracy_points"),
         alpha=_number(farm.get("alpha", 0.01), f"{path}: [farm] alpha", strict=True),
+        history_runs=int(history),
     )
     if not cfg.alpha < 1:
         raise InventoryError(f"{path}: [farm] alpha must be in (0, 1) (got {cfg.alpha!r})")
@@ -407,14 +411,15 @@ def _ingest_and_compare(job: Job, run_dir: Path, out: Outcome) -> None:
         res = store.ingest(run_dir, farm_device=d.name, night=job.night)
         out.run_id, out.run_dir = res.run_id, str(run_dir)
         n_failed = int(store.run(res.run_id)["n_failed"] or 0)
-        out.baseline_run_id = store.last_good_run(d.name, job.suite, before_night=job.night)
+        good = store.last_good_runs(d.name, job.suite, job.night, 1 + job.compare.history_runs)
+        out.baseline_run_id = good[0] if good else None
         out.status, out.regressions, coverage = "ok", 0, ""
         if out.baseline_run_id is None:
             out.message = "first good night: this run is the baseline"
         else:
             current = RunRef(res.run_id, pd.read_csv(run_dir / "results.csv"), run_dir)
             baseline = load_ref(out.baseline_run_id, job.db)
-            comp = compare_runs(baseline, current, job.compare)
+            comp = compare_runs(baseline, current, job.compare, [load_ref(r, job.db) for r in good[1:]])
             write_comparison(comp, run_dir / "compare.md", run_dir / "compare.html")
             out.regressions = sum(f.verdict == "regression" for f in comp.findings)
             out.message = f"{out.regressions} regression(s) vs {out.baseline_run_id}"

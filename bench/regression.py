@@ -17,6 +17,10 @@ Per matching row (case, device, backend, precision, batch) and metric:
   10% for a ratio (`latency_floor`), 20% for a time (`time_floor`: dense rows, normalize="none", and runs
   written before rounds existed, which fall back to a Mann-Whitney U on the per-iteration samples).
   Both are defaults for a shared machine: a dedicated device with locked clocks can pass tighter ones.
+  History: earlier runs of the same suite on the same machine (`history`, the farm's earlier good nights) measure
+  that drift instead of assuming it. Their rounds join the baseline's (the level is the median over all of them, so
+  one odd baseline run does not set it), and the spread is the larger of the within-run spread and the spread of
+  the runs' medians: a level the baseline's own runs wandered by is never a regression.
 - energy per inference: one-sided bootstrap CI of the energy ratio, resampling the power traces
   (samples/*-power.csv, W) and the latency samples (ms) of both runs: energy/inference ∝ mean W · mean ms;
   change = the table's energy_mj_per_inference ratio − 1. Traces at 50 Hz are autocorrelated, so the CI is
@@ -33,6 +37,7 @@ The gate (`gate`) also fails when CURRENT lost baseline rows (unless allowed) or
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +64,7 @@ class CompareConfig:
     alpha: float = 0.01  # one-sided significance level
     spread_multiple: float = 3.0  # latency floor ≥ this × the baseline's between-round spread
     normalize: str = "dense"  # per-round latency ÷ the round's dense reference ("dense") or raw time ("none")
+    history_runs: int = 4  # farm: earlier good nights whose rounds join the last good night's (bench compare --history)
     gate_times: bool = True  # False: rows tested on time (dense rows) are reported, never flagged (shared machines)
     n_boot: int = 2000
     seed: int = 0
@@ -133,6 +139,7 @@ class Finding:
     verdict: str  # regression | failed | significant-below-floor | not-significant | ok | untested | missing
     #              | time-not-gated (gate_times=False)
     spread: float | None = None  # the baseline's between-round spread (std/mean) of the tested statistic
+    baseline_runs: int | None = None  # runs whose rounds made the baseline (1 + history runs with this row)
 
     @property
     def flagged(self) -> bool:
@@ -233,12 +240,15 @@ def _num(v: Any) -> float | None:
     return f if np.isfinite(f) else None
 
 
-def compare_rows(b: dict, c: dict, base: RunRef, cur: RunRef, cfg: CompareConfig) -> list[Finding]:
+def compare_rows(
+    b: dict, c: dict, base: RunRef, cur: RunRef, cfg: CompareConfig, past: list[pd.DataFrame] | None = None
+) -> list[Finding]:
+    """Findings for one row; `past` holds the per-round frames of the same row in the history runs."""
     key = {k: c.get(k) for k in KEY}
 
-    def finding(metric, bv, cv, change, floor, p, test, verdict, spread=None) -> Finding:
+    def finding(metric, bv, cv, change, floor, p, test, verdict, spread=None, runs=None) -> Finding:
         return Finding(**key, metric=metric, baseline=bv, current=cv, change=change, floor=floor, p_value=p,
-                       test=test, verdict=verdict, spread=spread)  # fmt: skip
+                       test=test, verdict=verdict, spread=spread, baseline_runs=runs)  # fmt: skip
 
     if b.get("status") == "ok" and c.get("status") != "ok":
         return [finding("status", None, None, None, 0.0, None, "status", "failed")]
@@ -250,15 +260,19 @@ def compare_rows(b: dict, c: dict, base: RunRef, cur: RunRef, cfg: CompareConfig
     bs, cs = base.samples(b.get("samples_file"), "latency_ms"), cur.samples(c.get("samples_file"), "latency_ms")
     br, cr = base.rounds(b.get("samples_file")), cur.rounds(c.get("samples_file"))
     if br is not None and cr is not None:
+        frames = [br, *(past or [])]
         ratio = (
             cfg.normalize == "dense"
             and c.get("method") != "dense"
-            and bool(np.isfinite(br["ratio"]).all() and np.isfinite(cr["ratio"]).all())
+            and all(bool(np.isfinite(f["ratio"]).all()) for f in (*frames, cr))
         )
-        bv = (br["ratio"] if ratio else br["latency"]).to_numpy()
-        cv = (cr["ratio"] if ratio else cr["latency"]).to_numpy()
+        col = "ratio" if ratio else "latency"
+        runs = [f[col].to_numpy() for f in frames]
+        bv, cv = np.concatenate(runs), cr[col].to_numpy()
         change, p = round_test(bv, cv)
-        spread = round_cv(bv)
+        spread = round_cv(runs[0])
+        if len(runs) > 1:  # the baseline runs' own levels: how far identical runs wander on this machine
+            spread = max(spread or 0.0, round_cv(np.array([np.median(r) for r in runs])) or 0.0)
         if not ratio:  # a time must also clear the machine's drift over the whole baseline run
             run_spread = base.reference_spread(b.get("model"), b.get("dataset"), b.get("batch_size"))
             spread = max(spread or 0.0, run_spread or 0.0) or spread
@@ -267,7 +281,7 @@ def compare_rows(b: dict, c: dict, base: RunRef, cur: RunRef, cfg: CompareConfig
         verdict = verdict_for(p < cfg.alpha, change, floor)
         if not ratio and not cfg.gate_times and verdict == "regression":
             verdict = "time-not-gated"  # the machine's speed drifts between runs more than a time can resolve
-        out.append(finding("latency_ms_p50", bl, cl, change, floor, p, test, verdict, spread))
+        out.append(finding("latency_ms_p50", bl, cl, change, floor, p, test, verdict, spread, len(runs)))
     elif bs is not None and cs is not None and bs.size >= 3 and cs.size >= 3:  # runs from before rounds existed
         change, p = latency_test(bs, cs)
         floor = latency_floor(cfg, None, time=True)
@@ -302,16 +316,28 @@ def _key(r: dict) -> tuple:
     return tuple(str(r.get(k)) for k in KEY)
 
 
-def compare_runs(base: RunRef, cur: RunRef, cfg: CompareConfig | None = None) -> Comparison:
+def compare_runs(
+    base: RunRef, cur: RunRef, cfg: CompareConfig | None = None, history: Sequence[RunRef] = ()
+) -> Comparison:
+    """Every row of CURRENT against BASE; `history` (earlier runs of the same suite and machine) adds their rounds
+    to the latency baseline. Status, energy, accuracy and missing rows are judged against BASE alone."""
     cfg = cfg or CompareConfig()
-    comp = Comparison(base.label, cur.label, cfg)
+    label = base.label + (f" (+ {len(history)} earlier run(s) for latency)" if history else "")
+    comp = Comparison(label, cur.label, cfg)
     brows = {_key(r): r for r in base.df.to_dict("records")}
     crows = {_key(r): r for r in cur.df.to_dict("records")}
+    hrows = [(h, {_key(r): r for r in h.df.to_dict("records")}) for h in history]
     for k, c in crows.items():
         b = brows.get(k)
         if b is None:
             continue
-        comp.findings.extend(compare_rows(b, c, base, cur, cfg))
+        past = [
+            frame
+            for h, rows in hrows
+            if (r := rows.get(k)) is not None and r.get("status") == "ok"
+            if (frame := h.rounds(r.get("samples_file"))) is not None
+        ]
+        comp.findings.extend(compare_rows(b, c, base, cur, cfg, past))
     for k in brows.keys() - crows.keys():
         b = brows[k]
         comp.findings.append(

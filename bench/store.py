@@ -406,6 +406,11 @@ class ResultsStore:
 
     def last_good_run(self, farm_device: str, suite: str, before_night: str | None = None) -> str | None:
         """The run of the latest night on which this device and suite ran clean (no failure, no regression)."""
+        runs = self.last_good_runs(farm_device, suite, before_night, 1)
+        return runs[0] if runs else None
+
+    def last_good_runs(self, farm_device: str, suite: str, before_night: str | None = None, n: int = 1) -> list[str]:
+        """The runs of the latest `n` clean nights of this device and suite, newest first."""
         t = self.t_nights
         q = (
             self.sa.select(t.c.run_id)
@@ -416,7 +421,7 @@ class ResultsStore:
         if before_night is not None:
             q = q.where(t.c.night < before_night)
         with self.engine.connect() as conn:
-            return conn.execute(q.limit(1)).scalar()
+            return list(conn.execute(q.limit(n)).scalars())
 
     def trend(self, metric: str = "latency_ms_p50") -> pd.DataFrame:
         """One metric over nights: night, farm_device, suite, case_id, batch_size, value (ok rows only)."""

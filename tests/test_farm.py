@@ -111,6 +111,8 @@ def test_three_nights_down_failed_regressed_and_last_good_baseline(tmp_path, cli
     by = {o.device: o for o in n3.outcomes}
     assert all(o.status == "ok" for o in n3.outcomes) and n3.exit_code == 0
     assert by["b"].baseline_run_id == "b-n1-quick"  # its own last GOOD night, not the regressed n2
+    # the earlier good nights join the baseline's latency rounds: a's n2 is the baseline, n1 its history
+    assert "a-n2-quick (+ 1 earlier run(s) for latency)" in (Path(by["a"].run_dir) / "compare.md").read_text()
     assert by["c"].baseline_run_id == "c-n2-quick"
 
     from ticketbench.bench.store import ResultsStore
@@ -195,12 +197,14 @@ def test_example_inventory_and_validation(tmp_path):
     assert tx2.remote and tx2.resource == "device-tx2-01" and tx2.timeout_s == 7200
     assert inv.devices[1].run_args == ["--precision", "fp16"]
     assert inv.compare.latency_floor == 0.10 and inv.compare.time_floor == 0.20 and inv.compare.energy_floor == 0.10
+    assert inv.compare.history_runs == 4
     bad = {
         "dup": '[[device]]\nname = "a"\nkind = "cpu"\n[[device]]\nname = "a"\nkind = "cpu"\n',
         "host": '[[device]]\nname = "a"\nkind = "cpu"\nhost = "bad host; rm -rf"\n',
         "kind": '[[device]]\nname = "a"\n',
         "keys": '[[device]]\nname = "a"\nkind = "cpu"\ncolour = "red"\n',
         "empty": "[farm]\n",
+        "history": '[farm]\nhistory_nights = 2.5\n[[device]]\nname = "a"\nkind = "cpu"\n',
         "toml": "[[device]\n",
     }
     for what, text in bad.items():

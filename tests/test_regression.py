@@ -401,3 +401,44 @@ def test_no_gate_times_reports_a_time_drift_without_flagging_it(tmp_path):
         compare_runs(*_rounds_pair(tmp_path, 4, slower={"c-mag80": 1.3}), CompareConfig(gate_times=False))
     )
     assert set(slower[slower["verdict"] == "regression"]["case_id"]) == {"c-mag80"}  # ratios still gate
+
+
+# -- history: earlier runs measure how far identical runs wander ------------------------------------------------
+def _run(tmp_path, name: str, seed: int, **rounds):
+    return load_ref(str(add_rounds(make_run_dir(tmp_path / name, name, seed=seed), seed, **rounds)))
+
+
+def test_history_keeps_one_odd_baseline_run_from_setting_the_level(tmp_path):
+    """Measured on this VM: one of six identical runs timed the Early-Bird ticket 17% faster relative to dense
+    than the other five. Taken alone as the baseline, every ordinary run after it looks 20% slower."""
+    odd = _run(tmp_path, "odd", 1, slower={"c-eb50": 0.83})  # the baseline that happened to be fast
+    history = [_run(tmp_path, f"h{i}", 10 + i) for i in range(3)]
+    cur = _run(tmp_path, "cur", 2)
+    alone = _latency(compare_runs(odd, cur, CFG))
+    assert set(alone[alone["verdict"] == "regression"]["case_id"]) == {"c-eb50"}
+    with_history = _latency(compare_runs(odd, cur, CFG, history))
+    assert not with_history["verdict"].eq("regression").any()
+    eb = with_history[with_history["case_id"] == "c-eb50"]
+    assert (eb["baseline_runs"] == 4).all() and (eb["spread"] > 0.05).all()  # the odd run's level shows as spread
+    assert eb["change"].abs().max() < 0.05  # the level is the pooled median: the three ordinary runs set it
+
+
+def test_history_still_flags_a_genuine_slowdown_and_leaves_the_rest_alone(tmp_path):
+    history = [_run(tmp_path, f"h{i}", 20 + i) for i in range(3)]
+    base = _run(tmp_path, "base", 3)
+    cur = _run(tmp_path, "cur", 4, slower={"c-mag80": 1.3})
+    lat = _latency(compare_runs(base, cur, CFG, history))
+    assert set(lat[lat["verdict"] == "regression"]["case_id"]) == {"c-mag80"}
+    assert (lat["baseline_runs"] == 4).all()
+    assert set(compare_runs(base, cur, CFG).table()["baseline_runs"].dropna()) == {1}
+
+
+def test_cli_compare_history_prints_the_runs_and_checks_them_as_inputs(tmp_path, capsys):
+    runs = [add_rounds(make_run_dir(tmp_path / n, n, seed=s), s) for n, s in (("b", 1), ("c", 2), ("h1", 3))]
+    base, cur, hist = (str(r) for r in runs)
+    assert main(["compare", base, cur, "--history", hist, "--md", str(tmp_path / "o.md")]) == 0
+    out = capsys.readouterr().out
+    assert "or between its 2 runs" in out and "baseline_runs" in out
+    assert "(+ 1 earlier run(s) for latency)" in (tmp_path / "o.md").read_text()
+    assert main(["compare", base, cur, "--history", str(tmp_path / "nope")]) == 2
+    assert main(["compare", base, cur, "--history", hist, "--md", str(runs[2] / "results.csv")]) == 2
