@@ -107,6 +107,8 @@ def test_farm_bookkeeping_last_good_and_trend(store, tmp_path):
     assert store.last_good_run("dev", "quick") == "A3"
     assert store.last_good_run("dev", "quick", before_night="n3") == "A1"  # skips the regressed night
     assert store.last_good_run("other", "quick") is None
+    assert store.last_good_runs("dev", "quick", n=5) == ["A3", "A1"]  # newest first, good nights only
+    assert store.last_good_runs("dev", "quick", before_night="n3", n=5) == ["A1"]
     store.record_night("n3", "dev", "quick", "failed", run_id="A3")  # re-recording replaces
     assert store.last_good_run("dev", "quick") == "A1"
     assert list(store.nights("dev")["status"]) == ["ok", "regressed", "failed", "down"]
