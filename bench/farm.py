@@ -48,7 +48,7 @@ log = logging.getLogger("ticketbench.bench.farm")
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 FARM_KEYS = {"out", "scheduler", "db", "suite", "suites", "threshold", "time_threshold", "energy_threshold",
-             "accuracy_points", "alpha", "timeout_s", "history_nights"}  # fmt: skip
+             "accuracy_points", "alpha", "timeout_s", "history_nights", "gate_times"}  # fmt: skip
 
 
 class InventoryError(Exception):
@@ -194,6 +194,9 @@ def parse_inventory(data: dict[str, Any], path: Path | str = "inventory") -> Inv
         raise InventoryError(f"{path}: duplicate device names {dup}")
     threshold = _number(farm.get("threshold", CompareConfig.latency_floor), f"{path}: [farm] threshold")
     history = _number(farm.get("history_nights", CompareConfig.history_runs), f"{path}: [farm] history_nights")
+    gate_times = farm.get("gate_times", CompareConfig.gate_times)
+    if not isinstance(gate_times, bool):
+        raise InventoryError(f"{path}: [farm] gate_times must be true or false (got {gate_times!r})"[:300])
     if history != int(history) or history > 100:
         raise InventoryError(f"{path}: [farm] history_nights must be a whole number from 0 to 100 (got {history:g})")
     cfg = CompareConfig(
@@ -203,6 +206,7 @@ def parse_inventory(data: dict[str, Any], path: Path | str = "inventory") -> Inv
         accuracy_floor_points=_number(farm.get("accuracy_points", 1.0), f"{path}: [farm] accuracy_points"),
         alpha=_number(farm.get("alpha", 0.01), f"{path}: [farm] alpha", strict=True),
         history_runs=int(history),
+        gate_times=gate_times,
     )
     if not cfg.alpha < 1:
         raise InventoryError(f"{path}: [farm] alpha must be in (0, 1) (got {cfg.alpha!r})")

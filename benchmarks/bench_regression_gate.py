@@ -9,15 +9,21 @@ How the case is made slower: its session spins, after each real call, for `fract
 (CPU busy, like extra work), so every timed iteration is exactly (1 + fraction)× what it would have been under
 whatever load the machine has at that moment. The dense reference and the other cases are untouched.
 
-Side by side on the same runs, the legacy test (one-sided Mann-Whitney on per-iteration samples with the 5%
-floor, what `bench compare` did before rounds) shows what the round-based test fixed.
+Each comparison is made twice: BASE against CUR alone, and with `--history` of the A runs just before BASE (as the
+farm gives its earlier good nights). Side by side on the same runs, the legacy test (one-sided Mann-Whitney on
+per-iteration samples with the 5% floor, what `bench compare` did before rounds) shows what the round-based test
+fixed.
 
 Tickets are trained once (training is seeded and deterministic) and reused by every run: everything the gate
 sees (compaction, export, eval and train epochs, the interleaved timing rounds, results.csv) is a real run,
 while the benchmark stays within minutes on a shared 2-core machine. `--retrain` trains in every run.
 The load average is printed beside the figures.
 
-Run: `python benchmarks/bench_regression_gate.py [--runs 6] [--b-runs 2] [--slowdowns 0.15 0.30] [--json out.json]`.
+`--tenant N` runs N other processes beside every run, each busy and idle in turns of 0.5-3 s (seeded): a
+neighbour that takes a core now and then, as on a shared CI machine.
+
+Run: `python benchmarks/bench_regression_gate.py [--runs 6] [--b-runs 2] [--slowdowns 0.15 0.30] [--tenant N]
+[--json out.json]`.
 """
 
 from __future__ import annotations
@@ -25,10 +31,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import multiprocessing
 import os
+import random
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +71,24 @@ class SlowerSession(Session):
         self.inner.sync()
 
 
+def tenant(seed: int) -> None:
+    """Another tenant: busy (a Python spin loop) and idle in turns of 0.5-3 s each, until killed."""
+    rng = random.Random(seed)
+    while True:
+        end = time.monotonic() + rng.uniform(0.5, 3.0)
+        while time.monotonic() < end:
+            pass
+        time.sleep(rng.uniform(0.5, 3.0))
+
+
 def load_text() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
-def one_run(suite_name: str, out: Path, slow_case: str | None = None, fraction: float = 0.0) -> float:
+def one_run(
+    suite_name: str, out: Path, slow_case: str | None = None, fraction: float = 0.0, threads: int | None = None
+) -> float:
     """One real run of the suite into `out` (wall seconds); `slow_case` (a case id substring) is made slower."""
     real_load = CpuDevice.load
 
@@ -78,7 +99,7 @@ def one_run(suite_name: str, out: Path, slow_case: str | None = None, fraction: 
     CpuDevice.load = load
     try:
         t0 = time.time()
-        rows = Runner(load_suite(suite_name), CpuDevice(), RunOptions(out=out, show_progress=False)).run()
+        rows = Runner(load_suite(suite_name), CpuDevice(threads), RunOptions(out=out, show_progress=False)).run()
         assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows if r["status"] != "ok"]
         return time.time() - t0
     finally:
@@ -99,21 +120,26 @@ def legacy_flags(base: Path, cur: Path, floor: float = 0.05, alpha: float = 0.01
     return flagged
 
 
-def compare(base: Path, cur: Path, cfg: CompareConfig) -> dict[str, Any]:
+def compare(base: Path, cur: Path, cfg: CompareConfig, history: list[Path]) -> dict[str, Any]:
+    """One comparison as `bench compare BASE CUR` and as `... --history H...` (the farm's way: earlier good nights)."""
     b, c = load_ref(str(base)), load_ref(str(cur))
     comp = compare_runs(b, c, cfg)
     code, reason = gate(comp, b, c)
+    hcomp = compare_runs(b, c, cfg, [load_ref(str(h)) for h in history])
+    hcode, _ = gate(hcomp, b, c)
+    tcode, _ = gate(compare_runs(b, c, replace(cfg, gate_times=True)), b, c)
     lat = comp.table().query("metric == 'latency_ms_p50'")
     flagged = {f"{f.case_id} b{f.batch_size}" for f in comp.regressions}
-    on_time = {f"{f.case_id} b{f.batch_size}" for f in comp.regressions if f.test == "welch-rounds"}
     return {
         "baseline": base.name,
         "current": cur.name,
         "exit": code,
         "reason": reason,
         "flagged": sorted(flagged),
-        "exit_no_gate_times": int(bool(flagged - on_time)) if code == 1 and flagged else code,
-        "flagged_on_time": sorted(on_time),
+        "exit_gate_times": tcode,
+        "history": [h.name for h in history],
+        "exit_history": hcode,
+        "flagged_history": sorted(f"{f.case_id} b{f.batch_size}" for f in hcomp.regressions),
         "legacy_flagged": sorted(legacy_flags(base, cur)),
         "max_change": float(lat["change"].max()),
         "max_floor": float(lat["floor"].max()),
@@ -131,10 +157,21 @@ def main() -> None:
     ap.add_argument("--tickets-from", type=Path, help="reuse the tickets of an earlier run directory of this suite")
     ap.add_argument("--keep", type=Path, help="keep the run directories here")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--tenant", type=int, default=0, help="other processes busy half the time beside every run")
+    ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: the thread policy's)")
+    ap.add_argument("--history", type=int, default=2, help="other A runs given as --history in the second figures")
+    ap.add_argument("--compare-only", type=Path, help="no runs: compare the A*/B* runs kept (--keep) in this directory")
     args = ap.parse_args()
+    if args.compare_only:
+        args.keep, args.tenant = args.compare_only, 0
+    tenants = [multiprocessing.Process(target=tenant, args=(i,), daemon=True) for i in range(args.tenant)]
+    for t in tenants:
+        t.start()
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench_gate_"))
     work.mkdir(parents=True, exist_ok=True)
-    if not args.retrain:  # seeded training gives the same tickets every run: train once, reuse
+    if (
+        not args.retrain and not args.compare_only
+    ):  # seeded training gives the same tickets every run: train once, reuse
         cache: dict[str, Any] = {}
         if args.tickets_from:  # tickets of an earlier run of the same suite (its tickets/<case>/ticket.pt)
             from ticketbench.models.tickets import load_ticket
@@ -147,35 +184,48 @@ def main() -> None:
             cache.get(cfg.key()) or cache.setdefault(cfg.key(), real_find(cfg, data, ctx))
         )
     cfg = CompareConfig()
-    out: dict[str, Any] = {"load_start": load_text(), "suite": args.suite, "config": cfg.__dict__}
+    out: dict[str, Any] = {"load_start": load_text(), "suite": args.suite, "config": cfg.__dict__,
+                           "tenants": args.tenant, "threads": args.threads}  # fmt: skip
     print(out["load_start"])
     t0 = time.time()
     a_dirs, walls = [], []
-    if not args.retrain and not args.tickets_from:
-        one_run(args.suite, work / "warm")  # trains the tickets; not part of the comparisons
-    for i in range(args.runs):
+    b_dirs: dict[float, list[Path]] = {}
+    if args.compare_only:
+        a_dirs = sorted(work.glob("A[0-9]*"), key=lambda d: int(d.name[1:]))
+        for d in sorted(work.glob("B[0-9]*-[0-9]*")):
+            b_dirs.setdefault(int(d.name[1:].split("-")[0]) / 100, []).append(d)
+        args.runs, args.b_runs = len(a_dirs), max((len(v) for v in b_dirs.values()), default=0)
+    elif not args.retrain and not args.tickets_from:
+        one_run(args.suite, work / "warm", threads=args.threads)  # trains the tickets; not part of the comparisons
+    for i in range(0 if args.compare_only else args.runs):
         a_dirs.append(work / f"A{i}")
-        walls.append(one_run(args.suite, a_dirs[-1]))
+        walls.append(one_run(args.suite, a_dirs[-1], threads=args.threads))
         print(f"A{i}: {walls[-1]:.1f} s, {load_text()}")
     out["load_after_a"] = load_text()
-    b_dirs: dict[float, list[Path]] = {}
-    for frac in args.slowdowns:
+    for frac in [] if args.compare_only else args.slowdowns:
         for i in range(args.b_runs):
             d = work / f"B{int(frac * 100)}-{i}"
             b_dirs.setdefault(frac, []).append(d)
-            walls.append(one_run(args.suite, d, args.slow_case, frac))
+            walls.append(one_run(args.suite, d, args.slow_case, frac, args.threads))
             print(f"{d.name}: {walls[-1]:.1f} s, {load_text()}")
     out["load_after_b"] = load_text()
-    aa = [compare(a, b, cfg) for a, b in itertools.permutations(a_dirs, 2)]
+
+    def history(base: Path, cur: Path) -> list[Path]:  # the A runs just before the baseline (cyclic), not CURRENT
+        i = a_dirs.index(base)
+        others = [a_dirs[(i - k) % len(a_dirs)] for k in range(1, len(a_dirs))]
+        return [a for a in others if a != cur][: args.history]
+
+    aa = [compare(a, b, cfg, history(a, b)) for a, b in itertools.permutations(a_dirs, 2)]
     ab: dict[str, list[dict[str, Any]]] = {}
     for frac, dirs in b_dirs.items():
-        ab[f"{frac:.2f}"] = [compare(a, b, cfg) for a in a_dirs for b in dirs]
+        ab[f"{frac:.2f}"] = [compare(a, b, cfg, history(a, b)) for a in a_dirs for b in dirs]
     target = sorted({f"{r.case_id} b{r.batch_size}" for r in pd.read_csv(a_dirs[0] / "results.csv").itertuples()
                      if args.slow_case in r.case_id})  # fmt: skip
     out["aa"] = {
         "comparisons": len(aa),
         "false_alarms": sum(c["exit"] for c in aa),
-        "false_alarms_no_gate_times": sum(c["exit_no_gate_times"] for c in aa),
+        "false_alarms_gate_times": sum(c["exit_gate_times"] for c in aa),
+        "false_alarms_history": sum(c["exit_history"] for c in aa),
         "flagged_rows": sum(len(c["flagged"]) for c in aa),
         "legacy_false_alarms": sum(bool(c["legacy_flagged"]) for c in aa),
         "legacy_flagged_rows": sum(len(c["legacy_flagged"]) for c in aa),
@@ -188,25 +238,32 @@ def main() -> None:
             "comparisons": len(comps),
             "detected": sum(set(target) <= set(c["flagged"]) for c in comps),
             "gate_exit_1": sum(c["exit"] for c in comps),
+            "gate_exit_1_history": sum(c["exit_history"] for c in comps),
+            "detected_history": sum(set(target) <= set(c["flagged_history"]) for c in comps),
             "target_rows_flagged": sum(len(set(target) & set(c["flagged"])) for c in comps),
             "other_rows_flagged": sum(len(set(c["flagged"]) - set(target)) for c in comps),
             "legacy_detected": sum(set(target) <= set(c["legacy_flagged"]) for c in comps),
             "pairs": comps,
         }
-    out["run_wall_s_median"] = float(np.median(walls))
+    out["run_wall_s_median"] = float(np.median(walls)) if walls else None
     out["wall_s"] = round(time.time() - t0, 1)
     aa_s = out["aa"]
     print(f"\nA/A ({args.runs} runs, {aa_s['comparisons']} ordered pairs): gate false alarms {aa_s['false_alarms']} "
-          f"(with --no-gate-times {aa_s['false_alarms_no_gate_times']}) "
+          f"(with --gate-times {aa_s['false_alarms_gate_times']}; with --history of {args.history} other "
+          f"run(s) {aa_s['false_alarms_history']}) "
           f"({aa_s['flagged_rows']} rows); legacy per-iteration test: {aa_s['legacy_false_alarms']} "
           f"({aa_s['legacy_flagged_rows']} rows); largest latency change seen {aa_s['max_change']:+.1%}")  # fmt: skip
     for frac, r in out["ab"].items():
         n = r["comparisons"]
         print(f"A/B +{float(frac):.0%} on {', '.join(target)}: both rows flagged {r['detected']}/{n}, rows "
-              f"{r['target_rows_flagged']}/{2 * n}, gate exit 1 {r['gate_exit_1']}/{n} "
+              f"{r['target_rows_flagged']}/{2 * n}, gate exit 1 {r['gate_exit_1']}/{n}; with --history both rows "
+              f"{r['detected_history']}/{n}, gate exit 1 {r['gate_exit_1_history']}/{n} "
               f"(legacy {r['legacy_detected']}/{n}); other rows flagged {r['other_rows_flagged']}")  # fmt: skip
-    print(f"median run wall time {out['run_wall_s_median']:.1f} s; total {out['wall_s']} s")
-    print(f"{out['load_start']} at start, {out['load_after_a']} after A, {out['load_after_b']} after B")
+    print(f"median run wall time {out['run_wall_s_median'] or 0:.1f} s; total {out['wall_s']} s")
+    print(f"{out['load_start']} at start, {out['load_after_a']} after A, {out['load_after_b']} after B; "
+          f"{args.tenant} tenant process(es), threads {args.threads or 'policy'}")  # fmt: skip
+    for t in tenants:
+        t.terminate()
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, default=str))
     if not args.keep:

@@ -197,7 +197,7 @@ def test_example_inventory_and_validation(tmp_path):
     assert tx2.remote and tx2.resource == "device-tx2-01" and tx2.timeout_s == 7200
     assert inv.devices[1].run_args == ["--precision", "fp16"]
     assert inv.compare.latency_floor == 0.10 and inv.compare.time_floor == 0.20 and inv.compare.energy_floor == 0.10
-    assert inv.compare.history_runs == 4
+    assert inv.compare.history_runs == 4 and inv.compare.gate_times is False
     bad = {
         "dup": '[[device]]\nname = "a"\nkind = "cpu"\n[[device]]\nname = "a"\nkind = "cpu"\n',
         "host": '[[device]]\nname = "a"\nkind = "cpu"\nhost = "bad host; rm -rf"\n',
@@ -205,6 +205,7 @@ def test_example_inventory_and_validation(tmp_path):
         "keys": '[[device]]\nname = "a"\nkind = "cpu"\ncolour = "red"\n',
         "empty": "[farm]\n",
         "history": '[farm]\nhistory_nights = 2.5\n[[device]]\nname = "a"\nkind = "cpu"\n',
+        "gate": '[farm]\ngate_times = "yes"\n[[device]]\nname = "a"\nkind = "cpu"\n',
         "toml": "[[device]\n",
     }
     for what, text in bad.items():
