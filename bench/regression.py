@@ -8,8 +8,6 @@ Per matching row (case, device, backend, precision, batch) and metric:
   `normalize="dense"`: a load change hits both, so the ratio is steadier than a time): the median of paired
   iteration ratios when the two alternated iteration by iteration, else the ratio of medians; the dense rows
   themselves, and runs without a reference, use the round's median time, so a global slowdown still fires there.
-  Rounds a disturbance hit (another tenant stalled the window: far outside the other rounds' agreement, see
-  `steady_rounds`) are set aside, on both sides, and counted in the finding.
   Significance: one-sided Welch t-test on the log per-round statistics (k vs k), H1 = current slower.
   change = median(current rounds) / median(baseline rounds) − 1.
   floor = max(configured floor, spread_multiple × the baseline's between-round spread (std/mean of its rounds)):
@@ -120,7 +118,7 @@ class RunRef:
             cols = ("model", "dataset", "batch_size", "samples_file")
             rows = self.df.reindex(columns=cols).astype(str).itertuples(index=False) if len(self.df) else []
             files = [r.samples_file for r in rows if (r.model, r.dataset, r.batch_size) == key]
-            refs = [steady_rounds(r["reference"].to_numpy()) for f in files if (r := self.rounds(f)) is not None]
+            refs = [r["reference"].to_numpy() for f in files if (r := self.rounds(f)) is not None]
             values = np.concatenate(refs) if refs else np.array([])
             self._ref_spread[key] = round_cv(values[np.isfinite(values)])
         return self._ref_spread[key]
@@ -144,7 +142,6 @@ class Finding:
     #              | time-not-gated (gate_times=False)
     spread: float | None = None  # the baseline's between-round spread (std/mean) of the tested statistic
     baseline_runs: int | None = None  # runs whose rounds made the baseline (1 + history runs with this row)
-    rounds_set_aside: int | None = None  # disturbed rounds (steady_rounds) left out, baseline and current together
 
     @property
     def flagged(self) -> bool:
@@ -200,19 +197,6 @@ def round_test(base: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
     return change, float(ttest_ind(lc, lb, equal_var=False, alternative="greater").pvalue)
 
 
-def steady_rounds(x: np.ndarray, k: float = 5.0) -> np.ndarray:
-    """The rounds no disturbance hit: within k robust standard deviations (1.4826 × MAD, at least 0.5% of the
-    median) of the run's median round. Measured on this VM: a window in which another process took the core moved
-    one round's ratio from 1.0 to 1.31 (or a reference window, to 0.71) while the other four agreed within 1%; kept,
-    that one round set a 43% floor and a t-test p of 0.17, and a 30% slowdown went unflagged. A code change moves
-    every round, so it is never set aside. With fewer than 3 rounds left there is no consensus: all are kept."""
-    x = np.asarray(x, dtype=float)
-    med = float(np.median(x))
-    scale = max(1.4826 * float(np.median(np.abs(x - med))), 0.005 * abs(med))
-    keep = np.abs(x - med) <= k * scale
-    return x[keep] if keep.sum() >= 3 else x
-
-
 def latency_floor(cfg: CompareConfig, spread: float | None, time: bool = False) -> float:
     """max(configured floor, spread_multiple × the baseline's between-round spread); the configured floor is the
     time floor when the statistic is a time (never below the ratio floor): a time also moves with the machine."""
@@ -264,10 +248,9 @@ def compare_rows(
     """Findings for one row; `past` holds the per-round frames of the same row in the history runs."""
     key = {k: c.get(k) for k in KEY}
 
-    def finding(metric, bv, cv, change, floor, p, test, verdict, spread=None, runs=None, dropped=None) -> Finding:
+    def finding(metric, bv, cv, change, floor, p, test, verdict, spread=None, runs=None) -> Finding:
         return Finding(**key, metric=metric, baseline=bv, current=cv, change=change, floor=floor, p_value=p,
-                       test=test, verdict=verdict, spread=spread, baseline_runs=runs,
-                       rounds_set_aside=dropped)  # fmt: skip
+                       test=test, verdict=verdict, spread=spread, baseline_runs=runs)  # fmt: skip
 
     if b.get("status") == "ok" and c.get("status") != "ok":
         return [finding("status", None, None, None, 0.0, None, "status", "failed")]
@@ -286,10 +269,8 @@ def compare_rows(
             and all(bool(np.isfinite(f["ratio"]).all()) for f in (*frames, cr))
         )
         col = "ratio" if ratio else "latency"
-        raw = [f[col].to_numpy() for f in (*frames, cr)]
-        *runs, cv = [steady_rounds(r) for r in raw]
-        dropped = sum(r.size for r in raw) - sum(r.size for r in (*runs, cv))
-        bv = np.concatenate(runs)
+        runs = [f[col].to_numpy() for f in frames]
+        bv, cv = np.concatenate(runs), cr[col].to_numpy()
         change, p = round_test(bv, cv)
         spread = round_cv(runs[0])
         if len(runs) > 1:  # the baseline runs' own levels: how far identical runs wander on this machine
@@ -302,7 +283,7 @@ def compare_rows(
         verdict = verdict_for(p < cfg.alpha, change, floor)
         if not ratio and cfg.normalize == "dense" and not cfg.gate_times and verdict == "regression":
             verdict = "time-not-gated"  # the machine's speed drifts between runs more than a time can resolve
-        out.append(finding("latency_ms_p50", bl, cl, change, floor, p, test, verdict, spread, len(runs), dropped))
+        out.append(finding("latency_ms_p50", bl, cl, change, floor, p, test, verdict, spread, len(runs)))
     elif bs is not None and cs is not None and bs.size >= 3 and cs.size >= 3:  # runs from before rounds existed
         change, p = latency_test(bs, cs)
         floor = latency_floor(cfg, None, time=True)

@@ -10,7 +10,7 @@ import pandas as pd
 from ticketbench.reports.pages import markdown_table, render_page
 
 COLUMNS = ["case_id", "device", "batch_size", "metric", "baseline", "current", "change", "spread", "baseline_runs",
-           "rounds_set_aside", "floor", "p_value", "test", "verdict"]  # fmt: skip
+           "floor", "p_value", "test", "verdict"]  # fmt: skip
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]~])")  # `|` is escaped by markdown_table itself
 
 

@@ -22,7 +22,6 @@ from ticketbench.bench.regression import (
     latency_test,
     load_ref,
     round_test,
-    steady_rounds,
     verdict_for,
 )
 
@@ -446,40 +445,3 @@ def test_cli_compare_history_prints_the_runs_and_checks_them_as_inputs(tmp_path,
     assert "(+ 1 earlier run(s) for latency)" in (tmp_path / "o.md").read_text()
     assert main(["compare", base, cur, "--history", str(tmp_path / "nope")]) == 2
     assert main(["compare", base, cur, "--history", hist, "--md", str(runs[2] / "results.csv")]) == 2
-
-
-# -- disturbed rounds: one stalled window must neither hide a slowdown nor make one ------------------------------
-def test_steady_rounds_sets_aside_only_what_the_others_disagree_with():
-    seen = np.array([1.0026, 1.0095, 0.918, 1.31, 1.009])  # one quick-suite run: a stalled case and reference window
-    assert list(steady_rounds(seen)) == [1.0026, 1.0095, 1.009]
-    quiet = np.array([1.0, 1.01, 0.99, 1.02, 0.98])
-    assert list(steady_rounds(quiet)) == list(quiet)
-    assert list(steady_rounds(np.array([1.0, 1.3, 1.3, 1.3, 1.0]))) == [1.3, 1.3, 1.3]  # the majority is the level
-    split = np.array([1.0, 1.0, 1.3, 1.3])  # no consensus of 3: nothing is set aside
-    assert list(steady_rounds(split)) == list(split)
-
-
-def _stall(run: RunRef, case: str, batch: int, factor: float) -> RunRef:
-    """Round 3 of one row's case window stalled by `factor` (another process took the core for that window)."""
-    path = run.root / f"samples/{case}-b{batch}-rounds.csv"
-    df = pd.read_csv(path)
-    df.loc[3, "latency_ms_median"] *= factor
-    df.to_csv(path, index=False)
-    return load_ref(str(run.root))
-
-
-def test_a_stalled_baseline_round_does_not_hide_a_thirty_percent_slowdown(tmp_path):
-    base = _stall(_run(tmp_path, "base", 1), "c-mag80", 8, 1.31)
-    cur = _run(tmp_path, "cur", 2, slower={"c-mag80": 1.3})
-    lat = _latency(compare_runs(base, cur, CFG))
-    row = lat[(lat["case_id"] == "c-mag80") & (lat["batch_size"] == 8)].iloc[0]
-    assert row["verdict"] == "regression" and row["rounds_set_aside"] == 1 and row["floor"] == CFG.latency_floor
-
-
-def test_a_stalled_current_round_is_no_regression(tmp_path):
-    base = _run(tmp_path, "base", 3)
-    cur = _stall(_run(tmp_path, "cur", 4), "c-eb50", 1, 1.6)
-    lat = _latency(compare_runs(base, cur, CFG))
-    assert not lat["verdict"].eq("regression").any()
-    stalled = lat[(lat["case_id"] == "c-eb50") & (lat["batch_size"] == 1)]
-    assert list(stalled["rounds_set_aside"]) == [1]
