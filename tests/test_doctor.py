@@ -11,6 +11,7 @@ import types
 from pathlib import Path
 
 import pytest
+from power_fakes import PushReader
 
 from ticketbench.bench import doctor
 from ticketbench.bench.cli import main
@@ -352,20 +353,10 @@ def test_local_jetson_board_power_mode_ina3221_limit_and_missing_sources(tmp_pat
     assert exit_code(checks) == 0
 
 
-class FakeBoardFeed(PowerReader):
+class FakeBoardFeed(PushReader):
     """A remote board's power feed: it records its own samples and pushes them (no polling here)."""
 
     source = "ina3221-sysfs"
-    kind = "push"
-
-    def __init__(self) -> None:
-        self.sink = None
-
-    def attach(self, sink) -> None:
-        self.sink = sink
-
-    def detach(self) -> None:
-        self.sink = None
 
     def _record(self, watts: float, seconds: float) -> tuple[float, float]:
         t0 = time.monotonic()

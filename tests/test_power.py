@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from power_fakes import PushReader
 
 from ticketbench.devices.power import (
     PowerReader,
@@ -115,20 +116,6 @@ def test_live_counter_sampler_covers_its_windows():
     _run(s, 10)
     assert len(s.t) >= 10 and all(b > a for a, b in zip(s.t, s.t[1:]))
     assert s.window("w", s.t[1], s.t[-2]).energy_j == pytest.approx(5.0 * (s.t[-2] - s.t[1]), rel=0.05)
-
-
-class PushReader(PowerReader):
-    source = "fake-push"
-    kind = "push"
-
-    def __init__(self) -> None:
-        self.sink = None
-
-    def attach(self, sink) -> None:
-        self.sink = sink
-
-    def detach(self) -> None:
-        self.sink = None
 
 
 def test_push_sampler_and_segments():
