@@ -422,8 +422,8 @@ def _ingest_and_compare(job: Job, run_dir: Path, out: Outcome) -> None:
             out.message = "first good night: this run is the baseline"
         else:
             current = RunRef(res.run_id, pd.read_csv(run_dir / "results.csv"), run_dir)
-            baseline = load_ref(out.baseline_run_id, job.db)
-            comp = compare_runs(baseline, current, job.compare, [load_ref(r, job.db) for r in good[1:]])
+            baseline = load_ref(out.baseline_run_id, store=store)
+            comp = compare_runs(baseline, current, job.compare, [load_ref(r, store=store) for r in good[1:]])
             write_comparison(comp, run_dir / "compare.md", run_dir / "compare.html")
             out.regressions = sum(f.verdict == "regression" for f in comp.findings)
             out.message = f"{out.regressions} regression(s) vs {out.baseline_run_id}"

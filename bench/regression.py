@@ -389,8 +389,9 @@ def _read_results(path: Path) -> tuple[pd.DataFrame, str]:
     return df, ""
 
 
-def load_ref(spec: str, db: str | None = None) -> RunRef:
-    """A run directory (holding results.csv), or a run id in the results database."""
+def load_ref(spec: str, db: str | None = None, store: Any = None) -> RunRef:
+    """A run directory (holding results.csv), or a run id in the results database: `store` when the caller holds
+    one open (the farm), else one opened on `db` for this read and closed after it."""
     p = Path(spec)
     if (p / "results.csv").is_file():
         try:
@@ -404,13 +405,17 @@ def load_ref(spec: str, db: str | None = None) -> RunRef:
         raise CompareError(f"{spec}: not a run directory (no results.csv)")
     from ticketbench.bench.store import ResultsStore, StoreError
 
+    opened = None
     try:
-        store = ResultsStore(db)
+        store = store or (opened := ResultsStore(db))
         run = store.run(spec)
+        root = Path(run["run_dir"]) if run.get("run_dir") and Path(run["run_dir"]).is_dir() else None
+        return RunRef(spec, store.results([spec]), root)  # results() raises no StoreError
     except StoreError as exc:
         raise CompareError(f"{spec}: neither a run directory nor a run in the results database ({exc})") from exc
-    root = Path(run["run_dir"]) if run.get("run_dir") and Path(run["run_dir"]).is_dir() else None
-    return RunRef(spec, store.results([spec]), root)
+    finally:
+        if opened is not None:
+            opened.close()
 
 
 def write_comparison(comp: Comparison, md: Path | None, html: Path | None) -> list[Path]:
