@@ -631,7 +631,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         CompareConfig,
         CompareError,
         compare_runs,
+        default_energy_floor,
         gate,
+        latency_floor,
         load_ref,
         write_comparison,
     )
@@ -646,7 +648,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     cfg = CompareConfig(
         latency_floor=args.threshold,
         time_floor=args.time_threshold,
-        energy_floor=args.energy_threshold if args.energy_threshold is not None else max(0.10, args.threshold),
+        energy_floor=args.energy_threshold
+        if args.energy_threshold is not None
+        else default_energy_floor(args.threshold),
         accuracy_floor_points=args.accuracy_points,
         alpha=args.alpha,
         spread_multiple=args.spread_multiple,
@@ -672,7 +676,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     table = comp.table()
     view = table.drop(columns=["backend", "precision"]).astype(object).map(fmt_cell)
     print(
-        f"latency floor = max({cfg.latency_floor:.0%} for a ratio, {max(cfg.latency_floor, cfg.time_floor):.0%} for "
+        f"latency floor = max({cfg.latency_floor:.0%} for a ratio, {latency_floor(cfg, None, time=True):.0%} for "
         f"a time, {cfg.spread_multiple:g} × baseline between-round spread"
         f"{f' or between its {len(history) + 1} runs' if history else ''}), "
         f"per-round statistic {'÷ dense reference' if cfg.normalize == 'dense' else 'time'} (dense rows: time); "

@@ -36,6 +36,7 @@ from ticketbench.bench.regression import (
     CompareConfig,
     RunRef,
     compare_runs,
+    default_energy_floor,
     gate,
     load_ref,
     trend_steps,
@@ -202,7 +203,9 @@ def parse_inventory(data: dict[str, Any], path: Path | str = "inventory") -> Inv
     cfg = CompareConfig(
         latency_floor=threshold,
         time_floor=_number(farm.get("time_threshold", CompareConfig.time_floor), f"{path}: [farm] time_threshold"),
-        energy_floor=_number(farm.get("energy_threshold", max(0.10, threshold)), f"{path}: [farm] energy_threshold"),
+        energy_floor=_number(
+            farm.get("energy_threshold", default_energy_floor(threshold)), f"{path}: [farm] energy_threshold"
+        ),
         accuracy_floor_points=_number(farm.get("accuracy_points", 1.0), f"{path}: [farm] accuracy_points"),
         alpha=_number(farm.get("alpha", 0.01), f"{path}: [farm] alpha", strict=True),
         history_runs=int(history),

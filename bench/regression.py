@@ -200,6 +200,11 @@ def round_test(base: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
     return change, float(ttest_ind(lc, lb, equal_var=False, alternative="greater").pvalue)
 
 
+def default_energy_floor(latency_floor: float) -> float:
+    """The energy floor when none is given: never tighter than the latency floor, nor than 10% (energy is noisier)."""
+    return max(CompareConfig.energy_floor, latency_floor)
+
+
 def latency_floor(cfg: CompareConfig, spread: float | None, time: bool = False) -> float:
     """max(configured floor, spread_multiple × the baseline's between-round spread); the configured floor is the
     time floor when the statistic is a time (never below the ratio floor): a time also moves with the machine."""
