@@ -107,6 +107,16 @@ def _snapshot(session: Session) -> dict:
         return {"error": str(exc)}
 
 
+def _warm_up(session: Session, x: np.ndarray, cfg: LatencyConfig) -> None:
+    """cfg.warmup_iterations runs and at least cfg.warmup_seconds, then a sync: nothing of it is timed."""
+    t_end = time.perf_counter() + cfg.warmup_seconds
+    i = 0
+    while i < cfg.warmup_iterations or time.perf_counter() < t_end:
+        session.run(x)
+        i += 1
+    session.sync()
+
+
 def measure_latency(session: Session, x: np.ndarray, cfg: LatencyConfig | None = None) -> LatencyResult:
     """Time `session.run(x)` per iteration, synchronizing each so the device work is inside the sample."""
     cfg = cfg or LatencyConfig()
@@ -114,12 +124,7 @@ def measure_latency(session: Session, x: np.ndarray, cfg: LatencyConfig | None =
         return session.timed_run(x, cfg)
     session.prepare(int(x.shape[0]))  # e.g. a TensorRT engine tuned for this batch, built outside the window
     min_seconds = max(cfg.min_seconds, session.min_window_s)
-    t_end = time.perf_counter() + cfg.warmup_seconds
-    i = 0
-    while i < cfg.warmup_iterations or time.perf_counter() < t_end:
-        session.run(x)
-        i += 1
-    session.sync()
+    _warm_up(session, x, cfg)
     before = _snapshot(session)
     samples = []
     t0 = time.monotonic()
@@ -206,12 +211,7 @@ def _interleaved_round(targets: Sequence[tuple[Session, np.ndarray]], cfg: Laten
     same machine (a core freed or taken by another tenant), so the per-round ratio of their medians stays steady
     under load where two back-to-back windows would not."""
     for session, x in targets:
-        t_end = time.perf_counter() + cfg.warmup_seconds
-        i = 0
-        while i < cfg.warmup_iterations or time.perf_counter() < t_end:
-            session.run(x)
-            i += 1
-        session.sync()
+        _warm_up(session, x, cfg)
     before = [_snapshot(s) for s, _ in targets]
     samples: list[list[float]] = [[] for _ in targets]
     t0 = time.monotonic()
