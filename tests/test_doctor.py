@@ -328,11 +328,17 @@ def test_local_jetson_board_power_mode_ina3221_limit_and_missing_sources(tmp_pat
     rail = root / "sys/bus/i2c/drivers/ina3221x/0-0041/iio:device1"
     (rail / "crit_current_limit_0").write_text("4000\n")  # mA at 5000 mV: a 20 W ceiling
 
+    def set_power(mw: str) -> None:
+        """In place, as sysfs changes a value: write_text truncates first, and the sampler polling the open file
+        beside it could read it empty."""
+        with open(rail / "in_power0_input", "r+") as f:
+            f.write(mw)
+
     def busy(session, x):
         def run(seconds: float) -> None:
-            (rail / "in_power0_input").write_text("9500\n")
+            set_power("9500\n")
             time.sleep(seconds)
-            (rail / "in_power0_input").write_text("3140\n")
+            set_power("3140\n")
 
         return run
 
