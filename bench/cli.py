@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ticketbench import threads as thread_policy
 from ticketbench.devices.transport import HostError, validate_host
@@ -126,7 +127,8 @@ def _resume_difference(out: Path, suite) -> str | None:
 
     rundir = RunDir(out)
     meta, done = rundir.read_json(), rundir.read_results()  # malformed → InputError → exit 2
-    stored = meta.get("suite") if isinstance(meta.get("suite"), dict) else {}
+    stored = meta.get("suite")
+    stored = stored if isinstance(stored, dict) else {}
     measure = stored.get("measure")
     if isinstance(measure, dict):
         for key, new in asdict(suite.measure).items():
@@ -261,7 +263,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
     from ticketbench.devices.power_sources import probe_power_sources
 
     _check_host(args.host)
-    report = {"adapters": {}, "power_sources": {}}
+    report: dict[str, dict[str, Any]] = {"adapters": {}, "power_sources": {}}
     for name in DEVICES.names():
         remote = name == "jetson" and getattr(args, "host", None)
         a = DEVICES.get(name).probe(host=args.host) if remote else DEVICES.get(name).probe()
@@ -380,14 +382,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     """A ticket directory from another tool's pruned checkpoint (models/importers.py reads each format)."""
     from ticketbench.models.importers import CheckpointError, import_checkpoint
 
-    shape = None
+    shape: tuple[int, int, int] | None = None
     if args.input_shape:
         try:
-            shape = tuple(int(v) for v in args.input_shape.split(","))
+            values = [int(v) for v in args.input_shape.split(",")]
         except ValueError:
-            shape = ()
-        if len(shape) != 3 or min(shape) < 1:
+            values = []
+        if len(values) != 3 or min(values) < 1:
             raise UsageError(f"--input-shape {args.input_shape!r}: expected C,H,W (three positive integers)")
+        shape = (values[0], values[1], values[2])
     ckpt = Path(args.checkpoint)
     try:
         ticket = import_checkpoint(args.model, ckpt, args.format, Path(args.mask) if args.mask else None, shape)
@@ -577,7 +580,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
-def _onnx_input_shape(path: Path, batch: int) -> list[int]:
+def _onnx_input_shape(path: Path, batch: int) -> tuple[int, ...]:
     """Per-example input shape of a model `measure` can feed: one float32 graph input (initializers aside) of
     at most 8 dims, symbolic dims taken as 1, and at most 2**27 values per batch (512 MB). Else UsageError."""
     import onnx
@@ -599,7 +602,7 @@ def _onnx_input_shape(path: Path, batch: int) -> list[int]:
     dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in tt.shape.dim]
     if not 1 <= len(dims) <= 8:
         raise UsageError(f"{path}: input {inputs[0].name!r} has {len(dims)} dims; expected a batch dim and 0-7 more")
-    shape = dims[1:]
+    shape = tuple(dims[1:])
     if batch * _prod(shape) > 2**27:
         raise UsageError(f"{path}: input shape {shape} × batch {batch} is over 2**27 values; too large to feed")
     return shape
@@ -614,6 +617,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise UsageError(f"{d}: not a run directory (no results.csv)")
     inputs = [f for d in dirs for f in (d / "results.csv", d / "run.json")]
     html_out = _check_output("--html", args.html or str(dirs[0] / "report.html"), inputs, dirs)  # default checked too
+    assert html_out is not None  # a target was given
     csv_out = _check_output("--csv", args.csv, inputs, dirs)
     _distinct_outputs(("--html", html_out), ("--csv", csv_out))
     try:
@@ -722,7 +726,8 @@ def cmd_farm(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     for o in report.outcomes:
         print(f"{o.device:16s} {o.suite:10s} {o.status:10s} {o.message}")
-    print(f"summary: {report.summary_md.resolve()}\nreport: {report.summary_html.resolve()}")
+    if report.summary_md and report.summary_html:
+        print(f"summary: {report.summary_md.resolve()}\nreport: {report.summary_html.resolve()}")
     return report.exit_code
 
 

@@ -93,9 +93,9 @@ class Inventory:
 
 
 def _tomllib():
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
+    else:  # pragma: no cover
         import tomli as tomllib
     return tomllib
 
@@ -300,7 +300,7 @@ STORE_ATTEMPTS = 5  # with backoff 1, 2, 4, 8 s: a database restart of ~15 s is 
 STORE_FIRST_DELAY_S = 1.0
 
 
-def is_transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException | None) -> bool:
     """A database error worth retrying: the server is unreachable, restarting, or the file is locked."""
     try:
         from sqlalchemy import exc as sa_exc
@@ -356,7 +356,8 @@ def read_job_file(run_dir: Path, db: str | None) -> Job:
     if not isinstance(suite, str) or not suite:
         raise InputError(f"{path}: suite must be a non-empty string")
     known = {f.name for f in fields(CompareConfig)}
-    given = meta.get("compare") if isinstance(meta.get("compare"), dict) else {}
+    given = meta.get("compare")
+    given = given if isinstance(given, dict) else {}
     try:
         compare = CompareConfig(**{k: type(getattr(CompareConfig(), k))(v) for k, v in given.items() if k in known})
     except (TypeError, ValueError) as exc:

@@ -56,6 +56,6 @@ def host_info() -> dict[str, object]:
     }
     if hasattr(os, "getloadavg"):
         info["load_avg_1m"] = round(os.getloadavg()[0], 2)
-    if thread_policy.applied() is not None:
-        info["threads"] = thread_policy.applied().as_dict()
+    if (applied := thread_policy.applied()) is not None:
+        info["threads"] = applied.as_dict()
     return info

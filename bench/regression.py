@@ -254,7 +254,7 @@ def compare_rows(
     b: dict, c: dict, base: RunRef, cur: RunRef, cfg: CompareConfig, past: list[pd.DataFrame] | None = None
 ) -> list[Finding]:
     """Findings for one row; `past` holds the per-round frames of the same row in the history runs."""
-    key = {k: c.get(k) for k in KEY}
+    key: dict[str, Any] = {k: c.get(k) for k in KEY}
 
     def finding(metric, bv, cv, change, floor, p, test, verdict, spread=None, runs=None) -> Finding:
         return Finding(**key, metric=metric, baseline=bv, current=cv, change=change, floor=floor, p_value=p,
@@ -351,7 +351,17 @@ def compare_runs(
     for k in brows.keys() - crows.keys():
         b = brows[k]
         comp.findings.append(
-            Finding(*(b.get(x) for x in KEY), "status", None, None, None, 0.0, None, "status", "missing")
+            Finding(
+                **{x: b.get(x) for x in KEY},
+                metric="status",
+                baseline=None,
+                current=None,
+                change=None,
+                floor=0.0,
+                p_value=None,
+                test="status",
+                verdict="missing",
+            )  # fmt: skip
         )
     return comp
 
@@ -403,7 +413,8 @@ def load_ref(spec: str, db: str | None = None, store: Any = None) -> RunRef:
             meta = json.loads((p / "run.json").read_text()) if (p / "run.json").is_file() else {}
         except (OSError, ValueError):
             meta = {}
-        label = meta.get("run_id") if isinstance(meta, dict) and isinstance(meta.get("run_id"), str) else p.name
+        run_id = meta.get("run_id") if isinstance(meta, dict) else None
+        label = run_id if isinstance(run_id, str) else p.name
         df, problem = _read_results(p / "results.csv")
         return RunRef(label, df, p, problem)
     if p.exists():

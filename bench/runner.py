@@ -356,6 +356,7 @@ class Runner:
 
     def _saved_ticket(self, case: Case, data: DataBundle) -> Ticket:
         """A `ticket = "path"` case: the saved ticket as it is, its accuracy measured on this case's data."""
+        assert case.ticket_dir is not None, "only `ticket = path` cases have a saved ticket"
         ticket = load_ticket(case.ticket_dir)
         shape = tuple(ticket.provenance.get("input_shape") or data.input_shape)
         if shape != tuple(data.input_shape):

@@ -279,7 +279,7 @@ def load_suite(name_or_path: str) -> Suite:
         except InputError as exc:
             raise SuiteError(str(exc)) from exc
     elif name_or_path in builtin_suites():
-        text = resources.files("ticketbench.bench").joinpath("suites", f"{name_or_path}.toml").read_text()
+        text = resources.files("ticketbench.bench").joinpath("suites").joinpath(f"{name_or_path}.toml").read_text()
         source = name_or_path
     else:
         raise SuiteError(f"unknown suite {name_or_path!r} (built-in: {', '.join(builtin_suites())}, or a .toml path)")

@@ -44,7 +44,7 @@ def render_page(
     title: str,
     lines: list[str],
     tables: list[tuple[str, pd.DataFrame, pd.Series | None]],
-    figures: list[tuple[str, str]] | None = None,
+    figures: list[tuple[str, str | None]] | None = None,  # a None figure (nothing to plot) is left out
 ) -> str:
     """tables: (heading, frame, bad) where `bad` marks rows to highlight (regressions, failures)."""
     rendered = []
