@@ -22,14 +22,19 @@ constness at borders but not independence. The value of an independent channel i
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
+from torch.fx.node import Argument
 from torch.fx.passes.shape_prop import ShapeProp
 from torchvision.ops import stochastic_depth
+
+M = TypeVar("M", bound=nn.Module)
 
 # Modules applied channel by channel with no parameters: the output channel c depends on input channel c only.
 _ELEMENTWISE_MODULES = (
@@ -68,7 +73,7 @@ _ELEMENTWISE_FUNCTIONS = {
 _ELEMENTWISE_METHODS = {"relu", "relu_", "sigmoid", "tanh", "clamp", "clamp_min", "contiguous", "clone", "detach"}
 _POOL_FUNCTIONS = {F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d}
 _IDENTITY_FUNCTIONS = {F.dropout, F.dropout2d}
-_BINARY = {
+_BINARY: dict[Callable[..., object], Callable[..., torch.Tensor]] = {
     operator.add: torch.add,
     operator.iadd: torch.add,
     torch.add: torch.add,
@@ -81,7 +86,13 @@ _BINARY = {
     operator.truediv: torch.div,
     torch.div: torch.div,
 }
-_BINARY_METHODS = {"add": torch.add, "add_": torch.add, "sub": torch.sub, "mul": torch.mul, "mul_": torch.mul}
+_BINARY_METHODS: dict[str, Callable[..., torch.Tensor]] = {
+    "add": torch.add,
+    "add_": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "mul_": torch.mul,
+}
 _SHAPE_METHODS = {"size", "dim"}  # read a tensor's metadata only
 
 
@@ -148,6 +159,8 @@ class BiasMap(nn.Module):
     `map` is [C, H, W] (a constant that depends on the position, e.g. a constant channel seen through a
     zero-padded conv; valid for the input size it was computed at) or [C, 1, 1] / [C] (a per-channel bias).
     """
+
+    map: torch.Tensor  # a buffer
 
     def __init__(self, value: torch.Tensor) -> None:
         super().__init__()
@@ -221,7 +234,19 @@ class ChannelGraph:
     kind: dict[fx.Node, str] = field(default_factory=dict)  # how the builder read each node (see _Builder.kind)
 
     def module(self, node: fx.Node) -> nn.Module:
-        return self.gm.get_submodule(node.target)
+        return self.gm.get_submodule(module_path(node))
+
+    def module_of(self, node: fx.Node, kind: type[M]) -> M | None:
+        """The module a call_module node calls when it is a `kind`, else None."""
+        m = self.module(node) if node.op == "call_module" else None
+        return m if isinstance(m, kind) else None
+
+    def layer(self, node: fx.Node) -> nn.Conv2d | nn.Linear:
+        """The dense conv or linear of a source or of a MixEdge's consumer (only those read channels that way)."""
+        m = self.module(node)
+        if not isinstance(m, (nn.Conv2d, nn.Linear)):
+            raise TypeError(f"{node.name}: {type(m).__name__} is not a conv or linear")
+        return m
 
     def act(self, node: fx.Node) -> torch.Tensor | None:
         """The node's batch-1 output recorded by `trace` (exact for its independent channels), or None."""
@@ -231,9 +256,23 @@ class ChannelGraph:
         return node.op == "call_module" and isinstance(self.module(node), types)
 
 
+def module_path(node: fx.Node) -> str:
+    """The submodule path a call_module node calls (fx types every node's target as str | callable)."""
+    if not isinstance(node.target, str):
+        raise TypeError(f"{node.name} ({node.op}) does not call a submodule")
+    return node.target
+
+
 def _shape(node) -> tuple[int, ...] | None:
     meta = node.meta.get("tensor_meta") if isinstance(node, fx.Node) else None
     return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+
+
+def _tracked_shape(node: fx.Node) -> tuple[int, ...]:
+    """Shape of a tensor node the graph tracks: the builder only tracks nodes with a recorded shape."""
+    shape = _shape(node)
+    assert shape is not None, f"{node.name}: tracked without a recorded shape"
+    return shape
 
 
 def zero_padded(m: nn.Conv2d) -> bool:
@@ -302,11 +341,11 @@ class _Builder:
         return [a for a in node.all_input_nodes if a in self.parent]
 
     def channels(self, n: fx.Node) -> int:
-        return _shape(n)[1]
+        return _tracked_shape(n)[1]
 
     def follow(self, node: fx.Node, src: fx.Node, mult: int | None = None) -> None:
         """node's channel axis is src's (same channels, possibly reshaped to `mult` features per channel)."""
-        out, inp = _shape(node), _shape(src)
+        out, inp = _shape(node), _tracked_shape(src)
         if out is None or len(out) not in (2, 4) or out[0] != inp[0]:
             self.unsupported(node, "changes the batch or rank")
             return
@@ -360,7 +399,8 @@ class _Builder:
     def call_module(self, node: fx.Node, m: nn.Module) -> None:
         args = self.tensor_args(node)
         dense = (isinstance(m, nn.Conv2d) and m.groups == 1) or isinstance(m, nn.Linear)
-        if not args and dense and len(node.args) == 1 and _shape(node) is not None and len(_shape(node)) in (2, 4):
+        out = _shape(node)
+        if not args and dense and len(node.args) == 1 and out is not None and len(out) in (2, 4):
             # its input has no channel axis we track (e.g. after a channel shuffle): the input columns stay,
             # but its output filters are a group like any other
             self.add(node)
@@ -382,7 +422,7 @@ class _Builder:
             else:
                 self.unsupported(node, f"grouped conv (groups={m.groups})")
         elif isinstance(m, nn.Linear):
-            if len(_shape(x)) != 2:
+            if len(_tracked_shape(x)) != 2:
                 self.unsupported(node, "linear on a tensor that is not [batch, features]")
                 return
             self.add(node)
@@ -395,7 +435,7 @@ class _Builder:
             self.follow(node, x)
             self.roles[node] = self.kind[node] = "internal"
         elif isinstance(m, (nn.PReLU, BiasMap)) and (not isinstance(m, nn.PReLU) or m.num_parameters > 1):
-            if isinstance(m, BiasMap) and (m.map.dim() + 1 != len(_shape(node)) or m.map.shape[0] != _shape(node)[1]):
+            if isinstance(m, BiasMap) and (out is None or m.map.dim() + 1 != len(out) or m.map.shape[0] != out[1]):
                 self.unsupported(node, "bias map that is not per channel")
                 return
             self.follow(node, x)
@@ -405,8 +445,8 @@ class _Builder:
         elif isinstance(m, nn.Flatten):
             self.flatten(node, x, m.start_dim, m.end_dim)
         elif is_selection_module(m):
-            found = probe_selection(m, self.channels(x)) if len(_shape(x)) == 4 and self.mult[x] == 1 else None
-            if found is None or _shape(node) is None or _shape(node)[1] != found[0].numel():
+            found = probe_selection(m, self.channels(x)) if len(_tracked_shape(x)) == 4 and self.mult[x] == 1 else None
+            if found is None or out is None or out[1] != found[0].numel():
                 self.unsupported(node, "selection module with unknown behaviour")
             else:
                 self.selections[node] = found
@@ -417,9 +457,9 @@ class _Builder:
         else:
             self.unsupported(node, f"module {type(m).__name__} not understood")
 
-    def flatten(self, node: fx.Node, x: fx.Node, start: int, end: int) -> None:
-        s_in, s_out = _shape(x), _shape(node)
-        if len(s_in) == 4 and start == 1 and end in (-1, 3) and len(s_out) == 2:
+    def flatten(self, node: fx.Node, x: fx.Node, start: Argument, end: Argument) -> None:
+        s_in, s_out = _tracked_shape(x), _shape(node)
+        if len(s_in) == 4 and start == 1 and end in (-1, 3) and s_out is not None and len(s_out) == 2:
             self.follow(node, x, mult=self.mult[x] * s_in[2] * s_in[3])
         elif len(s_in) == 2:
             self.follow(node, x)
@@ -435,38 +475,44 @@ class _Builder:
             return
         t = node.target
         first = node.args[0] if node.args else None
+        # the call's only tracked tensor, when it is its first positional argument (x.relu(), torch.flatten(x, 1))
+        x = args[0] if len(args) == 1 and first is args[0] else None
         if node.op == "call_method":
             name = t
-            if name in _ELEMENTWISE_METHODS and len(args) == 1 and first is args[0]:
-                self.follow(node, first)
-            elif name == "flatten" and len(args) == 1 and first is args[0]:
+            if name in _ELEMENTWISE_METHODS and x is not None:
+                self.follow(node, x)
+            elif name == "flatten" and x is not None:
                 start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
                 end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
-                self.flatten(node, first, start, end)
-            elif name in ("view", "reshape") and len(args) == 1 and first is args[0]:
-                self.reshape(node, first)
-            elif name in ("mean", "amax") and len(args) == 1 and first is args[0]:
-                self.spatial_reduce(node, first)
+                self.flatten(node, x, start, end)
+            elif name in ("view", "reshape") and x is not None:
+                self.reshape(node, x)
+            elif name in ("mean", "amax") and x is not None:
+                self.spatial_reduce(node, x)
             elif name in _BINARY_METHODS:
                 self.binary(node, args)
             else:
                 self.unsupported(node, f"method {name} not understood")
             return
         if t is stochastic_depth and not (node.args[3] if len(node.args) > 3 else node.kwargs.get("training", True)):
-            self.follow(node, first)  # eval mode: the identity
-        elif t in _ELEMENTWISE_FUNCTIONS or t in _POOL_FUNCTIONS or t in _IDENTITY_FUNCTIONS:
-            if len(args) == 1 and first is args[0]:
-                self.follow(node, first)
+            # eval mode: the identity. Its one tensor is `input`, positional or not (first is None for input=x)
+            if len(args) == 1:
+                self.follow(node, args[0])
             else:
                 self.unsupported(node, "function on several tensors")
-        elif t is torch.flatten and len(args) == 1 and first is args[0]:
+        elif t in _ELEMENTWISE_FUNCTIONS or t in _POOL_FUNCTIONS or t in _IDENTITY_FUNCTIONS:
+            if x is not None:
+                self.follow(node, x)
+            else:
+                self.unsupported(node, "function on several tensors")
+        elif t is torch.flatten and x is not None:
             start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
             end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
-            self.flatten(node, first, start, end)
-        elif t in (torch.mean, torch.amax) and len(args) == 1 and first is args[0]:
-            self.spatial_reduce(node, first)
-        elif t in (torch.reshape,) and len(args) == 1 and first is args[0]:
-            self.reshape(node, first)
+            self.flatten(node, x, start, end)
+        elif t in (torch.mean, torch.amax) and x is not None:
+            self.spatial_reduce(node, x)
+        elif t in (torch.reshape,) and x is not None:
+            self.reshape(node, x)
         elif t in _BINARY:
             self.binary(node, args)
         else:
@@ -477,7 +523,8 @@ class _Builder:
         parts = node.args[0] if node.args else node.kwargs.get("tensors")
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
         out = _shape(node)
-        if not isinstance(parts, (list, tuple)) or out is None or len(out) not in (2, 4) or dim % len(out) != 1:
+        along_channels = out is not None and len(out) in (2, 4) and isinstance(dim, int) and dim % len(out) == 1
+        if not isinstance(parts, (list, tuple)) or not along_channels:
             self.unsupported(node, "concatenation not along channels")
             return
         if not all(isinstance(p, fx.Node) and p in self.parent and self.mult[p] == 1 for p in parts):
@@ -492,8 +539,8 @@ class _Builder:
             offset += self.channels(p)
 
     def reshape(self, node: fx.Node, x: fx.Node) -> None:
-        s_in, s_out = _shape(x), _shape(node)
-        if len(s_in) == 4 and len(s_out) == 2 and s_out[1] == s_in[1] * s_in[2] * s_in[3]:
+        s_in, s_out = _tracked_shape(x), _shape(node)
+        if len(s_in) == 4 and s_out is not None and len(s_out) == 2 and s_out[1] == s_in[1] * s_in[2] * s_in[3]:
             self.follow(node, x, mult=self.mult[x] * s_in[2] * s_in[3])
             self.reshapes.append(node)
         elif s_in == s_out:
@@ -503,10 +550,12 @@ class _Builder:
             self.unsupported(node, "reshape that is not a flatten")
 
     def spatial_reduce(self, node: fx.Node, x: fx.Node) -> None:
-        s_in, s_out = _shape(x), _shape(node)
-        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-        dims = {d % 4 for d in (dims if isinstance(dims, (tuple, list)) else [dims])} if dims is not None else None
-        if len(s_in) == 4 and dims == {2, 3} and s_out[:2] == s_in[:2] and self.mult[x] == 1:
+        s_in, s_out = _tracked_shape(x), _shape(node)
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        listed = dim if isinstance(dim, (tuple, list)) else [dim]
+        ints = [d for d in listed if isinstance(d, int)]
+        axes = {d % 4 for d in ints} if dim is not None and len(ints) == len(listed) else None
+        if len(s_in) == 4 and axes == {2, 3} and s_out is not None and s_out[:2] == s_in[:2] and self.mult[x] == 1:
             self.follow(node, x, mult=1)
         else:
             self.unsupported(node, "reduction that is not over H and W")
@@ -514,10 +563,12 @@ class _Builder:
     def binary(self, node: fx.Node, args: list[fx.Node]) -> None:
         out = _shape(node)
         others = [a for a in node.args if isinstance(a, fx.Node) and a not in self.parent]
-        full = [a for a in args if _shape(a) == out]
+        full = [a for a in args if _tracked_shape(a) == out]
         # channel-wise broadcasting (an SE block's [N, C, 1, 1] scale times [N, C, H, W]) keeps channel c ↔ c
-        spatial = all(
-            _shape(a) == out or (len(out) == 4 and _shape(a)[:2] == out[:2] and _shape(a)[2:] == (1, 1)) for a in args
+        spatial = out is not None and all(
+            _tracked_shape(a) == out
+            or (len(out) == 4 and _tracked_shape(a)[:2] == out[:2] and _tracked_shape(a)[2:] == (1, 1))
+            for a in args
         )
         if others or not full or not spatial or len({self.mult[a] for a in args}) != 1:
             self.unsupported(node, "broadcasting other than over H×W, or a non-tensor operand")
@@ -535,7 +586,7 @@ class _Builder:
             r = self.find(n)
             if r not in roots:
                 roots[r] = len(groups)
-                groups.append(Group(len(groups), _shape(n)[1] // self.mult[n]))
+                groups.append(Group(len(groups), _tracked_shape(n)[1] // self.mult[n]))
             g = groups[roots[r]]
             group_of[n] = g.gid
             g.members.append(n)
@@ -559,7 +610,9 @@ class _Builder:
             if kind == "select":
                 g.sinks.append(SelectEdge(consumer, member, *self.selections[consumer]))
             else:
-                g.sinks.append(_mix_edge(consumer, member, self.mods[consumer.target], g.size, self.mult[member]))
+                m = self.mods[module_path(consumer)]
+                assert isinstance(m, (nn.Conv2d, nn.Linear))  # mix edges come from dense convs and linears only
+                g.sinks.append(_mix_edge(consumer, member, m, g.size, self.mult[member]))
         for cat, member, offset, size in self.cat_edges:
             if cat in group_of and member in group_of:
                 groups[group_of[member]].sinks.append(CatEdge(cat, member, offset, size))
@@ -568,7 +621,7 @@ class _Builder:
         return graph
 
 
-def _mix_edge(consumer: fx.Node, member: fx.Node, m: nn.Module, channels: int, mult: int) -> MixEdge:
+def _mix_edge(consumer: fx.Node, member: fx.Node, m: nn.Conv2d | nn.Linear, channels: int, mult: int) -> MixEdge:
     w = m.weight.detach()
     if isinstance(m, nn.Linear):
         wv = w.view(w.shape[0], channels, mult)
@@ -594,11 +647,12 @@ def _propagate_constants(graph: ChannelGraph, mods: dict[str, nn.Module], exact:
         if graph.kind.get(node) == "opaque":
             pass  # an op we do not understand is never constant (its output may not even have c channels)
         elif not args:
-            if node.op == "call_module" and isinstance(mods[node.target], (nn.Conv2d, nn.Linear)):
-                m = mods[node.target]  # a source whose input we do not track: only its zero filters are constant
-                k = m.weight.detach().flatten(1).eq(0).all(1)
-                if m.bias is not None:
-                    v = m.bias.detach().view(c, 1).expand(c, mult).clone()
+            layer = mods[node.target] if node.op == "call_module" else None
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                # a source whose input we do not track: only its zero filters are constant
+                k = layer.weight.detach().flatten(1).eq(0).all(1)
+                if layer.bias is not None:
+                    v = layer.bias.detach().view(c, 1).expand(c, mult).clone()
         elif node in graph.cats:
             parts = node.args[0]
             if all(p in const for p in parts):
@@ -632,6 +686,7 @@ def _module_constant(m, node, x, graph, const, value, c, mult, exact):
         v = w @ vin.flatten() + (m.bias.detach() if m.bias is not None else 0)
         return k, v.unsqueeze(1)
     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        assert m.running_var is not None and m.running_mean is not None  # the builder pins BNs without them
         scale = torch.rsqrt(m.running_var + m.eps)
         shift = -m.running_mean * scale
         if m.affine:
@@ -710,6 +765,9 @@ def build(gm: fx.GraphModule) -> ChannelGraph:
 class ChannelSelect(nn.Module):
     """y = x[:, index] · scale: what a channel selection becomes after compaction (ONNX: Gather, then Mul if needed)."""
 
+    index: torch.Tensor  # buffers
+    scale: torch.Tensor | None
+
     def __init__(self, index: torch.Tensor, scale: torch.Tensor | None = None) -> None:
         super().__init__()
         self.register_buffer("index", index.long().clone())
@@ -729,23 +787,22 @@ def expand(index: torch.Tensor, mult: int) -> torch.Tensor:
     return (index.unsqueeze(1) * mult + torch.arange(mult)).flatten()
 
 
-def _take(p: torch.Tensor | None, index: torch.Tensor, dim: int) -> nn.Parameter | None:
-    if p is None:
-        return None
+def _take(p: torch.Tensor, index: torch.Tensor, dim: int) -> nn.Parameter:
     return nn.Parameter(p.data.index_select(dim, index).clone(), requires_grad=p.requires_grad)
 
 
-def take_out(m: nn.Module, index: torch.Tensor) -> None:
+def take_out(m: nn.Conv2d | nn.Linear, index: torch.Tensor) -> None:
     """Keep output filters/rows `index` (in that order) of a conv or linear."""
     m.weight = _take(m.weight, index, 0)
-    m.bias = _take(m.bias, index, 0)
+    if m.bias is not None:
+        m.bias = _take(m.bias, index, 0)
     if isinstance(m, nn.Conv2d):
         m.out_channels = int(index.numel())
     else:
         m.out_features = int(index.numel())
 
 
-def take_in(m: nn.Module, index: torch.Tensor) -> None:
+def take_in(m: nn.Conv2d | nn.Linear, index: torch.Tensor) -> None:
     """Keep input channels/features `index` (in that order) of a dense conv or linear."""
     m.weight = _take(m.weight, index, 1)
     if isinstance(m, nn.Conv2d):
@@ -758,7 +815,10 @@ def take_channelwise(m: nn.Module, index: torch.Tensor) -> None:
     """Keep channels `index` of a per-channel layer: BatchNorm, depthwise conv, PReLU."""
     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
         if m.affine:
-            m.weight, m.bias = _take(m.weight, index, 0), _take(m.bias, index, 0)
+            m.weight = _take(m.weight, index, 0)
+            if m.bias is not None:
+                m.bias = _take(m.bias, index, 0)
+        assert m.running_mean is not None and m.running_var is not None  # the graph pins BNs without them
         m.running_mean = m.running_mean.index_select(0, index).clone()
         m.running_var = m.running_var.index_select(0, index).clone()
         m.num_features = int(index.numel())
@@ -777,7 +837,7 @@ def _bypass(gm: fx.GraphModule, node: fx.Node) -> None:
     node.replace_all_uses_with(x)
     gm.graph.erase_node(node)
     if node.op == "call_module":
-        gm.delete_submodule(node.target)
+        gm.delete_submodule(module_path(node))
 
 
 @torch.no_grad()
@@ -792,13 +852,13 @@ def reindex(graph: ChannelGraph, index: dict[int, torch.Tensor]) -> None:
         g = graph.groups[gid]
         for n in g.sources:
             if n not in graph.selections and n not in graph.cats:
-                take_out(graph.module(n), idx)
+                take_out(graph.layer(n), idx)
         for n in g.internal:
             if n not in graph.selections:
                 take_channelwise(graph.module(n), expand(idx, graph.mult[n]))
         for e in g.sinks:
             if isinstance(e, MixEdge):
-                take_in(graph.module(e.consumer), expand(idx, graph.mult[e.member]))
+                take_in(graph.layer(e.consumer), expand(idx, graph.mult[e.member]))
     cat_edges: dict[fx.Node, list[CatEdge]] = {}
     for g in graph.groups:
         for e in g.sinks:
@@ -825,14 +885,15 @@ def reindex(graph: ChannelGraph, index: dict[int, torch.Tensor]) -> None:
         if identity:
             _bypass(graph.gm, n)
         else:
-            graph.gm.add_submodule(n.target, ChannelSelect(new, new_scale))
+            graph.gm.add_submodule(module_path(n), ChannelSelect(new, new_scale))
     for n in graph.reshapes:  # `x.view(-1, 512)` spells the channel count: make it a flatten (or nothing)
-        x = n.args[0]
-        if len(_shape(n)) == len(_shape(x)):
-            n.replace_all_uses_with(x)
+        src = n.args[0]
+        assert isinstance(src, fx.Node)  # the builder records a reshape only when it reshapes its first argument
+        if len(_tracked_shape(n)) == len(_tracked_shape(src)):
+            n.replace_all_uses_with(src)
         else:
             with graph.gm.graph.inserting_after(n):
-                flat = graph.gm.graph.call_function(torch.flatten, (x, 1))
+                flat = graph.gm.graph.call_function(torch.flatten, (src, 1))
             n.replace_all_uses_with(flat)
         graph.gm.graph.erase_node(n)
     graph.reshapes = []
