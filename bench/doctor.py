@@ -29,11 +29,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ticketbench.devices.base import DEVICES, DeviceAdapter, get_device
+from ticketbench.devices.gpu import GpuDevice
+from ticketbench.devices.jetson import JetsonDevice
 from ticketbench.devices.measure import LatencyConfig, measure_latency
 from ticketbench.devices.power import PowerReader, PowerSampler, is_counter
 
@@ -181,16 +183,16 @@ def ina3221_limit_w(root: str, rail_spec: tuple) -> tuple[float | None, str]:
     return ma * mv / 1e6, "INA3221 critical current × rail voltage"
 
 
-def gpu_sources(device: DeviceAdapter) -> list[PowerSource]:
-    """NVML energy counter (reference) and NVML power polling on the same GPU, each against the enforced limit."""
+def gpu_sources(device: GpuDevice) -> list[PowerSource]:
+    """NVML energy counter (reference) and NVML power polling on the same GPU, each against the enforced limit.
+    The GPU is the adapter's, found by its PCI bus id (NVML's index is not CUDA's)."""
     from ticketbench.devices.power_nvml import NvmlEnergyReader, NvmlPowerReader, nvml_identity, probe_nvml_reader
 
-    index = getattr(device, "index", 0)
-    reader, why = probe_nvml_reader(index)
+    reader, why = probe_nvml_reader(device.pci_bus_id)
     if reader is None:
         return [PowerSource("nvml", None, why)]
     try:
-        limit = nvml_identity(index).get("power_limit_w")
+        limit = nvml_identity(device.pci_bus_id).get("power_limit_w")
     except Exception:  # the limit is a bound to check against; its absence only weakens the check
         limit = None
     what = "NVML enforced power limit" if limit else ""
@@ -226,7 +228,9 @@ def jetson_sources(root: str, rate_hz: float) -> list[PowerSource]:
         ("tegrastats", lambda: _tegrastats(jb, rate_hz)),
     ):
         try:
-            out.append(PowerSource(source, opener(), "", limit, what))
+            # jetson_board.py runs on the board without this package: its readers have PowerReader's attributes
+            # (source, kind, read_watts, ...) without the base class
+            out.append(PowerSource(source, cast(PowerReader, opener()), "", limit, what))
         except ImportError as exc:
             out.append(PowerSource(source, None, f"jetson-stats not installed ({exc})"))
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
@@ -241,12 +245,12 @@ def _tegrastats(jb: Any, rate_hz: float) -> Any:
 
 
 def power_sources(device: DeviceAdapter) -> list[PowerSource]:
-    if device.name == "gpu":
+    if isinstance(device, GpuDevice):
         return gpu_sources(device)
     if device.name == "cpu":
         return cpu_sources()
-    if device.name == "jetson" and not getattr(device.board.transport, "remote", True):
-        return jetson_sources(device.root, getattr(device, "rate_hz", 50.0))
+    if isinstance(device, JetsonDevice) and not getattr(device.board.transport, "remote", True):
+        return jetson_sources(device.root, device.rate_hz)
     reader, why = device.power_reader()  # a remote Jetson: the board's own sampler, one source
     return [PowerSource(reader.source if reader else "board", reader, why, owned=False)]
 
@@ -314,7 +318,7 @@ def sample_sources(
         idle_w, _ = _window_mean(sampler, t0, t1)
         load_w, _ = _window_mean(sampler, t2, t3)
         _, energy = _window_mean(sampler, t2 + settle, t3 - settle / 4)  # clear of both edges of the load
-        if is_counter(src.reader):
+        if is_counter(sampler.reader):
             readings = [v for v in (idle_w, load_w) if v is not None]  # counters: per-sample watts are quantized
         else:
             _, w = sampler.trace(t0, t3)
@@ -462,8 +466,8 @@ def backends_to_check(device: DeviceAdapter) -> list[tuple[str, str]]:
 
 
 def device_for_backend(device: DeviceAdapter, backend: str) -> DeviceAdapter:
-    if device.name == "gpu" and backend != getattr(device, "backend", backend):
-        return type(device)(backend=backend, index=getattr(device, "index", 0))
+    if isinstance(device, GpuDevice) and backend != device.backend:
+        return GpuDevice(backend=backend, index=device.index)
     return device
 
 

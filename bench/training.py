@@ -30,10 +30,10 @@ def training_power(train_device: str) -> tuple[PowerReader | None, str]:
 
         reader, reasons = open_power()
         return reader, "; ".join(f"{k}: {v}" for k, v in reasons.items()) if reader is None else ""
-    from ticketbench.devices.power_nvml import probe_nvml_reader
+    from ticketbench.devices.power_nvml import cuda_pci_bus_id, probe_nvml_reader
 
     index = int(train_device.split(":")[1]) if ":" in train_device else 0
-    return probe_nvml_reader(index)
+    return probe_nvml_reader(cuda_pci_bus_id(index))  # NVML is addressed by bus id, never by CUDA's index
 
 
 @dataclass

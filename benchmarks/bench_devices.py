@@ -131,9 +131,9 @@ def harness_overhead_gpu(tmp: Path, blocks: int, n: int) -> dict[str, tuple[floa
 
 def sampler_cost(tmp: Path, seconds: float, device: str = "cpu") -> tuple[float, int]:
     if device == "gpu":
-        from ticketbench.devices.power_nvml import probe_nvml_reader
+        from ticketbench.devices.power_nvml import cuda_pci_bus_id, probe_nvml_reader
 
-        nvml, why = probe_nvml_reader(0)
+        nvml, why = probe_nvml_reader(cuda_pci_bus_id(0))
         if nvml is None:
             raise SystemExit(f"no NVML reader: {why}")
         make_reader = lambda: nvml  # noqa: E731

@@ -12,7 +12,9 @@
   nvmlDeviceGetCurrentClocksThrottleReasons (same bits) is used instead.
 - NVML numbers GPUs in PCI order over every GPU in the machine; CUDA numbers them fastest first and after
   CUDA_VISIBLE_DEVICES. The two indices differ, so the GPU is found by its PCI bus id (from torch), never
-  by the CUDA index.
+  by the CUDA index. The bus id is passed as bytes: nvmlDeviceGetHandleByPciBusId hands its argument to
+  ctypes.c_char_p, which before nvidia-ml-py 11.515.48 (no @convertStrBytes) raises TypeError on a str,
+  and in every version turns an int into a pointer to that address (a CUDA index 1 segfaults in the driver).
 
 Written for nvidia-ml-py >= 11.450 (Python bindings of NVML, R450+ drivers); verified here only against a
 fake pynvml module (tests/test_power_nvml.py); no GPU was available.
@@ -47,23 +49,26 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def cuda_pci_bus_id(index: int) -> str | None:
-    """NVML-style PCI bus id ('00000000:65:00.0') of CUDA device `index` as this process sees it (after
-    CUDA_VISIBLE_DEVICES); None without a CUDA torch."""
+def cuda_pci_bus_id(index: int) -> bytes | None:
+    """NVML-style PCI bus id (b'00000000:65:00.0') of CUDA device `index` as this process sees it (after
+    CUDA_VISIBLE_DEVICES); None without a CUDA torch. Bytes, the one type every nvidia-ml-py version accepts."""
     try:
         import torch
 
         if not torch.cuda.is_available():
             return None
-        p = torch.cuda.get_device_properties(index)
-        return f"{p.pci_domain_id:08X}:{p.pci_bus_id:02X}:{p.pci_device_id:02X}.0"
+        p: Any = torch.cuda.get_device_properties(index)  # pci_* are in the C++ struct, not torch's stubs
+        return f"{p.pci_domain_id:08X}:{p.pci_bus_id:02X}:{p.pci_device_id:02X}.0".encode()
     except (ImportError, RuntimeError, AssertionError, AttributeError):
         return None
 
 
-def nvml_handle(nvml: Any, pci_bus_id: str | None) -> Any:
+def nvml_handle(nvml: Any, pci_bus_id: bytes | None) -> Any:
     """NVML's handle of the GPU at `pci_bus_id`. Without a bus id only an unambiguous machine (one GPU) is
     accepted: NVML's index is not CUDA's, so guessing would read another GPU's power and name."""
+    if pci_bus_id is not None and not isinstance(pci_bus_id, bytes):
+        # c_char_p(int) is a pointer to that address: the driver would read it and the process would die
+        raise TypeError(f"PCI bus id must be bytes (b'00000000:65:00.0'), got {type(pci_bus_id).__name__}")
     if pci_bus_id:
         return nvml.nvmlDeviceGetHandleByPciBusId(pci_bus_id)
     count = int(nvml.nvmlDeviceGetCount())
@@ -116,8 +121,9 @@ class NvmlPowerReader(PowerReader):
         return int(self.nvml.nvmlDeviceGetPowerUsage(self.handle)) / 1e3
 
 
-def probe_nvml_reader(pci_bus_id: str | None) -> tuple[NvmlEnergyReader | NvmlPowerReader | None, str]:
-    """The energy counter when the GPU at `pci_bus_id` has it, else power polling; or None and the reason."""
+def probe_nvml_reader(pci_bus_id: bytes | None) -> tuple[NvmlEnergyReader | NvmlPowerReader | None, str]:
+    """The energy counter when the GPU at `pci_bus_id` has it, else power polling; or None and the reason.
+    A CUDA device index is turned into its bus id with `cuda_pci_bus_id` first (NVML's index is not CUDA's)."""
     try:
         nvml = _nvml()
     except ImportError:
@@ -127,7 +133,7 @@ def probe_nvml_reader(pci_bus_id: str | None) -> tuple[NvmlEnergyReader | NvmlPo
     try:
         handle = nvml_handle(nvml, pci_bus_id)
     except (nvml.NVMLError, LookupError) as exc:
-        return None, f"NVML has no GPU {pci_bus_id or ''}: {exc}".replace("  ", " ")
+        return None, f"NVML has no GPU {_text(pci_bus_id or b'')}: {exc}".replace("  ", " ")
     try:
         return NvmlEnergyReader(nvml, handle), ""
     except nvml.NVMLError:
@@ -159,7 +165,7 @@ def throttle_bits(nvml: Any, handle: Any) -> tuple[int | None, str]:
         return None, f"clocks throttle reasons: {exc}"
 
 
-def nvml_snapshot(pci_bus_id: str | None) -> dict[str, Any]:
+def nvml_snapshot(pci_bus_id: bytes | None) -> dict[str, Any]:
     """SM/memory clocks (MHz), GPU temperature (°C) and active throttle reasons, for throttle detection.
 
     When the reasons cannot be read, `throttle_reasons_error` says why (no reasons is not "not throttled").
@@ -181,13 +187,13 @@ def nvml_snapshot(pci_bus_id: str | None) -> dict[str, Any]:
     return snap
 
 
-def nvml_identity(pci_bus_id: str | None) -> dict[str, Any]:
+def nvml_identity(pci_bus_id: bytes | None) -> dict[str, Any]:
     """GPU name, PCI bus id, driver version and power limit (W) as NVML reports them."""
     nvml = _nvml()
     h = nvml_handle(nvml, pci_bus_id)
     out: dict[str, Any] = {
         "device_name": _text(nvml.nvmlDeviceGetName(h)),
-        "pci_bus_id": pci_bus_id,
+        "pci_bus_id": _text(pci_bus_id) if pci_bus_id is not None else None,
         "driver": _text(nvml.nvmlSystemGetDriverVersion()),
     }
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import sys
 import time
 import types
@@ -59,8 +60,30 @@ GPUS = [
 ]
 
 
-def _bus(domain: int, bus: int) -> str:
-    return f"{domain:08X}:{bus:02X}:00.0"
+def _bus(domain: int, bus: int) -> bytes:
+    return f"{domain:08X}:{bus:02X}:00.0".encode()
+
+
+class DriverSegfault(BaseException):  # noqa: N818 - what the process would die of, not an error it could catch
+    """The real driver dereferences the pointer c_char_p(int) makes; the process dies. BaseException, so no
+    `except Exception` in the code under test can hide it."""
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split("."))
+
+
+def bus_id_argument(bus_id, bindings: str) -> bytes:
+    """What nvmlDeviceGetHandleByPciBusId hands the driver, as the real bindings build it: from 11.515.48 a str
+    is encoded first (@convertStrBytes); then `c_char_p(bus_id)`, which raises TypeError on a str and turns an
+    int into a pointer to that address (the driver reads it: a segfault)."""
+    if _version(bindings) >= (11, 515, 48) and isinstance(bus_id, str):
+        bus_id = bus_id.encode()
+    ptr = ctypes.c_char_p(bus_id)  # TypeError for str (old bindings), a raw address for an int
+    if isinstance(bus_id, int):
+        raise DriverSegfault(f"nvmlDeviceGetHandleByPciBusId(c_char_p({bus_id})): the driver reads address {bus_id}")
+    assert ptr.value is not None
+    return ptr.value
 
 
 def fake_pynvml(
@@ -72,10 +95,12 @@ def fake_pynvml(
     step_s: float = 0.05,
     driver_has_event_reasons: bool = True,
     bindings_have_event_reasons: bool = True,
+    bindings: str = "13.580.82",
 ):
     """A pynvml stand-in: GPUs addressed by NVML index or PCI bus id; a total-energy counter (mJ) that steps
     every `step_s` as the real one does (~10-100 ms), advancing at each GPU's watts; bindings and a driver
-    that may lack nvmlDeviceGetCurrentClocksEventReasons (bindings < 12.535 / drivers < R535)."""
+    that may lack nvmlDeviceGetCurrentClocksEventReasons (bindings < 12.535 / drivers < R535). The bus-id
+    lookup takes its argument as nvidia-ml-py `bindings` does (bus_id_argument)."""
     m = types.ModuleType("pynvml")
     start = time.monotonic()
     gpus = [dict(g) for g in (gpus or GPUS[-1:])]
@@ -93,8 +118,7 @@ def fake_pynvml(
             raise NVMLError(9)
 
     def by_bus(bus_id):
-        text = bus_id.decode() if isinstance(bus_id, bytes) else bus_id
-        dom, bus, _ = text.split(":")
+        dom, bus, _ = bus_id_argument(bus_id, bindings).decode().split(":")
         for i, g in enumerate(gpus):
             if g["bus"] == (int(dom, 16), int(bus, 16)):
                 return i
@@ -171,7 +195,7 @@ def test_snapshot_and_throttle_reasons(monkeypatch):
     ident = nvml_identity(H100)
     assert ident == {
         "device_name": "NVIDIA H100 80GB HBM3",
-        "pci_bus_id": H100,
+        "pci_bus_id": H100.decode(),
         "driver": "550.54.15",
         "power_limit_w": 700.0,
     }
@@ -209,7 +233,7 @@ def test_nvml_index_is_not_the_cuda_index(monkeypatch):
     monkeypatch.setattr(gpu, "cuda_pci_bus_id", lambda index: {0: H100, 1: _bus(0, 0x17)}[index])
     dev = gpu.GpuDevice(index=0)
     ident = dev.identity()
-    assert ident["device_name"] == "NVIDIA H100 80GB HBM3" and ident["pci_bus_id"] == H100
+    assert ident["device_name"] == "NVIDIA H100 80GB HBM3" and ident["pci_bus_id"] == H100.decode()
     assert dev.snapshot()["clocks_mhz"]["sm"] == 1980
     reader, _ = dev.power_reader()
     e0 = reader.read_joules()
@@ -234,3 +258,78 @@ def test_stepped_energy_counter_is_placed_at_its_steps(monkeypatch):
     t0, t1 = nv.start + 0.51, nv.start + 0.99
     assert s.window("w", t0, t1).energy_j == pytest.approx(100.0 * (t1 - t0), rel=0.06)
     assert s.effective_rate_hz() < 20  # one stored sample per step (10 Hz), not per read (200 Hz)
+
+
+@pytest.mark.parametrize("bindings", ["11.450.51", "11.515.48", "12.535.133", "13.580.82"])
+def test_the_fake_takes_bus_ids_as_each_binding_version_does(bindings):
+    """The fake's contract, checked against ctypes itself: bytes always, str only with @convertStrBytes."""
+    assert bus_id_argument(H100, bindings) == H100
+    if _version(bindings) < (11, 515, 48):
+        with pytest.raises(TypeError):
+            bus_id_argument(H100.decode(), bindings)
+    else:
+        assert bus_id_argument(H100.decode(), bindings) == H100
+    with pytest.raises(DriverSegfault):
+        bus_id_argument(1, bindings)
+
+
+@pytest.mark.parametrize("bindings", ["11.450.51", "13.580.82"])
+def test_the_gpu_adapter_finds_nvml_with_the_oldest_and_newest_bindings(monkeypatch, bindings):
+    """A str bus id raised TypeError in bindings before 11.515.48; power_reader raised and throttle detection
+    stopped. Bytes work in every version."""
+    import torch
+
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(gpus=GPUS, bindings=bindings))
+    monkeypatch.setattr(gpu, "torch_cuda", lambda: True)
+    monkeypatch.setattr(gpu, "available_backends", lambda: {"onnxruntime-cuda": "", "torch-cuda": ""})
+    # torch's view of CUDA device 1 (the real cuda_pci_bus_id formats it): the A2000 at bus 0x17
+    props = types.SimpleNamespace(pci_domain_id=0, pci_bus_id=0x17, pci_device_id=0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: props)
+    dev = gpu.GpuDevice(index=1)
+    reader, why = dev.power_reader()
+    assert reader is not None and why == ""
+    assert dev.identity()["device_name"] == "NVIDIA RTX A2000"
+    assert dev.snapshot()["clocks_mhz"]["sm"] == 1200
+
+
+def test_a_cuda_index_never_reaches_nvml_as_a_bus_id(monkeypatch):
+    """nvml_handle refuses an int before the bindings see it: c_char_p(1) would make the driver read address 1."""
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(gpus=GPUS))
+    with pytest.raises(TypeError, match="bytes"):
+        probe_nvml_reader(1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("train_device, name", [("cuda", "NVIDIA H100 80GB HBM3"), ("cuda:1", "NVIDIA RTX A2000")])
+def test_training_energy_reads_the_training_gpu(monkeypatch, train_device, name):
+    """--train-device cuda:1 passed the index 1 to NVML (a segfault with the real bindings); cuda:0 fell through to
+    the GPU count and, with two GPUs, found no NVML at all."""
+    from ticketbench.bench import training
+    from ticketbench.devices import power_nvml
+    from ticketbench.devices.base import DEVICES, Availability
+
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(gpus=GPUS))
+    monkeypatch.setattr(power_nvml, "cuda_pci_bus_id", lambda index: {0: H100, 1: _bus(0, 0x17)}[index])
+    jetson = DEVICES.get("jetson")
+    monkeypatch.setattr(jetson, "probe", classmethod(lambda cls, **kw: Availability(False, "not a Jetson")))
+    reader, why = training.training_power(train_device)
+    assert reader is not None and why == "", why
+    watts = {g["name"].decode(): g["watts"] for g in GPUS}[name]
+    e0 = reader.read_joules()
+    time.sleep(0.15)
+    assert (reader.read_joules() - e0) / 0.15 == pytest.approx(watts, rel=0.5)
+
+
+def test_doctor_checks_the_adapters_gpu(monkeypatch):
+    """The doctor passed the CUDA index to NVML; now it uses the adapter's bus id."""
+    from ticketbench.bench.doctor import gpu_sources
+
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(gpus=GPUS))
+    monkeypatch.setattr(gpu, "torch_cuda", lambda: True)
+    monkeypatch.setattr(gpu, "available_backends", lambda: {"onnxruntime-cuda": "", "torch-cuda": ""})
+    monkeypatch.setattr(gpu, "cuda_pci_bus_id", lambda index: {0: H100, 1: _bus(0, 0x17)}[index])
+    for index, watts in ((0, 250.0), (1, 45.0)):
+        sources = gpu_sources(gpu.GpuDevice(index=index))
+        assert [s.source for s in sources] == ["nvml-energy", "nvml-power"]
+        assert all(s.reader is not None and s.limit_w == 700.0 for s in sources)
+        assert sources[1].reader.read_watts() == pytest.approx(watts)
