@@ -48,11 +48,13 @@ from ticketbench.devices.tensorrt_engine import (
     max_opset_for,
     onnx_input,
     onnx_opset,
+    static_dims,
     trt_major,
 )
 from ticketbench.devices.transport import LocalTransport, SshTransport, TransportError
 from ticketbench.devices.trtexec import (
     build_argv,
+    has_layer_info,
     infer_argv,
     parse_outputs,
     parse_summary,
@@ -162,9 +164,10 @@ class TrtexecSession(Session):
         if precision == "int8" and (calibration is None or len(calibration) == 0):
             raise ValueError("int8 with trtexec needs calibration= (the calibration set, float32 N×C×H×W)")
         self.board, self.precision, self.feed, self.eval_batch = board, precision, feed, eval_batch
-        self.exe = board.facts.get("trtexec")
-        if not self.exe:
+        exe = board.facts.get("trtexec")
+        if not exe:
             raise RuntimeError("trtexec not found on the board (PATH or /usr/src/tensorrt/bin/trtexec)")
+        self.exe = str(exe)
         self.trt_version = parse_version(board.facts.get("trtexec_banner") or "") or "unknown"
         # TensorRT 11's trtexec has no --fp16 (strongly typed networks): fp16 must be in the ONNX itself
         self.strongly_typed = trt_major(self.trt_version) >= STRONGLY_TYPED_FROM
@@ -182,7 +185,9 @@ class TrtexecSession(Session):
                 copy.write_bytes(convert_bytes(blob) if fp16_graph else blob)
                 board.transport.put([copy], self.dir)
         self.calib_sha = ""
-        self.calib = self._send_calibration(Path(onnx_path), calibration) if precision == "int8" else None
+        self.calib: str | None = None  # the calibration cache on the board (int8)
+        if precision == "int8" and calibration is not None:  # int8 without a calibration set was refused above
+            self.calib = self._send_calibration(Path(onnx_path), calibration)
         self.engines: dict[tuple[int, int, int], str] = {}
         self.last_run: dict[str, Any] = {}
 
@@ -206,7 +211,7 @@ class TrtexecSession(Session):
         return remote
 
     def _shape(self, batch: int) -> list[int] | None:
-        return [batch, *[int(d) for d in self.dims[1:]]] if self.dynamic else None
+        return [batch, *static_dims(self.dims)] if self.dynamic else None
 
     def _engine(self, min_b: int, opt_b: int, max_b: int) -> str:
         """Path of the engine for a batch profile, built on the board unless already cached there."""
@@ -216,9 +221,19 @@ class TrtexecSession(Session):
         tag = f"int8-{self.calib_sha}" if self.calib else self.precision  # int8 engines follow their calibration
         path = f"{self.dir}/{tag}-b{min_b}-{opt_b}-{max_b}-trt{self.trt_version}.engine"
         shapes = (self._shape(min_b), self._shape(opt_b), self._shape(max_b)) if self.dynamic else (None,) * 3
-        layers = f"{path[: -len('.engine')]}.layers.json" if self.calib else None
+        # the int8 layer report needs --exportLayerInfo (TensorRT >= 8.2); without it the precisions stay unreported
+        layers = f"{path[: -len('.engine')]}.layers.json" if self.calib and has_layer_info(self.trt_version) else None
         argv = build_argv(
-            self.exe, self.onnx, path, self.precision, self.input_name, *shapes, self.strongly_typed, self.calib, layers
+            self.exe,
+            self.onnx,
+            path,
+            self.precision,
+            self.input_name,
+            *shapes,
+            self.strongly_typed,
+            self.calib,
+            layers,
+            self.trt_version,
         )
         jobs = [{"argv": argv, "skip_if_exists": path}]
         if layers:  # read the layer report whether the engine was built now or found cached
@@ -250,7 +265,15 @@ class TrtexecSession(Session):
         times = f"{self.dir}/times-{self.precision}-b{batch}.json"
         warmup_ms = max(1.0, cfg.warmup_seconds * 1e3)
         argv = timing_argv(
-            self.exe, engine, self.input_name, self._shape(batch), warmup_ms, cfg.min_iterations, cfg.min_seconds, times
+            self.exe,
+            engine,
+            self.input_name,
+            self._shape(batch),
+            warmup_ms,
+            cfg.min_iterations,
+            cfg.min_seconds,
+            times,
+            self.trt_version,
         )
         res = self.board.run([{"argv": argv, "read": [times]}])
         job = res["jobs"][0]
@@ -283,7 +306,9 @@ class TrtexecSession(Session):
                     files.append(Path(tmp) / name)
                 out, times = f"{self.dir}/out{i}.json", f"{self.dir}/times{i}.json"
                 shape = self._shape(int(x.shape[0]))
-                argv = infer_argv(self.exe, engine, self.input_name, shape, f"{remote}/{name}", out, times)
+                argv = infer_argv(
+                    self.exe, engine, self.input_name, shape, f"{remote}/{name}", out, times, self.trt_version
+                )
                 jobs.append({"argv": argv, "read": [out, times]})
                 reads.append((out, times))
             self.board.transport.put(files, remote)
@@ -327,7 +352,7 @@ def _torch_cuda() -> bool:
 @DEVICES.register("jetson")
 class JetsonDevice(DeviceAdapter):
     name = "jetson"
-    precisions = ("fp32", "fp16")  # plus int8 where this board's TensorRT can calibrate (set in __init__)
+    precisions: tuple[str, ...] = ("fp32", "fp16")  # plus int8 where the board's TensorRT can calibrate (__init__)
 
     def __init__(
         self,
@@ -350,7 +375,8 @@ class JetsonDevice(DeviceAdapter):
             raise RuntimeError(f"cannot query the Jetson ({transport.where}): {exc}") from exc
         self.backend = self._choose_backend(backend)
         self.torch_device = "cuda" if not transport.remote and _torch_cuda() else None  # training epochs
-        self.max_onnx_opset = max_opset_for(self.trt_version()) if self.trt_version() else None
+        version = self.trt_version()
+        self.max_onnx_opset = max_opset_for(version) if version else None
         self.int8_refusal = self._int8_refusal()
         if not self.int8_refusal:  # the fp32 ONNX plus the calibration set (entropy calibrator / trtexec --calib)
             self.precisions, self.int8_input = (*self.precisions, "int8"), "calibrator"

@@ -9,6 +9,16 @@ Formats handled (checked against recorded logs in tests/fixtures/trtexec/):
 In both, trace times are ms since the inference phase started, which trtexec announces with its
 `Starting inference` line; devices/jetson.py timestamps that line on the board to place the timing
 window on the board's monotonic clock.
+
+Options differ by version, and trtexec stops on any option it does not know, so argv is built for the
+board's version (the `[TensorRT vNNNN]` banner):
+- TensorRT 8.0 (JetPack 4.6) has neither --profilingVerbosity nor --exportLayerInfo (both from 8.2), so
+  an int8 build there cannot report its layer precisions (`LAYER_INFO_FROM`).
+- TensorRT 11 changed the inference defaults: host↔device transfers are left out of the timing and CUDA
+  graphs are on. `--includeDataTransfers --noCudaGraph` (options that 8.x/10.x reject) restore what
+  earlier versions measure, so `Latency` stays H2D + compute + D2H and the energy window covers the copies.
+  Spin wait is also on by default in 11 (off before); it changes CPU power, not what is timed, and is left as
+  trtexec sets it (docs/devices.md, support matrix).
 """
 
 from __future__ import annotations
@@ -22,6 +32,8 @@ from typing import Any
 import numpy as np
 
 VERSION_RE = re.compile(r"\[TensorRT v(\d+)\]")
+LAYER_INFO_FROM = (8, 2)  # --profilingVerbosity and --exportLayerInfo
+TRANSFERS_OFF_FROM = 11  # data transfers off and CUDA graphs on by default (trtexec 11 sampleOptions)
 STAT_LINE_RE = re.compile(
     r"\] (Latency|End-to-End Host Latency|Enqueue Time|H2D Latency|GPU Compute Time|D2H Latency): (min = .*)$"
 )
@@ -47,6 +59,22 @@ def parse_version(text: str) -> str | None:
     if len(d) == 6:  # MMNNPP
         return f"{int(d[:2])}.{int(d[2:4])}.{int(d[4:])}"
     return d
+
+
+def version_tuple(version: str | None) -> tuple[int, int]:
+    """(8, 2) from '8.2.1'; (0, 0) when unknown."""
+    parts = [int(p) if p.isdigit() else 0 for p in str(version or "").split(".")[:2]]
+    return (parts + [0, 0])[0], (parts + [0, 0])[1]
+
+
+def has_layer_info(version: str | None) -> bool:
+    """Whether this trtexec can export the built layers and their precisions (TensorRT >= 8.2)."""
+    return version_tuple(version) >= LAYER_INFO_FROM
+
+
+def comparable_timing_options(version: str | None) -> list[str]:
+    """Options that make this trtexec time what 8.x/10.x time by default (H2D + compute + D2H, no CUDA graph)."""
+    return ["--includeDataTransfers", "--noCudaGraph"] if version_tuple(version)[0] >= TRANSFERS_OFF_FROM else []
 
 
 def parse_summary(log: str) -> dict[str, Any]:
@@ -94,9 +122,17 @@ def trace_latencies_ms(trace: Sequence[dict[str, float]]) -> np.ndarray:
 
 def trace_window_ms(trace: Sequence[dict[str, float]]) -> tuple[float, float]:
     """(first H2D start, last D2H end) in ms since 'Starting inference': the timed window (its walltime)."""
-    start = min(q.get("startH2dMs", q.get("startInMs", q.get("startComputeMs"))) for q in trace)
-    end = max(q.get("endD2hMs", q.get("endOutMs", q.get("endComputeMs"))) for q in trace)
-    return float(start), float(end)
+    start = min(_first(q, "startH2dMs", "startInMs", "startComputeMs") for q in trace)
+    end = max(_first(q, "endD2hMs", "endOutMs", "endComputeMs") for q in trace)
+    return start, end
+
+
+def _first(query: dict[str, float], *keys: str) -> float:
+    """The first of `keys` the query has (trace fields were renamed between versions)."""
+    for key in keys:
+        if key in query:
+            return float(query[key])
+    raise ValueError(f"trtexec timing trace entry has none of {keys}")
 
 
 def parse_outputs(text: str) -> dict[str, np.ndarray]:
@@ -132,6 +168,7 @@ def build_argv(
     strongly_typed: bool = False,
     calib: str | None = None,
     layer_info: str | None = None,
+    trt_version: str | None = None,
 ) -> list[str]:
     """Build and serialize an engine from ONNX; the inference trtexec would run afterwards is cut to one query.
 
@@ -139,7 +176,8 @@ def build_argv(
     so the caller passes an fp16 ONNX and no precision flag is added.
     int8 needs `calib`, a calibration cache on the board (devices/int8_calibration.py), and allows fp16 for
     layers without int8 kernels; TensorRT >= 11 has no --int8 (no implicit quantization) and is refused.
-    `layer_info` exports the built layers with their precisions (detailed profiling verbosity).
+    `layer_info` exports the built layers with their precisions (detailed profiling verbosity); refused for a
+    `trt_version` before 8.2, whose trtexec has no such options.
     """
     argv = [exe, f"--onnx={onnx}", f"--saveEngine={engine}"]
     if precision == "fp16":
@@ -152,8 +190,11 @@ def build_argv(
     elif precision != "fp32":
         raise ValueError(f"trtexec path supports fp32, fp16, and int8 with --calib (asked for {precision})")
     if layer_info:
+        if not has_layer_info(trt_version):
+            raise ValueError(f"trtexec of TensorRT {trt_version} has no --exportLayerInfo (from 8.2)")
         argv += ["--profilingVerbosity=detailed", f"--exportLayerInfo={layer_info}"]
     if min_shape is not None:
+        assert opt_shape is not None and max_shape is not None, "a dynamic profile needs all three shapes"
         argv += [
             f"--minShapes={shape_arg(input_name, min_shape)}",
             f"--optShapes={shape_arg(input_name, opt_shape)}",
@@ -162,9 +203,12 @@ def build_argv(
     return argv + ["--iterations=1", "--warmUp=0", "--duration=0"]
 
 
-def _engine_argv(exe: str, engine: str, input_name: str, shape: Sequence[int] | None) -> list[str]:
-    """The part every engine run shares: load the engine, and fix the input shape when it is dynamic."""
-    argv = [exe, f"--loadEngine={engine}"]
+def _engine_argv(
+    exe: str, engine: str, input_name: str, shape: Sequence[int] | None, trt_version: str | None
+) -> list[str]:
+    """The part every engine run shares: load the engine, time what every version times (H2D + compute + D2H,
+    no CUDA graph), and fix the input shape when it is dynamic."""
+    argv = [exe, f"--loadEngine={engine}", *comparable_timing_options(trt_version)]
     if shape is not None:
         argv.append(f"--shapes={shape_arg(input_name, shape)}")
     return argv
@@ -179,12 +223,13 @@ def timing_argv(
     min_iterations: int,
     min_seconds: float,
     times_file: str,
+    trt_version: str | None = None,
 ) -> list[str]:
     """Time an engine with trtexec's rule: run until BOTH --iterations and --duration are reached.
 
     --duration is a whole number of seconds in TensorRT 8.2, so it is rounded up.
     """
-    return _engine_argv(exe, engine, input_name, shape) + [
+    return _engine_argv(exe, engine, input_name, shape, trt_version) + [
         f"--warmUp={int(round(warmup_ms))}",
         f"--iterations={int(min_iterations)}",
         f"--duration={max(1, math.ceil(min_seconds))}",
@@ -200,9 +245,10 @@ def infer_argv(
     input_file: str,
     output_file: str,
     times_file: str,
+    trt_version: str | None = None,
 ) -> list[str]:
     """One query on given inputs (raw float32 file), outputs and the query's timing exported as JSON."""
-    return _engine_argv(exe, engine, input_name, shape) + [
+    return _engine_argv(exe, engine, input_name, shape, trt_version) + [
         f"--loadInputs={input_name}:{input_file}",
         f"--exportOutput={output_file}",
         f"--exportTimes={times_file}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -131,6 +132,34 @@ def test_tensorrt11_trtexec_gets_an_fp16_graph_instead_of_the_removed_fp16_flag(
     assert onnx.load(str(sent)).graph.initializer[0].data_type == onnx.TensorProto.FLOAT16
     x = np.random.default_rng(3).standard_normal((3, 1, 8, 8), dtype=np.float32)
     np.testing.assert_allclose(session.run(x), cpu_logits(onnx_model, x), atol=5e-3)
+    dev.close()
+
+
+def test_tensorrt11_trtexec_times_the_copies_without_a_cuda_graph(tmp_path, monkeypatch, onnx_model):
+    """trtexec 11 leaves H2D/D2H out of the timing and captures a CUDA graph by default: rows would not compare with
+    8.x/10.x rows, and the energy window would miss the copies. The session asks for both back."""
+    root = make_board(tmp_path / "board", "orin_nano")
+    monkeypatch.setenv("PATH", path_with(install_bin(tmp_path / "bin", trt_version="110000")))
+    dev = JetsonDevice(root=str(root), workdir=str(tmp_path / "work"))
+    session = dev.load(onnx_model, "fp32")
+    measure_latency(session, np.zeros((2, 1, 8, 8), np.float32), LatencyConfig(0, 0.01, 5, 0.05))
+    job = session.last_run["jobs"][0]
+    trace = json.loads(next(iter(job["files"].values())))
+    assert trace and all(q["h2dMs"] > 0 and q["d2hMs"] > 0 for q in trace)  # the copies were timed
+    assert "Capturing CUDA graph" not in job["log"]
+    dev.close()
+
+
+def test_trt80_board_jetpack46_measures_fp32(tmp_path, monkeypatch, onnx_model):
+    """JetPack 4.6 (TX2) ships TensorRT 8.0.1: nothing in the fp32 path uses an option its trtexec lacks."""
+    root = make_board(tmp_path / "board", "tx2")
+    monkeypatch.setenv("PATH", path_with(install_bin(tmp_path / "bin", trt_version="8001")))
+    dev = JetsonDevice(root=str(root), workdir=str(tmp_path / "work"))
+    session = dev.load(onnx_model, "fp32")
+    lat = measure_latency(session, np.zeros((2, 1, 8, 8), np.float32), LatencyConfig(0, 0.01, 5, 0.05))
+    assert lat.extra["trtexec"]["version"] == "8.0.1" and len(lat.samples_ms) >= 5
+    x = np.random.default_rng(3).standard_normal((3, 1, 8, 8), dtype=np.float32)
+    np.testing.assert_allclose(session.run(x), cpu_logits(onnx_model, x), atol=1e-4)
     dev.close()
 
 

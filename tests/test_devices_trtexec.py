@@ -81,3 +81,24 @@ def test_command_lines():
     assert "--duration=1" in t and "--iterations=50" in t and "--warmUp=200" in t  # whole seconds, rounded up
     i = tx.infer_argv("trtexec", "e", "input", [4, 1, 8, 8], "in.bin", "out.json", "t.json")
     assert "--loadInputs=input:in.bin" in i and "--exportOutput=out.json" in i
+
+
+@pytest.mark.parametrize(
+    "version, layer_info, comparable",
+    [("8.0.1", False, []), ("8.2.1", True, []), ("10.3.0", True, []), ("unknown", False, []),
+     ("11.0.0", True, ["--includeDataTransfers", "--noCudaGraph"])],
+)  # fmt: skip
+def test_options_follow_the_trtexec_version(version, layer_info, comparable):
+    """trtexec stops on options its version lacks: the layer report needs 8.2; 11 needs two options to time what
+    8.x/10.x time (H2D + compute + D2H, no CUDA graph), options that 8.x/10.x reject."""
+    assert tx.has_layer_info(version) is layer_info
+    t = tx.timing_argv("trtexec", "e", "input", None, 200, 50, 0.5, "t.json", version)
+    i = tx.infer_argv("trtexec", "e", "input", None, "in.bin", "out.json", "t.json", version)
+    for argv in (t, i):
+        assert [a for a in argv if a in ("--includeDataTransfers", "--noCudaGraph")] == comparable
+    args = ("trtexec", "m.onnx", "e", "int8", "input", None, None, None, False, "c.cache", "l.json", version)
+    if layer_info:
+        assert "--exportLayerInfo=l.json" in tx.build_argv(*args)
+    else:
+        with pytest.raises(ValueError, match="exportLayerInfo"):
+            tx.build_argv(*args)

@@ -220,7 +220,10 @@ def test_layer_precisions_from_detailed_layer_info():
 
 
 def test_trtexec_int8_argv_needs_calib():
-    argv = build_argv("trtexec", "m.onnx", "e", "int8", "input", None, None, None, calib="c.cache", layer_info="l.json")
+    argv = build_argv(
+        "trtexec", "m.onnx", "e", "int8", "input", None, None, None, calib="c.cache", layer_info="l.json",
+        trt_version="8.2.1",
+    )  # fmt: skip
     assert "--int8" in argv and "--fp16" in argv and "--calib=c.cache" in argv
     assert "--exportLayerInfo=l.json" in argv and "--profilingVerbosity=detailed" in argv
     with pytest.raises(ValueError, match="int8"):
@@ -255,6 +258,22 @@ def test_jetson_trtexec_int8_sends_a_cache_computed_here(tmp_path, monkeypatch, 
     again = dev.load(onnx_model, "int8", batch_size=4, calibration=x)  # cache already on the board: not resent
     assert again.int8_report.cache_hit and again.int8_report.layers == rep.layers  # engine cached, layers re-read
     assert len(list(work.rglob("calib-*.cache"))) == 1
+    dev.close()
+
+
+def test_jetson_trtexec_80_builds_int8_without_the_layer_report_it_cannot_make(tmp_path, monkeypatch, onnx_model):
+    """JetPack 4.6 ships TensorRT 8.0.1, whose trtexec has no --profilingVerbosity/--exportLayerInfo and stops on
+    any unknown option: int8 is built without them, and the layer precisions are said to be unreported."""
+    root = make_board(tmp_path / "board", "tx2")
+    monkeypatch.setenv("PATH", path_with(install_bin(tmp_path / "bin", trt_version="8001")))
+    dev = JetsonDevice(root=str(root), workdir=str(tmp_path / "work"))
+    assert dev.trt_version() == "8.0.1" and "int8" in dev.precisions
+    x = np.random.default_rng(0).standard_normal((40, 1, 8, 8), dtype=np.float32)
+    sess = dev.load(onnx_model, "int8", calibration=x)
+    assert sess.run(x[:4]).shape == (4, 10)  # the int8 engine was built (and run) by trtexec 8.0.1
+    rep = sess.int8_report
+    assert rep.layers == {} and "layer precisions not reported" in rep.summary()
+    assert not list((tmp_path / "work").rglob("*.layers.json"))
     dev.close()
 
 
