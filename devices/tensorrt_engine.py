@@ -126,9 +126,17 @@ def onnx_input(onnx_path: Path) -> tuple[str, list[int | None]]:
     return inp.name, dims
 
 
+def static_dims(dims: Sequence[int | None]) -> list[int]:
+    """The input's dims after the batch; only the batch may be dynamic (one optimization profile over batch)."""
+    rest = list(dims[1:])
+    if any(d is None for d in rest):
+        raise ValueError(f"input dims {list(dims)}: only the batch dimension may be dynamic")
+    return [int(d) for d in rest if d is not None]
+
+
 def profile_shapes(dims: Sequence[int | None], min_b: int, opt_b: int, max_b: int) -> list[list[int]]:
     """[min, opt, max] shapes for a batch-dynamic input; other dims must be static."""
-    rest = [int(d) for d in dims[1:]]
+    rest = static_dims(dims)
     return [[min_b, *rest], [opt_b, *rest], [max_b, *rest]]
 
 
@@ -281,6 +289,13 @@ class CudaStream:
         self.stream.synchronize()
 
 
+def device_scope(torch: Any, device: Any) -> contextlib.AbstractContextManager:
+    """Make `device` CUDA's current device for what runs inside: TensorRT builds, deserializes and executes on
+    the current device, while torch puts the buffers on the device they name. Without this, a session on
+    cuda:1 would build and deserialize its engines on cuda:0 and bind cuda:1 addresses to them."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def new_stream(torch: Any, device: Any) -> CudaStream | HostStream:
     """The session's own stream (never the default stream, on which TensorRT adds synchronizations)."""
     return CudaStream(torch, device) if device.type == "cuda" else HostStream()
@@ -386,13 +401,16 @@ class TrtSession(Session):
         return self.engines[batch]
 
     def _new_engine(self, profile: tuple[int, int, int] | None) -> TrtEngine:
-        engine = TrtEngine(self.trt, self.engine_for(profile), self.torch, self.device, profile)
+        with device_scope(self.torch, self.device):  # built (and calibrated) and deserialized on our GPU
+            engine = TrtEngine(self.trt, self.engine_for(profile), self.torch, self.device, profile)
         if self.report_int8 is not None:
             self.int8_report = self.report_int8(engine.engine)
         return engine
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return self._engine(int(x.shape[0]), exact=False).run(x, self.stream)
+        engine = self._engine(int(x.shape[0]), exact=False)
+        with device_scope(self.torch, self.device):
+            return engine.run(x, self.stream)
 
     def sync(self) -> None:
         self.stream.synchronize()

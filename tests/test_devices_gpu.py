@@ -347,6 +347,63 @@ def test_execution_uses_the_sessions_own_stream(monkeypatch, onnx_path, tmp_path
     assert stream.syncs >= 4  # each timed iteration waits for the stream
 
 
+def test_engines_are_built_deserialized_and_run_on_the_sessions_gpu(monkeypatch, onnx_path, tmp_path):
+    """TensorRT works on CUDA's current device, torch's buffers on the device they name: a session on cuda:1 must
+    build, deserialize and execute with cuda:1 current, or cuda:1 addresses meet an engine made on cuda:0."""
+    current = ["cuda:0"]  # CUDA's current device, as torch.cuda.device() would set and restore it
+    seen: list[tuple[str, str]] = []
+
+    @contextlib.contextmanager
+    def scope(torch, device):
+        before, current[0] = current[0], f"cuda:{device.index}"
+        try:
+            yield
+        finally:
+            current[0] = before
+
+    monkeypatch.setattr(tensorrt_engine, "device_scope", scope)
+    trt = fake_tensorrt("10.3.0")
+    build, deserialize = trt.Builder.build_serialized_network, trt.Runtime.deserialize_cuda_engine
+
+    def build_here(self, network, config):
+        seen.append(("build", current[0]))
+        return build(self, network, config)
+
+    def deserialize_here(self, blob):
+        seen.append(("deserialize", current[0]))
+        engine = deserialize(self, blob)
+        make_context = engine.create_execution_context
+
+        def context_here():
+            ctx = make_context()
+            run = ctx.execute_async_v3
+            ctx.execute_async_v3 = lambda stream: seen.append(("execute", current[0])) or run(stream)
+            return ctx
+
+        engine.create_execution_context = context_here
+        return engine
+
+    monkeypatch.setattr(trt.Builder, "build_serialized_network", build_here)
+    monkeypatch.setattr(trt.Runtime, "deserialize_cuda_engine", deserialize_here)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    sess = load_tensorrt(onnx_path, "fp32", "cpu", "Fake GPU", tmp_path)
+    sess.device = torch.device("cuda", 1)  # the scope's device; buffers stay on the CPU (no GPU here)
+    monkeypatch.setattr(tensorrt_engine.TrtEngine, "__init__", _cpu_buffers(tensorrt_engine.TrtEngine.__init__))
+    x = np.ones((2, 1, 8, 8), np.float32)
+    np.testing.assert_allclose(sess.run(x), expected(x), rtol=1e-5)
+    assert seen == [("build", "cuda:1"), ("deserialize", "cuda:1"), ("execute", "cuda:1")]
+    assert current == ["cuda:0"]  # restored after each call
+
+
+def _cpu_buffers(init):
+    """TrtEngine.__init__ that keeps its buffers on the CPU whatever device it is given (no GPU here)."""
+
+    def wrapped(self, trt, engine_bytes, torch_mod, device, profile):
+        init(self, trt, engine_bytes, torch_mod, torch_mod.device("cpu"), profile)
+
+    return wrapped
+
+
 def test_io_api_choice_follows_the_engine():
     trt = fake_tensorrt("10.0.1")
     engine = trt.Runtime(None).deserialize_cuda_engine(json.dumps({"input": "input"}).encode())
