@@ -133,6 +133,8 @@ def calibrator_for(
     """The entropy calibrator of an int8 build (cache beside the engine, same digest); None otherwise."""
     if precision != "int8":
         return None
+    if calibration is None:
+        raise ValueError("TensorRT int8 needs a calibrator (the calibration set: load(..., calibration=x))")
     return entropy_calibrator(trt, calibration, cache_path(cache_dir, engine_digest), device)
 
 

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Dict, Tuple  # noqa: F401, UP035 - for type comments: this module runs on Python 3.6
 
 TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")
 GPU_DEVFREQ_NAMES = ("gpu", "gp10b", "gv11b", "ga10b", "gm20b", "gb10b")
@@ -57,7 +58,7 @@ def _read_int(path):
 # -- INA3221 sysfs -------------------------------------------------------------------------------------
 def find_ina3221_rails(root="/"):
     """{rail name: spec}: ("mw", power_file) on JetPack 4 (iio), ("mv_ma", volt_file, curr_file) on 5+."""
-    rails = {}
+    rails = {}  # type: Dict[str, Tuple[str, ...]]
     for label in sorted(glob.glob(_p(root, "sys/bus/i2c/drivers/ina3221x/*/iio:device*/rail_name_*"))):
         n = label.rsplit("_", 1)[1]
         name = _read(label)
@@ -281,7 +282,10 @@ class TegrastatsStream:
         self.thread.start()
 
     def _pump(self, sink):
-        for line in iter(self.proc.stdout.readline, ""):
+        stdout = self.proc.stdout if self.proc is not None else None  # a pipe: attach() opened it before this thread
+        if stdout is None:
+            return
+        for line in iter(stdout.readline, ""):
             t = time.monotonic()
             parsed = parse_tegrastats(line)
             if parsed["total_w"] is None:
@@ -315,7 +319,7 @@ def open_power(root="/", want="auto", rate_hz=50.0):
     PowerReader does: source, kind ("power": read_watts(); "push": attach(sink)/detach()), max_rate_hz,
     min_window_s, idle_window(seconds) and close().
     """
-    reasons = {}
+    reasons = {}  # type: Dict[str, str]
     order = POWER_ORDER if want == "auto" else (want,)
     for name in order:
         try:
@@ -543,6 +547,7 @@ def run_logged(argv, markers=("Starting inference",)):
     except OSError as exc:
         return {"rc": 127, "log": str(exc), "t_start": t_start, "t_end": time.monotonic(), "marks": {}}
     lines, marks = [], {}
+    assert proc.stdout is not None  # stdout=PIPE
     for line in iter(proc.stdout.readline, ""):
         t = time.monotonic()
         lines.append(line)

@@ -126,7 +126,7 @@ def measure_latency(session: Session, x: np.ndarray, cfg: LatencyConfig | None =
     min_seconds = max(cfg.min_seconds, session.min_window_s)
     _warm_up(session, x, cfg)
     before = _snapshot(session)
-    samples = []
+    samples: list[float] = []
     t0 = time.monotonic()
     start = time.perf_counter()
     while len(samples) < cfg.max_iterations and (

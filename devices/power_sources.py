@@ -46,7 +46,7 @@ def probe_tegrastats() -> tuple[bool, str]:
 def probe_power_sources() -> dict[str, tuple[bool, str]]:
     rapl, why = probe_rapl()
     return {
-        "rapl": (rapl is not None, why or f"{len(rapl.domains)} package domain(s)"),
+        "rapl": (True, f"{len(rapl.domains)} package domain(s)") if rapl is not None else (False, why),
         "nvml": probe_nvml(),
         "jtop": probe_jtop(),
         "ina3221-sysfs": probe_ina3221(),
