@@ -489,7 +489,7 @@ def _int8_agreement(session: Any, onnx_path: Path, data: DataBundle) -> dict[str
     }
     report = getattr(session, "int8_report", None)  # set by TensorRT sessions built with a calibrator
     if report is not None:
-        cols["int8_fallback_layers"] = len(report.fallback_layers)
+        cols["int8_fallback_layers"] = len(report.fallback_layers) if report.layers else None  # None: not reported
         cols["int8_note"] += "; " + report.summary()
     return cols
 
