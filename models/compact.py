@@ -269,7 +269,7 @@ def solve_aligned(
 def _contribution(graph: cg.ChannelGraph, e: cg.MixEdge, chans: torch.Tensor) -> torch.Tensor:
     """What channels `chans` (input-independent) add to the consumer's output: [O] for a linear, [O, Ho, Wo]
     for a conv, computed from the value recorded at trace time (exact: it does not depend on the input)."""
-    m = graph.module(e.consumer)
+    m = graph.layer(e.consumer)
     act = graph.act(e.member)
     if act is None:
         raise RuntimeError(f"{e.member.name}: no recorded value (trace with channel_graph.trace)")
@@ -299,7 +299,7 @@ def _fold(
         contrib = _contribution(graph, e, chans)
         if not contrib.ne(0).any():
             continue
-        m = graph.module(e.consumer)
+        m = graph.layer(e.consumer)
         if m.bias is None:
             m.bias = nn.Parameter(torch.zeros(m.weight.shape[0], dtype=m.weight.dtype))
         if contrib.dim() == 1:
@@ -330,8 +330,9 @@ def _insert_bias_maps(
             value = value.index_select(0, index[gid])
         anchor = node
         users = list(node.users)
-        if len(users) == 1 and graph.is_module(users[0], nn.BatchNorm2d):
-            bn = graph.module(users[0])
+        bn = graph.module_of(users[0], nn.BatchNorm2d) if len(users) == 1 else None
+        # a BN that normalizes by batch statistics (no running ones) is not affine in its input: the map stays before it
+        if bn is not None and bn.running_var is not None:
             scale = torch.rsqrt(bn.running_var + bn.eps)
             if bn.affine:
                 scale = scale * bn.weight.detach()
@@ -340,7 +341,11 @@ def _insert_bias_maps(
         gm.add_submodule(name, cg.BiasMap(value))
         with gm.graph.inserting_after(anchor):
             new = gm.graph.call_module(name, (anchor,))
-        anchor.replace_all_uses_with(new, delete_user_cb=lambda u, new=new: u is not new)
+
+        def not_the_map(u: fx.Node, new: fx.Node = new) -> bool:
+            return u is not new
+
+        anchor.replace_all_uses_with(new, delete_user_cb=not_the_map)
     gm.graph.lint()
     gm.recompile()
 
@@ -429,7 +434,10 @@ def fold_constant_branches(graph: cg.ChannelGraph, report: CompactionReport, inp
         if ia == ib or (ia and name.startswith(("sub", "isub"))):
             continue  # nothing to fold, or `constant − live` (not a plain offset)
         live, dead = (a, b) if ib else (b, a)
-        value = graph.act(dead)[0]
+        act = graph.act(dead)
+        if act is None:
+            raise RuntimeError(f"{dead.name}: no recorded value (trace with channel_graph.trace)")
+        value = act[0]
         if name.startswith(("sub", "isub")):
             value = -value
         per_channel = bool(cg.uniform(value).all()) if value.dim() > 1 else True
@@ -442,7 +450,7 @@ def fold_constant_branches(graph: cg.ChannelGraph, report: CompactionReport, inp
             continue
         modules = _exclusive_modules(gm, dead)
         filters = sum(
-            m.out_channels if isinstance(m, nn.Conv2d) and m.groups == 1 else m.out_features
+            m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
             for m in (gm.get_submodule(t) for t in modules)
             if isinstance(m, (nn.Conv2d, nn.Linear)) and (not isinstance(m, nn.Conv2d) or m.groups == 1)
         )
@@ -506,14 +514,14 @@ def _report_unreadable_convs(graph: cg.ChannelGraph, report: CompactionReport) -
     are; list them with their input-independent filters and the reason, so no all-zero filter goes unexplained."""
     done = {lc.name for lc in report.layers}
     for n in graph.gm.graph.nodes:
-        if n.op != "call_module" or n.target in done or not graph.is_module(n, nn.Conv2d):
+        m = graph.module_of(n, nn.Conv2d)
+        if m is None or n.target in done:
             continue
-        m = graph.module(n)
         users = list(n.users)
-        after = users[0] if len(users) == 1 and graph.is_module(users[0], nn.BatchNorm2d) else n
+        bn = graph.module_of(users[0], nn.BatchNorm2d) if len(users) == 1 else None
         dead = m.weight.detach().flatten(1).eq(0).all(1)  # what the exporter shows: zero filters, BN γ = 0 included
-        if after is not n and graph.module(after).affine:
-            dead |= graph.module(after).weight.detach().eq(0)
+        if bn is not None and bn.affine:
+            dead |= bn.weight.detach().eq(0)
         gid = graph.group_of.get(n, -1)
         why = "; ".join(graph.groups[gid].pins) if gid >= 0 else "its input has no channel axis the graph tracks"
         report.layers.append(
@@ -644,7 +652,7 @@ def kill_channels(model: nn.Module, channels: dict[str, torch.Tensor], example_i
         if node.op != "call_module" or node.target not in channels:
             continue
         idx = channels[node.target]
-        conv = graph.module(node)
+        conv = graph.layer(node)
         conv.weight[idx] = 0
         if conv.bias is not None:
             conv.bias[idx] = 0
@@ -658,5 +666,5 @@ def kill_channels(model: nn.Module, channels: dict[str, torch.Tensor], example_i
         if g.sources == [node] and not g.pins:
             for e in g.sinks:
                 if isinstance(e, cg.MixEdge):
-                    graph.module(e.consumer).weight[:, cg.expand(idx, graph.mult[e.member])] = 0
+                    graph.layer(e.consumer).weight[:, cg.expand(idx, graph.mult[e.member])] = 0
     return model

@@ -52,6 +52,9 @@ class Decomposition:
 class GroupedConv2d(nn.Module):
     """Optional input Gather → grouped conv → optional output Gather; exact for a block-diagonal weight."""
 
+    in_index: torch.Tensor | None  # buffers
+    out_index: torch.Tensor | None
+
     def __init__(self, conv: nn.Conv2d, in_index: torch.Tensor | None, out_index: torch.Tensor | None) -> None:
         super().__init__()
         self.conv = conv
@@ -69,6 +72,8 @@ class GroupedConv2d(nn.Module):
 
 class SplitConv2d(nn.Module):
     """One conv per block on its own input channels (a Slice when contiguous, else a Gather); outputs concatenated."""
+
+    out_index: torch.Tensor | None  # a buffer
 
     def __init__(
         self,
@@ -225,14 +230,20 @@ def _inverse(perm: torch.Tensor) -> torch.Tensor:
     return inv
 
 
+def _pair(v: tuple[int, ...]) -> tuple[int, int]:
+    """A Conv2d's kernel_size, stride, padding or dilation: torch types them tuple[int, ...]; they hold two."""
+    h, w = v
+    return h, w
+
+
 def _like(conv: nn.Conv2d, c_in: int, c_out: int, groups: int, weight: torch.Tensor, bias) -> nn.Conv2d:
     new = nn.Conv2d(
         c_in,
         c_out,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
+        _pair(conv.kernel_size),
+        _pair(conv.stride),
+        conv.padding if isinstance(conv.padding, str) else _pair(conv.padding),
+        _pair(conv.dilation),
         groups,
         bias is not None,
         conv.padding_mode,
@@ -247,7 +258,7 @@ def _arange_or(index: torch.Tensor) -> torch.Tensor | None:
     return None if torch.equal(index, torch.arange(index.numel())) else index
 
 
-def _build(plan: _Plan, conv: nn.Conv2d, pos_in: torch.Tensor, pos_out: torch.Tensor) -> nn.Module:
+def _build(plan: _Plan, conv: nn.Conv2d, pos_in: torch.Tensor, pos_out: torch.Tensor) -> GroupedConv2d | SplitConv2d:
     w, b = conv.weight.detach(), conv.bias.detach() if conv.bias is not None else None
     bins = [(pos_out[o].sort().values, pos_in[i].sort().values) for o, i in plan.bins]
     order_out = torch.cat([o for o, _ in bins])
@@ -284,15 +295,18 @@ def decompose(gm: fx.GraphModule, config: DecomposeConfig | None = None) -> list
         if plan is None:
             continue
         if plan.claim_in:
+            assert plan.g_in is not None  # a claimed group is a free one: it exists
             claimed[plan.g_in] = _order(plan.bins, 1, conv.in_channels)
         if plan.claim_out:
+            assert plan.g_out is not None
             claimed[plan.g_out] = _order(plan.bins, 0, conv.out_channels)
         plans.append(plan)
     if not plans:
         return []
     cg.reindex(graph, claimed)
     for plan in plans:
-        conv = gm.get_submodule(plan.node.target)
+        conv = gm.get_submodule(cg.module_path(plan.node))
+        assert isinstance(conv, nn.Conv2d)  # plans are made for dense convs only; reindex edits them in place
         pos_in = _inverse(claimed[plan.g_in]) if plan.g_in in claimed else torch.arange(conv.in_channels)
         pos_out = _inverse(claimed[plan.g_out]) if plan.g_out in claimed else torch.arange(conv.out_channels)
         new = _build(plan, conv, pos_in, pos_out)
@@ -301,7 +315,7 @@ def decompose(gm: fx.GraphModule, config: DecomposeConfig | None = None) -> list
         else:
             plan.report.input_gather = any(s is None for s in new.slices)
         plan.report.output_gather = new.out_index is not None
-        gm.add_submodule(plan.node.target, new)
+        gm.add_submodule(cg.module_path(plan.node), new)
     gm.recompile()
     return [p.report for p in plans]
 
@@ -319,9 +333,10 @@ def block_structured(model: nn.Module, example_input: torch.Tensor, classes: int
     graph = cg.build(cg.trace(model, example_input))
     label = {gr.gid: torch.randperm(gr.size, generator=g) % classes for gr in graph.groups}
     for node in graph.gm.graph.nodes:
-        if node.op != "call_module" or not isinstance(graph.module(node), nn.Conv2d):
+        conv = graph.module_of(node, nn.Conv2d)
+        if conv is None:
             continue
-        conv, x = graph.module(node), node.all_input_nodes[0]
+        x = node.all_input_nodes[0]
         g_in = graph.group_of.get(x)
         if conv.groups != 1 or g_in is None or graph.groups[g_in].pins:
             continue

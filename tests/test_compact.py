@@ -310,6 +310,19 @@ def test_constant_meeting_zero_padding_folds_into_an_exact_bias_map():
 
 
 @torch.no_grad()
+def test_bias_map_stays_before_a_batch_norm_without_running_statistics():
+    # the map used to be moved behind any BN, scaled by 1/sqrt(running_var): None here, so compaction raised
+    # TypeError and left the model as it was; a BN of batch statistics is not affine in its input
+    consumer = nn.Conv2d(3, 2, 3, padding=1)
+    model = nn.Sequential(*_chain(consumer), nn.BatchNorm2d(2, track_running_stats=False)).eval()
+    model[1].bias.copy_(torch.tensor([0.0, 3.0, 0.0]))
+    compacted, report = check_exact(model, shape=(2, 6, 6))
+    assert not report.skipped
+    assert compacted.get_submodule("3").in_channels == 2 and report.folded_map == 1
+    assert compacted.get_submodule("3_bias_map").map.shape == (2, 6, 6)
+
+
+@torch.no_grad()
 def test_constant_meeting_zero_padding_is_kept_and_reported_when_input_size_is_unknown():
     model = _chain(nn.Conv2d(3, 2, 3, padding=1))
     model[1].bias.copy_(torch.tensor([0.0, 3.0, 0.0]))
