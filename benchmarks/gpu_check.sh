@@ -7,11 +7,14 @@
 # pandas, scipy, scikit-learn, matplotlib, jinja2 and tqdm: nothing is installed (no pip, no network);
 # ticketbench is imported from this checkout through a PYTHONPATH folder of symlinks under OUTDIR
 # (the installed namespace ticketbench.{bench,models,devices,reports}; SQLAlchemy, torchvision, tensorrt,
-# onnxruntime-gpu may be absent). Steps, each logged to OUTDIR/<step>.log, all under one 450-s budget:
+# onnxruntime-gpu may be absent). Steps, each logged to OUTDIR/<step>.log, all under one 450-s budget
+# (the nvml step takes ~10 s):
 #   1. doctor    python -m bench doctor --device gpu --json          (latency per backend, NVML sanity)
 #   2. quick     python -m bench run --suite quick --device gpu       (torch-cuda, NVML energy, CUDA epochs)
 #   3. eb_vgg16  python -m bench run on an EB VGG-16 search, synthetic CIFAR-shaped data, energy per epoch
 #   4. devices   python benchmarks/bench_devices.py --quick --device gpu
+#   5. nvml      python benchmarks/nvml_check.py   (each CUDA device found in NVML by its PCI bus id, as bytes,
+#                under torch's name; energy counter vs polled power; the nvidia-ml-py version)
 # OUTDIR/summary.txt has one line per step (status, seconds, exit code); exit 0 when every step passed,
 # 1 when one failed or nothing sane can run (the preflight says why within seconds), 2 on bad usage.
 #
@@ -197,6 +200,7 @@ step quick 180 "${BENCH[@]}" run --device "$DEVICE" --suite "$QUICK" --train-dev
 step eb_vgg16 150 "${BENCH[@]}" run --device "$DEVICE" --suite "$OUTDIR/eb_vgg16.toml" --train-device "$TRAIN" \
   --out "$OUTDIR/eb_vgg16" --db "$OUTDIR/ticketbench.sqlite" -q
 step devices 60 "$PY" "$REPO/benchmarks/bench_devices.py" "${DEVBENCH[@]}"
+step nvml 30 "$PY" "$REPO/benchmarks/nvml_check.py" --json "$OUTDIR/nvml.json"
 
 # -- what the runs measured, in one place ----------------------------------------------------------------------
 "$PY" - "$OUTDIR" >> "$SUMMARY" 2>&1 << 'EOF'

@@ -28,7 +28,7 @@ def test_cpu_fallback_runs_every_step_and_writes_everything_under_outdir(tmp_pat
     res = run_script(str(out), "--cpu-fallback", "--light", env={"GPU_CHECK_SUITE": suite})
     summary = (out / "summary.txt").read_text()
     assert res.returncode == 0, summary + res.stderr
-    for step in ("doctor", "quick", "eb_vgg16", "devices"):
+    for step in ("doctor", "quick", "eb_vgg16", "devices", "nvml"):
         assert f"gpu_check: {step} ok" in summary
     doctor = json.loads((out / "doctor" / "doctor.json").read_text())
     assert doctor["ok"] and any(c["name"] == "latency onnxruntime-cpu" for c in doctor["checks"])
