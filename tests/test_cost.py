@@ -1,15 +1,31 @@
-"""Analytic cost from the weights: hand-computed AR and sparsities, MACs cross-checked with torch's counter."""
+"""Analytic cost from the weights: hand-computed MACs, AR and sparsities; totals cross-checked with torch's counter.
+
+The reference is torch.utils.flop_counter.FlopCounterMode, FLOPs / 2 = MACs. It counts conv, mm, addmm, bmm,
+baddbmm and the GPU attention kernels; like analyze, it counts no bias, BN, pooling, activation or softmax.
+Where both count, they must be equal (asserted on every torchvision classifier and every zoo model). The one
+allowed difference: it has no formula for the CPU attention kernel (`_scaled_dot_product_flash_attention_for_cpu`)
+that a ViT's MultiheadAttention(need_weights=False) runs here, so on a ViT analyze counts exactly the attention
+MACs more (2·T²·E per block, computed by hand below). Both are run with MultiheadAttention's fused fast path
+off (the counter sees nothing inside `_native_multi_head_attention`).
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import pytest
 import torch
+import torch.nn.functional as F
+import torchvision
 from test_compact import ARCHS, INPUT, randomize
 from torch import nn
+from torch.nn.utils import prune
 from torch.utils.flop_counter import FlopCounterMode
+from torchvision.models import VisionTransformer
 
 from ticketbench.models.compact import compact
-from ticketbench.models.cost import acceleration_rate, analyze
+from ticketbench.models.cost import ModelCost, acceleration_rate, analyze
+from ticketbench.models.zoo import create_model, input_size, model_names
 
 
 def _two_layer() -> nn.Sequential:
@@ -68,8 +84,13 @@ def test_dense_model_has_unit_acceleration_rate():
 
 
 def _flops(model: nn.Module, shape) -> int:
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model.eval()(torch.zeros(1, *shape))
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model.eval()(torch.zeros(1, *shape))
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     return counter.get_total_flops()
 
 
@@ -90,3 +111,222 @@ def test_macs_of_a_decomposed_model_match_torch_flop_counter():
     assert report.decomposed
     cost = analyze(compacted, INPUT)
     assert 2 * cost.macs == _flops(compacted, INPUT) < _flops(model, INPUT)
+
+
+# --- hand-computed MACs of the layer kinds users bring ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("tokens", [(7,), (3, 7)])
+def test_linear_counts_every_row_of_its_input(tokens):
+    lin = nn.Linear(4, 5)
+    with torch.no_grad():
+        lin.weight[2] = 0
+    cost = analyze(nn.Sequential(lin), (*tokens, 4))
+    (lc,) = cost.layers
+    rows = 7 * (3 if len(tokens) == 2 else 1)
+    assert (lc.kind, lc.positions, lc.in_channels, lc.out_channels) == ("linear", rows, 4, 5)
+    assert cost.macs == lc.macs == rows * 4 * 5 and lc.macs_nonzero == rows * 4 * 4 and lc.zero_filters == 1
+
+
+def test_conv1d_counts_every_output_position():
+    conv = nn.Conv1d(2, 3, 3)  # L = 9 → 7
+    with torch.no_grad():
+        conv.weight[0, 1] = 0  # one zero kernel of 6
+    cost = analyze(conv, (2, 9))
+    (lc,) = cost.layers
+    assert (lc.kind, lc.kernel, lc.out_hw, lc.positions) == ("conv", (3,), (7,), 7)
+    assert cost.macs == 3 * 2 * 3 * 7 and lc.macs_nonzero_kernels == 5 * 3 * 7
+    assert cost.acceleration_rate == pytest.approx(6 / 5)
+
+
+def test_conv3d_counts_every_output_voxel():
+    cost = analyze(nn.Conv3d(2, 4, 3), (2, 5, 6, 7))  # → 3×4×5
+    (lc,) = cost.layers
+    assert (lc.kernel, lc.out_hw, lc.positions, lc.kernels) == ((3, 3, 3), (3, 4, 5), 60, 8)
+    assert cost.macs == 4 * 2 * 27 * 60
+
+
+def test_strided_grouped_transposed_conv_counts_every_input_pixel():
+    conv = nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2)  # weight [in 4, out/groups 3, 3, 3]; 5×5 → 11×11
+    with torch.no_grad():
+        conv.weight[0:2, 1] = 0  # group 0's inputs to its output 1: output channel 1 is all zero
+    cost = analyze(conv, (4, 5, 5))
+    (lc,) = cost.layers
+    assert (lc.in_channels, lc.out_channels, lc.groups, lc.out_hw, lc.positions) == (4, 6, 2, (11, 11), 25)
+    assert lc.transposed and (lc.kernels, lc.zero_kernels, lc.zero_filters) == (12, 2, 1)
+    # each input pixel scatters every kernel once: in · out/groups · k² · H_in · W_in
+    assert cost.macs == 4 * 3 * 9 * 25 and cost.acceleration_rate == pytest.approx(12 / 10)
+
+
+@pytest.mark.parametrize(
+    ("conv", "shape", "macs"),
+    [
+        (nn.ConvTranspose1d(2, 3, 4, stride=3), (2, 5), 2 * 3 * 4 * 5),
+        (nn.ConvTranspose3d(2, 2, 2, stride=2), (2, 3, 3, 3), 2 * 2 * 8 * 27),
+        (nn.Conv2d(4, 6, 3, groups=2, padding=1), (4, 5, 5), 6 * 2 * 9 * 25),
+        (nn.Conv2d(4, 4, 3, groups=4, padding=1), (4, 5, 5), 4 * 1 * 9 * 25),  # depthwise
+    ],
+)
+def test_transposed_grouped_and_depthwise_convs(conv, shape, macs):
+    cost = analyze(conv, shape)
+    assert cost.macs == macs == _flops(conv, shape) // 2 and cost.layers[0].kind == "conv"
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, x, x, need_weights=False)[0]
+
+
+def test_multihead_attention_counts_projections_as_rows_and_attention_apart():
+    cost = analyze(_SelfAttention(), (5, 16))  # L = 5 tokens, E = 16
+    names = [(lc.name, lc.macs) for lc in cost.layers]
+    # the out_proj Linear is never called as a module (F.multi_head_attention_forward reads its weight)
+    assert names == [("attn.in_proj_weight", 5 * 16 * 48), ("attn.out_proj", 5 * 16 * 16)]
+    assert cost.macs_other == 2 * 5 * 5 * 16  # QKᵀ and AV over both heads
+    assert cost.macs == 5 * 16 * 64 + 2 * 5 * 5 * 16 and cost.uncounted == []
+
+
+def test_analyze_leaves_the_attention_fast_path_as_it_found_it():
+    assert torch.backends.mha.get_fastpath_enabled()
+    analyze(_SelfAttention(), (5, 16))
+    with pytest.raises(AssertionError, match="embedding dimension"):
+        analyze(_SelfAttention(), (5, 15))  # the forward raises
+    assert torch.backends.mha.get_fastpath_enabled()
+
+
+class _Functional(nn.Module):
+    """Attention and a matmul written with functions: no module of its own does the products."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [1, 10, 8]
+        q = x.view(1, 2, 5, 8)  # 2 heads, 5 tokens, 8 dims
+        a = F.scaled_dot_product_attention(q, q, q)
+        return a.flatten(1) @ x.flatten(1).t()  # [1, 80]·[80, 1]
+
+
+def test_functional_attention_and_matmul_are_counted():
+    cost = analyze(_Functional(), (10, 8))
+    assert cost.layers == [] and cost.macs == cost.macs_other == 2 * 2 * 5 * 5 * 8 + 80
+
+
+class _HandMadeLinear(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(5, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.unsqueeze(-2) * self.weight).sum(-1)  # a product no counter sees as one
+
+
+class _Uncountable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bilinear, self.hand, self.fc = nn.Bilinear(4, 4, 3), _HandMadeLinear(), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.bilinear(x, x), self.hand(x), self.fc(x)], -1)
+
+
+def test_what_cannot_be_counted_is_listed_not_zero():
+    cost = analyze(_Uncountable(), (4,))
+    assert cost.macs == 4 * 2 and [lc.name for lc in cost.layers] == ["fc"]
+    assert cost.uncounted == [
+        "bilinear (Bilinear): aten::_trilinear has no MAC formula here",
+        "hand (_HandMadeLinear): ran with a 5×4 weight, but no op counted here used it",
+    ]
+    assert cost.to_dict()["uncounted"] == cost.uncounted  # in cost.json
+
+
+def test_masked_copies_of_weights_are_counted_with_their_zeros():
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.Flatten(), nn.Linear(4 * 9, 3))
+    prune.l1_unstructured(model[0], "weight", amount=0.5)  # forward pre-hooks: weight = weight_orig · mask
+    prune.l1_unstructured(model[2], "weight", amount=0.5)
+    cost = analyze(model, (2, 5, 5))
+    conv, lin = cost.layers
+    assert (conv.name, lin.name) == ("0", "2") and cost.uncounted == []
+    assert (conv.zero_weights, lin.zero_weights) == (36, 54) and cost.macs == 72 * 9 + 108
+
+
+# --- compaction's bias maps ---------------------------------------------------------------------------------------
+
+
+def test_bias_maps_are_counted_apart_from_params():
+    conv = nn.Conv2d(2, 3, 3, padding=1, bias=False)
+    bn = nn.BatchNorm2d(3).eval()
+    with torch.no_grad():
+        conv.weight[1] = 0
+        bn.bias.copy_(torch.tensor([0.0, 3.0, 0.0]))  # channel 1 is the constant 3 ...
+    model = nn.Sequential(conv, bn, nn.ReLU(), nn.Conv2d(3, 2, 3, padding=1)).eval()  # ... seen through padding
+    compacted, report = compact(model, torch.zeros(1, 2, 6, 6))
+    assert report.folded_map == 1
+    cost = analyze(compacted, (2, 6, 6))
+    assert cost.params_bias_maps == 2 * 6 * 6  # the consumer's [C_out, H, W] map
+    assert cost.params == sum(p.numel() for p in compacted.parameters())  # maps are buffers, not in params
+    assert analyze(model, (2, 6, 6)).params_bias_maps == 0
+
+
+# --- totals against torch's counter -------------------------------------------------------------------------------
+
+FAST_TORCHVISION = {"vit_b_16", "swin_t", "resnet18", "mobilenet_v2", "densenet121", "efficientnet_b0"}
+
+
+def _torchvision_cases() -> list:
+    """Every classifier torchvision builds offline, at the smallest size it allows or a small one (ViT, Swin and
+    MaxViT need 224×224, Inception-v3 at least 75); the ones not in FAST_TORCHVISION are marked slow."""
+    out = []
+    for name in torchvision.models.list_models(module=torchvision.models):
+        size = 224 if name.startswith(("vit", "swin", "maxvit")) else 96 if name == "inception_v3" else 64
+        marks = () if name in FAST_TORCHVISION else (pytest.mark.slow,)
+        out.append(pytest.param(name, size, marks=marks, id=name))
+    return out
+
+
+def _vit_attention_macs(model: VisionTransformer) -> int:
+    """QKᵀ and AV of every block: 2 · T² · E MACs (T tokens with the class token, E the width; heads split E)."""
+    return len(model.encoder.layers) * 2 * model.seq_length**2 * model.hidden_dim
+
+
+@lru_cache(maxsize=2)  # the two read again below, in the default tier; every model kept would be GBs
+def _torchvision(name: str, size: int) -> tuple[nn.Module, ModelCost]:
+    """Built and analysed once (ViT-B/16 takes seconds): the tests below only read them."""
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None).eval()
+    return model, analyze(model, (3, size, size))
+
+
+@pytest.mark.parametrize(("name", "size"), _torchvision_cases())
+def test_macs_of_torchvision_classifiers_match_torch_flop_counter(name, size):
+    model, cost = _torchvision(name, size)
+    shape = (3, size, size)
+    attention = _vit_attention_macs(model) if isinstance(model, VisionTransformer) else 0
+    assert cost.uncounted == [] and cost.macs - attention == _flops(model, shape) // 2
+    assert cost.macs == sum(lc.macs for lc in cost.layers) + cost.macs_other
+    if attention:
+        assert cost.macs_other == attention  # nothing else in a ViT multiplies two activations
+
+
+def test_vit_counts_every_token_and_the_attention_projections():
+    _, cost = _torchvision("vit_b_16", 224)
+    # patch conv, 12 × (in_proj, out_proj, 2 MLP linears), head; 197 tokens through every linear of a block
+    assert len(cost.layers) == 1 + 12 * 4 + 1 and cost.layers[1].name.endswith("self_attention.in_proj_weight")
+    assert {lc.positions for lc in cost.layers[1:-1]} == {197} and cost.layers[-1].positions == 1
+    assert cost.macs == 17_563_828_224  # torchvision's documented 17.56 GFLOPS (multiply-adds)
+
+
+def test_swin_attention_is_counted_window_by_window():
+    _, cost = _torchvision("swin_t", 224)
+    # 7×7 windows: QKᵀ and AV are 2 · 49 MACs per token and channel; stages of 56², 28², 14², 7² tokens
+    stages = [(2, 56 * 56, 96), (2, 28 * 28, 192), (6, 14 * 14, 384), (2, 7 * 7, 768)]
+    assert cost.macs_other == sum(blocks * 2 * tokens * 49 * dim for blocks, tokens, dim in stages)
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_macs_of_zoo_models_match_torch_flop_counter(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_channels=3).eval()
+    shape = (3, input_size(name) or 32, input_size(name) or 32)
+    cost = analyze(model, shape)
+    assert cost.uncounted == [] and cost.macs_other == 0 and 2 * cost.macs == _flops(model, shape)
