@@ -272,6 +272,7 @@ class Runner:
             "kernel_sparsity": cost_ticket.kernel_sparsity,
             "params_dense": cost_dense.params,
             "params": cost_compact.params,
+            "params_bias_maps": cost_compact.params_bias_maps,
             "params_nonzero": cost_compact.params_nonzero,
             "size_mb_dense": size_mb_dense,
             "size_mb": exp.size_mb,

@@ -74,6 +74,7 @@ EXTRA_COLUMNS = [
     "int8_note",  # int8: the agreement in words, and which layers fell back
     "latency_rounds",  # interleaved timing rounds (windows) the latency samples come from
     "latency_ms_round_cv",  # between-round spread: std / mean of the per-round median latencies
+    "params_bias_maps",  # floats in the compacted model's bias maps (compaction's buffers): in the ONNX, not in params
 ]
 
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS
