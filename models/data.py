@@ -6,7 +6,7 @@ data sets (CIFAR) are read from a folder the user gives with `--data-root`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +88,7 @@ def synthetic(
     **_,
 ) -> DataBundle:
     """Learnable random data: each class is a fixed random template plus noise."""
+    c, h, w = input_shape  # a suite file's data_options give it as a list
     g = torch.Generator().manual_seed(seed)
     templates = torch.randn(num_classes, *input_shape, generator=g)
 
@@ -96,7 +97,7 @@ def synthetic(
         x = templates[y] + 1.5 * torch.randn(n, *input_shape, generator=g)
         return TensorDataset(x, y)
 
-    return DataBundle("synthetic", make(n_train), make(n_test), tuple(input_shape), num_classes)
+    return DataBundle("synthetic", make(n_train), make(n_test), (c, h, w), num_classes)
 
 
 # -- CIFAR from a local torchvision-format folder ----------------------------------------------------
@@ -228,11 +229,18 @@ def cifar100(data_root: str | Path | None = None, **kw) -> DataBundle:
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
+def dataset_len(ds: Dataset) -> int:
+    """Examples in a map-style dataset: torch's Dataset declares no __len__, but every dataset here has one."""
+    if not isinstance(ds, Sized):
+        raise TypeError(f"{type(ds).__name__} has no length")
+    return len(ds)
+
+
 def _random_subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
     """`n` random examples of `ds` (all when n is None or ≥ its size), fixed by `seed`."""
-    if n is None or n >= len(ds):
+    if n is None or n >= dataset_len(ds):
         return ds
-    idx = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
+    idx = np.sort(np.random.default_rng(seed).permutation(dataset_len(ds))[:n])
     return torch.utils.data.Subset(ds, idx.tolist())
 
 

@@ -51,7 +51,7 @@ def to_onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], opset: int = O
         torch.onnx.export(
             model,
             (torch.zeros(1, *input_shape, device=_device_of(model)),),
-            buf,
+            buf,  # type: ignore[arg-type]  # torch types f as a path, but the TorchScript exporter writes file objects
             input_names=["input"],
             output_names=["logits"],
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},

@@ -328,7 +328,8 @@ def embed(
             f"checkpoint does not fit the model: missing {missing[:4]}{'…' if len(missing) > 4 else ''}, "
             f"unexpected {unexpected[:4]}{'…' if len(unexpected) > 4 else ''}"
         )
-    out, embedded = {}, []
+    out: dict[str, torch.Tensor] = {}
+    embedded: list[str] = []
     for k, t in target.items():
         if k not in state:
             out[k] = t

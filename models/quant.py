@@ -45,7 +45,7 @@ class _QuantizeGrad(torch.autograd.Function):
 
 
 def _quantized_forward(bits: int) -> Callable:
-    def forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def forward(self: nn.Conv2d | nn.Linear, x: torch.Tensor) -> torch.Tensor:
         xq, wq = fake_quantize(x, bits), fake_quantize(self.weight, bits)
         if isinstance(self, nn.Conv2d):
             out = self._conv_forward(xq, wq, self.bias)
@@ -65,8 +65,9 @@ def low_precision(model: nn.Module, bits: int = 8) -> Iterator[Callable[[nn.Modu
     """
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     fwd = _quantized_forward(bits)
-    for m in layers:
-        m.forward = types.MethodType(fwd, m)
+    for layer in layers:
+        module: nn.Module = layer  # nn.Module declares `forward` an attribute an instance may set
+        module.forward = types.MethodType(fwd, module)
 
     @torch.no_grad()
     def quantize_grads(mod: nn.Module) -> None:

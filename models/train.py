@@ -137,9 +137,9 @@ def train(
         train_s = time.perf_counter() - t0
         t_end = time.monotonic()
         stop = False
-        for cb in end_of_epoch:
+        for observe in end_of_epoch:
             try:
-                cb(model, epoch)
+                observe(model, epoch)
             except StopTraining:
                 stop = True
         acc = evaluate(model, data) if evaluate_each_epoch else None

@@ -20,6 +20,8 @@ class ChannelSelection(nn.Module):
     effect on the next conv, traces with torch.fx and exports to ONNX. All ones = identity.
     """
 
+    indexes: torch.Tensor  # a buffer
+
     def __init__(self, num_channels: int) -> None:
         super().__init__()
         self.register_buffer("indexes", torch.ones(num_channels))

@@ -6,6 +6,8 @@ hard-code 64..512, so a width below 1 builds the same topology from torchvision'
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from ticketbench.models.zoo import register_model
@@ -23,7 +25,11 @@ def _torchvision() -> None:
         raise ImportError(_MISSING)
 
 
-class _ScaledResNet(tv.ResNet if tv is not None else nn.Module):
+# The base is chosen at import time; torchvision is untyped here (mypy: ignore_missing_imports), so Any either way.
+_ResNet: Any = tv.ResNet if tv is not None else nn.Module
+
+
+class _ScaledResNet(_ResNet):
     """torchvision's ResNet with every stage's width multiplied by `width` (1.0 = torchvision exactly)."""
 
     def __init__(self, block, layers, num_classes: int, width: float) -> None:
