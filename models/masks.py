@@ -8,9 +8,9 @@ from torch import nn
 Masks = dict[str, torch.Tensor]  # parameter name ("features.0.weight") → {0,1} tensor of its shape
 
 
-def prunable_weights(model: nn.Module, include_linear: bool = True) -> dict[str, nn.Parameter]:
-    """Conv (and optionally Linear) weights, by parameter name. BN and biases are never pruned."""
-    kinds: tuple[type, ...] = (nn.Conv2d, nn.Linear) if include_linear else (nn.Conv2d,)
+def prunable_weights(model: nn.Module, include_linear: bool = True) -> dict[str, torch.Tensor]:
+    """Conv (and optionally Linear) weights (their Parameters), by parameter name. BN and biases are never pruned."""
+    kinds: tuple[type[nn.Conv2d] | type[nn.Linear], ...] = (nn.Conv2d, nn.Linear) if include_linear else (nn.Conv2d,)
     return {f"{name}.weight": m.weight for name, m in model.named_modules() if isinstance(m, kinds)}
 
 

@@ -247,7 +247,8 @@ class TicketContext:
 def phase_energy(entries: list[dict]) -> float | None:
     """Summed measured energy (J) of these epochs; None unless every epoch was measured (never a partial sum)."""
     values = [e.get("energy_j") for e in entries]
-    return float(sum(values)) if values and all(v is not None for v in values) else None
+    measured = [v for v in values if v is not None]
+    return float(sum(measured)) if values and len(measured) == len(values) else None
 
 
 def training_energy(log: list[dict], ctx: TicketContext) -> dict[str, Any]:

@@ -49,16 +49,16 @@ def _stop_reason(graph: cg.ChannelGraph, node: fx.Node, channels: int, group: BN
     what = node.target if node.op == "call_module" else getattr(node.target, "__name__", node.target)
     if node.op == "call_module" and isinstance(graph.module(node), (nn.Conv2d, nn.Linear)):
         m = graph.module(node)
-        member = node.all_input_nodes[0] if node.all_input_nodes else None
-        one_to_one = kind == "source" and (isinstance(m, nn.Conv2d) or graph.mult.get(member) == 1)
+        mult_in = graph.mult.get(node.all_input_nodes[0]) if node.all_input_nodes else None
+        one_to_one = kind == "source" and (isinstance(m, nn.Conv2d) or mult_in == 1)
         depthwise = kind == "internal" and isinstance(m, nn.Conv2d) and m.groups == m.in_channels == channels
         if not (one_to_one or depthwise):
             return f"consumer {node.target} does not read channels one to one"
         if node.target not in group.consumers:
-            group.consumers.append(node.target)
+            group.consumers.append(cg.module_path(node))
         return None
     if kind == "select":
-        group.selects.append(node.target)
+        group.selects.append(cg.module_path(node))
         return None
     if kind == "follow":
         return None
@@ -77,14 +77,14 @@ def bn_groups(model: nn.Module, example_input: torch.Tensor | None = None) -> tu
     graph = cg.build(cg.trace(copy.deepcopy(model).eval(), x))
     groups, skipped = [], []
     for node in graph.gm.graph.nodes:
-        if not graph.is_module(node, nn.BatchNorm2d):
+        bn = graph.module_of(node, nn.BatchNorm2d)
+        if bn is None:
             continue
-        bn = graph.module(node)
         src = node.args[0]
         producer = None
         if isinstance(src, fx.Node) and graph.is_module(src, nn.Conv2d):
-            producer = src.target if len(src.users) == 1 else None
-        group = BNGroup(node.target, bn.num_features, producer)
+            producer = cg.module_path(src) if len(src.users) == 1 else None
+        group = BNGroup(cg.module_path(node), bn.num_features, producer)
         frontier, reason = list(node.users), None
         while frontier and not reason:
             nxt = frontier.pop()
@@ -141,6 +141,7 @@ def weight_masks(model: nn.Module, groups: list[BNGroup], keeps: list[torch.Tens
             put(f"{g.producer}.weight", k.view(-1, *[1] * (w.dim() - 1)).expand_as(w).clone())
         for c in g.consumers:
             m = mods[c]
+            shape: tuple[int, ...]
             if isinstance(m, nn.Conv2d) and m.groups > 1:  # depthwise: filter c reads only channel c
                 shape = (-1, 1, 1, 1)
             else:

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from ticketbench.models.cost import analyze
-from ticketbench.models.data import DataBundle
+from ticketbench.models.data import DataBundle, dataset_len
 from ticketbench.models.masks import apply_masks
 from ticketbench.models.quant import low_precision
 from ticketbench.models.tickets.base import (
@@ -98,7 +98,8 @@ class EarlyBirdDetector:
     of each older mask in the queue (and the queue is full)."""
 
     def __init__(self, epsilon: float = 0.1, fifo: int = 5) -> None:
-        self.epsilon, self.queue = epsilon, deque(maxlen=fifo)
+        self.epsilon = epsilon
+        self.queue: deque[torch.Tensor] = deque(maxlen=fifo)
         self.last_distances: list[float] = []
         self.seconds = 0.0  # time spent computing distances (the EB detection overhead)
 
@@ -224,7 +225,7 @@ def early_bird(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Ticke
             progress=ctx.progress,
         )
     energy = _training_energy(cfg, data, ctx, search_log, retrain_log)
-    n = len(data.train)
+    n = dataset_len(data.train)
     drawn_at = eb_epoch or cfg.epochs
     flops = {
         "search": _train_flops(macs_dense, n, drawn_at),

@@ -14,8 +14,10 @@ reviving a pruned weight), see models/tickets/structure.py.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -69,7 +71,8 @@ class StepSnapshot:
     """after_step callback that keeps a copy of the full state right after optimizer step `k`."""
 
     def __init__(self, k: int) -> None:
-        self.k, self.steps, self.state = k, 0, None
+        self.k, self.steps = k, 0
+        self.state: dict[str, Any] | None = None  # the model's state_dict after step k
 
     def __call__(self, model: nn.Module) -> None:
         self.steps += 1
@@ -123,7 +126,7 @@ def lottery_ticket(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> T
             model,
             data,
             cfg.train_config(epochs=epochs),
-            after_step=[lambda m, mk=round_masks: apply_masks(m, mk)],
+            after_step=[functools.partial(apply_masks, masks=round_masks)],
             progress=ctx.progress,
         )
         log += [{**x, "phase": "round", "round": r} for x in rlog]

@@ -134,9 +134,14 @@ def ramp_kept(epoch: int, target_kept: float, ramp_epochs: int) -> float:
 @dataclass
 class _Layer:
     name: str
-    module: nn.Module
+    module: nn.Conv2d | nn.Linear
     scores: nn.Parameter
     mask: torch.Tensor | None = None
+
+    def drawn_mask(self) -> torch.Tensor:
+        """The mask drawn last (draw_masks runs before every forward pass and before the masks are read)."""
+        assert self.mask is not None, f"{self.name}: no mask drawn yet"
+        return self.mask
 
 
 @dataclass
@@ -189,13 +194,15 @@ class Supermask:
             layer.mask = masks[layer.name]
 
     def weight(self, layer: _Layer, S: torch.Tensor | None) -> torch.Tensor:
-        w = layer.module.weight
+        w, mask = layer.module.weight, layer.drawn_mask()
         if self.fixed:
-            return gain(w, layer.mask) * sign_ste(w) * layer.mask
-        return torch.sign(w.detach()) * BinaryGain.apply(S.abs(), w, layer.mask)
+            return gain(w, mask) * sign_ste(w) * mask
+        assert S is not None  # searching: S is this pass's scores
+        return torch.sign(w.detach()) * BinaryGain.apply(S.abs(), w, mask)
 
     def kept_fraction(self) -> float:
-        return sum(float(la.mask.sum()) for la in self.layers) / sum(la.mask.numel() for la in self.layers)
+        masks = [la.drawn_mask() for la in self.layers]
+        return sum(float(m.sum()) for m in masks) / sum(m.numel() for m in masks)
 
     def dead_layers(self) -> list[str]:
         """Layers whose mask keeps no weight (the layer collapse the ramp and the floor prevent)."""
@@ -203,9 +210,12 @@ class Supermask:
 
 
 def _forward_with(sm: Supermask, i: int):
-    def forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def forward(self: nn.Conv2d | nn.Linear, x: torch.Tensor) -> torch.Tensor:
         layer = sm.layers[i]
-        S = None if sm.fixed else sm.current[i]
+        S = None
+        if not sm.fixed:
+            assert sm.current is not None  # the model's forward pre-hook set this pass's scores
+            S = sm.current[i]
         w = sm.weight(layer, S)
         if isinstance(self, nn.Conv2d):
             return self._conv_forward(x, w, self.bias)
@@ -255,7 +265,8 @@ def attach(
 
     sm.hooks.append(model.register_forward_pre_hook(pre_hook))
     for i, layer in enumerate(layers):
-        layer.module.forward = types.MethodType(_forward_with(sm, i), layer.module)
+        module: nn.Module = layer.module  # nn.Module declares `forward` an attribute an instance may set
+        module.forward = types.MethodType(_forward_with(sm, i), module)
     return sm
 
 
@@ -264,10 +275,10 @@ def bake(model: nn.Module, sm: Supermask) -> Masks:
     """Write α·sign(W)·M into each weight, detach the score machinery; returns the masks by parameter name."""
     masks: Masks = {}
     for layer in sm.layers:
-        m = layer.module
-        m.weight.copy_(gain(m.weight, layer.mask) * torch.sign(m.weight) * layer.mask)
+        m, mask = layer.module, layer.drawn_mask()
+        m.weight.copy_(gain(m.weight, mask) * torch.sign(m.weight) * mask)
         del m.forward
-        masks[f"{layer.name}.weight"] = layer.mask.clone()
+        masks[f"{layer.name}.weight"] = mask.clone()
     for h in sm.hooks:
         h.remove()
     for p in model.parameters():
@@ -369,7 +380,7 @@ def multi_prize(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Tick
             scores = {
                 f"{la.name}.weight": S.detach().abs() for la, S in zip(sm.layers, sm.effective_scores(), strict=True)
             }
-        plan[0] = plan_groups(
+        plan[0] = planned = plan_groups(
             *links,
             kernel_importance(scores),
             o.groups,
@@ -379,12 +390,12 @@ def multi_prize(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Tick
             seed=cfg.seed,
             min_width=o.min_group_width,
         )
-        support = plan[0].support({f"{la.name}.weight": la.module.weight.shape for la in sm.layers})
+        support = planned.support({f"{la.name}.weight": la.module.weight.shape for la in sm.layers})
         sm.support = {name.removesuffix(".weight"): v for name, v in support.items()}  # keyed like sm.layers
 
     replan()
     sm.draw_masks(exact=True)
-    initial = [la.mask.clone() for la in sm.layers]
+    initial = [la.drawn_mask().clone() for la in sm.layers]
     dead_at_init = sm.dead_layers()
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d) and o.train_bn:
@@ -422,7 +433,7 @@ def multi_prize(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Tick
     which = o.finetune if cfg.finetune_epochs > 0 else "none"
     tuned_layers = _finetune_layers(sm, which)
     before = {
-        la.name: (torch.sign(la.module.weight.detach()).clone(), float(gain(la.module.weight, la.mask)))
+        la.name: (torch.sign(la.module.weight.detach()).clone(), float(gain(la.module.weight, la.drawn_mask())))
         for la in tuned_layers
     }
     ft_log = []
@@ -436,9 +447,9 @@ def multi_prize(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Tick
     finetune_report = {}
     for la in tuned_layers:
         sign0, alpha0 = before[la.name]
-        kept = la.mask.bool()
+        kept = la.drawn_mask().bool()
         flips = int((torch.sign(la.module.weight.detach()) != sign0)[kept].sum())
-        alpha1 = float(gain(la.module.weight.detach(), la.mask))
+        alpha1 = float(gain(la.module.weight.detach(), la.drawn_mask()))
         finetune_report[la.name] = {
             "sign_flips": flips,
             "kept": int(kept.sum()),
@@ -446,8 +457,8 @@ def multi_prize(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Tick
             "alpha_after": alpha1,
             "alpha_change": alpha1 - alpha0,
         }
-    gains = {layer.name: float(gain(layer.module.weight.detach(), layer.mask)) for layer in sm.layers}
-    final = [la.mask.clone() for la in sm.layers]
+    gains = {layer.name: float(gain(layer.module.weight.detach(), layer.drawn_mask())) for layer in sm.layers}
+    final = [la.drawn_mask().clone() for la in sm.layers]
     dead = sm.dead_layers()
     masks = bake(model, sm)
     provenance = {

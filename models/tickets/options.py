@@ -74,7 +74,12 @@ def describe(cls: type[MethodOptions]) -> str:
     hints = typing.get_type_hints(cls)
     lines = []
     for f in dataclasses.fields(cls):
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            raise TypeError(f"{cls.__name__}.{f.name}: an option needs a default")
         lines.append(f"{f.name} ({_type_name(hints[f.name])}, default {default!r}): {f.metadata.get('help', '')}")
     return "\n".join(lines)
 

@@ -128,12 +128,12 @@ def unit_thresholds(
         out = ~m.bool() if a is None else (~m.bool() & a.bool())
         best_out.append(s.detach().float()[out].max() if out.any() else torch.tensor(-torch.inf))
     t_global = max(best_out, key=float) if best_out else torch.tensor(-torch.inf)
-    out = []
+    thresholds = []
     for i in range(n):
         kept = int(masks[i].sum()) * sizes[i]
         floor_bound = floor[i] > 0 and kept <= math.ceil(floor[i] / sizes[i]) * sizes[i]
-        out.append(best_out[i] if floor_bound else t_global)
-    return out
+        thresholds.append(best_out[i] if floor_bound else t_global)
+    return thresholds
 
 
 def threshold_units(
@@ -174,6 +174,7 @@ class GroupPlan:
             if g <= 1:
                 out[link.weight] = torch.ones(o, i, dtype=torch.bool)
                 continue
+            assert link.g_in is not None and link.g_out is not None  # plan_groups splits only convs between groups
             lo = self.labels[link.g_out] // (self.groups[link.g_out] // g)
             li = self.labels[link.g_in] // (self.groups[link.g_in] // g)
             out[link.weight] = lo[:, None] == li[None, :]
@@ -265,9 +266,9 @@ def plan_groups(
     per_group = {gid: g if g > 1 and sizes[gid] % g == 0 else 1 for gid in used}
     conv_groups = {}
     for link in links:
-        gl = min(per_group.get(link.g_in, 1), per_group.get(link.g_out, 1)) if link.g_in is not None else 1
-        if link.g_out is None:
-            gl = 1
+        gl = 1  # a conv reading or writing no group we may split stays dense
+        if link.g_in is not None and link.g_out is not None:
+            gl = min(per_group.get(link.g_in, 1), per_group.get(link.g_out, 1))
         if gl > 1 and link.macs / (link.macs / gl + dcfg.node_cost_macs) < dcfg.min_gain:
             gl = 1
         conv_groups[link.weight] = gl
@@ -296,6 +297,7 @@ def plan_groups(
                     continue
                 if mine == gid:
                     continue
+                assert mine is not None  # an active link (blocks > 1) joins two groups
                 lab = labels[mine]
                 for k in range(gg):
                     aff[:, k] += other[:, lab == k].sum(1)
