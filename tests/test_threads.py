@@ -110,3 +110,57 @@ def test_cpu_sessions_stop_spinning_when_a_run_returns(onnx_model):
     opts = session.sess.get_session_options()
     assert opts.get_session_config_entry("session.force_spinning_stop") == "1"
     assert dev.identity()["session_config"] == {"session.force_spinning_stop": "1"}
+
+
+# -- the machine's other load during a window (what marks a row disturbed) ---------------------------------------------
+PROC_STAT_TEXT = """cpu  {a} 0 {b} 900 0 0 0 0 0 0
+cpu0 {c0} 0 0 300 0 0 0 {s0} 0 0
+cpu1 {c1} 0 0 300 0 0 0 0 0 0
+cpu2 500 0 0 300 0 0 0 0 0 0
+intr 1 2 3
+"""
+
+
+def test_cpu_jiffies_sum_the_lines_of_our_cpus_steal_included(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    stat.write_text(PROC_STAT_TEXT.format(a=100, b=50, c0=40, s0=10, c1=20))
+    monkeypatch.setattr(threads, "PROC_STAT", stat)
+    assert threads.cpu_jiffies() == (150, 1050)  # the machine's line
+    assert threads.cpu_jiffies({0, 1}) == (70, 670)  # cpu2 is not ours; cpu0's steal is busy
+    with pytest.raises(ValueError):
+        threads.cpu_jiffies({7})
+
+
+def test_other_load_is_the_busy_time_on_our_cpus_that_is_not_ours(tmp_path, monkeypatch):
+    """Over a 2 s window our CPUs were busy 3.0 s (300 ticks at 100 Hz) and this process used 1.2 s of it: the rest
+    of the machine used 1.8 s, 0.9 cores on average."""
+    stat = tmp_path / "stat"
+    monkeypatch.setattr(threads, "PROC_STAT", stat)
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda _pid: {0, 1})
+    monkeypatch.setattr(threads.os, "sysconf", lambda name: 100)
+    clock, own = iter([10.0, 12.0]), iter([(0.5, 0.1), (1.5, 0.3)])
+    monkeypatch.setattr(threads.time, "monotonic", lambda: next(clock))
+
+    def times():
+        user, system = next(own)
+        return threads.os.times_result((user, system, 0.0, 0.0, 0.0))
+
+    monkeypatch.setattr(threads.os, "times", times)
+    stat.write_text(PROC_STAT_TEXT.format(a=0, b=0, c0=100, s0=0, c1=100))
+    before = threads.cpu_sample()
+    stat.write_text(PROC_STAT_TEXT.format(a=0, b=0, c0=250, s0=50, c1=200))  # 150 + 50 (steal) + 100 ticks
+    after = threads.cpu_sample()
+    assert (after.busy_s - before.busy_s, after.own_s - before.own_s) == (pytest.approx(3.0), pytest.approx(1.2))
+    assert threads.other_load_cores(before, after) == pytest.approx(0.9)
+    assert threads.other_load_cores(after, before) is None  # an empty or reversed window says nothing
+    unreadable = threads.CpuSample(10.0, None, 0.0)
+    assert threads.other_load_cores(unreadable, after) is None
+
+
+@pytest.mark.parametrize(
+    ("other", "threads_", "cores", "crowded"),
+    [(0.4, 2, 2, False), (0.6, 2, 2, True), (1.0, 1, 2, False), (1.6, 1, 2, True), (None, 2, 2, False),
+     (2.4, 4, 8, False), (4.6, 4, 8, True)],
+)  # fmt: skip
+def test_crowded_applies_the_policys_rounding_to_a_window(other, threads_, cores, crowded):
+    assert threads.crowded(other, threads_, cores) is crowded

@@ -7,6 +7,12 @@ minutes. The policy: one count for all three, the physical cores this process ma
 siblings and a cgroup CPU quota respected), lowered to the cores left free when the machine is already busy
 at start. `--threads N` fixes the count and switches the adaptation off. The chosen count and the load seen
 are recorded in the run's provenance, since latency from a loaded machine is not comparable.
+
+The count is chosen once per run, never per case: it is part of what a row is (a ticket's gain over dense
+changes with it: the quick suite's Early-Bird b1 ticket read 0.19 of dense on 1 thread and 0.30 on 2), and the
+dense reference timed beside every ticket is loaded once per run. What the machine does later is measured
+instead: `cpu_sample` / `other_load_cores` give the CPU time other processes (and the hypervisor: steal) took
+on our CPUs during each case's timing windows, and `crowded` applies this policy's own rounding to it.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,25 +90,90 @@ def _span(part: str) -> tuple[int, int]:
     return int(a), int(b or a)
 
 
+def cpu_jiffies(cpus: Collection[int] | None = None) -> tuple[int, int]:
+    """(busy, total) clock ticks since boot from /proc/stat: the machine's `cpu` line, or the sum of the `cpuN`
+    lines of `cpus`. Busy = user + nice + system + irq + softirq + steal (a hypervisor's other guests count:
+    they take the core as surely as a neighbour process); total adds idle and iowait. OSError/ValueError when
+    unreadable."""
+    lines = PROC_STAT.read_text().splitlines()
+    if cpus is None:
+        chosen = lines[:1]
+    else:
+        names = {f"cpu{i}" for i in cpus}
+        chosen = [ln for ln in lines if ln.split(maxsplit=1)[0] in names]
+    busy = total = 0
+    for line in chosen:
+        fields = [int(x) for x in line.split()[1:9]]
+        if len(fields) < 4:
+            raise ValueError(f"{PROC_STAT}: short cpu line {line[:40]!r}")
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        busy, total = busy + sum(fields) - idle, total + sum(fields)
+    if not chosen:
+        raise ValueError(f"{PROC_STAT}: none of the cpu lines asked for")
+    return busy, total
+
+
 def busy_cores(window_s: float = 0.25) -> float | None:
     """CPU time used by all processes over a short window, in cores (from /proc/stat); None where unreadable.
     Sampled before this process starts working, so it measures the others."""
-
-    def sample() -> tuple[int, int]:
-        fields = [int(x) for x in PROC_STAT.read_text().splitlines()[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields[:8]), idle
-
     try:
-        t0, i0 = sample()
+        b0, t0 = cpu_jiffies()
         time.sleep(window_s)
-        t1, i1 = sample()
+        b1, t1 = cpu_jiffies()
     except (OSError, ValueError, IndexError):
         return None
     total = t1 - t0
     if total <= 0:
         return None
-    return (1 - (i1 - i0) / total) * (os.cpu_count() or 1)
+    return (b1 - b0) / total * (os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """Where CPU time had gone at one moment: every process's busy time on the CPUs this process may run on
+    (s, from /proc/stat; None where unreadable) and this process's own CPU time (s: all its threads, plus
+    children it waited for)."""
+
+    wall_s: float  # time.monotonic()
+    busy_s: float | None
+    own_s: float
+
+
+def cpu_sample() -> CpuSample:
+    """A CpuSample now; two of them bracket a window (`other_load_cores`)."""
+    try:
+        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        busy: float | None = cpu_jiffies(cpus)[0] / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        busy = None
+    t = os.times()
+    return CpuSample(time.monotonic(), busy, t.user + t.system + t.children_user + t.children_system)
+
+
+def other_load_cores(before: CpuSample, after: CpuSample) -> float | None:
+    """Mean CPU use of everything but this process between two samples, in cores, on the CPUs this process may
+    use: (busy time − our CPU time) / wall time, never below 0 (the two clocks tick differently; about ±0.02
+    cores over a 1 s window at 100 Hz). None when /proc/stat is unreadable or the window is empty."""
+    wall = after.wall_s - before.wall_s
+    if before.busy_s is None or after.busy_s is None or wall <= 0:
+        return None
+    other = (after.busy_s - before.busy_s) - (after.own_s - before.own_s)
+    return max(0.0, other / wall)
+
+
+def free_cores(cores: int, busy: float) -> int:
+    """Cores left to us when others use `busy` of them, rounded as the policy rounds: a core counts as taken
+    once it is half used (busy 0.4 of 2 cores leaves 2; 0.6 leaves 1)."""
+    return math.floor(cores - busy + 0.5)
+
+
+def crowded(other: float | None, threads: int | None, cores: int | None = None) -> bool:
+    """True when other processes left fewer free cores than `threads` (the policy's rule, applied to a window
+    instead of the moment before the run): a parallel region then waits on a descheduled thread. False when
+    either is unknown."""
+    if other is None or threads is None:
+        return False
+    return free_cores(cores or physical_cores(), other) < threads
 
 
 def choose(threads: int | None = None, adapt: bool = True) -> ThreadPolicy:
@@ -113,7 +185,7 @@ def choose(threads: int | None = None, adapt: bool = True) -> ThreadPolicy:
         return ThreadPolicy(threads, cores, None, "--threads")
     busy = busy_cores() if adapt else None
     if busy is not None and busy >= 0.5:
-        free = max(1, min(cores, math.floor(cores - busy + 0.5)))
+        free = max(1, min(cores, free_cores(cores, busy)))
         if free < cores:
             return ThreadPolicy(free, cores, busy, "free cores (busy machine)")
     return ThreadPolicy(cores, cores, busy, "physical cores")
