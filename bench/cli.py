@@ -499,7 +499,7 @@ def _input_shape(cfg, load_dataset) -> tuple[int, ...]:
 
 def cmd_measure(args: argparse.Namespace) -> int:
 
-    from ticketbench.bench.runner import PowerState, measure_session, start_power
+    from ticketbench.bench.runner import PowerState, is_remote, measure_session, runtime_columns, start_power
     from ticketbench.bench.suite import MeasureConfig
     from ticketbench.devices.base import DeviceUnavailable, get_device, resolve_device
     from ticketbench.results import empty_row
@@ -532,7 +532,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
         except Exception as exc:  # the runtime refuses the graph (ORT's InvalidGraph, Fail, ...): bad input
             raise UsageError(f"{path}: {device.name} cannot load this model ({one_line(exc)[:200]})") from exc
         power = start_power(device, idle_seconds=m.idle_seconds)
-        (bm,) = measure_session(session, shape, m, power)
+        runtime = runtime_columns(ident)
+        (bm,) = measure_session(session, shape, m, power, threads=runtime["threads"], measure_load=not is_remote(ident))
     except UsageError:
         raise
     except ValueError as exc:  # e.g. a precision the backend does not run
@@ -546,6 +547,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         device.close()
     row = empty_row(
         **bm.columns,
+        **runtime,
         device=device.name,
         device_name=ident.get("device_name"),
         backend=ident.get("backend"),
@@ -575,6 +577,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
             "power_w_idle",
             "energy_mj_per_inference_above_idle",
             "throttled",
+            "threads",
+            "other_load_cores",
+            "disturbed",
+            "disturbance_note",
         ):
             print(f"{k:36s} {row[k]}")
     return 0

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ticketbench import threads as thread_policy
 from ticketbench.bench.provenance import git_sha, host_info, package_versions
 from ticketbench.bench.rundir import RunDir
 from ticketbench.bench.suite import Case, MeasureConfig, Suite
@@ -36,6 +37,7 @@ from ticketbench.devices.measure import (
     inference_energy_columns,
     measure_idle,
     measure_rounds,
+    round_cv,
     run_eval_epoch,
 )
 from ticketbench.devices.power import PowerSampler, Window
@@ -223,6 +225,7 @@ class Runner:
             "backend_note": backend_note(ident),
             "structure": _structure(cfg),
             "train_device": self.ctx.device,
+            **runtime_columns(ident),
         }
         try:
             return self._measure_case(case, base)
@@ -341,7 +344,10 @@ class Runner:
         timed_beside = case.ticket.method != "dense" and case.ticket_dir is None and precision == "fp32"
         reference = self._reference_session(case, data) if timed_beside else None
         tag = "" if precision == "fp32" else f"-{precision}"  # fp32 files keep their names
-        for bm in measure_session(session, shape, self.suite.measure, self.power, reference):
+        measure_load = not is_remote(self.identity)  # a remote board's load is not this machine's
+        for bm in measure_session(
+            session, shape, self.suite.measure, self.power, reference, common.get("threads"), measure_load
+        ):
             rows.append(
                 empty_row(
                     **common,
@@ -540,10 +546,17 @@ def measure_session(
     m: MeasureConfig,
     power: PowerState,
     reference: Session | None = None,
+    threads: int | None = None,
+    measure_load: bool = True,
 ) -> list[BatchMeasurement]:
     """Every batch size of one prepared model in m.rounds interleaved rounds (the dense reference beside it in each
     round), and the latency and per-inference energy columns of each batch's row. `bench run` and `bench measure`
-    both measure through here, so the two commands cannot disagree on method."""
+    both measure through here, so the two commands cannot disagree on method.
+
+    Also per row: the paired speedup (`paired_speedup`), the CPU time other processes took on our CPUs while this
+    model was timed (`other_load_cores`, over every round of every batch size, the reference's windows included;
+    not measured when `measure_load` is False: a remote board) and whether that, or rounds that disagree, make the
+    row disturbed (`disturbance`), judged against the `threads` it ran with."""
     cfg = LatencyConfig(
         warmup_iterations=m.warmup_iterations, min_iterations=m.min_iterations, min_seconds=m.min_seconds
     )
@@ -555,13 +568,16 @@ def measure_session(
     # ticket's weights from the caches every iteration, so tickets were timed cold and the dense case (no reference)
     # warm. Measured on the quick suite (VGG-11 ½, ORT CPU, idle): unstructured magnitude 80% came out 0.58× (b1)
     # and 0.39× (b32) of dense, Early-Bird 1.53× instead of ≈2.8×. Windows keep what a power trace needs too.
+    before = thread_policy.cpu_sample()
     timed = iter(measure_rounds(targets, cfg, m.rounds, "window"))
+    other = thread_policy.other_load_cores(before, thread_policy.cpu_sample()) if measure_load else None
     out = []
     for bs in m.batch_sizes:
         lat = next(timed)
         ref = next(timed) if reference is not None else None
         e_lat = energy_window(power.sampler, "latency", lat.rounds[0].t0, lat.rounds[-1].t1, lat.segments)
         n_inf = len(lat.samples_ms) * bs
+        ratios = paired_ratios(lat, ref)
         columns = {
             **lat.stats,
             "latency_samples": len(lat.samples_ms),
@@ -569,9 +585,86 @@ def measure_session(
             **inference_energy_columns(e_lat, n_inf, power.idle, power.sampler is not None, power.note),
             "throttled": lat.throttled,
             "throttle_note": lat.throttle_note or None,
+            **paired_speedup(ratios),
+            "other_load_cores": other,
         }
-        out.append(BatchMeasurement(bs, lat, ref, e_lat, paired_ratios(lat, ref), columns))
+        columns.update(disturbance(columns, threads))
+        out.append(BatchMeasurement(bs, lat, ref, e_lat, ratios, columns))
     return out
+
+
+def paired_speedup(ratios: np.ndarray | None) -> dict[str, Any]:
+    """The speedup columns of a ticket timed beside its dense reference, from the per-round ratios ticket ÷ reference.
+
+    speedup = 1 / the median round ratio: the gain of the median round. A load change during the case hits the
+    ticket and the reference of the same round alike, so each ratio holds still where times move; the median keeps
+    one disturbed round of five from moving the figure (a mean would follow it), and it is the level `bench
+    compare` tests. speedup_lo / speedup_hi: the slowest and the fastest round's gain; speedup_round_cv: std/mean
+    of the ratios. Empty (nothing to add) without usable ratios."""
+    if ratios is None or len(ratios) == 0 or not np.all(np.isfinite(ratios) & (ratios > 0)):
+        return {}
+    gains = 1.0 / np.asarray(ratios, dtype=float)
+    return {
+        "speedup": float(1.0 / np.median(ratios)),
+        "speedup_lo": float(gains.min()),
+        "speedup_hi": float(gains.max()),
+        "speedup_round_cv": round_cv(ratios),
+        "speedup_basis": "paired",
+    }
+
+
+# A row is disturbed when its rounds disagree by more than this (std/mean of its per-round statistic: the ratio to
+# the dense reference when it has one, else the time). Quiet quick-suite runs on a 2-core VM spread 1-3% between
+# rounds (docs/regression.md); a neighbour process that takes a core now and then spreads them by 15-40%.
+ROUND_CV_BOUND = 0.10
+
+
+def disturbance(columns: dict[str, Any], threads: int | None, cores: int | None = None) -> dict[str, Any]:
+    """`disturbed` and `disturbance_note` of a row from its other columns: rounds that disagree beyond
+    ROUND_CV_BOUND, or other processes that left fewer free cores than the row's `threads` during its timing
+    windows (threads.crowded: the thread policy's own rule). disturbed is None when neither was measured."""
+    paired = columns.get("speedup_basis") == "paired"
+    cv = columns.get("speedup_round_cv") if paired else columns.get("latency_ms_round_cv")
+    other = columns.get("other_load_cores")
+    notes = []
+    if cv is not None and cv > ROUND_CV_BOUND:
+        what = "ratio to the dense reference" if paired else "time"
+        notes.append(f"rounds disagree: the {what} spread {cv:.0%} between rounds (bound {ROUND_CV_BOUND:.0%})")
+    cores = cores or thread_policy.physical_cores()
+    if thread_policy.crowded(other, threads, cores):
+        notes.append(f"other processes used {other:.2f} of {cores} cores beside {threads} thread(s)")
+    known = cv is not None or other is not None
+    return {"disturbed": bool(notes) if known else None, "disturbance_note": "; ".join(notes) or None}
+
+
+# Identity keys that change timing besides the thread count (devices/*.identity()): ONNX Runtime session options,
+# a Jetson's power mode and clock lock.
+TIMING_SETTINGS = ("session_config", "nvpmodel", "jetson_clocks")
+
+
+def is_remote(identity: dict[str, Any]) -> bool:
+    """A device driven over SSH (a remote Jetson): this machine's threads and load are not the board's."""
+    return identity.get("host") not in (None, "local")
+
+
+def runtime_columns(identity: dict[str, Any]) -> dict[str, Any]:
+    """`threads` and `runtime_settings` of every row measured on this device: the adapter's own intra-op count
+    when it has one (cpu), else this process's policy (the host side of a local GPU or Jetson); none for a remote
+    board. runtime_settings names where the count came from and the identity's other timing settings."""
+    threads = identity.get("threads")
+    if not isinstance(threads, int) or isinstance(threads, bool):
+        threads = None if is_remote(identity) else thread_policy.current()
+    parts = []
+    policy = thread_policy.applied()
+    if threads is not None and policy is not None and policy.threads == threads:
+        parts.append(f"threads from {policy.source}")
+    for key in TIMING_SETTINGS:
+        value = identity.get(key)
+        if isinstance(value, dict):
+            value = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+        if value not in (None, ""):
+            parts.append(f"{key} {value}")
+    return {"threads": threads, "runtime_settings": "; ".join(parts) or None}
 
 
 def paired_ratios(lat: RoundedLatency, ref: RoundedLatency | None) -> np.ndarray | None:
@@ -594,22 +687,45 @@ def _numpy_batches(data: DataBundle, batch_size: int):
 
 
 def finalize_speedups(rows: list[dict[str, Any]]) -> None:
-    """speedup = dense p50 / p50 on the same model, data, device, backend, precision and batch;
-    realization = speedup / acceleration_rate; speedup_vs_fp32_dense = the fp32 dense p50 (same model, data,
-    device, backend and batch) / this p50: pruning and precision together."""
+    """The columns that need other rows, filled in place after every case (resumed rows included).
+
+    mac_reduction = macs_dense / macs: what compaction removed, the gain the hardware could deliver.
+    speedup: a ticket timed beside its dense reference keeps its paired speedup (`paired_speedup`, speedup_basis
+    "paired"). Every other ok row gets the unpaired figure, the dense row's p50 on the same model, data, device,
+    backend, precision and batch / this p50 (speedup_basis "unpaired"; "reference" on the dense row itself):
+    imported tickets and int8 rows, which have no reference beside them.
+    realization = speedup / mac_reduction. speedup_vs_fp32_dense: the paired speedup on fp32 rows (their
+    reference is the fp32 dense model); else the fp32 dense row's p50 / this p50 (pruning and precision
+    together, unpaired)."""
     dense = {}
     for r in rows:
         if r.get("method") == "dense" and r.get("status") == "ok":
             dense[_group(r)] = r["latency_ms_p50"]
     for r in rows:
-        ref = dense.get(_group(r))
-        if r.get("status") == "ok" and ref and r.get("latency_ms_p50"):
-            r["speedup"] = ref / r["latency_ms_p50"]
-            ar = r.get("acceleration_rate")
-            r["realization"] = r["speedup"] / ar if ar else None
-        ref32 = dense.get(_group({**r, "precision": "fp32"}))
-        if r.get("status") == "ok" and ref32 and r.get("latency_ms_p50"):
-            r["speedup_vs_fp32_dense"] = ref32 / r["latency_ms_p50"]
+        r["mac_reduction"] = _ratio(r.get("macs_dense"), r.get("macs"))
+        p50 = r.get("latency_ms_p50")
+        if r.get("status") != "ok" or not p50:
+            continue
+        paired = r.get("speedup_basis") == "paired"
+        if not paired:
+            ref = dense.get(_group(r))
+            r["speedup"] = _ratio(ref, p50)
+            own = r.get("method") == "dense" and ref == p50
+            r["speedup_basis"] = None if ref is None else "reference" if own else "unpaired"
+        r["realization"] = _ratio(r.get("speedup"), r["mac_reduction"])
+        if paired and r.get("precision") == "fp32":
+            r["speedup_vs_fp32_dense"] = r["speedup"]
+        else:
+            r["speedup_vs_fp32_dense"] = _ratio(dense.get(_group({**r, "precision": "fp32"})), p50)
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    """a / b for two positive numbers, else None (an empty cell, never 0 or inf)."""
+    try:
+        a, b = float(a), float(b)
+    except (TypeError, ValueError):
+        return None
+    return a / b if a > 0 and b > 0 and np.isfinite(a) and np.isfinite(b) else None
 
 
 def _group(r: dict[str, Any]) -> tuple:

@@ -41,6 +41,7 @@ INT_COLUMNS = {
     "macs_nonzero",
     "channels_removed",
     "latency_samples",
+    "threads",
 }
 STR_COLUMNS = {"run_id", "case_id", "model", "dataset", "method", "device", "device_name", "backend", "precision",
                "power_source", "status", "error", "power_note", "samples_file"}  # fmt: skip
@@ -49,6 +50,11 @@ FLOAT_COLUMNS = {c for c in CONTRACT_COLUMNS if c not in INT_COLUMNS | STR_COLUM
     "onnx_max_abs_error",
     "power_w_idle",
     "energy_mj_per_inference_above_idle",
+    "speedup_lo",
+    "speedup_hi",
+    "speedup_round_cv",
+    "mac_reduction",
+    "other_load_cores",
 }
 NIGHT_STATUSES = ("ok", "regressed", "failed", "down")
 

@@ -75,6 +75,16 @@ EXTRA_COLUMNS = [
     "latency_rounds",  # interleaved timing rounds (windows) the latency samples come from
     "latency_ms_round_cv",  # between-round spread: std / mean of the per-round median latencies
     "params_bias_maps",  # floats in the compacted model's bias maps (compaction's buffers): in the ONNX, not in params
+    "speedup_lo",  # the slowest round's gain over the dense reference timed beside it (paired rows)
+    "speedup_hi",  # the fastest round's gain over the dense reference timed beside it (paired rows)
+    "speedup_round_cv",  # std / mean of the per-round ratios ticket ÷ dense reference (paired rows)
+    "speedup_basis",  # paired | unpaired | reference: what `speedup` is relative to
+    "mac_reduction",  # macs_dense / macs: the MAC reduction compaction made (realization's denominator)
+    "threads",  # intra-op threads the row was measured with (ONNX Runtime, torch, BLAS); empty for a remote board
+    "runtime_settings",  # other settings that change timing: where the thread count came from, session options
+    "other_load_cores",  # CPU used by other processes on our CPUs during the case's timing windows (cores)
+    "disturbed",  # rounds disagree beyond the bound, or other load crowded the threads; empty = not measured
+    "disturbance_note",  # why the row is disturbed, with the figures
 ]
 
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS
@@ -86,7 +96,8 @@ RESULTS_KEY_COLUMNS = ("run_id", "case_id", "model", "dataset", "method", "devic
 TEXT_COLUMNS = {"run_id", "case_id", "model", "dataset", "method", "device", "device_name", "backend", "precision",
                  "power_source", "status", "error", "power_note", "samples_file", "throttle_note",
                  "throttled", "structure", "backend_note", "train_device", "int8_calibration",
-                "int8_within_tolerance", "int8_note"}  # fmt: skip
+                "int8_within_tolerance", "int8_note", "speedup_basis", "runtime_settings", "disturbed",
+                "disturbance_note"}  # fmt: skip
 
 STATUSES = ("ok", "failed", "skipped")
 POWER_SOURCES = ("nvml-energy", "nvml-power", "jtop", "ina3221-sysfs", "tegrastats", "rapl", "none")
@@ -100,3 +111,14 @@ def empty_row(**values: Any) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update(values)
     return row
+
+
+def is_true(value: Any) -> bool:
+    """A bool column (throttled, disturbed, int8_within_tolerance) as written and read back: True, "True" or
+    "true" (pandas reads the column as bool, numpy bool or text, by its other cells); empty cells are False."""
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    if isinstance(value, bool):
+        return value
+    dtype = getattr(value, "dtype", None)  # numpy.bool_, from a column pandas read as bool
+    return dtype is not None and dtype.kind == "b" and bool(value)
