@@ -651,9 +651,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ticketbench.reports.pages import fmt_cell
 
     floors_ok = 0 <= args.threshold < 10 and 0 <= args.time_threshold < 10
-    if not floors_ok or not 0 < args.alpha < 1 or not 0 <= args.spread_multiple < 100:
+    multiples_ok = 0 <= args.spread_multiple < 100 and 1 <= args.disturbed_floor_multiple < 100
+    if not floors_ok or not 0 < args.alpha < 1 or not multiples_ok:
         raise UsageError(
-            "--threshold and --time-threshold must be in [0, 10), --alpha in (0, 1) and --spread-multiple in [0, 100)"
+            "--threshold and --time-threshold must be in [0, 10), --alpha in (0, 1), --spread-multiple in [0, 100) "
+            "and --disturbed-floor-multiple in [1, 100)"
         )
     cfg = CompareConfig(
         latency_floor=args.threshold,
@@ -666,6 +668,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         spread_multiple=args.spread_multiple,
         normalize=args.normalize,
         gate_times=args.gate_times,
+        disturbed_floor_multiple=args.disturbed_floor_multiple,
     )
     specs = (args.baseline, args.current, *args.history)
     dirs = [Path(spec) for spec in specs if (Path(spec) / "results.csv").is_file()]
@@ -693,7 +696,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         f"energy floor {cfg.energy_floor:.0%}; accuracy floor {cfg.accuracy_floor_points:g} point(s); "
         f"alpha {cfg.alpha:g}"
         + ("" if cfg.gate_times or cfg.normalize != "dense" else "; times reported, not gated (--gate-times)")
+        + f"; floors × {cfg.disturbed_floor_multiple:g} on disturbed rows"
     )
+    for note in comp.notes:  # one line per run pair measured with different thread counts
+        print(note)
     print(view.to_string(index=False) if len(view) else "nothing to compare: no matching (case, device, batch) rows")
     here = cur.root if cur.root is not None and os.access(cur.root, os.W_OK) else None  # default: beside CURRENT
     md = Path(args.md) if args.md else here / "compare.md" if here else None
@@ -857,7 +863,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--csv")
     rp.set_defaults(func=cmd_report)
 
-    c = sub.add_parser("compare", help="flag significant regressions between two runs (exit 1)")
+    c = sub.add_parser("compare", help="flag significant regressions between two runs (exit 1; 2: other threads)")
     c.add_argument("baseline")
     c.add_argument("current")
     c.add_argument(
@@ -906,6 +912,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also flag rows tested on a time under --normalize dense (dense rows; rows without a reference: int8, "
         "imported tickets). Off by default: identical runs on a shared machine drift apart in time by up to 27%% "
         "(measured), so those rows are reported as time-not-gated; turn on for a dedicated device",
+    )
+    c.add_argument(
+        "--disturbed-floor-multiple",
+        type=float,
+        default=2.0,
+        help="latency and energy floors × this on rows disturbed in either run (results.csv `disturbed`: other load "
+        "crowded the threads, or rounds disagreed) (default 2)",
     )
     c.add_argument("--db", help="results database, for run ids (default runs/ticketbench.sqlite)")
     c.add_argument("--md", help="markdown output (default CURRENT/compare.md)")

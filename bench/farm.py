@@ -17,14 +17,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from ticketbench import threads as thread_policy
 from ticketbench.bench.regression import (
     CompareConfig,
     RunRef,
@@ -43,7 +42,7 @@ from ticketbench.bench.regression import (
     write_comparison,
 )
 from ticketbench.devices.transport import HostError, ssh_argv, validate_host
-from ticketbench.files import InputError, one_line, read_json_object, read_text, safe_component
+from ticketbench.files import Busy, InputError, exclusive_lock, one_line, read_json_object, read_text, safe_component
 
 log = logging.getLogger("ticketbench.bench.farm")
 
@@ -73,6 +72,9 @@ class DeviceSpec:
     suites: list[str] = field(default_factory=lambda: ["quick"])
     run_args: list[str] = field(default_factory=list)  # extra `bench run` arguments, e.g. ["--precision", "fp16"]
     timeout_s: float = 3600.0
+    # `bench run --threads`: every night of a device runs at one count, so nights stay comparable (rows of other
+    # counts are never compared). None = the physical cores of the worker running the job, read when it runs.
+    threads: int | None = None
 
     @property
     def resource(self) -> str:
@@ -154,7 +156,7 @@ def parse_inventory(data: dict[str, Any], path: Path | str = "inventory") -> Inv
     devices = []
     for i, d in enumerate(entries):
         where = f"{path}: device #{i + 1}"
-        unknown = set(d) - {"name", "kind", "host", "labels", "suite", "suites", "run_args", "timeout_s"}
+        unknown = set(d) - {"name", "kind", "host", "labels", "suite", "suites", "run_args", "timeout_s", "threads"}
         if unknown:
             raise InventoryError(f"{where}: unknown keys {sorted(unknown)}")
         name, kind, host = d.get("name"), d.get("kind"), d.get("host", "local")
@@ -176,6 +178,9 @@ def parse_inventory(data: dict[str, Any], path: Path | str = "inventory") -> Inv
             suites = default_suites
         if not suites or not all(suites):
             raise InventoryError(f"{where}: suites must name at least one suite")
+        threads = d.get("threads")
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise InventoryError(f"{where}: threads must be a whole number ≥ 1 (got {threads!r})"[:300])
         devices.append(
             DeviceSpec(
                 name,
@@ -185,6 +190,7 @@ def parse_inventory(data: dict[str, Any], path: Path | str = "inventory") -> Inv
                 suites,
                 _strings(d.get("run_args", []), f"{where}: run_args"),
                 _number(d.get("timeout_s", default_timeout), f"{where}: timeout_s", strict=True),
+                threads,
             )
         )
     if not devices:
@@ -264,7 +270,9 @@ def ssh_reachable(host: str, timeout_s: int = 10, runner: Callable[..., Any] = s
 
 def bench_command(job: Job) -> list[str]:
     """`bench run` for this job; an existing run directory (a job retried after its worker died, or a resumed
-    night) is continued with --resume, so its finished cases are neither run nor stored twice."""
+    night) is continued with --resume, so its finished cases are neither run nor stored twice. The thread count
+    is always pinned (the device's `threads`, else this worker's physical cores; `--threads` in run_args wins):
+    left to the policy, a busy evening would lower it and make that night's rows incomparable with the others."""
     d = job.device
     cmd = [sys.executable, "-m", "bench", "run", "--device", d.kind, "--suite", job.suite, "--out", str(job.out_dir)]
     if (job.out_dir / "run.json").is_file():
@@ -273,6 +281,8 @@ def bench_command(job: Job) -> list[str]:
         cmd += ["--host", d.host]
     if job.db:
         cmd += ["--db", job.db]
+    if "--threads" not in d.run_args:
+        cmd += ["--threads", str(d.threads or thread_policy.physical_cores())]
     return [*cmd, "--quiet", *d.run_args]
 
 
@@ -432,7 +442,9 @@ def _ingest_and_compare(job: Job, run_dir: Path, out: Outcome) -> None:
             out.regressions = sum(f.verdict == "regression" for f in comp.findings)
             out.message = f"{out.regressions} regression(s) vs {out.baseline_run_id}"
             code, reason = gate(comp, baseline, current)  # the rules `bench compare` exits on, lost rows included
-            if code and not comp.regressions:
+            if code == 2:  # another thread count (inventory `threads` changed): a new configuration, not a fault
+                out.message = f"{reason}; this night starts a new baseline"
+            elif code and not comp.regressions:
                 coverage = f"{reason} (vs {out.baseline_run_id})"
         if n_failed:
             out.status, out.message = "failed", f"{n_failed} failed case row(s); " + out.message
@@ -508,52 +520,16 @@ def offered_resources(client) -> set[str]:
 
 @contextmanager
 def night_lock(directory: Path, night: str) -> Iterator[None]:
-    """One controller per night: `.nightly.lock` (pid, host) created exclusively in the night's folder. A lock
-    left by a dead process on this host is taken over; one held on another host is respected."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / ".nightly.lock"
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(timezone.utc).isoformat()}
-    for _ in range(2):
+    """One controller per night: a kernel lock on `.nightly.lock` in the night's folder (files.exclusive_lock:
+    freed when its holder dies, never taken over, so two controllers cannot both enter)."""
+    with ExitStack() as held:
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _read_lock(path)
-            if holder is not None and _lock_alive(holder):
-                raise NightBusy(
-                    f"night {night} is already running (pid {holder['pid']} on {holder['host']} since "
-                    f"{holder.get('since', '?')}): wait for it to finish, or choose another --night"
-                ) from None
-            log.warning("night %s: taking over a stale lock (%s)", night, holder or "unreadable")
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        break
-    try:
+            held.enter_context(exclusive_lock(directory / ".nightly.lock", f"night {night}"))
+        except Busy as exc:
+            raise NightBusy(
+                f"night {night} is already running ({exc.holder}): wait for it to finish, or choose another --night"
+            ) from None
         yield
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def _read_lock(path: Path) -> dict[str, Any] | None:
-    try:
-        holder = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    ok = isinstance(holder, dict) and isinstance(holder.get("pid"), int) and isinstance(holder.get("host"), str)
-    return holder if ok else None
-
-
-def _lock_alive(holder: dict[str, Any]) -> bool:
-    if holder["host"] != socket.gethostname():
-        return True  # cannot check another machine's processes: respect its lock
-    try:
-        os.kill(holder["pid"], 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 DONE = ("ok", "regressed")  # a resumed night skips the jobs that already ended this way

@@ -33,14 +33,23 @@ Per matching row (case, device, backend, precision, batch) and metric:
 A case that ran ok in the baseline and failed in the current run is a regression too. A metric without
 samples is reported "untested" and never flagged: significance cannot be shown without them.
 
+Threads are part of what a row is: a ticket's gain over dense changes with the thread count (the quick suite's
+Early-Bird b1 ticket read 0.19 of dense on 1 thread, 0.30 on 2), so rows measured with different counts are never
+tested against each other. Their time and energy get the verdict "threads-differ" (accuracy is still judged), a
+history run of another count is left out of that row's baseline, and `Comparison.notes` names each run pair once.
+A disturbed row (results.csv `disturbed`, in either run: other processes crowded its threads, or its rounds
+disagreed) is less trustworthy: its latency and energy floors are multiplied by `disturbed_floor_multiple` (2),
+so it takes twice the change to call it a regression, and the finding says `disturbed`.
+
 The gate (`gate`) also fails when CURRENT lost baseline rows (unless allowed) or nothing was comparable at all
-(garbage, header-only, another suite): a CI gate must not pass on nothing.
+(garbage, header-only, another suite): a CI gate must not pass on nothing. When thread differences left no
+latency row to test, it exits 2 (the runs cannot be compared as given) naming the counts, never "regression".
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from ticketbench.devices.measure import round_cv
+from ticketbench.results import is_true
 
 KEY = ("case_id", "device", "backend", "precision", "batch_size")
 METRICS = ("latency_ms_p50", "energy_mj_per_inference", "accuracy_top1")
@@ -71,6 +81,9 @@ class CompareConfig:
     # rows tested on a time under normalize="dense" (dense rows, rows without a reference) are flagged only when
     # True: identical runs on a shared VM drifted apart in time by up to 27%, in ratio by up to 10%
     gate_times: bool = False
+    # latency and energy floors × this on rows disturbed in either run (other load crowded the threads, or rounds
+    # disagreed beyond the runner's bound): a disturbed row must change twice as much to be called a regression
+    disturbed_floor_multiple: float = 2.0
     n_boot: int = 2000
     seed: int = 0
 
@@ -145,6 +158,7 @@ class Finding:
     #              | time-not-gated (gate_times=False)
     spread: float | None = None  # the baseline's between-round spread (std/mean) of the tested statistic
     baseline_runs: int | None = None  # runs whose rounds made the baseline (1 + history runs with this row)
+    disturbed: bool = False  # disturbed in either run: floors × disturbed_floor_multiple
 
     @property
     def flagged(self) -> bool:
@@ -157,6 +171,7 @@ class Comparison:
     current: str
     config: CompareConfig
     findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # one line per run pair measured with different thread counts
 
     @property
     def regressions(self) -> list[Finding]:
@@ -172,6 +187,7 @@ class Comparison:
                 "current": self.current,
                 "config": asdict(self.config),
                 "findings": [asdict(f) for f in self.findings],
+                "notes": self.notes,
             },
             default=str,
         )
@@ -256,17 +272,25 @@ def compare_rows(
     """Findings for one row; `past` holds the per-round frames of the same row in the history runs."""
     key: dict[str, Any] = {k: c.get(k) for k in KEY}
 
+    disturbed = is_true(b.get("disturbed")) or is_true(c.get("disturbed"))
+    widen = cfg.disturbed_floor_multiple if disturbed else 1.0
+
     def finding(metric, bv, cv, change, floor, p, test, verdict, spread=None, runs=None) -> Finding:
         return Finding(**key, metric=metric, baseline=bv, current=cv, change=change, floor=floor, p_value=p,
-                       test=test, verdict=verdict, spread=spread, baseline_runs=runs)  # fmt: skip
+                       test=test, verdict=verdict, spread=spread, baseline_runs=runs, disturbed=disturbed)  # fmt: skip
 
     if b.get("status") == "ok" and c.get("status") != "ok":
         return [finding("status", None, None, None, 0.0, None, "status", "failed")]
     if b.get("status") != "ok" or c.get("status") != "ok":
         return []
     out = []
-    # latency
     bl, cl = _num(b.get("latency_ms_p50")), _num(c.get("latency_ms_p50"))
+    if not same_threads(b, c):  # another configuration, not another speed: name it, test nothing timed
+        test = f"threads {_num(b.get('threads')):g} vs {_num(c.get('threads')):g}"
+        out.append(finding("latency_ms_p50", bl, cl, None, 0.0, None, test, "threads-differ"))
+        out += accuracy_finding(b, c, cfg, finding)
+        return out
+    # latency
     bs, cs = base.samples(b.get("samples_file"), "latency_ms"), cur.samples(c.get("samples_file"), "latency_ms")
     br, cr = base.rounds(b.get("samples_file")), cur.rounds(c.get("samples_file"))
     if br is not None and cr is not None:
@@ -286,7 +310,7 @@ def compare_rows(
         if not ratio:  # a time must also clear the machine's drift over the whole baseline run
             run_spread = base.reference_spread(b.get("model"), b.get("dataset"), b.get("batch_size"))
             spread = max(spread or 0.0, run_spread or 0.0) or spread
-        floor = latency_floor(cfg, spread, time=not ratio)
+        floor = latency_floor(cfg, spread, time=not ratio) * widen
         test = "welch-rounds/dense" if ratio else "welch-rounds"
         verdict = verdict_for(p < cfg.alpha, change, floor)
         if not ratio and cfg.normalize == "dense" and not cfg.gate_times and verdict == "regression":
@@ -294,7 +318,7 @@ def compare_rows(
         out.append(finding("latency_ms_p50", bl, cl, change, floor, p, test, verdict, spread, len(runs)))
     elif bs is not None and cs is not None and bs.size >= 3 and cs.size >= 3:  # runs from before rounds existed
         change, p = latency_test(bs, cs)
-        floor = latency_floor(cfg, None, time=True)
+        floor = latency_floor(cfg, None, time=True) * widen
         verdict = verdict_for(p < cfg.alpha, change, floor)
         out.append(finding("latency_ms_p50", bl, cl, change, floor, p, "mann-whitney", verdict))
     elif bl is not None and cl is not None:
@@ -304,22 +328,46 @@ def compare_rows(
     be, ce = _num(b.get("energy_mj_per_inference")), _num(c.get("energy_mj_per_inference"))
     if be is not None and ce is not None and be > 0:
         change = ce / be - 1.0
+        floor = cfg.energy_floor * widen
         bw = base.samples(_power_file(b.get("samples_file")), "watts")
         cw = cur.samples(_power_file(c.get("samples_file")), "watts")
         if bw is not None and cw is not None and bs is not None and cs is not None:
             lower, p = energy_ratio_lower_bound(bw, bs, cw, cs, cfg)
-            verdict = verdict_for(lower > 1.0, change, cfg.energy_floor)
-            out.append(finding("energy_mj_per_inference", be, ce, change, cfg.energy_floor, p, "bootstrap", verdict))
+            verdict = verdict_for(lower > 1.0, change, floor)
+            out.append(finding("energy_mj_per_inference", be, ce, change, floor, p, "bootstrap", verdict))
         else:
             test = "no power trace"
-            out.append(finding("energy_mj_per_inference", be, ce, change, cfg.energy_floor, None, test, "untested"))
-    # accuracy
+            out.append(finding("energy_mj_per_inference", be, ce, change, floor, None, test, "untested"))
+    return out + accuracy_finding(b, c, cfg, finding)
+
+
+def accuracy_finding(b: dict, c: dict, cfg: CompareConfig, finding: Callable[..., Finding]) -> list[Finding]:
+    """Accuracy: one deterministic evaluation per run; a drop of more than the floor in points is a regression."""
     ba, ca = _num(b.get("accuracy_top1")), _num(c.get("accuracy_top1"))
-    if ba is not None and ca is not None:
-        drop = ba - ca
-        verdict = "regression" if drop > cfg.accuracy_floor_points else "ok"
-        out.append(finding("accuracy_top1", ba, ca, ca - ba, cfg.accuracy_floor_points, None, "exact", verdict))
-    return out
+    if ba is None or ca is None:
+        return []
+    verdict = "regression" if ba - ca > cfg.accuracy_floor_points else "ok"
+    return [finding("accuracy_top1", ba, ca, ca - ba, cfg.accuracy_floor_points, None, "exact", verdict)]
+
+
+def same_threads(a: dict, b: dict) -> bool:
+    """False only when both rows say how many threads measured them and the counts differ (older runs that do not
+    say are compared as before)."""
+    ta, tb = _num(a.get("threads")), _num(b.get("threads"))
+    return ta is None or tb is None or ta == tb
+
+
+def thread_note(base: str, cur: str, pairs: list[tuple[dict, dict]], what: str) -> str | None:
+    """One line naming a run pair's thread difference (None when every row pair agrees)."""
+    differ = [(b, c) for b, c in pairs if not same_threads(b, c)]
+    if not differ:
+        return None
+    counts = sorted({(_num(b.get("threads")) or 0.0, _num(c.get("threads")) or 0.0) for b, c in differ})
+    said = ", ".join(f"{x:g} vs {y:g}" for x, y in counts)
+    return (
+        f"{base} and {cur} were measured with different thread counts ({said} thread(s), {len(differ)} row(s)): "
+        f"{what}; pin --threads to one count for runs meant to be compared"
+    )
 
 
 def _key(r: dict) -> tuple:
@@ -344,10 +392,16 @@ def compare_runs(
         past = [
             frame
             for h, rows in hrows
-            if (r := rows.get(k)) is not None and r.get("status") == "ok"
+            if (r := rows.get(k)) is not None and r.get("status") == "ok" and same_threads(r, c)
             if (frame := h.rounds(r.get("samples_file"))) is not None
         ]
         comp.findings.extend(compare_rows(b, c, base, cur, cfg, past))
+    matched = [(brows[k], c) for k, c in crows.items() if k in brows]
+    notes = [thread_note(base.label, cur.label, matched, "their times and energy are not compared")]
+    for h, rows in hrows:
+        pairs = [(rows[k], c) for k, c in crows.items() if k in rows]
+        notes.append(thread_note(f"history run {h.label}", cur.label, pairs, "its rounds are left out of the baseline"))
+    comp.notes = [n for n in notes if n]
     for k in brows.keys() - crows.keys():
         b = brows[k]
         comp.findings.append(
@@ -371,11 +425,13 @@ def gate(comp: Comparison, base: RunRef, cur: RunRef, allow_missing: bool = Fals
     """(exit code, one-line reason) of a comparison used as a CI gate.
 
     1 when nothing was comparable (garbage, header-only, another suite: no baseline row has a tested match),
-    when CURRENT lost baseline rows (unless `allow_missing`), or when a regression is flagged; else 0.
+    when CURRENT lost baseline rows (unless `allow_missing`), or when a regression is flagged; 2 when rows measured
+    with different thread counts left no latency row to test (the runs cannot be compared as given); else 0.
     """
-    tested = [f for f in comp.findings if f.verdict not in ("missing", "untested")]
+    tested = [f for f in comp.findings if f.verdict not in ("missing", "untested", "threads-differ")]
     missing = [f for f in comp.findings if f.verdict == "missing"]
-    if not tested:
+    differ = [f for f in comp.findings if f.verdict == "threads-differ"]
+    if not tested and not differ:
         why = "; ".join(x for x in (base.problem, cur.problem) if x) or (
             f"none of the baseline's {len(base.df)} row(s) has a match with samples or accuracy in CURRENT "
             f"({len(cur.df)} row(s)): another suite, or an empty run?"
@@ -389,6 +445,10 @@ def gate(comp: Comparison, base: RunRef, cur: RunRef, allow_missing: bool = Fals
         )
     if comp.regressions:
         return 1, f"{len(comp.regressions)} regression(s) flagged"
+    if differ and not any(f.metric == "latency_ms_p50" for f in tested):
+        return 2, "not comparable: " + (comp.notes[0] if comp.notes else "measured with different thread counts")
+    if differ:
+        return 0, f"no significant regression above the floors ({len(differ)} row(s) not timed: thread counts differ)"
     return 0, "no significant regression above the floors"
 
 
@@ -404,6 +464,18 @@ def _read_results(path: Path) -> tuple[pd.DataFrame, str]:
     return df, ""
 
 
+def _with_threads(df: pd.DataFrame, meta: Any) -> pd.DataFrame:
+    """Rows of a run written before results.csv had a `threads` column take the count run.json recorded for the
+    whole run (host.threads.threads), so older runs too are never timed against another count."""
+    if "threads" in df and df["threads"].notna().any():
+        return df
+    policy = ((meta or {}).get("host") or {}).get("threads") if isinstance(meta, dict) else None
+    count = policy.get("threads") if isinstance(policy, dict) else None
+    if not isinstance(count, int) or isinstance(count, bool):
+        return df
+    return df.assign(threads=float(count))
+
+
 def load_ref(spec: str, db: str | None = None, store: Any = None) -> RunRef:
     """A run directory (holding results.csv), or a run id in the results database: `store` when the caller holds
     one open (the farm), else one opened on `db` for this read and closed after it."""
@@ -416,7 +488,7 @@ def load_ref(spec: str, db: str | None = None, store: Any = None) -> RunRef:
         run_id = meta.get("run_id") if isinstance(meta, dict) else None
         label = run_id if isinstance(run_id, str) else p.name
         df, problem = _read_results(p / "results.csv")
-        return RunRef(label, df, p, problem)
+        return RunRef(label, _with_threads(df, meta), p, problem)
     if p.exists():
         raise CompareError(f"{spec}: not a run directory (no results.csv)")
     from ticketbench.bench.store import ResultsStore, StoreError
@@ -426,7 +498,7 @@ def load_ref(spec: str, db: str | None = None, store: Any = None) -> RunRef:
         store = store or (opened := ResultsStore(db))
         run = store.run(spec)
         root = Path(run["run_dir"]) if run.get("run_dir") and Path(run["run_dir"]).is_dir() else None
-        return RunRef(spec, store.results([spec]), root)  # results() raises no StoreError
+        return RunRef(spec, _with_threads(store.results([spec]), run["meta"]), root)  # results(): no StoreError
     except StoreError as exc:
         raise CompareError(f"{spec}: neither a run directory nor a run in the results database ({exc})") from exc
     finally:
@@ -442,7 +514,7 @@ def write_comparison(comp: Comparison, md: Path | None, html: Path | None) -> li
     table, written = comp.table(), []
     for path, render in ((md, comparison_markdown), (html, comparison_html)):
         if path is not None:
-            atomic_write_text(Path(path), render(table, comp.baseline, comp.current))
+            atomic_write_text(Path(path), render(table, comp.baseline, comp.current, comp.notes))
             written.append(Path(path))
     return written
 

@@ -36,8 +36,9 @@ _lock = threading.Lock()
 
 @dataclass
 class FakeRun:
-    """Stands in for `bench run`: behaviour per (device, night) ∈ ok | slow | partial | short | down | crash; logs
-    job intervals. `partial` is a run that finished with one failed case, `short` one whose results lack a case."""
+    """Stands in for `bench run`: behaviour per (device, night) ∈ ok | slow | partial | short | down | crash |
+    threads2; logs job intervals. `partial` is a run that finished with one failed case, `short` one whose results
+    lack a case; every run is measured with 1 thread, `threads2` with 2 (and slower)."""
 
     plan: dict[tuple[str, str], str] = field(default_factory=dict)
     log: Path | None = None
@@ -54,8 +55,10 @@ class FakeRun:
         seed = zlib.crc32(f"{job.device.name}/{job.night}/{job.suite}".encode())
         run_id = f"{job.device.name}-{job.night}-{job.suite}"
         failed = ("c-mag80",) if what == "partial" else ()
-        scale = 1.4 if what == "slow" else 1.0
+        scale = 1.4 if what in ("slow", "threads2") else 1.0
         make_run_dir(job.out_dir, run_id, latency_scale=scale, seed=seed, n_samples=100, failed=failed)
+        df = pd.read_csv(job.out_dir / "results.csv")
+        df.assign(threads=2 if what == "threads2" else 1).to_csv(job.out_dir / "results.csv", index=False)
         if what == "short":
             df = pd.read_csv(job.out_dir / "results.csv")
             df[df["case_id"] != "c-mag80"].to_csv(job.out_dir / "results.csv", index=False)
@@ -196,6 +199,7 @@ def test_example_inventory_and_validation(tmp_path):
     tx2 = inv.devices[-1]
     assert tx2.remote and tx2.resource == "device-tx2-01" and tx2.timeout_s == 7200
     assert inv.devices[1].run_args == ["--precision", "fp16"]
+    assert inv.devices[0].threads == 8 and inv.devices[1].threads is None
     assert inv.compare.latency_floor == 0.10 and inv.compare.time_floor == 0.20 and inv.compare.energy_floor == 0.10
     assert inv.compare.history_runs == 4 and inv.compare.gate_times is False
     bad = {
@@ -206,6 +210,7 @@ def test_example_inventory_and_validation(tmp_path):
         "empty": "[farm]\n",
         "history": '[farm]\nhistory_nights = 2.5\n[[device]]\nname = "a"\nkind = "cpu"\n',
         "gate": '[farm]\ngate_times = "yes"\n[[device]]\nname = "a"\nkind = "cpu"\n',
+        "threads": '[[device]]\nname = "a"\nkind = "cpu"\nthreads = 0\n',
         "toml": "[[device]\n",
     }
     for what, text in bad.items():
@@ -216,11 +221,11 @@ def test_example_inventory_and_validation(tmp_path):
 
 
 def test_remote_device_command_and_ssh_probe():
-    d = DeviceSpec("tx2", "jetson", "nvidia@tx2", run_args=["--precision", "fp16"])
+    d = DeviceSpec("tx2", "jetson", "nvidia@tx2", run_args=["--precision", "fp16"], threads=4)
     cmd = bench_command(Job(d, "quick", "n1", Path("/o"), "sqlite:///x", CompareConfig()))
     assert cmd[1:] == [
         "-m", "bench", "run", "--device", "jetson", "--suite", "quick", "--out", "/o", "--host", "nvidia@tx2",
-        "--db", "sqlite:///x", "--quiet", "--precision", "fp16",
+        "--db", "sqlite:///x", "--threads", "4", "--quiet", "--precision", "fp16",
     ]  # fmt: skip
 
     class Res:
@@ -232,3 +237,29 @@ def test_remote_device_command_and_ssh_probe():
     assert seen[0][-2:] == ["u@h", "true"] and "BatchMode=yes" in seen[0]
     ok, why = ssh_reachable("u@h", runner=lambda cmd, **kw: Res(255, "ssh: connect to host h port 22: timed out\n"))
     assert not ok and why.endswith("timed out")
+
+
+def test_every_night_pins_the_thread_count(monkeypatch, tmp_path):
+    """Left to the policy, a busy evening lowers the count and that night's rows compare with nothing: the farm
+    always passes --threads, the device's own or the worker's physical cores."""
+    from ticketbench.bench import farm
+
+    monkeypatch.setattr(farm.thread_policy, "physical_cores", lambda: 6)
+    job = Job(DeviceSpec("cpu0", "cpu"), "quick", "n1", tmp_path / "o", None, CompareConfig())
+    cmd = bench_command(job)
+    assert cmd[cmd.index("--threads") + 1] == "6"
+    job.device.run_args = ["--threads", "2"]  # an explicit one in run_args wins, and is not given twice
+    assert bench_command(job).count("--threads") == 1
+    (tmp_path / "inv.toml").write_text('[[device]]\nname = "a"\nkind = "cpu"\nthreads = 3\n')
+    assert load_inventory(tmp_path / "inv.toml").devices[0].threads == 3
+
+
+def test_a_night_at_another_thread_count_starts_a_new_baseline_instead_of_regressing(tmp_path, client):
+    inv = inventory(tmp_path, ["x"])
+    fake = FakeRun({("x", "n2"): "threads2"})
+    nightly(inv, "n1", fake, client)
+    (out,) = nightly(inv, "n2", fake, client).outcomes  # 40% slower, but on 2 threads instead of 1
+    assert out.status == "ok" and out.regressions == 0
+    assert "different thread counts (1 vs 2 thread(s)" in out.message and "new baseline" in out.message
+    (n3,) = nightly(inv, "n3", fake, client).outcomes  # back on 1 thread: the count changed again, named again
+    assert n3.baseline_run_id == "x-n2-quick" and n3.status == "ok" and "new baseline" in n3.message

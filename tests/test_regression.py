@@ -7,6 +7,8 @@ window. benchmarks/bench_regression_gate.py measures the same gate on real runs.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -445,3 +447,89 @@ def test_cli_compare_history_prints_the_runs_and_checks_them_as_inputs(tmp_path,
     assert "(+ 1 earlier run(s) for latency)" in (tmp_path / "o.md").read_text()
     assert main(["compare", base, cur, "--history", str(tmp_path / "nope")]) == 2
     assert main(["compare", base, cur, "--history", hist, "--md", str(runs[2] / "results.csv")]) == 2
+
+
+# -- threads and disturbance: what a row is, and how far it can be trusted ------------------------------------------
+def _set_columns(root, **columns):
+    """Write results.csv columns of a synthetic run (e.g. threads=2, disturbed=True) on every row."""
+    df = pd.read_csv(root / "results.csv")
+    df.assign(**columns).to_csv(root / "results.csv", index=False)
+    return root
+
+
+def _thread_runs(tmp_path, counts, slower=None):
+    return [
+        _set_columns(add_rounds(make_run_dir(tmp_path / f"t{i}", f"T{i}", seed=i), i, slower=slower), threads=n)
+        for i, n in enumerate(counts)
+    ]
+
+
+def test_rows_measured_with_other_thread_counts_are_never_timed_against_each_other(tmp_path, capsys):
+    """Issue 24: the thread policy chose 1 thread for one run and 2 for the next; the Early-Bird ticket's ratio to dense
+    moved from 0.19 to 0.30 and compare called a 99% regression. Here CURRENT is 40% slower, and on 2 threads."""
+    one, two = _thread_runs(tmp_path, [1, 2], slower={"c-eb50": 1.4})
+    comp = compare_runs(load_ref(str(one)), load_ref(str(two)), CFG)
+    lat = _latency(comp)
+    assert set(lat["verdict"]) == {"threads-differ"} and set(lat["test"]) == {"threads 1 vs 2"}
+    assert not comp.regressions
+    assert set(comp.table().query("metric == 'accuracy_top1'")["verdict"]) == {"ok"}  # accuracy is still judged
+    (note,) = comp.notes
+    assert "T0 and T1 were measured with different thread counts (1 vs 2 thread(s), 10 row(s))" in note
+    code, reason = gate(comp, load_ref(str(one)), load_ref(str(two)))
+    assert code == 2 and reason.startswith("not comparable: T0 and T1") and "regression" not in reason
+    assert main(["compare", str(one), str(two), "--md", str(tmp_path / "o.md")]) == 2
+    cap = capsys.readouterr()
+    assert cap.out.count("measured with different thread counts") == 1 and "regression(s) flagged" not in cap.err
+    assert "pin --threads" in (tmp_path / "o.md").read_text()
+
+
+def test_identical_runs_at_the_same_thread_count_pass_within_each_pair(tmp_path, capsys):
+    a1, a2, b1, b2 = _thread_runs(tmp_path, [1, 1, 2, 2])
+    assert main(["compare", str(a1), str(a2)]) == 0 and main(["compare", str(b1), str(b2)]) == 0
+    assert "thread counts" not in capsys.readouterr().out
+    assert main(["compare", str(a2), str(b1)]) == 2
+
+
+def test_a_history_run_of_another_thread_count_is_left_out_of_the_baseline(tmp_path):
+    base, cur, odd = _thread_runs(tmp_path, [2, 2, 1])
+    comp = compare_runs(load_ref(str(base)), load_ref(str(cur)), CFG, [load_ref(str(odd))])
+    assert set(_latency(comp)["baseline_runs"]) == {1}  # its rounds did not join
+    assert len(comp.notes) == 1 and comp.notes[0].startswith("history run T2 and T1") and "left out" in comp.notes[0]
+    assert gate(comp, load_ref(str(base)), load_ref(str(cur)))[0] == 0
+
+
+def test_runs_from_before_the_threads_column_take_the_count_run_json_recorded(tmp_path):
+    base, cur = (add_rounds(make_run_dir(tmp_path / n, n, seed=i), i) for i, n in enumerate("BC"))
+    for root, n in ((base, 1), (cur, 2)):
+        meta = json.loads((root / "run.json").read_text())
+        meta["host"]["threads"] = {"threads": n, "physical_cores": 2, "busy_cores": None, "source": "physical cores"}
+        (root / "run.json").write_text(json.dumps(meta))
+    comp = compare_runs(load_ref(str(base)), load_ref(str(cur)), CFG)
+    assert set(_latency(comp)["verdict"]) == {"threads-differ"}
+
+
+def test_a_disturbed_row_needs_twice_the_change_to_be_a_regression(tmp_path):
+    base = load_ref(str(add_rounds(make_run_dir(tmp_path / "b", "B", seed=1), 1)))
+    slow = add_rounds(make_run_dir(tmp_path / "c", "C", seed=2), 2, slower={"c-mag80": 1.15})
+    quiet = _latency(compare_runs(base, load_ref(str(slow)), CFG))
+    assert set(quiet[quiet["verdict"] == "regression"]["case_id"]) == {"c-mag80"}
+    assert not quiet["disturbed"].any()
+    _set_columns(slow, disturbed=True, disturbance_note="other processes used 1.20 of 2 cores beside 2 thread(s)")
+    loud = _latency(compare_runs(base, load_ref(str(slow)), CFG))
+    mag = loud[loud["case_id"] == "c-mag80"]
+    assert mag["disturbed"].all() and (mag["floor"] == 2 * CFG.latency_floor).all()
+    assert set(mag["verdict"]) == {"significant-below-floor"}  # +15% under a 20% floor: not called
+    far = add_rounds(make_run_dir(tmp_path / "f", "F", seed=3), 3, slower={"c-mag80": 1.4})
+    _set_columns(far, disturbed=True)
+    assert set(_latency(compare_runs(base, load_ref(str(far)), CFG)).query("case_id == 'c-mag80'")["verdict"]) == {
+        "regression"
+    }
+    md = comparison_markdown_of(base, load_ref(str(slow)))
+    assert "row(s) disturbed in either run" in md
+
+
+def comparison_markdown_of(base, cur) -> str:
+    from ticketbench.reports.compare import comparison_markdown
+
+    comp = compare_runs(base, cur, CFG)
+    return comparison_markdown(comp.table(), comp.baseline, comp.current, comp.notes)
