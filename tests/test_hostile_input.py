@@ -430,9 +430,9 @@ def test_finalize_speedups_with_unhashable_values_does_not_raise():
         {"model": "m", "dataset": ["x"], "method": "dense", "status": "ok", "latency_ms_p50": 2.0, "batch_size": 1},
         {"model": "m", "dataset": ["x"], "method": "mag", "status": "ok", "latency_ms_p50": 1.0, "batch_size": 1},
     ]
-    rows[1]["acceleration_rate"] = 4.0
+    rows[1].update(acceleration_rate=4.0, macs_dense=8, macs=2)
     runner_mod.finalize_speedups(rows)
-    assert rows[1]["speedup"] == 2.0 and rows[1]["realization"] == 0.5
+    assert rows[1]["speedup"] == 2.0 and rows[1]["realization"] == 0.5  # speedup / (macs_dense / macs)
 
 
 def test_a_case_that_fails_still_gets_a_row_and_the_run_its_report(tmp_path, monkeypatch, capsys):

@@ -162,8 +162,14 @@ def test_run_writes_a_row_set_per_precision_from_one_ticket(int8_run):
         assert (g.loc[g["precision"] == "fp32", "size_mb"] > 2 * int8_onnx.stat().st_size / 1e6).all()
     dense = df[df["method"] == "dense"].set_index(["precision", "batch_size"])["latency_ms_p50"]
     for r in df.itertuples():
+        if r.speedup_basis == "paired":  # fp32 tickets: timed beside the fp32 dense reference, both figures paired
+            assert r.precision == "fp32" and r.speedup_vs_fp32_dense == r.speedup
+            continue
+        # int8 rows (and the dense rows): nothing is timed beside them, so both figures are unpaired, and say so
+        assert r.speedup_basis == ("reference" if r.method == "dense" else "unpaired")
         assert r.speedup_vs_fp32_dense == pytest.approx(dense["fp32", r.batch_size] / r.latency_ms_p50)
         assert r.speedup == pytest.approx(dense[r.precision, r.batch_size] / r.latency_ms_p50)
+    assert (df[(df["precision"] == "int8") & (df["method"] != "dense")]["speedup_basis"] == "unpaired").all()
     assert len({f for f in df["samples_file"]}) == 8  # no precision overwrites another's samples
     meta = json.loads((out / "run.json").read_text())
     assert meta["suite"]["measure"]["precisions"] == ["fp32", "int8"]
