@@ -223,29 +223,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(rows: list[dict]) -> None:
+    """The report's summary tables (reports.summary: one per device, backend and precision), the failed cases, and
+    one warning line naming the rows a disturbed machine measured."""
     import pandas as pd
 
+    from ticketbench.reports.summary import disturbed_rows, summary_tables
+
     df = pd.DataFrame(rows)
-    cols = [
-        "case_id",
-        "precision",
-        "batch_size",
-        "status",
-        "accuracy_top1",
-        "weight_sparsity",
-        "acceleration_rate",
-        "latency_ms_p50",
-        "speedup",
-        "speedup_vs_fp32_dense",
-        "int8_top1_agreement",
-        "size_mb",
-        "power_source",
-    ]
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3g}".format):
-        print(df[[c for c in cols if c in df]].to_string(index=False))
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3g}".format):
+        for title, table in summary_tables(df):
+            print(f"{title}\n{table.to_string(index=False)}")
     failed = df[df["status"] == "failed"]
     for _, r in failed.iterrows():
         print(f"FAILED {r['case_id']}: {r['error']}")
+    disturbed = [d.split(":")[0] for d in disturbed_rows(df)]
+    if disturbed:
+        log.warning(
+            "%d row(s) measured on a disturbed machine, less trustworthy: %s (disturbance_note in results.csv says "
+            "why; pin --threads below the free cores, or rerun when the machine is quiet)",
+            len(disturbed),
+            ", ".join(disturbed),
+        )
 
 
 def _check_train_device(name: str) -> str:

@@ -18,6 +18,7 @@ from ticketbench.files import InputError, atomic_write_text, read_json_object, r
 from ticketbench.reports import plots
 from ticketbench.reports.artifacts import TicketArtifacts, load_run_artifacts
 from ticketbench.reports.pages import fmt_cell, template_env
+from ticketbench.reports.summary import disturbance_banner, disturbed_rows, summary_tables
 from ticketbench.results import COLUMNS
 
 log = logging.getLogger("ticketbench.reports.html")
@@ -133,6 +134,12 @@ def render_html(
             rows=table.astype(object).where(table.notna(), None).to_dict("records"),
             metas=metas,
             fmt=fmt_cell,
+            summary=[
+                (title, list(t.columns), t.astype(object).where(t.notna(), None).to_dict("records"))
+                for title, t in summary_tables(df)
+            ],
+            banner=disturbance_banner(df),
+            disturbed=disturbed_rows(df),
         )
     )
 

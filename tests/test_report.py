@@ -262,3 +262,84 @@ def test_malformed_artifacts_are_tolerated(tmp_path):
     (tdir / "cost.json").write_text(json.dumps({"ticket": {"layers": [{"name": "x"}]}}))
     art = load_ticket_artifacts(tmp_path, "c1")
     assert (art.layers, art.eb_mask_distances, art.eb_epoch, art.score_hist) == ([], {}, None, {})
+
+
+# -- the summary first: one table per device and precision, and a banner naming the disturbed rows ------------------
+def _paired_run(root: Path) -> Path:
+    """make_run_dir with what the runner now writes: paired speedups and their range, the MAC reduction, threads,
+    and one row (c-eb50 b1) measured while another process took a core."""
+    d = make_run_dir(root)
+    df = pd.read_csv(d / "results.csv")
+    ticket = df["method"] != "dense"
+    df["threads"] = 2
+    df["macs_dense"], df["macs"] = 1000, (1000 / df["acceleration_rate"] * 2).clip(upper=1000)
+    df["mac_reduction"] = df["macs_dense"] / df["macs"]
+    df["size_mb_dense"], df["size_mb"] = 9.0, 9.0 / df["mac_reduction"]
+    df["speedup_basis"] = np.where(ticket, "paired", "reference")
+    df.loc[ticket, "speedup_lo"], df.loc[ticket, "speedup_hi"] = df["speedup"] * 0.9, df["speedup"] * 1.1
+    df["realization"] = df["speedup"] / df["mac_reduction"]
+    df["disturbed"], df["disturbance_note"] = False, None
+    hit = (df["case_id"] == "c-eb50") & (df["batch_size"] == 1)
+    df.loc[hit, "disturbed"] = True
+    df.loc[hit, "disturbance_note"] = "other processes used 1.10 of 2 cores beside 2 thread(s)"
+    df.to_csv(d / "results.csv", index=False)
+    return d
+
+
+def test_report_opens_with_the_summary_and_a_banner_naming_the_disturbed_rows(tmp_path):
+    html = write_report([_paired_run(tmp_path / "a")], tmp_path / "r.html").read_text()
+    banner, summary, first_figure = (html.index(x) for x in ('class="banner"', 'id="summary"', 'id="fig-1"'))
+    assert banner < summary < first_figure
+    assert "1 of 10 row(s) were measured on a disturbed machine" in html
+    assert "<li>c-eb50 b1: other processes used 1.10 of 2 cores beside 2 thread(s)</li>" in html
+    assert "<h3>cpu (Fake cpu), ort-cpu, fp32, 2 thread(s)</h3>" in html
+    assert html.count('<tr class="disturbed">') == 1
+    clean = write_report([make_run_dir(tmp_path / "b")], tmp_path / "c.html").read_text()
+    assert 'class="banner"' not in clean and 'id="summary"' in clean
+
+
+def test_summary_rows_carry_the_speedup_range_reductions_and_accuracy_change(tmp_path):
+    from ticketbench.reports.summary import summary_tables
+
+    d = _paired_run(tmp_path / "a")
+    df = pd.read_csv(d / "results.csv")
+    ((title, table),) = summary_tables(df)
+    assert list(table.columns) == ["case", "batch", "speedup", "speedup range", "size ×", "MAC reduction ×",
+                                   "realization", "accuracy Δ vs dense", "energy mJ/inference", "threads",
+                                   "disturbed"]  # fmt: skip
+    eb = table[(table["case"] == "c-eb50") & (table["batch"] == 1)].iloc[0]
+    row = df[(df["case_id"] == "c-eb50") & (df["batch_size"] == 1)].iloc[0]
+    assert eb["speedup"] == row["speedup"] and eb["speedup range"] == f"{row.speedup_lo:.3g}–{row.speedup_hi:.3g}"
+    assert eb["accuracy Δ vs dense"] == pytest.approx(95.5 - 97.0) and eb["disturbed"] == "yes"
+    assert eb["size ×"] == pytest.approx(row["mac_reduction"]) and eb["realization"] == row["realization"]
+    dense = table[table["case"] == "c-dense"].iloc[0]
+    assert dense["speedup range"] == "dense reference" and dense["accuracy Δ vs dense"] == 0.0
+    unpaired = df.assign(speedup_basis=np.where(df["method"] == "dense", "reference", "unpaired"))
+    assert set(summary_tables(unpaired)[0][1].query("case != 'c-dense'")["speedup range"]) == {
+        "unpaired (dense timed apart)"
+    }
+
+
+def test_the_cli_prints_the_same_summary_and_one_warning_line(tmp_path, capsys, caplog):
+    from ticketbench.bench.cli import _print_summary
+
+    df = pd.read_csv(_paired_run(tmp_path / "a") / "results.csv")
+    rows = df.astype(object).where(df.notna(), None).to_dict("records")
+    with caplog.at_level("WARNING", logger="ticketbench.bench"):
+        _print_summary(rows)
+    out = capsys.readouterr().out
+    assert "cpu (Fake cpu), ort-cpu, fp32, 2 thread(s)" in out and "MAC reduction ×" in out and "realization" in out
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith("1 row(s) measured on a disturbed machine, less trustworthy: c-eb50 b1 (")
+
+
+def test_the_speed_plot_puts_the_mac_reduction_beside_the_speedup(tmp_path, monkeypatch):
+    from ticketbench.reports import plots
+
+    df = pd.read_csv(_paired_run(tmp_path / "a") / "results.csv")
+    drawn = []
+    real_plot = plots.plt.Axes.plot
+    monkeypatch.setattr(plots.plt.Axes, "plot", lambda ax, x, y, *a, **k: drawn.append((y.name, k.get("ls"))) or
+                        real_plot(ax, x, y, *a, **k))  # fmt: skip
+    assert plots.speed_vs_sparsity(df)
+    assert ("mac_reduction", "--") in drawn and ("acceleration_rate", "--") not in drawn
