@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ticketbench.files import atomic_write_bytes
 
 CALIBRATION_BATCH = 32  # images per calibrator batch; a last partial batch is dropped (TensorRT wants full ones)
 
@@ -44,13 +45,6 @@ def calibration_sha256(x: np.ndarray) -> str:
 def cache_path(cache_dir: Path, engine_digest: str) -> Path:
     """The calibration cache beside `<digest>.engine`."""
     return Path(cache_dir) / f"{engine_digest}.calib"
-
-
-def _atomic_write(path: Path, blob: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(blob)
-    tmp.replace(path)
 
 
 def entropy_calibrator(trt: Any, x: np.ndarray, cache: Path, device: str = "cuda", batch_size: int = CALIBRATION_BATCH):
@@ -89,7 +83,7 @@ def entropy_calibrator(trt: Any, x: np.ndarray, cache: Path, device: str = "cuda
             return None
 
         def write_calibration_cache(self, blob: Any) -> None:
-            _atomic_write(self.cache, bytes(blob))
+            atomic_write_bytes(self.cache, bytes(blob))
 
     return EntropyCalibrator()
 
@@ -162,7 +156,7 @@ def write_trtexec_cache(ranges: Mapping[str, tuple[float, float]], version: str,
         amax = max(abs(float(lo)), abs(float(hi)))
         scale = amax / 127.0 if amax > 0 else 1.0 / 127.0  # an all-zero tensor still needs a valid scale
         lines.append(f"{name}: {struct.pack('>f', scale).hex()}")
-    _atomic_write(Path(path), ("\n".join(lines) + "\n").encode())
+    atomic_write_bytes(Path(path), ("\n".join(lines) + "\n").encode())
     return Path(path)
 
 

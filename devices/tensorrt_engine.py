@@ -42,6 +42,7 @@ import numpy as np
 
 from ticketbench.devices import int8_calibration as int8
 from ticketbench.devices.base import Session
+from ticketbench.files import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger("ticketbench.devices.tensorrt")
 
@@ -201,11 +202,8 @@ def cached_engine(
     if path.is_file():
         return path.read_bytes(), True
     blob = build_engine(trt, onnx_path, key, calibrator=calibrator)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(blob)
-    tmp.replace(path)
-    (cache_dir / f"{key.digest()}.json").write_text(json.dumps(asdict(key), indent=2))
+    atomic_write_bytes(path, blob)  # a unique temp name: two processes building one engine never share a file
+    atomic_write_text(cache_dir / f"{key.digest()}.json", json.dumps(asdict(key), indent=2))
     return blob, False
 
 

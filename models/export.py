@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ticketbench.files import atomic_write_bytes
 from ticketbench.models.train import _device_of
 
 OPSET = 17
@@ -154,10 +155,7 @@ def export_onnx(
             f"(reference max |y| = {scale:.3g}, seed {seed})"
         )
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".onnx.tmp")
-    tmp.write_bytes(blob)
-    tmp.replace(path)
+    atomic_write_bytes(path, blob)  # a unique temp name: a link planted at a fixed one is never followed
     zeros = {k: v for k, v in zero_filters(proto).items() if v}
     return ExportResult(
         path, len(blob) / 1e6, err, tolerance, opset, scale, seed, slimmed is not None, len(proto.graph.node), zeros

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ticketbench.files import atomic_write_text
+from ticketbench.files import atomic_write_bytes, atomic_write_text
 from ticketbench.models.data import CifarDataset, DataBundle
 
 AGREEMENT_MIN_PERCENT = 95.0  # int8 top-1 must equal fp32 top-1 on at least this share of the eval split
@@ -194,15 +194,13 @@ def quantize_onnx(
     }[cfg.method]
     extra = {"CalibPercentile": PERCENTILE} if cfg.method == "percentile" else {}
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(".tmp.onnx")
     quiet = logging.getLogger()  # the quantizer warns and prints through the root logger and stdout
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()), tempfile.TemporaryDirectory(prefix="tb-quant-") as work:
             # shape inference and constant folding first, so biases are initializers the quantizer can fold
-            pre = Path(work) / "pre.onnx"
+            pre, tmp = Path(work) / "pre.onnx", Path(work) / "quantized.onnx"  # our own fresh folder
             quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
             quantize_static(
                 str(pre),
@@ -215,9 +213,9 @@ def quantize_onnx(
                 calibrate_method=method,
                 extra_options={"WeightSymmetric": True, **extra},
             )
+            atomic_write_bytes(out_path, tmp.read_bytes())
     finally:
         quiet.setLevel(level)
-    tmp.replace(out_path)
     graph = onnx.load(str(out_path)).graph
     produced_by_dq = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     counts: dict[str, int] = {}

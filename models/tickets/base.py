@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ticketbench.artifacts import write_artifacts_json
+from ticketbench.files import atomic_output
 from ticketbench.models.data import DataBundle
 from ticketbench.models.masks import Masks, mask_sparsity
 from ticketbench.models.tickets.options import MethodOptions, OptionsError, parse_options
@@ -76,26 +77,24 @@ class Ticket:
 
         Only tensors and plain values (dict, list, tuple, str, int, float, bool, None) go in, so `load_ticket`
         reads it back with `torch.load(weights_only=True)`: no object of ours is ever pickled."""
-        directory.mkdir(parents=True, exist_ok=True)
         path = directory / "ticket.pt"
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save(
-            _plain(
-                {
-                    "format": TICKET_FORMAT,
-                    "config": asdict(self.config),
-                    "state_dict": dict(self.model.state_dict()),
-                    "masks": dict(self.masks),
-                    "accuracy": self.accuracy,
-                    "train_log": self.train_log,
-                    "provenance": self.provenance,
-                    "artifacts": self.artifacts,
-                    "model_kwargs": self.provenance.get("model_kwargs", {}),
-                }
-            ),
-            tmp,
-        )
-        tmp.replace(path)
+        with atomic_output(path) as tmp:  # a unique temp name: a link planted at a fixed one is never followed
+            torch.save(
+                _plain(
+                    {
+                        "format": TICKET_FORMAT,
+                        "config": asdict(self.config),
+                        "state_dict": dict(self.model.state_dict()),
+                        "masks": dict(self.masks),
+                        "accuracy": self.accuracy,
+                        "train_log": self.train_log,
+                        "provenance": self.provenance,
+                        "artifacts": self.artifacts,
+                        "model_kwargs": self.provenance.get("model_kwargs", {}),
+                    }
+                ),
+                tmp,
+            )
         write_artifacts_json(directory, self.artifacts)
         return path
 
