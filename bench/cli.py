@@ -11,12 +11,13 @@ import logging
 import os
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from ticketbench import threads as thread_policy
 from ticketbench.devices.transport import HostError, validate_host
-from ticketbench.files import InputError, one_line, safe_component
+from ticketbench.files import Busy, InputError, exclusive_lock, one_line, safe_component
 
 log = logging.getLogger("ticketbench.bench")
 
@@ -185,41 +186,49 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"device {name!r} does not run {precision} (supported: {', '.join(device.precisions)})")
     _check_db(getattr(args, "db", None))
     _check_writable_dir(out, "--out")  # last check: it creates the run directory
-    train_device = _check_train_device(args.train_device)
-    opts = RunOptions(
-        out=out, data_root=data_root, resume=args.resume, show_progress=not args.quiet, train_device=train_device
-    )
-    runner = Runner(suite, device, opts)
+    held = ExitStack()  # the run directory's lock, held until the report and the store ingest are written
     try:
-        runner.check_calibration()  # int8: an unusable calibration set is bad input, found before any case runs
-    except (CalibrationError, DataError) as exc:
+        held.enter_context(exclusive_lock(out / ".run.lock", f"run directory {out}"))
+    except Busy as exc:  # another `bench run` writes here: two writers would interleave results.csv and run.json
         device.close()
-        raise UsageError(f"int8 calibration: {exc}") from exc
-    log.info("suite %s: %d case(s) on device %s → %s", suite.name, len(suite.cases), name, out)
-    thread_policy.announce()
-    try:
-        rows = runner.run()
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: finished cases are kept in {out}; continue with "
-            f"`python -m bench run --resume --out {out}`",
-            file=sys.stderr,
+        raise UsageError(f"--out {out}: another run is writing there ({exc.holder}); choose another --out") from None
+    with held:
+        _check_out_dir(str(out), args.resume)  # again, under the lock: a run that finished meanwhile is not overwritten
+        train_device = _check_train_device(args.train_device)
+        opts = RunOptions(
+            out=out, data_root=data_root, resume=args.resume, show_progress=not args.quiet, train_device=train_device
         )
-        return 130
-    from ticketbench.bench.store import ingest_after_run
-    from ticketbench.reports.html import write_report
+        runner = Runner(suite, device, opts)
+        try:
+            runner.check_calibration()  # int8: an unusable calibration set is bad input, found before any case runs
+        except (CalibrationError, DataError) as exc:
+            device.close()
+            raise UsageError(f"int8 calibration: {exc}") from exc
+        log.info("suite %s: %d case(s) on device %s → %s", suite.name, len(suite.cases), name, out)
+        thread_policy.announce()
+        try:
+            rows = runner.run()
+        except KeyboardInterrupt:
+            print(
+                f"\ninterrupted: finished cases are kept in {out}; continue with "
+                f"`python -m bench run --resume --out {out}`",
+                file=sys.stderr,
+            )
+            return 130
+        from ticketbench.bench.store import ingest_after_run
+        from ticketbench.reports.html import write_report
 
-    try:
-        html = write_report([out], out / "report.html")
-    except Exception as exc:  # the results are safe on disk; a report problem must not hide them or the ingest
-        log.debug("report failed", exc_info=True)
-        print(f"error: report not written: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
-        html = None
-    ingest_after_run(out, getattr(args, "db", None))  # into the results database when SQLAlchemy is installed
-    _print_summary(rows)
-    if html is not None:
-        print(f"report: {html.resolve()}")
-    return 1 if html is None or any(r["status"] == "failed" for r in rows) else 0
+        try:
+            html = write_report([out], out / "report.html")
+        except Exception as exc:  # the results are safe on disk; a report problem must not hide them or the ingest
+            log.debug("report failed", exc_info=True)
+            print(f"error: report not written: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
+            html = None
+        ingest_after_run(out, getattr(args, "db", None))  # into the results database when SQLAlchemy is installed
+        _print_summary(rows)
+        if html is not None:
+            print(f"report: {html.resolve()}")
+        return 1 if html is None or any(r["status"] == "failed" for r in rows) else 0
 
 
 def _print_summary(rows: list[dict]) -> None:

@@ -256,3 +256,27 @@ def test_export_import_and_quantize_never_follow_links_planted_at_their_old_temp
     assert victim.read_text() == "precious"
     for name in ("model.onnx", "ticket.pt", "int8.onnx"):
         assert (out / name).is_file() and not (out / name).is_symlink()
+
+
+def test_a_second_run_into_the_same_directory_is_refused_while_the_first_writes(tmp_path):
+    """Two `bench run --out SAME` at once both exited 0: results.csv kept one case of two, run.json was the
+    second's. Now the second ends in one line and exit 2, naming the first."""
+    import subprocess
+
+    out = tmp_path / "run"
+    holder = _holder(out / ".run.lock", tmp_path / "in", 120)  # the first run, holding its directory
+    try:
+        suite = Path(__file__).parent / "data" / "tiny_suite.toml"
+        res = subprocess.run(
+            [sys.executable, "-m", "bench", "run", "--suite", str(suite), "--out", str(out), "-q"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert res.returncode == 2, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"pid {holder.pid}" in lines[0] and "another run is writing there" in lines[0]
+    assert not (out / "results.csv").exists() and not (out / "run.json").exists()
