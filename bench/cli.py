@@ -656,14 +656,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     from ticketbench.files import read_json_object, read_results_csv
     from ticketbench.reports.pages import fmt_cell
+    from ticketbench.settings import check as check_settings
 
-    floors_ok = 0 <= args.threshold < 10 and 0 <= args.time_threshold < 10
-    multiples_ok = 0 <= args.spread_multiple < 100 and 1 <= args.disturbed_floor_multiple < 100
-    if not floors_ok or not 0 < args.alpha < 1 or not multiples_ok:
-        raise UsageError(
-            "--threshold and --time-threshold must be in [0, 10), --alpha in (0, 1), --spread-multiple in [0, 100) "
-            "and --disturbed-floor-multiple in [1, 100)"
-        )
     cfg = CompareConfig(
         latency_floor=args.threshold,
         time_floor=args.time_threshold,
@@ -677,6 +671,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         gate_times=args.gate_times,
         disturbed_floor_multiple=args.disturbed_floor_multiple,
     )
+    check_settings(cfg)  # every floor finite and in range: `--accuracy-points nan` made every drop pass
     specs = (args.baseline, args.current, *args.history)
     dirs = [Path(spec) for spec in specs if (Path(spec) / "results.csv").is_file()]
     for d in dirs:  # check what load_ref will read: a malformed run is one line and exit 2
@@ -713,7 +708,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     html = Path(args.html) if args.html else here / "compare.html" if here else None
     for path in write_comparison(comp, md, html):
         print(f"wrote {path.resolve()}")
-    code, reason = gate(comp, base, cur, allow_missing=args.allow_missing)
+    code, reason = gate(comp, base, cur, allow_missing=args.allow_missing, allow_untested=args.allow_untested)
     print(reason, file=sys.stderr if code else sys.stdout)
     return code
 
@@ -911,6 +906,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "--allow-missing", action="store_true", help="do not fail when CURRENT lacks some of the baseline's rows"
+    )
+    c.add_argument(
+        "--allow-untested",
+        action="store_true",
+        help="do not fail on what could not be judged: metrics without samples, duplicate rows, failed rows",
     )
     c.add_argument(
         "--gate-times",

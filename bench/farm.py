@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ from ticketbench.bench.regression import (
 )
 from ticketbench.devices.transport import HostError, ssh_argv, validate_host
 from ticketbench.files import Busy, InputError, exclusive_lock, one_line, read_json_object, read_text, safe_component
+from ticketbench.settings import check as check_settings
+from ticketbench.settings import from_mapping
 
 log = logging.getLogger("ticketbench.bench.farm")
 
@@ -217,8 +219,7 @@ def parse_inventory(data: dict[str, Any], path: Path | str = "inventory") -> Inv
         history_runs=int(history),
         gate_times=gate_times,
     )
-    if not cfg.alpha < 1:
-        raise InventoryError(f"{path}: [farm] alpha must be in (0, 1) (got {cfg.alpha!r})")
+    check_settings(cfg, f"{path}: [farm]")  # the gate's own ranges (alpha < 1, floors below absurd)
     out = Path(_text(farm.get("out"), f"{path}: [farm] out") or Path("runs") / "farm")  # relative to the cwd
     scheduler = _text(farm.get("scheduler"), f"{path}: [farm] scheduler")
     return Inventory(devices, out, scheduler, _text(farm.get("db"), f"{path}: [farm] db"), cfg)
@@ -365,13 +366,8 @@ def read_job_file(run_dir: Path, db: str | None) -> Job:
     suite = meta.get("suite")
     if not isinstance(suite, str) or not suite:
         raise InputError(f"{path}: suite must be a non-empty string")
-    known = {f.name for f in fields(CompareConfig)}
-    given = meta.get("compare")
-    given = given if isinstance(given, dict) else {}
-    try:
-        compare = CompareConfig(**{k: type(getattr(CompareConfig(), k))(v) for k, v in given.items() if k in known})
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{path}: bad compare settings ({exc})") from exc
+    # strict: "false" is not False, "nan" is not a floor, history_runs -3 is refused (ticketbench.settings)
+    compare = from_mapping(CompareConfig, meta.get("compare", {}), f"{path}: compare")
     return Job(DeviceSpec(name, "cpu"), suite, night, Path(run_dir), db, compare)
 
 

@@ -48,7 +48,9 @@ latency row to test, it exits 2 (the runs cannot be compared as given) naming th
 
 from __future__ import annotations
 
+import io
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,7 +60,9 @@ import numpy as np
 import pandas as pd
 
 from ticketbench.devices.measure import round_cv
+from ticketbench.files import confined, read_bytes
 from ticketbench.results import is_true
+from ticketbench.settings import SettingError, setting
 
 KEY = ("case_id", "device", "backend", "precision", "batch_size")
 METRICS = ("latency_ms_p50", "energy_mj_per_inference", "accuracy_top1")
@@ -70,22 +74,33 @@ class CompareError(Exception):
 
 @dataclass
 class CompareConfig:
-    latency_floor: float = 0.10  # relative, rows tested on their ratio to the dense reference (see the docstring)
-    time_floor: float = 0.20  # relative, rows tested on a time (dense rows, normalize="none", legacy runs)
-    energy_floor: float = 0.10  # relative: energy is noisier than latency
-    accuracy_floor_points: float = 1.0  # absolute top-1 points
-    alpha: float = 0.01  # one-sided significance level
-    spread_multiple: float = 3.0  # latency floor ≥ this × the baseline's between-round spread
+    """The gate's settings, each with its range (ticketbench.settings: checked the same way from flags and job
+    files; a NaN or absurd floor would turn every regression into a pass)."""
+
+    # relative, rows tested on their ratio to the dense reference (see the module docstring)
+    latency_floor: float = setting(0.10, 0, 10, hi_open=True, flag="--threshold")
+    # relative, rows tested on a time (dense rows, normalize="none", legacy runs)
+    time_floor: float = setting(0.20, 0, 10, hi_open=True, flag="--time-threshold")
+    energy_floor: float = setting(0.10, 0, 10, hi_open=True, flag="--energy-threshold")  # energy is noisier
+    accuracy_floor_points: float = setting(1.0, 0, 100, flag="--accuracy-points")  # absolute top-1 points
+    alpha: float = setting(0.01, 0, 1, lo_open=True, hi_open=True, flag="--alpha")  # one-sided significance level
+    # latency floor ≥ this × the baseline's between-round spread
+    spread_multiple: float = setting(3.0, 0, 100, hi_open=True, flag="--spread-multiple")
     normalize: str = "dense"  # per-round latency ÷ the round's dense reference ("dense") or raw time ("none")
-    history_runs: int = 4  # farm: earlier good nights whose rounds join the last good night's (bench compare --history)
+    # farm: earlier good nights whose rounds join the last good night's (bench compare --history)
+    history_runs: int = setting(4, 0, 100)
     # rows tested on a time under normalize="dense" (dense rows, rows without a reference) are flagged only when
     # True: identical runs on a shared VM drifted apart in time by up to 27%, in ratio by up to 10%
     gate_times: bool = False
     # latency and energy floors × this on rows disturbed in either run (other load crowded the threads, or rounds
     # disagreed beyond the runner's bound): a disturbed row must change twice as much to be called a regression
-    disturbed_floor_multiple: float = 2.0
-    n_boot: int = 2000
+    disturbed_floor_multiple: float = setting(2.0, 1, 100, hi_open=True, flag="--disturbed-floor-multiple")
+    n_boot: int = setting(2000, 100, 1_000_000)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.normalize not in ("dense", "none"):
+            raise SettingError(f"normalize = {self.normalize!r}: expected 'dense' or 'none'")
 
 
 @dataclass
@@ -98,13 +113,28 @@ class RunRef:
     problem: str = ""  # why the table is empty or unusable (unreadable results.csv), for the gate's reason
     _ref_spread: dict[tuple, float | None] = field(default_factory=dict, repr=False)
 
-    def samples(self, rel: Any, column: str) -> np.ndarray | None:
+    def _csv(self, rel: Any) -> pd.DataFrame | None:
+        """A samples file results.csv names: it must stay inside this run's directory and be a regular file
+        (files.confined, files.read_bytes), else InputError: a samples_file of /dev/zero made compare read without
+        end, an absolute path tested another run's samples. None when absent or not a table (then untested)."""
         if self.root is None or not isinstance(rel, str) or not rel:
             return None
-        path = self.root / rel
+        path = confined(self.root, rel, f"{self.label}: samples_file")
+        if not path.exists():
+            return None
+        data = read_bytes(path, "samples file")
         try:
-            values = pd.read_csv(path)[column].to_numpy(dtype=float)
-        except (OSError, KeyError, ValueError, pd.errors.EmptyDataError):
+            return pd.read_csv(io.BytesIO(data))
+        except (ValueError, pd.errors.EmptyDataError, pd.errors.ParserError):
+            return None
+
+    def samples(self, rel: Any, column: str) -> np.ndarray | None:
+        df = self._csv(rel)
+        try:
+            values = df[column].to_numpy(dtype=float) if df is not None else None
+        except (KeyError, ValueError):
+            return None
+        if values is None:
             return None
         values = values[np.isfinite(values)]
         return values if values.size else None
@@ -113,13 +143,15 @@ class RunRef:
         """Per-round medians (latency_ms_median, reference_ms_median) written beside the latency samples."""
         if self.root is None or not isinstance(latency_file, str) or not latency_file.endswith("-latency.csv"):
             return None
+        df = self._csv(latency_file[: -len("-latency.csv")] + "-rounds.csv")
+        if df is None:
+            return None
         try:
-            df = pd.read_csv(self.root / (latency_file[: -len("-latency.csv")] + "-rounds.csv"))
             lat = df["latency_ms_median"].to_numpy(dtype=float)
             ref = df["reference_ms_median"].to_numpy(dtype=float)
             # the paired per-round ratio (iterations alternated with the reference); else the ratio of medians
             ratio = df["ratio_median"].to_numpy(dtype=float) if "ratio_median" in df else lat / ref
-        except (OSError, KeyError, ValueError, pd.errors.EmptyDataError):
+        except (KeyError, ValueError):
             return None
         ok = np.isfinite(lat) & (lat > 0)
         frame = pd.DataFrame({"latency": lat[ok], "reference": ref[ok], "ratio": ratio[ok]})
@@ -172,6 +204,8 @@ class Comparison:
     config: CompareConfig
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # one line per run pair measured with different thread counts
+    duplicates: list[str] = field(default_factory=list)  # "run: case batch …" keys that occur more than once
+    failed: list[str] = field(default_factory=list)  # CURRENT's failed rows that no "failed" finding covers
 
     @property
     def regressions(self) -> list[Finding]:
@@ -384,6 +418,9 @@ def compare_runs(
     comp = Comparison(label, cur.label, cfg)
     brows = {_key(r): r for r in base.df.to_dict("records")}
     crows = {_key(r): r for r in cur.df.to_dict("records")}
+    for ref in (base, cur):  # a failed row followed by an ok copy of the same key: the last would win, unseen
+        counts = Counter(_key(r) for r in ref.df.to_dict("records"))
+        comp.duplicates += [f"{ref.label}: {' '.join(k)}" for k, n in sorted(counts.items()) if n > 1]
     hrows = [(h, {_key(r): r for r in h.df.to_dict("records")}) for h in history]
     for k, c in crows.items():
         b = brows.get(k)
@@ -402,6 +439,12 @@ def compare_runs(
         pairs = [(rows[k], c) for k, c in crows.items() if k in rows]
         notes.append(thread_note(f"history run {h.label}", cur.label, pairs, "its rounds are left out of the baseline"))
     comp.notes = [n for n in notes if n]
+    flagged = {(f.case_id, str(f.batch_size)) for f in comp.findings if f.verdict == "failed"}
+    comp.failed = [
+        f"{r.get('case_id')} batch {r.get('batch_size')}"
+        for r in cur.df.to_dict("records")
+        if r.get("status") != "ok" and (r.get("case_id"), str(r.get("batch_size"))) not in flagged
+    ]
     for k in brows.keys() - crows.keys():
         b = brows[k]
         comp.findings.append(
@@ -421,12 +464,17 @@ def compare_runs(
 
 
 # -- loading ----------------------------------------------------------------------------------------
-def gate(comp: Comparison, base: RunRef, cur: RunRef, allow_missing: bool = False) -> tuple[int, str]:
-    """(exit code, one-line reason) of a comparison used as a CI gate.
+def gate(
+    comp: Comparison, base: RunRef, cur: RunRef, allow_missing: bool = False, allow_untested: bool = False
+) -> tuple[int, str]:
+    """(exit code, one-line reason) of a comparison used as a CI gate. It fails closed: what it could not judge is
+    not a pass.
 
     1 when nothing was comparable (garbage, header-only, another suite: no baseline row has a tested match),
-    when CURRENT lost baseline rows (unless `allow_missing`), or when a regression is flagged; 2 when rows measured
-    with different thread counts left no latency row to test (the runs cannot be compared as given); else 0.
+    when CURRENT lost baseline rows (unless `allow_missing`), when a regression is flagged, and, unless
+    `allow_untested`, when a row key occurs twice in a run, CURRENT has a failed row, or a metric could not be
+    tested (no samples/: a 10x slowdown passed as "untested"); 2 when rows measured with different thread counts
+    left no latency row to test (the runs cannot be compared as given); else 0.
     """
     tested = [f for f in comp.findings if f.verdict not in ("missing", "untested", "threads-differ")]
     missing = [f for f in comp.findings if f.verdict == "missing"]
@@ -445,6 +493,19 @@ def gate(comp: Comparison, base: RunRef, cur: RunRef, allow_missing: bool = Fals
         )
     if comp.regressions:
         return 1, f"{len(comp.regressions)} regression(s) flagged"
+    untested = [f for f in comp.findings if f.verdict == "untested"]
+    if not allow_untested and (comp.duplicates or comp.failed or untested):
+        if comp.duplicates:
+            what = f"{len(comp.duplicates)} row key(s) occur twice (first: {comp.duplicates[0]})"
+        elif comp.failed:
+            what = f"CURRENT has {len(comp.failed)} failed row(s) (first: {comp.failed[0]})"
+        else:
+            f = untested[0]
+            what = (
+                f"{len(untested)} finding(s) could not be tested (first: {f.case_id} batch {f.batch_size} "
+                f"{f.metric}: {f.test})"
+            )
+        return 1, f"{what}; pass --allow-untested to accept what could not be judged"
     if differ and not any(f.metric == "latency_ms_p50" for f in tested):
         return 2, "not comparable: " + (comp.notes[0] if comp.notes else "measured with different thread counts")
     if differ:

@@ -1,0 +1,120 @@
+"""The gate, fed hostile or careless runs (issue 25, items 2, 4, 5, 6): it fails closed. What it cannot judge is
+an exit 1 with the reason (unless --allow-untested), a samples_file that leaves its run directory or names a
+special file is one line and exit 2, and every floor is finite and in range wherever it comes from."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import pandas as pd
+import pytest
+from test_regression import _gate_main, add_rounds
+from test_report import make_run_dir
+
+from ticketbench.bench.cli import main
+
+pytest.importorskip("scipy")
+
+
+@pytest.fixture
+def pair(tmp_path):
+    base = add_rounds(make_run_dir(tmp_path / "b", "B", seed=1), 1)
+    cur = add_rounds(make_run_dir(tmp_path / "c", "C", seed=2), 2)
+    return base, cur
+
+
+def _set(run, column, fn):
+    df = pd.read_csv(run / "results.csv")
+    df[column] = fn(df)
+    df.to_csv(run / "results.csv", index=False)
+
+
+def test_a_ten_fold_slowdown_without_samples_is_not_a_pass(tmp_path, capsys, pair):
+    """CURRENT without samples/: latency was 'untested', accuracy 'ok', exit 0 on a 10x slowdown."""
+    base, cur = pair
+    _set(cur, "latency_ms_p50", lambda df: df["latency_ms_p50"] * 10)
+    shutil.rmtree(cur / "samples")
+    code, reason = _gate_main(tmp_path, capsys, base, cur)
+    assert code == 1 and "could not be tested" in reason and "--allow-untested" in reason
+    assert _gate_main(tmp_path, capsys, base, cur, "--allow-untested")[0] == 0  # accepted only when asked
+
+
+def test_duplicate_row_keys_cannot_hide_a_failed_row(tmp_path, capsys, pair):
+    """Failed rows followed by ok copies of the same key: the last one won, exit 0."""
+    base, cur = pair
+    df = pd.read_csv(cur / "results.csv")
+    failed = df[df["case_id"] == "c-mag80"].assign(status="failed", error="RuntimeError: boom")
+    pd.concat([failed, df]).to_csv(cur / "results.csv", index=False)
+    code, reason = _gate_main(tmp_path, capsys, base, cur)
+    assert code == 1 and "occur twice" in reason and "c-mag80" in reason
+
+
+def test_a_failed_row_anywhere_fails_the_gate(tmp_path, capsys, pair):
+    """A case that failed in both runs was not a regression, so nothing failed the gate."""
+    base, cur = pair
+    for run in (base, cur):
+        _set(run, "status", lambda df: df["status"].where(df["case_id"] != "c-mag80", "failed"))
+    code, reason = _gate_main(tmp_path, capsys, base, cur)
+    assert code == 1 and "failed row(s)" in reason and "c-mag80" in reason
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_samples_files_that_leave_the_run_or_name_a_device_end_in_one_line(tmp_path, capsys, pair):
+    """/dev/zero made compare read without end (4.6 GB after 25 s); an absolute path tested another run's samples."""
+    base, cur = pair
+    for target in ("/dev/zero", str(base / "samples" / "c-mag80-b1-latency.csv"), "../b/samples/c-eb50-b1-latency.csv"):
+        _set(cur, "samples_file", lambda df, t=target: df["samples_file"].where(df["case_id"] != "c-mag80", t))
+        t0 = time.monotonic()
+        code = main(["compare", str(base), str(cur), "--md", str(tmp_path / "g.md")])
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert code == 2 and len(err) == 1 and "samples_file" in err[0], err
+        assert time.monotonic() - t0 < 120
+    (cur / "samples" / "c-mag80-b1-rounds.csv").unlink()
+    os.mkfifo(cur / "samples" / "c-mag80-b1-rounds.csv")  # a FIFO nobody writes: open() would block
+    _set(
+        cur,
+        "samples_file",
+        lambda df: df["samples_file"].where(df["case_id"] != "c-mag80", "samples/c-mag80-b1-latency.csv"),
+    )
+    code = main(["compare", str(base), str(cur), "--md", str(tmp_path / "g.md")])
+    assert code == 2 and "not a regular file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [("--accuracy-points", "nan"), ("--accuracy-points", "1e9"), ("--energy-threshold", "nan"),
+     ("--threshold", "inf"), ("--alpha", "1"), ("--time-threshold", "-0.1")],
+)  # fmt: skip
+def test_compare_floors_must_be_finite_and_in_range(tmp_path, capsys, pair, flag, value):
+    """`--accuracy-points nan` or `1e9`, `--energy-threshold nan` turned a regression into exit 0."""
+    base, cur = pair
+    code = main(["compare", str(base), str(cur), flag, value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and flag in err[0] and "expected a finite number" in err[0]
+
+
+@pytest.mark.parametrize(
+    "compare, word",
+    [({"accuracy_floor_points": "nan"}, "expected a number"), ({"accuracy_floor_points": float("nan")}, "finite"),
+     ({"gate_times": "false"}, "true or false"), ({"history_runs": -3}, "history_runs"),
+     ({"latency_floor": 1e9}, "latency_floor"), ({"bogus": 1}, "unknown setting")],
+)  # fmt: skip
+def test_a_farm_job_file_cannot_talk_the_gate_into_passing(tmp_path, compare, word):
+    """job.json "accuracy_floor_points": "nan" made the night ok (and the next baseline); "gate_times": "false"
+    read as True; history_runs -3 was accepted."""
+    from ticketbench.bench.farm import read_job_file
+    from ticketbench.files import InputError
+
+    run = tmp_path / "job"
+    run.mkdir()
+    meta = {"device": "a", "suite": "quick", "night": "n1", "compare": compare}
+    (run / "job.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=word):
+        read_job_file(run, None)
+    meta["compare"] = {"accuracy_floor_points": 2.0, "gate_times": True, "history_runs": 3}
+    (run / "job.json").write_text(json.dumps(meta))
+    job = read_job_file(run, None)
+    assert job.compare.accuracy_floor_points == 2.0 and job.compare.gate_times is True and job.compare.history_runs == 3
