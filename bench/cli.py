@@ -17,7 +17,15 @@ from typing import Any
 
 from ticketbench import threads as thread_policy
 from ticketbench.devices.transport import HostError, validate_host
-from ticketbench.files import Busy, InputError, exclusive_lock, one_line, safe_component
+from ticketbench.files import (
+    Busy,
+    InputError,
+    OutputError,
+    check_replaceable,
+    exclusive_lock,
+    one_line,
+    safe_component,
+)
 
 log = logging.getLogger("ticketbench.bench")
 
@@ -50,7 +58,12 @@ def _check_output(flag: str, target: str | None, inputs: list[Path], run_dirs: l
     out = Path(target)
     if out.is_dir():
         raise UsageError(f"{flag} {target}: is a directory, expected a file path")
+    try:
+        check_replaceable(out)  # a device, FIFO or socket (or a link to one) is never replaced by a file
+    except OutputError as exc:
+        raise UsageError(f"{flag} {exc}") from None
     real = out.resolve()
+    run_dirs = [*run_dirs, *_enclosing_run_dirs(real.parent)]
     if any(real == Path(f).resolve() for f in inputs):
         raise UsageError(f"{flag} {target}: is an input of this command; refusing to overwrite it")
     for d in (Path(d).resolve() for d in run_dirs):
@@ -60,6 +73,12 @@ def _check_output(flag: str, target: str | None, inputs: list[Path], run_dirs: l
                 f"({', '.join(RUN_FILES)}, {'/, '.join(RUN_FOLDERS)}/); choose another path"
             )
     return out
+
+
+def _enclosing_run_dirs(path: Path) -> list[Path]:
+    """The run directories `path` lies in (a folder holding run.json or results.csv, itself or above): an output
+    named inside one must not replace its files, whatever command writes it (export --out RUN/results.csv)."""
+    return [d for d in (path, *path.parents) if (d / "run.json").is_file() or (d / "results.csv").is_file()]
 
 
 def _distinct_outputs(*pairs: tuple[str, Path | None]) -> None:
@@ -408,6 +427,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / "tickets" / f"{safe}-import-{fmt}-{ticket.config.key()[:6]}")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
+    for written in ("ticket.pt", "artifacts.json"):  # what save() writes must not be what we read
+        _check_output("--out", str(out / written), [ckpt, *([Path(args.mask)] if args.mask else [])], [])
     path = ticket.save(out)
     print(
         json.dumps(

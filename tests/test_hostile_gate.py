@@ -118,3 +118,35 @@ def test_a_farm_job_file_cannot_talk_the_gate_into_passing(tmp_path, compare, wo
     (run / "job.json").write_text(json.dumps(meta))
     job = read_job_file(run, None)
     assert job.compare.accuracy_floor_points == 2.0 and job.compare.gate_times is True and job.compare.history_runs == 3
+
+
+def test_export_and_import_never_overwrite_a_runs_files_or_their_own_input(tmp_path, capsys):
+    """`bench export RUN/tickets/CASE --out RUN/results.csv` replaced the run's results with ONNX bytes (no run
+    directory was passed to the output check); `bench import --checkpoint D/ticket.pt --out D` replaced its input."""
+    from test_hostile_input import assert_usage_error, make_ticket, snapshot
+
+    run = make_run_dir(tmp_path / "run", "R")
+    case = make_ticket(run / "tickets" / "c-mag50")
+    before = snapshot(run)
+    assert_usage_error(capsys, ["export", str(case), "--out", str(run / "results.csv")], "own files")
+    assert_usage_error(capsys, ["export", str(case), "--out", str(run / "run.json")], "own files")
+    assert snapshot(run) == before
+    home = make_ticket(tmp_path / "d")
+    before = snapshot(home)
+    args = ["import", "--model", "small_cnn", "--checkpoint", str(home / "ticket.pt"), "--out", str(home)]
+    assert_usage_error(capsys, args, "is an input")
+    assert snapshot(home) == before
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="needs /dev/null")
+def test_report_and_compare_outputs_refuse_special_files(tmp_path, capsys, pair):
+    """A --csv linked to /proc/self/fd/1 (here /dev/null) or a FIFO --md was replaced by a regular file."""
+    from test_hostile_input import assert_usage_error
+
+    base, cur = pair
+    link, fifo = tmp_path / "out.csv", tmp_path / "out.md"
+    link.symlink_to("/dev/null")
+    os.mkfifo(fifo)
+    assert_usage_error(capsys, ["report", str(base), "--csv", str(link)], "not a regular file")
+    assert_usage_error(capsys, ["compare", str(base), str(cur), "--md", str(fifo)], "not a regular file")
+    assert link.is_symlink() and not fifo.is_file()
