@@ -115,6 +115,9 @@ def _content_hash(run_dir: Path) -> str:
     return h.hexdigest()
 
 
+CONNECT_TIMEOUT_S = 10  # PostgreSQL: give up connecting after this long (libpq connect_timeout, whole handshake)
+
+
 class ResultsStore:
     """Runs, their results rows, farm devices and nightly outcomes in one SQL database."""
 
@@ -132,6 +135,9 @@ class ResultsStore:
             except OSError as exc:
                 raise StoreError(f"cannot create the folder of results database {self.url}: {exc.strerror}") from exc
             kwargs["connect_args"] = {"timeout": 60}  # farm workers write concurrently; wait for the lock
+        elif self.url.startswith("postgresql"):
+            # a server that accepts and never answers hung compare, run and the farm forever (its retry never began)
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
         try:
             self.engine = sa.create_engine(self.url, **kwargs)
         except Exception as exc:  # unknown dialect or missing driver

@@ -150,3 +150,40 @@ def test_report_and_compare_outputs_refuse_special_files(tmp_path, capsys, pair)
     assert_usage_error(capsys, ["report", str(base), "--csv", str(link)], "not a regular file")
     assert_usage_error(capsys, ["compare", str(base), str(cur), "--md", str(fifo)], "not a regular file")
     assert link.is_symlink() and not fifo.is_file()
+
+
+def test_a_database_that_accepts_and_never_answers_is_an_error_not_a_hang(monkeypatch):
+    """No connect timeout: a listener that accepted and never answered hung compare, run and the farm forever."""
+    import socket
+    import threading
+
+    pytest.importorskip("psycopg")
+    from ticketbench.bench import store
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_say_nothing():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    threading.Thread(target=accept_and_say_nothing, daemon=True).start()
+    monkeypatch.setattr(store, "CONNECT_TIMEOUT_S", 2)
+    port = server.getsockname()[1]
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(store.StoreError, match="cannot use results database"):
+            store.ResultsStore(f"postgresql+psycopg://u@127.0.0.1:{port}/db")
+    finally:
+        stop.set()
+        for s in held:
+            s.close()
+        server.close()
+    assert time.monotonic() - t0 < 60  # ends; (2 s per address libpq tries)
