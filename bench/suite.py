@@ -151,7 +151,8 @@ def _sparsities(value: Any, where: str) -> list[float]:
 
 
 def _measure(mdoc: Any, source: str) -> MeasureConfig:
-    """[measure], checked: batch sizes whole numbers ≥ 1, iterations ≥ 1, seconds ≥ 0, a known precision."""
+    """[measure], checked: batch sizes whole numbers ≥ 1, iterations ≥ 1, rounds in [1, 1000], seconds ≥ 0, a known
+    precision."""
     if not isinstance(mdoc, dict):
         raise SuiteError(f"{source}: [measure] must be a table")
     mfields = {f.name for f in fields(MeasureConfig)}
@@ -167,6 +168,7 @@ def _measure(mdoc: Any, source: str) -> MeasureConfig:
     checks = {
         "min_iterations": (lambda v: _is_int(v) and v >= 1, "a whole number ≥ 1"),
         "warmup_iterations": (lambda v: _is_int(v) and v >= 0, "a whole number ≥ 0"),
+        "rounds": (lambda v: _is_int(v) and 1 <= v <= 1000, "a whole number in [1, 1000]"),  # as `measure --rounds`
         "min_seconds": (lambda v: _is_num(v) and v >= 0, "a number ≥ 0"),
         "idle_seconds": (lambda v: _is_num(v) and v >= 0, "a number ≥ 0"),
         "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
