@@ -14,6 +14,7 @@ and reported; it never stops the others. A multi-machine farm needs a shared dat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -591,7 +592,8 @@ def nightly(
                         store.record_night(night, d.name, suite, "down", message=why)
                         outcomes.append(Outcome(d.name, suite, night, "down", message=why))
                         continue
-                    job = Job(d, suite, night, night_dir / d.name / _slug(suite), inv.db, inv.compare)
+                    out_dir = night_dir / d.name / suite_dir_name(suite, d.suites)
+                    job = Job(d, suite, night, out_dir, inv.db, inv.compare)
                     fut = client.submit(device_night, job, run_fn, resources={d.resource: 1}, pure=False)
                     futures[fut] = job
             for fut in as_completed(list(futures)):
@@ -627,6 +629,16 @@ def _connect(address: str):
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(text).stem if text.endswith(".toml") else text)
+
+
+def suite_dir_name(suite: str, all_suites: list[str]) -> str:
+    """The run directory name of one of a device's suites: its file stem, plus a digest of the whole spec when
+    another of the device's suites has the same stem (a/quick.toml and b/quick.toml shared one run directory:
+    the second job found the first's run and job.json named the wrong suite)."""
+    slug = _slug(suite)
+    if sum(_slug(s) == slug for s in all_suites) > 1:
+        slug += "-" + hashlib.sha256(suite.encode()).hexdigest()[:8]
+    return slug
 
 
 def write_night_summary(report: NightReport, store, directory: Path) -> None:

@@ -263,3 +263,19 @@ def test_a_night_at_another_thread_count_starts_a_new_baseline_instead_of_regres
     assert "different thread counts (1 vs 2 thread(s)" in out.message and "new baseline" in out.message
     (n3,) = nightly(inv, "n3", fake, client).outcomes  # back on 1 thread: the count changed again, named again
     assert n3.baseline_run_id == "x-n2-quick" and n3.status == "ok" and "new baseline" in n3.message
+
+
+def test_two_suites_of_one_file_name_get_their_own_run_directories(tmp_path, client):
+    """a/quick.toml and b/quick.toml shared one run directory: the second job was recorded down and job.json named
+    the wrong suite."""
+    from ticketbench.bench.farm import suite_dir_name
+
+    suites = ["a/quick.toml", "b/quick.toml"]
+    names = {suite_dir_name(s, suites) for s in suites}
+    assert len(names) == 2 and all(n.startswith("quick-") for n in names)
+    assert suite_dir_name("quick", ["quick", "s2"]) == "quick"  # no clash: the name stays as it was
+    inv = inventory(tmp_path, ["x"], suites=suites)
+    report = nightly(inv, "n1", FakeRun(), client)
+    assert [o.status for o in report.outcomes] == ["ok", "ok"]
+    jobs = sorted((inv.out / "n1" / "x").glob("*/job.json"))
+    assert sorted(json.loads(j.read_text())["suite"] for j in jobs) == suites
