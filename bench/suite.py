@@ -24,6 +24,7 @@ else:  # pragma: no cover
 import torch
 
 from ticketbench.files import InputError, read_text, safe_component
+from ticketbench.models.data import DataError, check_data_options
 from ticketbench.models.tickets import OptionsError, TicketConfig, load_ticket, method_options
 
 
@@ -138,6 +139,14 @@ def _check_case(merged: dict[str, Any], where: str) -> None:
     for key, (ok, what) in checks.items():
         if key in merged and not ok(merged[key]):
             raise SuiteError(f"{where}: {key} must be {what}, got {_short(merged[key])}")
+    _check_data_options(merged["dataset"], merged.get("data_options", {}), where)
+
+
+def _check_data_options(dataset: str, options: dict[str, Any], where: str) -> None:
+    try:
+        check_data_options(dataset, options)
+    except DataError as exc:  # an unknown key or a value out of range: names the key and what it may be
+        raise SuiteError(f"{where}: {exc}") from None
 
 
 def _sparsities(value: Any, where: str) -> list[float]:
@@ -258,6 +267,7 @@ def ticket_case(entry: dict[str, Any], source: str, i: int) -> Case:
     if not isinstance(data_options, dict):
         raise SuiteError(f"{source}: case {i}: data_options must be a table, got {_short(data_options)}")
     data_options = dict(data_options)
+    _check_data_options(dataset, data_options, f"{source}: case {i}")
     if dataset == "synthetic" and not data_options:  # shaped for the ticket: it measures, accuracy is chance
         shape = tuple(ticket.provenance.get("input_shape") or ())
         if len(shape) != 3:

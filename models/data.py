@@ -6,9 +6,11 @@ data sets (CIFAR) are read from a folder the user gives with `--data-root`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,11 +45,93 @@ class DataError(ValueError):
 
 
 def load_dataset(name: str, data_root: str | Path | None = None, **kw) -> DataBundle:
+    check_data_options(name, kw)  # a typo is an error here too, never a silently ignored keyword (`**_` below)
     return DATASETS.get(name)(data_root=data_root, **kw)
 
 
 def dataset_names() -> list[str]:
     return DATASETS.names()
+
+
+# -- data_options, typed per data set -------------------------------------------------------------
+# A suite's `data_options = {...}` reaches the factories below as keywords, which accept and ignore any others
+# (`**_`); each data set declares what it takes here, so a typo or an absurd value is one line when the suite
+# loads (`check_data_options`), not a default silently used or a failure after training.
+Check = tuple[Callable[[Any], bool], str]  # (valid?, what the value must be)
+MAX_SIDE = 4096  # per input dimension (channels or pixels) a file may ask for
+MAX_EXAMPLE_VALUES = 2**26  # values per example (256 MB of float32); measure and export feed no more
+SYNTHETIC_MAX_VALUES = 2**28  # values of a whole synthetic data set (1 GiB of float32), train and test together
+
+
+def _whole(lo: int, hi: int) -> Check:
+    return (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+    ), f"a whole number in [{lo}, {hi}]"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def input_shape_problem(shape: Any, dims: tuple[int, ...] = (1, 2, 3)) -> str | None:
+    """Why `shape` (read from a file: a ticket's provenance, data_options) is no input shape, or None: it must be
+    `dims`-many whole sizes in [1, MAX_SIDE] with at most MAX_EXAMPLE_VALUES values per example."""
+    ok = isinstance(shape, list | tuple) and len(shape) in dims
+    if not (ok and all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_SIDE for d in shape)):
+        count = "C, H, W:" if dims == (3,) else f"{min(dims)}-{max(dims)}"
+        return f"must be {count} whole sizes in [1, {MAX_SIDE}], got {_short(shape)}"
+    if math.prod(shape) > MAX_EXAMPLE_VALUES:
+        return f"{list(shape)} is over {MAX_EXAMPLE_VALUES} values per example"
+    return None
+
+
+_SEED: Check = (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63, "a whole number ≥ 0")
+_SUBSET = _whole(1, 10**9)
+_FLAG: Check = (lambda v: isinstance(v, bool), "true or false")
+DATA_OPTIONS: dict[str, dict[str, Check]] = {
+    "digits": {"seed": _SEED, "size": _whole(8, 256)},
+    "synthetic": {
+        "input_shape": (lambda v: input_shape_problem(v, (3,)) is None, f"C, H, W: whole sizes in [1, {MAX_SIDE}]"),
+        "num_classes": _whole(1, 100_000),
+        "n_train": _whole(0, 10**7),  # 0: an empty training split (int8 calibration then says so)
+        "n_test": _whole(1, 10**7),  # accuracy needs a test example
+        "seed": _SEED,
+    },
+    "cifar10": {"subset": _SUBSET, "test_subset": _SUBSET, "augment": _FLAG, "seed": _SEED},
+    "cifar100": {"subset": _SUBSET, "test_subset": _SUBSET, "augment": _FLAG, "seed": _SEED},
+    "imagefolder": {
+        "size": _whole(1, MAX_SIDE),
+        "resize": _whole(1, MAX_SIDE),
+        "subset": _SUBSET,
+        "test_subset": _SUBSET,
+        "augment": _FLAG,
+        "seed": _SEED,
+    },
+}
+
+
+def check_data_options(name: str, options: Any) -> None:
+    """`options` as data set `name` takes them, else DataError naming the key and what it may be."""
+    if not isinstance(options, dict):
+        raise DataError(f"data_options must be a table, got {_short(options)}")
+    known = DATA_OPTIONS.get(name, {})
+    for key, value in options.items():
+        if key not in known:
+            valid = ", ".join(f"{k} ({what})" for k, (_, what) in known.items()) or "none"
+            raise DataError(f"{name} has no data option {_short(key)} (valid: {valid})")
+        ok, what = known[key]
+        if not ok(value):
+            why = input_shape_problem(value, (3,)) if key == "input_shape" else None
+            raise DataError(f"{name} data_options {key} {why or f'must be {what}, got {_short(value)}'}")
+    if name == "synthetic":  # generated in memory: the whole set must fit
+        shape = options.get("input_shape", (3, 32, 32))
+        n = options.get("n_train", 512) + options.get("n_test", 256)
+        if n * math.prod(shape) > SYNTHETIC_MAX_VALUES:
+            raise DataError(
+                f"synthetic data of input_shape {list(shape)} × {n} examples (n_train + n_test) is over "
+                f"{SYNTHETIC_MAX_VALUES} values; lower them"
+            )
 
 
 @DATASETS.register("digits")
@@ -56,8 +140,6 @@ def digits(data_root: str | Path | None = None, seed: int = 0, size: int = 8, **
 
     `size` > 8 upsamples bilinearly (e.g. 32 for CIFAR-sized models): the embedded data stays real, and a
     model large enough that its latency is compute, not call overhead, can still be trained in seconds."""
-    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 256:
-        raise ValueError(f"digits size must be an integer from 8 to 256 (got {size!r})")
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

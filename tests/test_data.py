@@ -105,5 +105,5 @@ def test_digits_upsampled_keep_labels_and_content():
 
 @pytest.mark.parametrize("size", [4, 7.5, "32", True, 1000])
 def test_digits_size_is_validated(size):
-    with pytest.raises(ValueError, match="digits size"):
+    with pytest.raises(ValueError, match=r"digits data_options size must be a whole number in \[8, 256\]"):
         load_dataset("digits", size=size)
