@@ -149,6 +149,13 @@ class Runner:
     def run(self) -> list[dict[str, Any]]:
         existing = self.rundir.read_json() if self.opts.resume else {}
         run_id = existing.get("run_id") or new_run_id()
+        here = str(self.rundir.root.resolve())
+        made_in = existing.get("run_dir")
+        if isinstance(made_in, str) and made_in != here and (Path(made_in) / "run.json").is_file():
+            # a copy of a run that still exists where it was made: resuming it makes another run, under its own
+            # id, so storing it never rewrites the original's record (its run_dir, its rows)
+            log.info("resuming a copy of %s: new run id", made_in)
+            run_id = new_run_id()
         done = self.rundir.finished_cases() if self.opts.resume else set()
         old = self.rundir.read_results() if self.opts.resume else None
         rows: list[dict[str, Any]] = (
@@ -157,9 +164,12 @@ class Runner:
             if old is not None
             else []
         )
+        for r in rows:  # the kept rows belong to this run (a resumed copy has a new id)
+            r["run_id"] = run_id
         self.identity = self.device.identity()
         meta = {
             "run_id": run_id,
+            "run_dir": here,  # where this run was made: a copy resumed elsewhere becomes a run of its own
             "start_time": existing.get("start_time") or datetime.now(timezone.utc).isoformat(),
             "end_time": None,
             "git_sha": git_sha(),
@@ -185,6 +195,8 @@ class Runner:
         todo = [c for c in self.suite.cases if c.case_id not in done]
         if done:
             log.info("resuming: %d finished case(s) kept, %d to run", len(done), len(todo))
+            if run_id != existing.get("run_id"):  # a resumed copy: its kept rows now carry its own id
+                self.rundir.write_results(rows)
         try:
             self._bar = tqdm(todo, desc="cases", unit="case", disable=not self.opts.show_progress, leave=True)
             for case in self._bar:

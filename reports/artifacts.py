@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ticketbench.files import InputError, read_json_object, safe_component
+from ticketbench.files import InputError, confined, read_json_object, safe_component
 
 log = logging.getLogger("ticketbench.reports.artifacts")
 
@@ -40,12 +40,13 @@ class TicketArtifacts:
     score_hist: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)  # layer → (counts, edges)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in `path`; None when absent, or malformed (not JSON, not an object: logged)."""
+def _read_json(root: Path, path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`; None when absent, or malformed (not JSON, not an object: logged), or when it
+    leads out of the run directory `root` (a cost.json linked to a file elsewhere is not rendered: logged)."""
     if not path.exists():
         return None
     try:
-        return read_json_object(path)
+        return read_json_object(confined(root, str(path.relative_to(root)), "report input"))
     except InputError as exc:
         log.warning("%s; left out of the report", exc)
         return None
@@ -139,9 +140,10 @@ def load_ticket_artifacts(run_dir: Path, case_id: str, run_id: str = "") -> Tick
     """One case's artifacts; every malformed part (file or value) is left out with a warning, never raised."""
     tdir = Path(run_dir) / "tickets" / safe_component(case_id, "case id")
     out = TicketArtifacts(case_id=case_id, run_id=run_id)
-    cost = _read_json(tdir / "cost.json") or {}
+    cost = _read_json(Path(run_dir), tdir / "cost.json") or {}
     out.layers = _part(tdir / "cost.json", "layers", lambda: _layers(cost), [])
-    art = _read_json(tdir / "artifacts.json") or {}  # ticket.pt is never read here: reports stay torch-free
+    # ticket.pt is never read here: reports stay torch-free
+    art = _read_json(Path(run_dir), tdir / "artifacts.json") or {}
     where = tdir / "artifacts.json"
     dist = _first(art, "mask_distance_matrix", "eb_mask_distances")
     out.eb_mask_distances = _part(where, "mask distances", lambda: _matrices(dist), {})

@@ -187,3 +187,24 @@ def test_a_database_that_accepts_and_never_answers_is_an_error_not_a_hang(monkey
             s.close()
         server.close()
     assert time.monotonic() - t0 < 60  # ends; (2 s per address libpq tries)
+
+
+def test_the_report_does_not_follow_links_out_of_the_run_directory(tmp_path, caplog):
+    """A cost.json linked to a JSON file elsewhere was read and rendered into the report."""
+    from ticketbench.reports.artifacts import load_ticket_artifacts
+
+    run = make_run_dir(tmp_path / "run", "R")
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"ticket": {"layers": [{"name": "SECRET", "kind": "conv", "kernels": 9,
+                                                           "zero_kernels": 3}]}}))  # fmt: skip
+    tdir = run / "tickets" / "c-mag80"
+    tdir.mkdir(parents=True, exist_ok=True)
+    (tdir / "cost.json").unlink(missing_ok=True)
+    (tdir / "cost.json").symlink_to(outside)
+    arts = load_ticket_artifacts(run, "c-mag80")
+    assert arts.layers == [] and "leads out of" in caplog.text
+    inside = tdir / "real.json"
+    inside.write_text(outside.read_text())
+    (tdir / "cost.json").unlink()
+    (tdir / "cost.json").symlink_to(inside)  # a link that stays inside the run is fine
+    assert [layer["name"] for layer in load_ticket_artifacts(run, "c-mag80").layers] == ["SECRET"]

@@ -357,3 +357,28 @@ def test_rows_record_the_threads_and_settings_they_ran_with():
     assert cols["threads"] == 3 and "session_config session.force_spinning_stop=1" in cols["runtime_settings"]
     board = {"device": "jetson", "host": "nvidia@tx2", "nvpmodel": "MAXN", "jetson_clocks": True}
     assert runtime_columns(board) == {"threads": None, "runtime_settings": "nvpmodel MAXN; jetson_clocks True"}
+
+
+def test_resuming_a_copied_run_makes_a_run_of_its_own(tiny_run, monkeypatch, tmp_path):
+    """A copy of a run directory, resumed elsewhere, kept the original's run id: storing it rewrote the original's
+    run_dir (and rows) in the results database."""
+    import shutil
+
+    from ticketbench.bench.store import ResultsStore
+
+    _, out, suite = tiny_run
+    db = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    store = ResultsStore(db)
+    original = store.ingest(out).run_id
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    monkeypatch.setattr(runner_mod.Runner, "run_case", lambda self, case, rid: [])
+    assert main(["run", "--suite", str(suite), "--out", str(copy), "--resume", "--db", db, "-q"]) == 0
+    meta = json.loads((copy / "run.json").read_text())
+    assert meta["run_id"] != original and meta["run_dir"] == str(copy.resolve())
+    assert set(pd.read_csv(copy / "results.csv")["run_id"]) == {meta["run_id"]}
+    runs = store.runs().set_index("run_id")
+    assert runs.loc[original, "run_dir"] == str(out) or Path(runs.loc[original, "run_dir"]).resolve() == out.resolve()
+    assert meta["run_id"] in runs.index
+    assert json.loads((out / "run.json").read_text())["run_id"] == original  # the original is untouched
+    store.close()
