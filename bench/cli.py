@@ -18,6 +18,7 @@ from typing import Any
 from ticketbench import threads as thread_policy
 from ticketbench.devices.transport import HostError, validate_host
 from ticketbench.files import (
+    DISK_FULL,
     Busy,
     InputError,
     OutputError,
@@ -227,6 +228,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         thread_policy.announce()
         try:
             rows = runner.run()
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            print(
+                f"error: {exc.strerror} ({exc.filename or out}): the run stopped; finished cases are kept in {out}; "
+                f"free space, then `python -m bench run --resume --out {out}`",
+                file=sys.stderr,
+            )
+            return 1
         except KeyboardInterrupt:
             print(
                 f"\ninterrupted: finished cases are kept in {out}; continue with "

@@ -41,7 +41,7 @@ from ticketbench.devices.measure import (
     run_eval_epoch,
 )
 from ticketbench.devices.power import PowerSampler, Window
-from ticketbench.files import atomic_write_text
+from ticketbench.files import DISK_FULL, atomic_write_text
 from ticketbench.models.compact import CompactionConfig, compact
 from ticketbench.models.cost import ModelCost, analyze
 from ticketbench.models.data import DataBundle, load_dataset
@@ -241,6 +241,11 @@ class Runner:
         }
         try:
             return self._measure_case(case, base)
+        except OSError as exc:
+            if exc.errno in DISK_FULL:  # every later case would fail the same way: stop, keep what is written
+                raise
+            log.exception("case %s failed", case.case_id)
+            return self._failed_rows(base, self.suite.measure.precision_list(), exc)
         except Exception as exc:  # one failing case must not stop the run
             log.exception("case %s failed", case.case_id)
             return self._failed_rows(base, self.suite.measure.precision_list(), exc)

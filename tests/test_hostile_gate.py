@@ -208,3 +208,31 @@ def test_the_report_does_not_follow_links_out_of_the_run_directory(tmp_path, cap
     (tdir / "cost.json").unlink()
     (tdir / "cost.json").symlink_to(inside)  # a link that stays inside the run is fine
     assert [layer["name"] for layer in load_ticket_artifacts(run, "c-mag80").layers] == ["SECRET"]
+
+
+def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_finished_cases(tmp_path, capsys, monkeypatch):
+    """Out of disk space: every later case failed too, five tracebacks, no results.csv, a stale model.onnx.tmp."""
+    import errno
+    from pathlib import Path
+
+    from ticketbench.bench import runner as runner_mod
+
+    suite = Path(__file__).parent / "data" / "tiny_suite.toml"
+    out = tmp_path / "run"
+    real = runner_mod.export_onnx
+    calls = []
+
+    def second_export_hits_a_full_disk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(out / "tickets" / "x" / "model.onnx"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner_mod, "export_onnx", second_export_hits_a_full_disk)
+    code = main(["run", "--suite", str(suite), "--out", str(out), "-q"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 1 and len(calls) == 2, err
+    assert len(err) == 1 and "No space left on device" in err[0] and "--resume" in err[0] and "Traceback" not in err[0]
+    done = pd.read_csv(out / "results.csv")
+    assert len(done) >= 1 and set(done["status"]) == {"ok"}  # the first case, kept; the second never half-written
+    assert not list(out.rglob("*.tmp*"))

@@ -5,6 +5,7 @@ the files and names that come from other people and machines (../shared/DESIGN.m
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import io
 import json
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ticketbench.results import RESULTS_KEY_COLUMNS, TEXT_COLUMNS
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # no space or quota left: nothing later can be written either
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
