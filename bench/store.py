@@ -42,6 +42,7 @@ INT_COLUMNS = {
     "channels_removed",
     "latency_samples",
     "threads",
+    "params_bias_maps",
 }
 STR_COLUMNS = {"run_id", "case_id", "model", "dataset", "method", "device", "device_name", "backend", "precision",
                "power_source", "status", "error", "power_note", "samples_file"}  # fmt: skip

@@ -86,6 +86,10 @@ def test_every_column_round_trips_and_samples_stay_referenced(store, tmp_path):
     got = store.results(["R1"])
     assert list(got.columns) == COLUMNS + ["my_new_column"]
     pd.testing.assert_frame_equal(got, csv, check_dtype=False)
+    typed = pd.read_sql_table("results", store.engine)  # counts are stored as integers, not text
+    for col in ("params", "params_bias_maps", "threads"):
+        assert store.t_results.c[col].type.python_type is int, col
+    assert len(typed) == len(csv)
     run = store.run("R1")
     assert run["run_dir"] == str(d.resolve()) and run["n_failed"] == 2 and run["meta"]["suite"]["name"] == "quick"
     rel = got.loc[got["samples_file"].notna(), "samples_file"].iloc[0]
