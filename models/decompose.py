@@ -17,6 +17,7 @@ group structure (lottery-regulated grouped convs, block-diagonal tickets) do.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -216,12 +217,55 @@ def _plan(node, conv, graph, claimed, cfg) -> _Plan | None:
     return _Plan(node, kind, bins, g_in, g_out, free_in, free_out, rep)
 
 
-def _order(bins, part: int, size: int) -> torch.Tensor:
-    """Permutation putting each block's channels together, block after block; unlisted channels last."""
+def _order(bins, part: int, size: int, key: torch.Tensor | None = None) -> torch.Tensor:
+    """Permutation putting each block's channels together, block after block; unlisted channels last.
+
+    Inside a block, channels follow `key` (their blocks under the group's other convs, `_nesting_keys`), so a
+    finer conv that reads or writes the group later finds its own blocks contiguous: no Gather."""
+    if key is not None:
+        bins = [tuple(c[torch.argsort(key[c] * size + c)] if i == part else c for i, c in enumerate(b)) for b in bins]
     listed = torch.cat([b[part] for b in bins])
     rest = torch.ones(size, dtype=torch.bool)
     rest[listed] = False
     return torch.cat([listed, torch.nonzero(rest).flatten()])
+
+
+def dense_convs(gm: fx.GraphModule) -> Iterator[tuple[fx.Node, nn.Conv2d]]:
+    """The (node, module) of every ungrouped Conv2d call in a traced graph, in graph order: what can be split."""
+    for node in gm.graph.nodes:
+        if node.op != "call_module":
+            continue
+        conv = gm.get_submodule(node.target)
+        if isinstance(conv, nn.Conv2d) and conv.groups == 1:
+            yield node, conv
+
+
+def _nesting_keys(gm: fx.GraphModule, graph) -> dict[int, torch.Tensor]:
+    """Per channel group, a rank per channel that orders it by its block under every splittable conv touching
+    the group, coarsest partition first (lexicographic). The first conv to touch a group fixes its permutation;
+    when that conv has fewer blocks than a later one (a group-structured ticket with per-group class counts:
+    a stage's first conv between 4- and 8-class groups), channels ordered by index inside its blocks leave the
+    later conv's blocks scattered, which costs a Gather. Ordered by these keys, nested blocks stay contiguous."""
+    parts: dict[int, list[torch.Tensor]] = {}
+    for node, conv in dense_convs(gm):
+        nz = conv.weight.detach().flatten(2).ne(0).any(-1)
+        comps = components(nz)
+        if len(comps) < 2:
+            continue
+        for side, gid in ((0, graph.group_of.get(node)), (1, graph.group_of.get(node.all_input_nodes[0]))):
+            if gid is None or graph.groups[gid].size != nz.shape[side]:
+                continue
+            label = torch.full((nz.shape[side],), len(comps), dtype=torch.long)  # channels in no block: last
+            for k, comp in enumerate(comps):
+                label[comp[side]] = k
+            parts.setdefault(gid, []).append(label)
+    keys = {}
+    for gid, labels in parts.items():
+        key = torch.zeros_like(labels[0])
+        for label in sorted(labels, key=lambda lab: int(lab.unique().numel())):  # coarsest first
+            key = torch.unique(key * (int(label.max()) + 1) + label, return_inverse=True)[1]  # ranks stay < n
+        keys[gid] = key
+    return keys
 
 
 def _inverse(perm: torch.Tensor) -> torch.Tensor:
@@ -285,31 +329,27 @@ def decompose(gm: fx.GraphModule, config: DecomposeConfig | None = None) -> list
     graph = cg.build(gm)
     plans: list[_Plan] = []
     claimed: dict[int, torch.Tensor] = {}
-    for node in gm.graph.nodes:
-        if node.op != "call_module":
-            continue
-        conv = gm.get_submodule(node.target)
-        if not isinstance(conv, nn.Conv2d) or conv.groups != 1:
-            continue
+    keys = _nesting_keys(gm, graph)
+    for node, conv in dense_convs(gm):
         plan = _plan(node, conv, graph, claimed, cfg)
         if plan is None:
             continue
         if plan.claim_in:
             assert plan.g_in is not None  # a claimed group is a free one: it exists
-            claimed[plan.g_in] = _order(plan.bins, 1, conv.in_channels)
+            claimed[plan.g_in] = _order(plan.bins, 1, conv.in_channels, keys.get(plan.g_in))
         if plan.claim_out:
             assert plan.g_out is not None
-            claimed[plan.g_out] = _order(plan.bins, 0, conv.out_channels)
+            claimed[plan.g_out] = _order(plan.bins, 0, conv.out_channels, keys.get(plan.g_out))
         plans.append(plan)
     if not plans:
         return []
     cg.reindex(graph, claimed)
     for plan in plans:
-        conv = gm.get_submodule(cg.module_path(plan.node))
-        assert isinstance(conv, nn.Conv2d)  # plans are made for dense convs only; reindex edits them in place
-        pos_in = _inverse(claimed[plan.g_in]) if plan.g_in in claimed else torch.arange(conv.in_channels)
-        pos_out = _inverse(claimed[plan.g_out]) if plan.g_out in claimed else torch.arange(conv.out_channels)
-        new = _build(plan, conv, pos_in, pos_out)
+        dense = gm.get_submodule(cg.module_path(plan.node))
+        assert isinstance(dense, nn.Conv2d)  # plans are made for dense convs only; reindex edits them in place
+        pos_in = _inverse(claimed[plan.g_in]) if plan.g_in in claimed else torch.arange(dense.in_channels)
+        pos_out = _inverse(claimed[plan.g_out]) if plan.g_out in claimed else torch.arange(dense.out_channels)
+        new = _build(plan, dense, pos_in, pos_out)
         if isinstance(new, GroupedConv2d):
             plan.report.input_gather = new.in_index is not None
         else:

@@ -13,10 +13,12 @@ from ticketbench.bench.cli import main
 from ticketbench.models.compact import CompactionConfig, compact
 from ticketbench.models.cost import analyze
 from ticketbench.models.data import load_dataset
-from ticketbench.models.tickets import TicketConfig, find_ticket, load_ticket
+from ticketbench.models.tickets import TicketConfig, TicketContext, find_ticket, load_ticket
 from ticketbench.models.tickets.structure import (
     ConvLink,
     auto_groups,
+    classes_per_group,
+    coarse_labels,
     plan_groups,
     select_units,
     structured_masks,
@@ -79,6 +81,66 @@ def test_auto_groups_respect_budget_and_alignment():
     assert auto_groups([64, 128], keep_fraction=0.3, align=8) == 2
     assert auto_groups([12], keep_fraction=0.1, align=8) == 1
     assert auto_groups([64, 512], keep_fraction=0.05, align=8, min_width=16) == 4  # 8-wide classes of 64: too narrow
+
+
+def test_auto_groups_are_chosen_per_channel_group_and_uniform_for_the_whole_network():
+    sizes = {0: 64, 1: 128, 2: 256, 3: 512, 4: 12}
+    # 95 %: g ≤ 20, 16-wide classes at least: 64 → 4, 128 → 8, 256 → 16, 512 → 16; 12 channels cannot split
+    assert classes_per_group(sizes, "auto", 0.05, align=8, min_width=16) == {0: 4, 1: 8, 2: 16, 3: 16, 4: 1}
+    assert classes_per_group(sizes, "auto", 0.1, align=8, min_width=16) == {0: 4, 1: 8, 2: 8, 3: 8, 4: 1}
+    # uniform: the one g every group allows (12 channels allow none, so none splits)
+    assert classes_per_group(sizes, "uniform", 0.05, align=8, min_width=16) == dict.fromkeys(sizes, 1)
+    del sizes[4]
+    assert classes_per_group(sizes, "uniform", 0.05, align=8, min_width=16) == dict.fromkeys(sizes, 4)
+    assert classes_per_group({0: 64, 1: 12}, 8, 0.05) == {0: 8, 1: 1}
+    assert coarse_labels(torch.arange(8), 8, 2).tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_per_group_classes_nest_and_recover_a_hidden_nested_block_structure():
+    # channel groups A (8 ch, 2 classes) → B (16 ch, 4 classes) → C (16 ch, 4 classes); conv A→B keeps 2 blocks
+    # (B's classes merged pairwise), conv B→C 4 blocks. Importance hides exactly that structure.
+    g = torch.Generator().manual_seed(3)
+    a_cls = torch.randperm(8, generator=g) % 2
+    b_cls = torch.randperm(16, generator=g) % 4
+    c_cls = torch.randperm(16, generator=g) % 4
+    truth_ab = (b_cls[:, None] // 2) == a_cls[None, :]  # [out B, in A]
+    truth_bc = c_cls[:, None] == b_cls[None, :]  # [out C, in B]
+    importance = {
+        "ab.weight": torch.where(truth_ab, 1.0, 0.05) + 0.01 * torch.rand(16, 8, generator=g),
+        "bc.weight": torch.where(truth_bc, 1.0, 0.05) + 0.01 * torch.rand(16, 16, generator=g),
+    }
+    links = [ConvLink("ab.weight", 0, 1, macs=10**9), ConvLink("bc.weight", 1, 2, macs=10**9)]
+    # keep 1/4 and classes at least 4 wide: A (8) → 2 classes, B and C (16) → 4
+    plan = plan_groups(links, {0: 8, 1: 16, 2: 16}, importance, "auto", 0.25, align=1, min_width=4)
+    assert plan.groups == {0: 2, 1: 4, 2: 4} and plan.conv_groups == {"ab.weight": 2, "bc.weight": 4}
+    support = plan.support({"ab.weight": torch.Size([16, 8, 3, 3]), "bc.weight": torch.Size([16, 16, 3, 3])})
+    assert torch.equal(support["ab.weight"], truth_ab) and torch.equal(support["bc.weight"], truth_bc)
+
+
+@pytest.mark.parametrize(("groups", "blocks"), [("uniform", {2}), ("auto", {2, 4, 8, 16})])
+def test_resnet18_at_95_per_group_classes_turn_the_sparsity_into_fewer_macs(groups, blocks):
+    # width 0.5: stages of 32/64/128/256 channels. One g for all is capped at 2 by the 32-channel stage (16-wide
+    # classes), so most of the 95 % sparsity lands as zero kernels inside the blocks: AR above the MAC reduction
+    # that compaction can deliver. Per group, each stage splits as far as its own width allows.
+    opts = {"model_kwargs": {"width": 0.5}, "structure": "group", "groups": groups, "finetune": "none"}
+    data = load_dataset("synthetic", n_train=8, n_test=8)
+    t = find_ticket(TicketConfig("resnet18_cifar", "synthetic", "mpt", 0.95, 0, 0, options=opts), data)
+    chosen = t.provenance["conv_groups"]
+    assert set(chosen.values()) - {1} == blocks and chosen["conv1.weight"] == 1  # the stem reads the image
+    if groups == "auto":
+        assert chosen["layer1.0.conv1.weight"] == 2 and chosen["layer4.1.conv2.weight"] == 16
+        assert chosen["layer2.0.conv1.weight"] == 2  # between a 2-class and a 4-class group: min
+    x = torch.zeros(1, 3, 32, 32)
+    compacted, report = compact(t.model, x, CompactionConfig(align=8))
+    # nested classes: the first conv of a stage (fewer blocks) fixes the order, the finer convs still need no Gather
+    assert not any(d["input_gather"] or d["output_gather"] for d in report.decomposed)
+    ar = analyze(t.model, (3, 32, 32)).acceleration_rate
+    dense_macs = analyze(TicketContext().fresh_model(t.config, data), (3, 32, 32)).macs
+    mac_reduction = dense_macs / analyze(compacted, (3, 32, 32)).macs
+    if groups == "auto":
+        assert mac_reduction > 3.5 and ar == pytest.approx(mac_reduction, rel=0.02)
+    else:
+        assert mac_reduction < 2.1 and ar > 1.2 * mac_reduction
 
 
 def test_grouping_recovers_a_hidden_block_diagonal_from_importance():

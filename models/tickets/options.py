@@ -46,15 +46,17 @@ class StructureOptions(MethodOptions):
         "unstructured: single weights; kernel: whole k×k kernels pruned as units; group: lottery-regulated grouped "
         "kernels (block diagonal after permutation, rewritten as grouped/split convs)",
     )
-    groups: int | Literal["auto"] = opt(
+    groups: int | Literal["auto", "uniform"] = opt(
         "auto",
-        "structure=group: classes per channel group (an integer) or auto (from the target sparsity, the channel "
-        "alignment and the decomposition cost model)",
+        "structure=group: classes per channel group: an integer; auto: each channel group its own, the largest "
+        "power of two ≤ 1/kept fraction whose classes are aligned and at least min_group_width wide (a conv "
+        "between two groups keeps the smaller count as blocks); uniform: one such count for the whole network "
+        "(capped by its narrowest group: ResNet-18 stays at 4 blocks at 95 %)",
     )
-    align: int = opt(8, "structure=group, groups=auto: channel alignment of the target device (bench export --align)")
+    align: int = opt(8, "structure=group, groups=auto|uniform: channel alignment of the target device (export --align)")
     min_group_width: int = opt(
         16,
-        "structure=group, groups=auto: narrowest class (channels per group) auto may choose; ORT CPU measured "
+        "structure=group, groups=auto|uniform: narrowest class (channels per group) auto may choose; ORT CPU measured "
         "8-wide groups realizing about half their AR, 16-wide and wider most of it (bench_kernel_structure a)",
     )
 
