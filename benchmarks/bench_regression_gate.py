@@ -81,6 +81,22 @@ def tenant(seed: int) -> None:
         time.sleep(rng.uniform(0.5, 3.0))
 
 
+def reuse_tickets(tickets_from: Path | None = None) -> None:
+    """Train each ticket once per process and reuse it in every later run (training is seeded and deterministic),
+    or take them from an earlier run directory of the same suite (its tickets/<case>/ticket.pt)."""
+    cache: dict[str, Any] = {}
+    if tickets_from:
+        from ticketbench.models.tickets import load_ticket
+
+        for p in sorted(tickets_from.glob("tickets/*/ticket.pt")):
+            t = load_ticket(p)
+            cache[t.config.key()] = t
+    real_find = runner_mod.find_ticket
+    runner_mod.find_ticket = lambda cfg, data, ctx: (
+        cache.get(cfg.key()) or cache.setdefault(cfg.key(), real_find(cfg, data, ctx))
+    )
+
+
 def load_text() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
@@ -169,20 +185,8 @@ def main() -> None:
         t.start()
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench_gate_"))
     work.mkdir(parents=True, exist_ok=True)
-    if (
-        not args.retrain and not args.compare_only
-    ):  # seeded training gives the same tickets every run: train once, reuse
-        cache: dict[str, Any] = {}
-        if args.tickets_from:  # tickets of an earlier run of the same suite (its tickets/<case>/ticket.pt)
-            from ticketbench.models.tickets import load_ticket
-
-            for p in sorted(args.tickets_from.glob("tickets/*/ticket.pt")):
-                t = load_ticket(p)
-                cache[t.config.key()] = t
-        real_find = runner_mod.find_ticket
-        runner_mod.find_ticket = lambda cfg, data, ctx: (
-            cache.get(cfg.key()) or cache.setdefault(cfg.key(), real_find(cfg, data, ctx))
-        )
+    if not args.retrain and not args.compare_only:
+        reuse_tickets(args.tickets_from)
     cfg = CompareConfig()
     out: dict[str, Any] = {"load_start": load_text(), "suite": args.suite, "config": cfg.__dict__,
                            "tenants": args.tenant, "threads": args.threads}  # fmt: skip
