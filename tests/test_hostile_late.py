@@ -11,6 +11,7 @@ from test_hostile_fuzz import json_values
 from test_hostile_input import BASE, assert_usage_error
 
 from ticketbench.models.data import DataError, check_data_options, dataset_names
+from ticketbench.models.zoo import model_kwargs_problem
 
 
 @pytest.mark.parametrize(
@@ -23,6 +24,11 @@ from ticketbench.models.data import DataError, check_data_options, dataset_names
         ('[[cases]]\ndata_options = {size = "big"}\n', "data_options size must be a whole number in [8, 256]"),
         ('[[cases]]\ndataset = "synthetic"\ndata_options = {input_shape = [3, -1, 8]}\n', "input_shape"),
         ('[[cases]]\ndataset = "synthetic"\ndata_options = {n_test = 0}\n', "n_test"),
+        ("[[cases]]\noptions = {model_kwargs = {width = -1}}\n", "width must be a finite number > 0, got -1"),
+        ("[[cases]]\noptions = {model_kwargs = {width = 0}}\n", "width must be a finite number > 0"),
+        ("[[cases]]\noptions = {model_kwargs = {width = nan}}\n", "width must be a finite number > 0"),
+        ("[[cases]]\noptions = {model_kwargs = {width = 0.5}}\n", "small_cnn does not build with model_kwargs"),
+        ("[[cases]]\noptions = {model_kwargs = {depth = 3}}\n", "small_cnn does not build with model_kwargs"),
     ],
 )
 def test_settings_that_failed_every_case_after_training_are_refused_at_load(tmp_path, capsys, body, needle):
@@ -30,6 +36,17 @@ def test_settings_that_failed_every_case_after_training_are_refused_at_load(tmp_
     suite.write_text(BASE + body)
     assert_usage_error(capsys, ["run", "--suite", str(suite), "--out", str(out), "-q"], needle)
     assert not out.exists()
+
+
+def test_a_whole_width_for_small_cnn_and_a_multiplier_elsewhere_still_load(tmp_path):
+    from ticketbench.bench.suite import load_suite
+
+    suite = tmp_path / "s.toml"
+    suite.write_text(
+        BASE + "[[cases]]\noptions = {model_kwargs = {width = 4}}\n"
+        '[[cases]]\nmodel = "vgg11"\ndataset = "synthetic"\noptions = {model_kwargs = {width = 0.25}}\n'
+    )
+    assert len(load_suite(str(suite)).cases) == 2
 
 
 @settings(max_examples=80, deadline=None)
@@ -73,3 +90,19 @@ def test_measure_settings_load_in_range_or_not_at_all(measure):
         return
     assert isinstance(m.rounds, int) and 1 <= m.rounds <= 1000
     assert isinstance(m.min_iterations, int) and m.min_iterations >= 1 and m.warmup_iterations >= 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    model=st.sampled_from(["small_cnn", "vgg11", "resnet18_cifar", "mobilenetv1", "pkg.mod:factory", "nope"]),
+    kwargs=st.dictionaries(
+        st.sampled_from(["width", "depth", "num_classes", "in_channels", "input_size", "x"]),
+        json_values | st.floats() | st.integers(-4, 70),
+        max_size=2,
+    ),
+)
+def test_model_kwargs_give_one_line_or_none_and_never_raise(model, kwargs):
+    problem = model_kwargs_problem(model, kwargs)
+    assert problem is None or ("\n" not in problem and len(problem) < 400)
+    if problem is None and "width" in kwargs:
+        assert kwargs["width"] > 0

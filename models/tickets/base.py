@@ -22,7 +22,7 @@ from ticketbench.models.data import DataBundle
 from ticketbench.models.masks import Masks, mask_sparsity
 from ticketbench.models.tickets.options import MethodOptions, OptionsError, parse_options
 from ticketbench.models.train import TrainConfig, evaluate, train
-from ticketbench.models.zoo import create_model
+from ticketbench.models.zoo import create_model, model_kwargs_problem
 from ticketbench.registry import Registry
 
 
@@ -281,7 +281,11 @@ def method_options(cfg: TicketConfig) -> Any:
     """`cfg.options` parsed into the method's options dataclass; OptionsError (a ValueError) lists the valid ones."""
     if cfg.method not in METHOD_OPTIONS:
         raise OptionsError(f"unknown method {cfg.method!r} (known: {', '.join(METHODS.names())})")
-    return parse_options(cfg.method, METHOD_OPTIONS[cfg.method], cfg.options)
+    options = parse_options(cfg.method, METHOD_OPTIONS[cfg.method], cfg.options)
+    problem = model_kwargs_problem(cfg.model, options.model_kwargs)  # width -1: refused here, not after training
+    if problem:
+        raise OptionsError(f"{cfg.method}: option model_kwargs: {problem}")
+    return options
 
 
 def find_ticket(cfg: TicketConfig, data: DataBundle, ctx: TicketContext | None = None) -> Ticket:

@@ -8,9 +8,14 @@ ImageNet-shaped torchvision ones).
 from __future__ import annotations
 
 import importlib
+import json
+import math
 import os
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
 
+import torch
 from torch import nn
 
 from ticketbench.registry import Registry
@@ -65,6 +70,51 @@ def user_factory(ref: str) -> Callable[..., nn.Module]:
     if not callable(fn):
         raise ValueError(f"model {ref!r}: {attr} is not callable")
     return fn
+
+
+MAX_PARAMS = 2**31  # 8 GiB of float32 weights: no ticket of ours comes near; a larger build is a typo'd width
+_BUILDS: dict[str, str | None] = {}  # (name, kwargs) as JSON → why it does not build, or None: one build per setting
+
+
+def model_kwargs_problem(name: str, kwargs: Mapping[str, Any]) -> str | None:
+    """Why `create_model(name, **kwargs)` (a suite's `model_kwargs`, `bench ticket --width`) would fail or build
+    nonsense, or None. A `width` must be a finite number > 0 (the zoo clamps channel counts to ≥ 1, so -2 would
+    silently build a 1-channel model); then a zoo model is built on the meta device (no memory, milliseconds) so
+    an unknown keyword, a wrong type or a layer with no channels is found when the suite loads, not after
+    training. User code (`package.module:factory`) is not imported for this: only `width` is checked."""
+    width = kwargs.get("width")
+    if "width" in kwargs and (
+        isinstance(width, bool) or not isinstance(width, int | float) or not math.isfinite(width) or width <= 0
+    ):
+        return f"width must be a finite number > 0, got {_shown(width)}"
+    if ":" in name or name not in MODELS:
+        return None
+    key = json.dumps([name, kwargs], sort_keys=True, default=repr)
+    if key not in _BUILDS:
+        _BUILDS[key] = _build_problem(name, kwargs)
+    return _BUILDS[key]
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _build_problem(name: str, kwargs: Mapping[str, Any]) -> str | None:
+    try:
+        with warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")  # "initializing zero-element tensors is a no-op": reported below
+            model = create_model(name, **kwargs)
+    except Exception as exc:  # TypeError (unknown keyword, a float channel count), RuntimeError (negative size)
+        why = " ".join(str(exc).split())[:160] or type(exc).__name__
+        return f"{name} does not build with model_kwargs {_shown(dict(kwargs))} ({type(exc).__name__}: {why})"
+    sizes = [(n, p.numel()) for n, p in model.named_parameters()]
+    empty = [n for n, size in sizes if size == 0]
+    if empty:
+        return f"{name} with model_kwargs {_shown(dict(kwargs))} builds layers with no channels ({empty[0]})"
+    if sum(size for _, size in sizes) > MAX_PARAMS:
+        return f"{name} with model_kwargs {_shown(dict(kwargs))} builds over {MAX_PARAMS} parameters"
+    return None
 
 
 def model_names() -> list[str]:
