@@ -42,6 +42,7 @@ from ticketbench.bench.regression import (
     trend_steps,
     write_comparison,
 )
+from ticketbench.devices import DEVICES
 from ticketbench.devices.transport import HostError, ssh_argv, validate_host
 from ticketbench.files import Busy, InputError, exclusive_lock, one_line, read_json_object, read_text, safe_component
 from ticketbench.settings import check as check_settings
@@ -166,8 +167,8 @@ def parse_inventory(data: dict[str, Any], path: Path | str = "inventory") -> Inv
         if not isinstance(name, str) or not NAME.match(name):
             raise InventoryError(f"{where}: name must be letters, digits, '_', '.', '-' (got {name!r})"[:300])
         where = f"{where} ({name})"
-        if not isinstance(kind, str) or not NAME.match(kind):
-            raise InventoryError(f"{where}: kind is required (cpu, gpu, jetson)")
+        if not isinstance(kind, str) or kind not in DEVICES:  # else every night records a typo as a device "down"
+            raise InventoryError(f"{where}: kind {repr(kind)[:60]} unknown (known: {', '.join(DEVICES.names())})")
         if host != "local":
             try:
                 validate_host(host)

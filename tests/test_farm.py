@@ -184,12 +184,12 @@ def test_device_without_a_worker_is_down_and_a_partial_run_failed(tmp_path, clie
 def test_cli_farm_nightly_with_the_real_job_reports_an_unavailable_device(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "farm.toml").write_text(
-        '[farm]\nout = "runs/farm"\n[[device]]\nname = "nope"\nkind = "no-such-adapter"\nlabels = ["ci"]\n'
+        '[farm]\nout = "runs/farm"\n[[device]]\nname = "nope"\nkind = "jetson"\nlabels = ["ci"]\n'
     )
     db = f"sqlite:///{tmp_path / 'f.sqlite'}"
     assert main(["farm", "nightly", "--inventory", "farm.toml", "--db", db, "--night", "n1"]) == 1
     summary = (tmp_path / "runs" / "farm" / "n1" / "summary.md").read_text()
-    assert "| nope | quick | down |" in summary and "unknown device" in summary
+    assert "| nope | quick | down |" in summary and "device 'jetson' is not available" in summary
     assert main(["farm", "nightly", "--inventory", "missing.toml"]) == 2
 
 

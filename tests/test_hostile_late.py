@@ -49,6 +49,15 @@ def test_a_whole_width_for_small_cnn_and_a_multiplier_elsewhere_still_load(tmp_p
     assert len(load_suite(str(suite)).cases) == 2
 
 
+def test_inventory_kind_must_be_a_device_adapter(tmp_path, capsys):
+    inv = tmp_path / "farm.toml"
+    inv.write_text(f'[farm]\nout = "{tmp_path / "farm"}"\n[[device]]\nname = "d"\nkind = "quantum"\n')
+    assert_usage_error(
+        capsys, ["farm", "nightly", "--inventory", str(inv)], "kind 'quantum' unknown (known: cpu, gpu, jetson)"
+    )
+    assert not (tmp_path / "farm").exists()
+
+
 @settings(max_examples=80, deadline=None)
 @given(
     name=st.sampled_from(["digits", "synthetic", "cifar10", "imagefolder", "nope"]),
