@@ -23,9 +23,9 @@ else:  # pragma: no cover
 
 import torch
 
-from ticketbench.files import InputError, read_text, safe_component
-from ticketbench.models.data import DataError, check_data_options
-from ticketbench.models.tickets import OptionsError, TicketConfig, load_ticket, method_options
+from ticketbench.files import InputError, one_line, read_text, safe_component
+from ticketbench.models.data import DataError, check_data_options, input_shape_problem
+from ticketbench.models.tickets import OptionsError, Ticket, TicketConfig, load_ticket, method_options
 
 
 class SuiteError(ValueError):
@@ -127,6 +127,12 @@ def _check_case(merged: dict[str, Any], where: str) -> None:
     for key, known in (("model", model_names()), ("dataset", dataset_names()), ("method", METHODS.names())):
         if not isinstance(merged[key], str) or merged[key] not in known:
             raise SuiteError(f"{where}: unknown {key} {_short(merged[key])} (known: {', '.join(known)})")
+    _check_values(merged, where)
+    _check_data_options(merged["dataset"], merged.get("data_options", {}), where)
+
+
+def _check_values(merged: dict[str, Any], where: str) -> None:
+    """Type and range of every numeric and table field of a case entry (or of a saved ticket's config)."""
     checks = {  # key: (valid?, what it must be)
         "epochs": (lambda v: _is_int(v) and 0 <= v <= 100_000, "a whole number ≥ 0"),
         "finetune_epochs": (lambda v: _is_int(v) and 0 <= v <= 100_000, "a whole number ≥ 0"),
@@ -139,7 +145,6 @@ def _check_case(merged: dict[str, Any], where: str) -> None:
     for key, (ok, what) in checks.items():
         if key in merged and not ok(merged[key]):
             raise SuiteError(f"{where}: {key} must be {what}, got {_short(merged[key])}")
-    _check_data_options(merged["dataset"], merged.get("data_options", {}), where)
 
 
 def _check_data_options(dataset: str, options: dict[str, Any], where: str) -> None:
@@ -259,6 +264,13 @@ def ticket_case(entry: dict[str, Any], source: str, i: int) -> Case:
         ticket = load_ticket(tdir)
     except Exception as exc:  # a malformed or untrusted ticket: one line
         raise SuiteError(f"{source}: case {i}: ticket {tdir}: {type(exc).__name__}: {exc}") from None
+    where = f"{source}: case {i}: ticket {tdir}"  # what a ticket records is as untrusted as the file
+    cfg = ticket.config
+    if not isinstance(cfg.method, str):
+        raise SuiteError(f"{where}: method must be a name, got {_short(cfg.method)}")
+    if not _is_num(cfg.sparsity) or not 0 <= cfg.sparsity < 1:
+        raise SuiteError(f"{where}: sparsity must be a number in [0, 1) (fraction removed), got {_short(cfg.sparsity)}")
+    _check_values({f.name: getattr(cfg, f.name) for f in fields(cfg)}, where)
     dataset, data_options = entry.get("dataset", "synthetic"), entry.get("data_options", {})
     from ticketbench.models.data import dataset_names
 
@@ -269,15 +281,31 @@ def ticket_case(entry: dict[str, Any], source: str, i: int) -> Case:
     data_options = dict(data_options)
     _check_data_options(dataset, data_options, f"{source}: case {i}")
     if dataset == "synthetic" and not data_options:  # shaped for the ticket: it measures, accuracy is chance
-        shape = tuple(ticket.provenance.get("input_shape") or ())
-        if len(shape) != 3:
-            raise SuiteError(f"{source}: case {i}: ticket {tdir} records no input_shape; give dataset and data_options")
-        with torch.no_grad():
-            classes = int(ticket.model.eval()(torch.zeros(1, *shape)).shape[1])
-        data_options = {"input_shape": list(shape), "num_classes": classes}
+        data_options = _synthetic_for(ticket, where)
     cfg = replace(ticket.config, dataset=dataset, data_options=data_options)
     cfg.options = {**cfg.options, "ticket_dir": str(tdir)}  # two cases of one ticket dir are one case
     return Case(cfg, tdir)
+
+
+def _synthetic_for(ticket: Ticket, where: str) -> dict[str, Any]:
+    """data_options of synthetic data shaped for a saved ticket: its recorded input shape, checked (sizes, and the
+    data set it implies) before one forward pass on it counts the classes."""
+    shape = ticket.provenance.get("input_shape")
+    if shape is None or isinstance(shape, list | tuple) and not shape:
+        raise SuiteError(f"{where}: records no input_shape; give dataset and data_options")
+    problem = input_shape_problem(shape, (3,))
+    if problem:
+        raise SuiteError(f"{where}: input_shape {problem}")
+    _check_data_options("synthetic", {"input_shape": list(shape)}, where)  # the data set it implies must fit
+    try:
+        with torch.no_grad():
+            classes = int(ticket.model.eval()(torch.zeros(1, *shape)).shape[1])
+    except Exception as exc:  # the model takes other channels or sizes, or its output has no class dimension
+        why = one_line(exc, with_type=True)[:200]
+        raise SuiteError(f"{where}: does not run on its recorded input_shape {list(shape)} ({why})") from None
+    options = {"input_shape": list(shape), "num_classes": classes}
+    _check_data_options("synthetic", options, where)
+    return options
 
 
 def load_suite(name_or_path: str) -> Suite:

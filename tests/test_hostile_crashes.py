@@ -3,8 +3,79 @@ before anything trains or writes. Parsers get a hypothesis property beside the p
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from test_hostile_input import assert_usage_error
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_hostile_fuzz import json_values
+from test_hostile_input import assert_usage_error, make_ticket
+
+from ticketbench.bench.suite import Case, SuiteError, ticket_case
+
+
+def _retouch(tdir: Path, key: str, value) -> Path:
+    """Rewrite one recorded value of a saved ticket: the config's `key`, or the provenance's input_shape."""
+    blob = torch.load(tdir / "ticket.pt", weights_only=True)
+    if key == "input_shape":
+        blob["provenance"]["input_shape"] = value
+    else:
+        blob["config"][key] = value
+    torch.save(blob, tdir / "ticket.pt")
+    return tdir
+
+
+# -- a suite `ticket = "path"` case whose ticket records nonsense ------------------------------------------------
+@pytest.mark.parametrize(
+    "key, value, needle",
+    [
+        ("input_shape", ["a", "b", "c"], "input_shape"),
+        ("input_shape", [0, 8, 8], "input_shape"),
+        ("input_shape", [-1, 8, 8], "input_shape"),
+        ("input_shape", [1, 100000, 100000], "input_shape"),
+        ("input_shape", [4, 4096, 4096], "over"),  # each side allowed, the synthetic data set it implies is not
+        ("input_shape", [3, 8, 8], "does not run on its recorded input_shape"),  # the model takes 1 channel
+        ("input_shape", torch.tensor([1, 8, 8]), "input_shape"),
+        ("sparsity", "half", "sparsity"),
+        ("sparsity", 1.5, "sparsity"),
+        ("epochs", "ten", "epochs"),
+    ],
+)
+def test_a_ticket_case_recording_nonsense_is_one_line_before_anything_runs(tmp_path, capsys, key, value, needle):
+    _retouch(make_ticket(tmp_path / "t"), key, value)
+    suite, out = tmp_path / "s.toml", tmp_path / "out"
+    suite.write_text('[[cases]]\nticket = "t"\n')
+    line = assert_usage_error(capsys, ["run", "--suite", str(suite), "--out", str(out), "-q"], needle)
+    assert "case 0" in line
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def one_ticket(tmp_path_factory) -> Path:
+    return make_ticket(tmp_path_factory.mktemp("fuzz") / "t")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    shape=json_values | st.lists(st.integers(-(2**40), 2**40), min_size=3, max_size=3),
+    sparsity=st.none() | json_values,
+)
+def test_ticket_case_gives_a_case_or_a_suite_error_for_any_record(one_ticket, shape, sparsity):
+    pristine = one_ticket.parent / "pristine.pt"
+    if not pristine.exists():
+        pristine.write_bytes((one_ticket / "ticket.pt").read_bytes())
+    (one_ticket / "ticket.pt").write_bytes(pristine.read_bytes())
+    _retouch(one_ticket, "input_shape", shape)
+    if sparsity is not None:
+        _retouch(one_ticket, "sparsity", sparsity)
+    try:
+        case = ticket_case({"ticket": str(one_ticket)}, "fuzz", 0)
+    except SuiteError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert isinstance(case, Case) and 0 <= case.ticket.sparsity < 1
+    assert case.ticket.data_options["input_shape"] == [1, 8, 8]
 
 
 # -- bench ticket --width that builds nothing -------------------------------------------------------------------
