@@ -439,6 +439,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out}: exists and is not a directory")
     for written in ("ticket.pt", "artifacts.json"):  # what save() writes must not be what we read
         _check_output("--out", str(out / written), [ckpt, *([Path(args.mask)] if args.mask else [])], [])
+    _check_writable_dir(out, "--out")  # /proc/x or under a file: one line, not a traceback from save()
     path = ticket.save(out)
     print(
         json.dumps(

@@ -173,7 +173,12 @@ def read_eb(obj: Any, mask: Any = None) -> Source:
     if not (isinstance(obj, Mapping) and "cfg" in obj and "state_dict" in obj):
         raise CheckpointError("format eb: expected {'cfg': [...], 'state_dict': {...}} (vggprune.py / resprune.py)")
     sd = _need_state(obj["state_dict"], "eb")
-    cfg = list(obj["cfg"])
+    cfg = obj["cfg"]
+    if not isinstance(cfg, list | tuple) or not all(isinstance(v, str) or _is_count(v) for v in cfg):
+        raise CheckpointError(
+            f"format eb: cfg must be a list of channel counts (whole numbers) and 'M' markers, got {repr(cfg)[:60]}"
+        )
+    cfg = list(cfg)
     counts = [int(v) for v in cfg if not isinstance(v, str)]
     bn = _eb_channel_counts(sd)
     if counts != bn:
@@ -191,11 +196,19 @@ def _eb_channel_counts(sd: dict[str, torch.Tensor]) -> list[int]:
         bn = k[: -len(".running_mean")]
         parent = bn.rpartition(".")[0]
         select = f"{parent}.select.indexes" if parent else "select.indexes"
-        n = sd[f"{bn}.running_var"].shape[0]
+        var = sd.get(f"{bn}.running_var")
+        if var is None or var.dim() != 1:
+            why = "no running_var" if var is None else f"a {var.dim()}-d running_var"
+            raise CheckpointError(f"format eb: BN {bn} has {why} beside its running_mean (expected one per channel)")
+        n = var.shape[0]
         first = parent not in parents
         parents.add(parent)
         counts.append(int(sd[select].sum()) if first and select in sd and sd[select].numel() == n else n)
     return counts
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def _open_lth_masks(mask: Any, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -372,6 +385,9 @@ def _zoo_kwargs(name: str, state: dict[str, torch.Tensor], channels: int | None)
     layers = [f"{n}.weight" for n, m in probe.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     head, first = layers[-1] if layers else None, layers[0] if layers else None
     kw = {}
+    for key in (head, first):  # shapes are read from these two: a 0-d or 1-d "weight" is no layer's
+        if key in state and state[key].dim() < 2:
+            raise CheckpointError(f"{key}: shape {tuple(state[key].shape)}, expected a layer weight (out, in, ...)")
     if head in state:
         kw["num_classes"] = int(state[head].shape[0])
     if channels is not None:

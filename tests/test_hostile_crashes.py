@@ -88,3 +88,54 @@ def test_ticket_width_that_builds_no_model_is_one_line_before_training(tmp_path,
     args += ["--finetune-epochs", "0", "--dataset", "synthetic", f"--width={width}", "--out", str(out)]
     assert_usage_error(capsys, args, "width must be a finite number > 0")
     assert not out.exists()
+
+
+# -- bench import of checkpoints that are not what their format promises -------------------------------------------
+def _state() -> dict[str, torch.Tensor]:
+    from ticketbench.models.zoo import create_model
+
+    return create_model("small_cnn", num_classes=10, in_channels=1).state_dict()
+
+
+def _no_var(sd: dict) -> dict:
+    return {k: v for k, v in sd.items() if not k.endswith("running_var")}
+
+
+@pytest.mark.parametrize(
+    "make, fmt, needle",
+    [
+        (lambda sd: {"cfg": 5, "state_dict": sd}, "auto", "format eb: cfg must be a list of channel counts"),
+        (lambda sd: {"cfg": [None], "state_dict": sd}, "auto", "format eb: cfg must be a list of channel counts"),
+        (lambda sd: {"cfg": [8, 8, 16, 16], "state_dict": _no_var(sd)}, "auto", "features.1 has no running_var"),
+        (lambda sd: {"cfg": [8], "state_dict": {**sd, "features.1.running_var": torch.tensor(1.0)}}, "eb", "0-d"),
+        (lambda sd: {**sd, "classifier.weight": torch.tensor(1.0)}, "auto", "classifier.weight"),
+    ],
+)
+def test_import_of_a_checkpoint_unlike_its_format_is_one_line(tmp_path, capsys, make, fmt, needle):
+    torch.save(make(_state()), tmp_path / "c.pt")
+    out = tmp_path / "t"
+    args = ["import", "--model", "small_cnn", "--checkpoint", str(tmp_path / "c.pt"), "--format", fmt]
+    assert_usage_error(capsys, [*args, "--out", str(out)], needle)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["file/t", "/proc/ticketbench-no-such-dir"])
+def test_import_out_that_cannot_be_written_is_one_line(tmp_path, capsys, where):
+    (tmp_path / "file").write_text("keep")
+    torch.save(_state(), tmp_path / "c.pt")
+    args = ["import", "--model", "small_cnn", "--checkpoint", str(tmp_path / "c.pt"), "--out", str(tmp_path / where)]
+    assert_usage_error(capsys, args, "--out")
+    assert (tmp_path / "file").read_text() == "keep"
+
+
+@settings(max_examples=60, deadline=None)
+@given(cfg=json_values | st.lists(st.integers(-3, 40) | st.sampled_from(["M", None, 1.5, True]), max_size=6))
+def test_eb_reader_gives_a_source_or_a_checkpoint_error_for_any_cfg(cfg):
+    from ticketbench.models.importers import CheckpointError, Source, read_eb
+
+    try:
+        src = read_eb({"cfg": cfg, "state_dict": _state()})
+    except CheckpointError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert isinstance(src, Source) and src.facts["cfg"] == [8, 8, 16, 16]
