@@ -44,7 +44,16 @@ from ticketbench.bench.regression import (
 )
 from ticketbench.devices import DEVICES
 from ticketbench.devices.transport import HostError, ssh_argv, validate_host
-from ticketbench.files import Busy, InputError, exclusive_lock, one_line, read_json_object, read_text, safe_component
+from ticketbench.files import (
+    Busy,
+    InputError,
+    exclusive_lock,
+    one_line,
+    parse_toml,
+    read_json_object,
+    read_text,
+    safe_component,
+)
 from ticketbench.settings import check as check_settings
 from ticketbench.settings import from_mapping
 
@@ -98,14 +107,6 @@ class Inventory:
     compare: CompareConfig = field(default_factory=CompareConfig)
 
 
-def _tomllib():
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-    return tomllib
-
-
 def _number(value: Any, where: str, low: float = 0.0, strict: bool = False) -> float:
     """A finite number ≥ low (> low when strict), else InventoryError (TOML gives ints, floats, or text)."""
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
@@ -133,11 +134,9 @@ def load_inventory(path: Path) -> Inventory:
     exception. Hosts go through devices.transport.validate_host, the same check ssh and scp get."""
     path = Path(path)
     try:
-        data = _tomllib().loads(read_text(path, "inventory"))
-    except InputError as exc:
+        data = parse_toml(read_text(path, "inventory"), str(path))
+    except InputError as exc:  # unreadable, invalid, or nested without bound (a RecursionError in tomllib)
         raise InventoryError(str(exc)) from exc
-    except ValueError as exc:
-        raise InventoryError(f"{path}: not valid TOML ({exc})") from exc
     return parse_inventory(data, path)
 
 

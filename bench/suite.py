@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 import torch
 
-from ticketbench.files import InputError, one_line, read_text, safe_component
+from ticketbench.files import InputError, one_line, parse_toml, read_text, safe_component
 from ticketbench.models.data import DataError, check_data_options, input_shape_problem
 from ticketbench.models.tickets import OptionsError, Ticket, TicketConfig, load_ticket, method_options
 
@@ -324,7 +318,7 @@ def load_suite(name_or_path: str) -> Suite:
     else:
         raise SuiteError(f"unknown suite {name_or_path!r} (built-in: {', '.join(builtin_suites())}, or a .toml path)")
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SuiteError(f"{source}: invalid TOML: {exc}") from exc
+        doc = parse_toml(text, source)
+    except InputError as exc:  # invalid, or nested without bound (a RecursionError in tomllib)
+        raise SuiteError(str(exc)) from exc
     return parse_suite(doc, source)

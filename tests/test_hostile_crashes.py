@@ -10,9 +10,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_hostile_fuzz import json_values
-from test_hostile_input import assert_usage_error, make_ticket
+from test_hostile_input import BASE, assert_usage_error, make_ticket
 
-from ticketbench.bench.suite import Case, SuiteError, ticket_case
+from ticketbench.bench.farm import InventoryError, load_inventory
+from ticketbench.bench.suite import Case, Suite, SuiteError, load_suite, ticket_case
 
 
 def _retouch(tdir: Path, key: str, value) -> Path:
@@ -139,3 +140,52 @@ def test_eb_reader_gives_a_source_or_a_checkpoint_error_for_any_cfg(cfg):
         assert "\n" not in str(exc)
         return
     assert isinstance(src, Source) and src.facts["cfg"] == [8, 8, 16, 16]
+
+
+# -- TOML nesting bombs: tomllib recursed until RecursionError -------------------------------------------------------
+DEEP = 100_000
+
+
+def _arrays(n: int) -> str:
+    return "[" * n + "]" * n
+
+
+def _tables(n: int) -> str:
+    return "{a = " * n + "1" + "}" * n
+
+
+@pytest.mark.parametrize(
+    "text",
+    [BASE + f"[[cases]]\nsparsity = {_arrays(DEEP)}\n", BASE + f"[[cases]]\noptions = {_tables(DEEP)}\n"],
+    ids=["suite-arrays", "suite-inline-tables"],
+)
+def test_a_suite_nested_without_bound_is_one_line(tmp_path, capsys, text):
+    suite, out = tmp_path / "s.toml", tmp_path / "out"
+    suite.write_text(text)
+    assert_usage_error(capsys, ["run", "--suite", str(suite), "--out", str(out), "-q"], "nested deeper than 32 levels")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", [_arrays(DEEP), _tables(DEEP)], ids=["arrays", "inline-tables"])
+def test_an_inventory_nested_without_bound_is_one_line(tmp_path, capsys, value):
+    inv = tmp_path / "farm.toml"
+    inv.write_text(f'[farm]\nout = "{tmp_path / "farm"}"\n[[device]]\nname = "d"\nkind = "cpu"\nlabels = {value}\n')
+    assert_usage_error(capsys, ["farm", "nightly", "--inventory", str(inv)], "nested deeper than 32 levels")
+    assert not (tmp_path / "farm").exists()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    depth=st.integers(1, 3000),
+    nest=st.sampled_from([_arrays, _tables, lambda n: "0.5\n[" + ".".join(["x"] * n) + "]\nb = 1"]),
+    key=st.sampled_from(["sparsity", "options", "data_options", "labels"]),
+)
+def test_any_nesting_depth_loads_or_is_one_error(tmp_path_factory, depth, nest, key):
+    folder = tmp_path_factory.mktemp("deep")
+    (folder / "s.toml").write_text(BASE + f"[[cases]]\n{key} = {nest(depth)}\n")
+    (folder / "i.toml").write_text(f'[[device]]\nname = "d"\nkind = "cpu"\n{key} = {nest(depth)}\n')
+    for load, error, kind in ((load_suite, SuiteError, Suite), (load_inventory, InventoryError, object)):
+        try:
+            assert isinstance(load(str(folder / ("s.toml" if load is load_suite else "i.toml"))), kind)
+        except error as exc:
+            assert "\n" not in str(exc)

@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,6 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from ticketbench.results import RESULTS_KEY_COLUMNS, TEXT_COLUMNS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # no space or quota left: nothing later can be written either
 
@@ -242,6 +248,30 @@ def read_json_object(path: Path, what: str = "JSON file") -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InputError(f"{path}: expected a JSON object, got {type(value).__name__}")
     return value
+
+
+MAX_TOML_DEPTH = 32  # nesting levels (tables, arrays); no suite or inventory of ours needs more than 4
+
+
+def parse_toml(text: str, what: str) -> dict[str, Any]:
+    """A TOML document from outside (a suite, a farm inventory), else InputError. tomllib recurses once per level
+    of nested arrays and inline tables, so `x = [[[[…` 10⁵ deep ended in RecursionError; the parsed document is also
+    held to MAX_TOML_DEPTH levels (dotted table headers nest without recursing), so nothing that walks it later
+    (repr, json.dumps, deepcopy) can recurse without bound either."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{what}: invalid TOML: {one_line(exc)}") from exc
+    except RecursionError:
+        raise InputError(f"{what}: nested deeper than {MAX_TOML_DEPTH} levels (arrays or tables)") from None
+    todo: list[tuple[Any, int]] = [(doc, 1)]
+    while todo:  # a loop, not recursion: the depth of what tomllib could parse is the thing being checked
+        value, depth = todo.pop()
+        if depth > MAX_TOML_DEPTH:
+            raise InputError(f"{what}: nested deeper than {MAX_TOML_DEPTH} levels (arrays or tables)")
+        inner = value.values() if isinstance(value, dict) else value
+        todo.extend((v, depth + 1) for v in inner if isinstance(v, dict | list))
+    return doc
 
 
 def read_results_csv(path: Path):
