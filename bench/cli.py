@@ -802,6 +802,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         raise UsageError("--host is for --device jetson (remote mode)")
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out {args.out}: exists and is not a directory")
+    if args.out:  # proved writable before the checks run (they time models for a while), not after them
+        _check_writable_dir(Path(args.out), "--out")
     checks = run_doctor(args.device, args.host)
     if args.out:
         write_out(Path(args.out), checks)

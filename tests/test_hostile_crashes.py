@@ -189,3 +189,16 @@ def test_any_nesting_depth_loads_or_is_one_error(tmp_path_factory, depth, nest, 
             assert isinstance(load(str(folder / ("s.toml" if load is load_suite else "i.toml"))), kind)
         except error as exc:
             assert "\n" not in str(exc)
+
+
+# -- doctor --out that cannot be written: refused before the checks run, not after -----------------------------------
+@pytest.mark.parametrize("where", ["/proc/ticketbench-doctor", "file/sub"])
+def test_doctor_out_that_cannot_be_written_is_refused_before_the_checks(tmp_path, capsys, monkeypatch, where):
+    from ticketbench.bench import doctor
+
+    (tmp_path / "file").write_text("keep")
+    ran = []
+    monkeypatch.setattr(doctor, "run_doctor", lambda *a, **k: ran.append(a) or [])
+    out = where if where.startswith("/") else str(tmp_path / where)
+    assert_usage_error(capsys, ["doctor", "--device", "cpu", "--out", out], "--out")
+    assert ran == [] and (tmp_path / "file").read_text() == "keep"
