@@ -991,7 +991,8 @@ TRAIN_DEVICE_HELP = (
 )
 THREADS_HELP = (
     "threads for torch, ONNX Runtime and BLAS alike (default: the physical cores, fewer when the machine is "
-    "busy at start; the choice is recorded in run.json)"
+    f"busy at start; the choice is recorded in run.json); 1 to {thread_policy.max_threads()} here (4 × the logical "
+    "CPUs, never over 1024)"
 )
 
 

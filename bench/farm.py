@@ -182,8 +182,9 @@ def parse_inventory(data: dict[str, Any], path: Path | str = "inventory") -> Inv
         if not suites or not all(suites):
             raise InventoryError(f"{where}: suites must name at least one suite")
         threads = d.get("threads")
-        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-            raise InventoryError(f"{where}: threads must be a whole number ≥ 1 (got {threads!r})"[:300])
+        bad_threads = not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 1024
+        if threads is not None and bad_threads:  # the worker's `bench run --threads` refuses more than 1024
+            raise InventoryError(f"{where}: threads must be a whole number in [1, 1024] (got {threads!r})"[:300])
         devices.append(
             DeviceSpec(
                 name,

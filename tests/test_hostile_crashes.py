@@ -3,6 +3,7 @@ before anything trains or writes. Parsers get a hypothesis property beside the p
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_hostile_fuzz import json_values
-from test_hostile_input import BASE, assert_usage_error, make_ticket
+from test_hostile_input import BASE, assert_usage_error, make_ticket, one_error_line, run_cli
 
 from ticketbench.bench.farm import InventoryError, load_inventory
 from ticketbench.bench.suite import Case, Suite, SuiteError, load_suite, ticket_case
@@ -202,3 +203,17 @@ def test_doctor_out_that_cannot_be_written_is_refused_before_the_checks(tmp_path
     out = where if where.startswith("/") else str(tmp_path / where)
     assert_usage_error(capsys, ["doctor", "--device", "cpu", "--out", out], "--out")
     assert ran == [] and (tmp_path / "file").read_text() == "keep"
+
+
+# -- --threads 1000000 crashed the process (SIGSEGV) ----------------------------------------------------------------
+def test_threads_beyond_the_machine_are_one_line_and_the_help_says_the_bound(capsys):
+    from ticketbench import threads
+    from ticketbench.bench.cli import main
+
+    limit = threads.max_threads()
+    assert limit == min(1024, 4 * (os.cpu_count() or 1)) and threads.choose(limit).threads == limit
+    res = run_cli("run", "--threads", "1000000", "--suite", "quick", "-q")
+    assert res.returncode == 2, res.stderr
+    one_error_line(res.stderr, f"--threads must be ≥ 1 and at most {limit}")
+    assert main(["run", "--help"]) == 0
+    assert f"1 to {limit} here" in " ".join(capsys.readouterr().out.split())

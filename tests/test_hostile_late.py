@@ -49,12 +49,17 @@ def test_a_whole_width_for_small_cnn_and_a_multiplier_elsewhere_still_load(tmp_p
     assert len(load_suite(str(suite)).cases) == 2
 
 
-def test_inventory_kind_must_be_a_device_adapter(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "device, needle",
+    [
+        ('kind = "quantum"', "kind 'quantum' unknown (known: cpu, gpu, jetson)"),
+        ('kind = "cpu"\nthreads = 1000000', "threads must be a whole number in [1, 1024]"),  # `bench run` refuses it
+    ],
+)
+def test_inventory_values_every_night_would_record_as_down_are_refused_at_load(tmp_path, capsys, device, needle):
     inv = tmp_path / "farm.toml"
-    inv.write_text(f'[farm]\nout = "{tmp_path / "farm"}"\n[[device]]\nname = "d"\nkind = "quantum"\n')
-    assert_usage_error(
-        capsys, ["farm", "nightly", "--inventory", str(inv)], "kind 'quantum' unknown (known: cpu, gpu, jetson)"
-    )
+    inv.write_text(f'[farm]\nout = "{tmp_path / "farm"}"\n[[device]]\nname = "d"\n{device}\n')
+    assert_usage_error(capsys, ["farm", "nightly", "--inventory", str(inv)], needle)
     assert not (tmp_path / "farm").exists()
 
 

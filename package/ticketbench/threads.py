@@ -176,12 +176,21 @@ def crowded(other: float | None, threads: int | None, cores: int | None = None) 
     return free_cores(cores or physical_cores(), other) < threads
 
 
+def max_threads() -> int:
+    """The most threads `--threads` may ask for: 4 × the logical CPUs, never over 1024. More only oversubscribe the
+    cores, and a million made the pools' creation crash the process (SIGSEGV) instead of a one-line error."""
+    return min(1024, 4 * (os.cpu_count() or 1))
+
+
 def choose(threads: int | None = None, adapt: bool = True) -> ThreadPolicy:
     """The policy without applying it: an explicit count wins; else physical cores, minus busy ones."""
     cores = physical_cores()
     if threads is not None:
-        if threads < 1:
-            raise ValueError(f"--threads must be ≥ 1 (got {threads})")
+        if not 1 <= threads <= max_threads():
+            raise ValueError(
+                f"--threads must be ≥ 1 and at most {max_threads()} (4 × the {os.cpu_count()} logical CPUs, "
+                f"never over 1024), got {threads}"
+            )
         return ThreadPolicy(threads, cores, None, "--threads")
     busy = busy_cores() if adapt else None
     if busy is not None and busy >= 0.5:
