@@ -144,9 +144,26 @@ def render_html(
     )
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula (OWASP)
+
+
+def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells cannot run as formulas when the CSV is opened in a spreadsheet (OWASP "CSV
+    injection": `=HYPERLINK(…)`, `=cmd|…`): a text cell starting with = + - @ tab or CR gets a leading '.
+    Numbers stay numbers. For CSV handed to people (`report --csv`), never results.csv: that is the data
+    contract, read back as written."""
+    out = df.copy()
+    for col in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[col]):
+            out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
+    return out
+
+
 def write_csv(df: pd.DataFrame, path: Path) -> Path:
-    """The combined results table, contract columns first in contract order, then any extra columns."""
-    atomic_write_text(Path(path), df.reindex(columns=COLUMNS + [c for c in df if c not in COLUMNS]).to_csv(index=False))
+    """The combined results table, contract columns first in contract order, then any extra columns; text cells
+    neutralised for spreadsheets (`spreadsheet_safe`)."""
+    table = df.reindex(columns=COLUMNS + [c for c in df if c not in COLUMNS])
+    atomic_write_text(Path(path), spreadsheet_safe(table).to_csv(index=False))
     return Path(path)
 
 
