@@ -13,7 +13,7 @@ from ticketbench.results import COLUMNS
 
 
 class RunDir:
-    """RUN_DIR/{run.json, results.csv, samples/, tickets/<case>/, report.html}."""
+    """RUN_DIR/{run.json, results.csv, run.log, samples/, tickets/<case>/, report.html}."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -32,6 +32,11 @@ class RunDir:
     @property
     def run_json(self) -> Path:
         return self.root / "run.json"
+
+    @property
+    def log_file(self) -> Path:
+        """run.log: the run's log lines and the tracebacks of its failed cases (the terminal gets one line each)."""
+        return self.root / "run.log"
 
     def write_json(self, meta: dict[str, Any]) -> None:
         atomic_write_text(self.run_json, json.dumps(meta, indent=2, default=str) + "\n")

@@ -10,6 +10,8 @@ import copy
 import hashlib
 import json
 import logging
+import os
+import stat
 import tempfile
 import time
 import uuid
@@ -41,7 +43,7 @@ from ticketbench.devices.measure import (
     run_eval_epoch,
 )
 from ticketbench.devices.power import PowerSampler, Window
-from ticketbench.files import DISK_FULL, atomic_write_text
+from ticketbench.files import DISK_FULL, atomic_write_text, one_line
 from ticketbench.models.compact import CompactionConfig, compact
 from ticketbench.models.cost import ModelCost, analyze
 from ticketbench.models.data import DataBundle, load_dataset
@@ -68,6 +70,41 @@ from ticketbench.models.train import evaluate, resolve_train_device, train
 from ticketbench.results import empty_row
 
 log = logging.getLogger("ticketbench.bench.runner")
+# Tracebacks of failed cases go to the run's log file only (RUN_DIR/run.log, see attach_run_log); the terminal gets
+# one line per failure. Never propagated: a traceback must not reach the terminal's handler.
+TRACE = logging.getLogger("ticketbench.trace")
+TRACE.propagate = False
+TRACE.addHandler(logging.NullHandler())  # no run log attached: dropped, not printed by logging's last resort
+RUN_LOGGERS = ("ticketbench", TRACE.name)
+
+
+def attach_run_log(path: Path) -> logging.Handler | None:
+    """Append what ticketbench logs from here on, and the tracebacks of failed cases (TRACE), to `path`. Opened
+    without following a link planted there and only as a regular file; None (and a warning) when it cannot be."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+    except OSError as exc:
+        log.warning("run log %s not written (%s)", path, exc.strerror or one_line(exc))
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        log.warning("run log %s not written (not a regular file)", path)
+        return None
+    handler = logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in RUN_LOGGERS:
+        logging.getLogger(name).addHandler(handler)
+    return handler
+
+
+def detach_run_log(handler: logging.Handler | None) -> None:
+    if handler is None:
+        return
+    for name in RUN_LOGGERS:
+        logging.getLogger(name).removeHandler(handler)
+    handler.close()
+    if isinstance(handler, logging.StreamHandler):
+        handler.stream.close()
 
 
 def new_run_id() -> str:
@@ -101,8 +138,19 @@ class Runner:
         self._bar: tqdm | None = None
         self.ctx = TicketContext(progress=self._progress, device=resolve_train_device(opts.train_device))
         self.train_meter: TrainingMeter | None = None
+        self._run_log: logging.Handler | None = None  # RUN_DIR/run.log while run() runs
 
     # -- helpers -------------------------------------------------------------------------------
+    def _case_failed(self, what: str, exc: Exception) -> None:
+        """A failed case (or one precision of it): one line on the terminal, the traceback in run.log (or, when
+        that could not be opened, under -v)."""
+        where = f" (traceback in {self.rundir.log_file})" if self._run_log else ""
+        log.error("%s failed: %s%s", what, one_line(exc, with_type=True), where)
+        if self._run_log:
+            TRACE.error("%s failed", what, exc_info=exc)
+        else:
+            log.debug("%s failed", what, exc_info=exc)
+
     def _progress(self, msg: str) -> None:
         if self._bar is not None:
             self._bar.set_postfix_str(msg, refresh=True)
@@ -197,6 +245,7 @@ class Runner:
             log.info("resuming: %d finished case(s) kept, %d to run", len(done), len(todo))
             if run_id != existing.get("run_id"):  # a resumed copy: its kept rows now carry its own id
                 self.rundir.write_results(rows)
+        self._run_log = attach_run_log(self.rundir.log_file)
         try:
             self._bar = tqdm(todo, desc="cases", unit="case", disable=not self.opts.show_progress, leave=True)
             for case in self._bar:
@@ -219,6 +268,8 @@ class Runner:
             self.device.close()
             meta["end_time"] = datetime.now(timezone.utc).isoformat()
             self.rundir.write_json(meta)
+            detach_run_log(self._run_log)
+            self._run_log = None
         return rows
 
     def run_case(self, case: Case, run_id: str) -> list[dict[str, Any]]:
@@ -244,10 +295,10 @@ class Runner:
         except OSError as exc:
             if exc.errno in DISK_FULL:  # every later case would fail the same way: stop, keep what is written
                 raise
-            log.exception("case %s failed", case.case_id)
+            self._case_failed(f"case {case.case_id}", exc)
             return self._failed_rows(base, self.suite.measure.precision_list(), exc)
         except Exception as exc:  # one failing case must not stop the run
-            log.exception("case %s failed", case.case_id)
+            self._case_failed(f"case {case.case_id}", exc)
             return self._failed_rows(base, self.suite.measure.precision_list(), exc)
 
     def _failed_rows(self, base: dict[str, Any], precisions: list[str], exc: Exception) -> list[dict[str, Any]]:
@@ -316,7 +367,7 @@ class Runner:
                     case, data, tdir, exp.path, compacted, {**common, "precision": precision}
                 )
             except Exception as exc:  # int8 failing (say, no calibrator) must not drop the fp32 rows
-                log.exception("case %s failed at %s", case.case_id, precision)
+                self._case_failed(f"case {case.case_id} at {precision}", exc)
                 rows += self._failed_rows(base, [precision], exc)
         return rows
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import subprocess
+import sys
 
 import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_hostile_input import snapshot
+from test_hostile_input import REPO, TINY, snapshot
 from test_report import make_run_dir
 
 from ticketbench.bench.cli import main
@@ -49,3 +52,35 @@ def test_no_text_cell_of_a_shared_csv_starts_a_formula(cells):
         assert not after.startswith(("=", "+", "-", "@", "\t", "\r"))
         assert after in (before, "'" + before)
     assert safe["number"].tolist() == [-1.5] * len(cells) and df["text"].tolist() == cells
+
+
+# -- a failed case: one line on stderr, the traceback in RUN_DIR/run.log -----------------------------------------------
+FAIL_ONE_CASE = """
+import sys
+from ticketbench.bench import runner
+from ticketbench.bench.cli import main
+from ticketbench.results import empty_row
+
+def fake(self, case, base):
+    if case.ticket.method == "magnitude":
+        raise RuntimeError("boom\\nsecond line")
+    return [empty_row(**base, batch_size=b, status="ok", latency_ms_p50=1.0) for b in self.suite.measure.batch_sizes]
+
+runner.Runner._measure_case = fake
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_failed_case_is_one_line_on_stderr_and_its_traceback_is_in_run_log(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    args = ["run", "--suite", str(TINY), "--out", str(out), "--device", "cpu", "-q"]
+    res = subprocess.run([sys.executable, "-c", FAIL_ONE_CASE, *args], env=env, capture_output=True, text=True)
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr, res.stderr
+    failed = [ln for ln in res.stderr.splitlines() if "failed:" in ln]
+    assert len(failed) == 1 and failed[0].startswith("ERROR case small_cnn-digits-magnitude-s0.80-"), res.stderr
+    assert failed[0].endswith(f"failed: RuntimeError: boom second line (traceback in {out / 'run.log'})")
+    log = (out / "run.log").read_text()
+    assert "Traceback (most recent call last)" in log and "RuntimeError: boom\nsecond line" in log
+    assert "ERROR ticketbench.bench.runner: case small_cnn-digits-magnitude" in log  # the run's log lines, beside it
