@@ -139,6 +139,24 @@ def _check_db(db: str | None, default_too: bool = False) -> None:
         raise UsageError(f"--db: {exc}") from exc
 
 
+def _check_run_ids(specs: list[str], db: str | None) -> None:
+    """A RUN that is not a path is a run id in the results database; an SQLite database that does not exist holds
+    no run, so that is said here instead of opening it, which creates it (`compare A B --history typo` left an
+    empty runs/ticketbench.sqlite in the current directory)."""
+    from ticketbench.bench.store import db_url
+
+    url = db_url(db)
+    if not url.startswith("sqlite:///"):
+        return
+    path = Path(url.removeprefix("sqlite:///"))
+    for spec in specs:
+        if not Path(spec).exists() and not path.is_file():
+            raise UsageError(
+                f"{spec}: not a run directory (no results.csv), and no results database at {path} to look it up "
+                "as a run id (--db names another)"
+            )
+
+
 def _resume_difference(out: Path, suite) -> str | None:
     """What differs between the run in `out` and the suite a `--resume` brings, or None. Resuming with another
     suite would mix two configurations in one results table and overwrite the run's record of its suite."""
@@ -714,6 +732,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     md_arg = _check_output("--md", args.md, inputs, dirs)
     html_arg = _check_output("--html", args.html, inputs, dirs)
     _distinct_outputs(("--md", md_arg), ("--html", html_arg))
+    _check_run_ids(list(specs), args.db)
     try:
         base, cur = load_ref(args.baseline, args.db), load_ref(args.current, args.db)
         history = [load_ref(spec, args.db) for spec in args.history]

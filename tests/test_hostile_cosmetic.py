@@ -11,9 +11,10 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_hostile_input import REPO, TINY, snapshot
+from test_hostile_input import REPO, TINY, assert_usage_error, snapshot
 from test_report import make_run_dir
 
 from ticketbench.bench.cli import main
@@ -84,3 +85,15 @@ def test_a_failed_case_is_one_line_on_stderr_and_its_traceback_is_in_run_log(tmp
     log = (out / "run.log").read_text()
     assert "Traceback (most recent call last)" in log and "RuntimeError: boom\nsecond line" in log
     assert "ERROR ticketbench.bench.runner: case small_cnn-digits-magnitude" in log  # the run's log lines, beside it
+
+
+# -- compare --history typo: no results database created in the current directory ------------------------------------
+@pytest.mark.parametrize("args", [["a", "b", "--history", "typo"], ["typo", "b"], ["a", "typo"]])
+def test_a_mistyped_run_creates_no_database(tmp_path, capsys, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TICKETBENCH_DB", raising=False)
+    make_run_dir(tmp_path / "a"), make_run_dir(tmp_path / "b", "R2")
+    before = snapshot(tmp_path)
+    line = assert_usage_error(capsys, ["compare", *args], "typo: not a run directory (no results.csv)")
+    assert f"no results database at {tmp_path / 'runs' / 'ticketbench.sqlite'}" in line and "--db" in line
+    assert not (tmp_path / "runs").exists() and snapshot(tmp_path) == before
