@@ -115,5 +115,5 @@ def disturbance_banner(df: pd.DataFrame) -> str | None:
     return (
         f"{len(rows)} of {len(df)} row(s) were measured on a disturbed machine (other processes crowded the "
         "threads during their timing windows, or their rounds disagreed): their times and speedups are less "
-        "trustworthy, and `bench compare` widens their floors (README, Compare)."
+        "trustworthy, and `bench compare` reports their times without gating them."
     )
