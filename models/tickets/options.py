@@ -8,7 +8,6 @@ valid options, so a typo (`scpoe=filter`) can never silently run the default.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -72,11 +71,15 @@ class StructureOptions(MethodOptions):
 T = TypeVar("T", bound=MethodOptions)
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
     """typing.get_type_hints(cls), once per class: it compiles every annotation string on each call, and calling it
     per case made validating a suite of 10**4 cases take 12 s."""
-    return typing.get_type_hints(cls)
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def describe(cls: type[MethodOptions]) -> str:
