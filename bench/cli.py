@@ -37,7 +37,7 @@ class UsageError(Exception):
 
 # A run directory's own files: no command's output may land on them (`report --csv A/results.csv` would merge
 # two runs into A; `--html A/results.csv` would replace it with HTML).
-RUN_FILES = ("run.json", "results.csv")
+RUN_FILES = ("run.json", "results.csv", "run.log")
 RUN_FOLDERS = ("samples", "tickets")
 
 
