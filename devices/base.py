@@ -28,6 +28,8 @@ Session (a prepared model; subclass it)
     min_window_s                   shortest latency window (s) the device's power source resolves (NVML: 1 s)
     self_timed                     True when the backend times itself (trtexec on a Jetson): devices/measure.py
                                    then delegates to timed_run(x, cfg) / eval_epoch(batches)
+    profile_layers(x, calls)       per-layer times (ms per call) in a window of their own, beside the same calls
+                                   unprofiled (devices/layer_profile.py); default: LayerProfileUnavailable
     close()
 """
 
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ticketbench.devices.layer_profile import LayerProfile, LayerProfileUnavailable
 from ticketbench.devices.power import PowerReader
 from ticketbench.registry import Registry
 
@@ -84,6 +87,11 @@ class Session:
     def eval_epoch(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> EvalResult:
         """The backend's own evaluation pass (self_timed sessions only)."""
         raise NotImplementedError(f"{type(self).__name__} does not time itself")
+
+    def profile_layers(self, x: np.ndarray, calls: int) -> LayerProfile:
+        """Per-layer times of `calls` runs of x (ms per call), taken apart from any timed window and beside the same
+        runs without the profiler (its overhead); LayerProfileUnavailable when this backend has no profiler."""
+        raise LayerProfileUnavailable(f"{self.backend}: no per-layer profiler for this backend")
 
     def close(self) -> None:
         """Release device memory and processes."""

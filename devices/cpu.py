@@ -10,6 +10,7 @@ import numpy as np
 
 from ticketbench import threads as thread_policy
 from ticketbench.devices.base import DEVICES, Availability, DeviceAdapter, Session
+from ticketbench.devices.layer_profile import LayerProfile, ort_profile
 from ticketbench.devices.power import PowerReader, probe_rapl
 
 
@@ -47,20 +48,32 @@ class OrtCpuSession(Session):
         import onnxruntime as ort
 
         super().__init__()
+        self.onnx_path, self.threads = Path(onnx_path), threads
+        self.sess = ort.InferenceSession(str(onnx_path), self._options(), providers=["CPUExecutionProvider"])
+        self.input_name = self.sess.get_inputs()[0].name
+
+    def _options(self):
+        """The session options every session of this model gets (the timed one and its profiling twin)."""
+        import onnxruntime as ort
+
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
+        opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         for key, value in ORT_SESSION_CONFIG.items():
             opts.add_session_config_entry(key, value)
-        self.sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-        self.input_name = self.sess.get_inputs()[0].name
+        return opts
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.sess.run(None, {self.input_name: x})[0]
 
     def sync(self) -> None:  # CPU execution is synchronous
         pass
+
+    def profile_layers(self, x: np.ndarray, calls: int) -> LayerProfile:
+        """ONNX Runtime's node times from a profiling twin of this session (same options, same graph optimizations),
+        timed beside this one in alternating windows."""
+        return ort_profile(self.onnx_path, self._options(), ["CPUExecutionProvider"], self.run, x, calls, self.backend)
 
 
 @DEVICES.register("cpu")

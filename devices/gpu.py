@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ticketbench.devices.base import DEVICES, Availability, DeviceAdapter, Session
+from ticketbench.devices.layer_profile import LayerProfile, LayerProfileUnavailable, torch_profile
 from ticketbench.devices.power import PowerReader
 from ticketbench.devices.power_nvml import cuda_pci_bus_id
 
@@ -143,6 +144,15 @@ class OrtGpuSession(Session):
     def sync(self) -> None:  # outputs are copied to the host before run() returns
         pass
 
+    def profile_layers(self, x: np.ndarray, calls: int) -> LayerProfile:
+        """Not offered: ONNX Runtime's node events time each kernel's host-side call, and on the GPU providers
+        kernels run asynchronously (per-kernel GPU times need an onnxruntime built with --enable_cuda_profiling;
+        the TensorRT provider runs its whole subgraph as one node)."""
+        raise LayerProfileUnavailable(
+            f"{self.backend}: ONNX Runtime's node times on a GPU are kernel launches, not kernels "
+            "(CUDA kernel profiling is a build option of onnxruntime)"
+        )
+
 
 class TorchCudaSession(Session):
     """A PyTorch module on CUDA (fp32 or fp16); sync() waits for the device."""
@@ -174,6 +184,15 @@ class TorchCudaSession(Session):
     def sync(self) -> None:
         if self.device.type == "cuda":
             self.torch.cuda.synchronize(self.device)
+
+    def profile_layers(self, x: np.ndarray, calls: int) -> LayerProfile:
+        """torch.profiler over the module's leaf modules (devices/layer_profile.torch_profile)."""
+
+        def plain() -> None:
+            self.run(x)
+            self.sync()
+
+        return torch_profile(self.module, self.device, self.dtype, x, calls, plain, self.backend)
 
 
 @DEVICES.register("gpu")

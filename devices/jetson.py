@@ -37,6 +37,13 @@ import numpy as np
 from ticketbench.devices import jetson_board
 from ticketbench.devices.base import DEVICES, Availability, DeviceAdapter, Session
 from ticketbench.devices.int8_calibration import Int8Report, calibration_sha256, layer_precisions, write_trtexec_cache
+from ticketbench.devices.layer_profile import (
+    LayerProfile,
+    OnnxGraph,
+    read_layer_info,
+    read_trtexec_profile,
+    resolve_trt_layers,
+)
 from ticketbench.devices.measure import EvalResult, LatencyConfig, LatencyResult, detect_throttle
 from ticketbench.devices.onnx_fp16 import convert_bytes
 from ticketbench.devices.power import PowerReader
@@ -60,6 +67,7 @@ from ticketbench.devices.trtexec import (
     parse_summary,
     parse_times,
     parse_version,
+    profile_argv,
     timing_argv,
     trace_latencies_ms,
     trace_window_ms,
@@ -164,6 +172,7 @@ class TrtexecSession(Session):
         if precision == "int8" and (calibration is None or len(calibration) == 0):
             raise ValueError("int8 with trtexec needs calibration= (the calibration set, float32 N×C×H×W)")
         self.board, self.precision, self.feed, self.eval_batch = board, precision, feed, eval_batch
+        self.onnx_path = Path(onnx_path)  # what profile_layers maps trtexec's layer names back to
         exe = board.facts.get("trtexec")
         if not exe:
             raise RuntimeError("trtexec not found on the board (PATH or /usr/src/tensorrt/bin/trtexec)")
@@ -288,6 +297,40 @@ class TrtexecSession(Session):
         throttled, note = detect_throttle(res["snapshot_before"], res["snapshot_after"])
         extra = {"trtexec": parse_summary(job["log"]), "power_source": res["power_source"]}
         return LatencyResult(trace_latencies_ms(trace), batch, t0, t1, throttled, note, extra)
+
+    def profile_layers(self, x: np.ndarray, calls: int) -> LayerProfile:
+        """trtexec's per-layer profile of this batch's engine (--exportProfile, in a run apart from its timed one:
+        --separateProfileRun), layer names resolved through --exportLayerInfo where the version has it (>= 8.2).
+        `plain_ms` is the unprofiled run's median Latency from trtexec's own summary; trtexec does not report the
+        profiled run's latency, so the profiler's overhead is left unmeasured here (profiled_ms None)."""
+        batch = int(x.shape[0])
+        engine = self._engine(batch, batch, batch)
+        stem = f"{self.dir}/profile-{self.precision}-b{batch}-trt{self.trt_version}"
+        prof, info = f"{stem}.json", f"{stem}.layers.json" if has_layer_info(self.trt_version) else None
+        argv = profile_argv(
+            self.exe, engine, self.input_name, self._shape(batch), 200, calls, prof, info, self.trt_version
+        )
+        res = self.board.run([{"argv": argv, "read": [prof] + ([info] if info else [])}], sample=False)
+        job = res["jobs"][0]
+        _check(job, "profile run")
+        text = job["files"].get(prof)
+        if not text:
+            raise RuntimeError(f"trtexec wrote no profile ({prof})")
+        layers, count = read_trtexec_profile(text)
+        info_text = job["files"].get(info) if info else None
+        resolve_trt_layers(layers, OnnxGraph.load(self.onnx_path), read_layer_info(info_text) if info_text else None)
+        plain = parse_summary(job["log"]).get("latency_ms", {}).get("median")
+        names = "layer names from --exportLayerInfo" if info_text else "no --exportLayerInfo before TensorRT 8.2"
+        return LayerProfile(
+            self.backend,
+            batch,
+            count,
+            layers,
+            None,
+            plain,
+            f"trtexec {self.trt_version} --exportProfile ({names})",
+            "trtexec does not report the profiled run's latency: overhead not measured",
+        )
 
     def _infer(self, xs: list[np.ndarray]) -> tuple[list[np.ndarray], list[tuple[float, float]]]:
         """One trtexec query per batch on the real inputs: outputs and per-batch inference windows."""

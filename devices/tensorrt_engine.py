@@ -42,6 +42,15 @@ import numpy as np
 
 from ticketbench.devices import int8_calibration as int8
 from ticketbench.devices.base import Session
+from ticketbench.devices.layer_profile import (
+    LayerProfile,
+    LayerTimeSink,
+    OnnxGraph,
+    paired_times,
+    read_layer_info,
+    resolve_trt_layers,
+    tensorrt_profiler,
+)
 from ticketbench.files import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger("ticketbench.devices.tensorrt")
@@ -225,7 +234,9 @@ class _TensorApi:
     def output_shape(self, ctx: Any, name: str) -> tuple[int, ...]:
         return tuple(ctx.get_tensor_shape(name))
 
-    def execute(self, ctx: Any, addresses: dict[str, int], stream: int) -> bool:
+    def execute(self, ctx: Any, addresses: dict[str, int], stream: int, profiled: bool = False) -> bool:
+        """Enqueue on `stream`; with a profiler attached, TensorRT >= 8.5 reports its layer times from enqueue
+        itself (IExecutionContext.enqueue_emits_profile defaults to True: enqueue then returns when done)."""
         for name, ptr in addresses.items():
             ctx.set_tensor_address(name, ptr)
         return ctx.execute_async_v3(stream)
@@ -249,10 +260,14 @@ class _BindingApi:
     def output_shape(self, ctx: Any, name: str) -> tuple[int, ...]:
         return tuple(ctx.get_binding_shape(self.index[name]))
 
-    def execute(self, ctx: Any, addresses: dict[str, int], stream: int) -> bool:
+    def execute(self, ctx: Any, addresses: dict[str, int], stream: int, profiled: bool = False) -> bool:
+        """Enqueue on `stream`; `profiled`: the synchronous execute_v2, the only call TensorRT 8.0-8.4 profiles
+        ("enqueue() does not currently support profiling", IProfiler's docs of those versions)."""
         bindings = [0] * len(self.index)
         for name, ptr in addresses.items():
             bindings[self.index[name]] = ptr
+        if profiled:
+            return ctx.execute_v2(bindings)
         return ctx.execute_async_v2(bindings=bindings, stream_handle=stream)
 
 
@@ -333,17 +348,36 @@ class TrtEngine:
             self.buffers[out] = torch.empty(oshape, dtype=_torch_dtype(torch, self.api.dtype(out)), device=self.device)
         self.shape = shape
 
-    def run(self, x: np.ndarray, stream: CudaStream | HostStream) -> np.ndarray:
-        """Copy in, execute and copy out, all on `stream`; the device→host copy waits for it."""
+    def run(self, x: np.ndarray, stream: CudaStream | HostStream, profiled: Any = None) -> np.ndarray:
+        """Copy in, execute and copy out, all on `stream`; the device→host copy waits for it. `profiled`: a context
+        from `profiled_context` for this input shape, executed instead of the timed one (same buffers and copies)."""
         if x.shape != self.shape:
             self.bind(tuple(x.shape))
         name = self.api.inputs[0]
+        ctx = self.context if profiled is None else profiled
         with stream.use():
             self.buffers[name].copy_(self.torch.from_numpy(np.ascontiguousarray(x, dtype=self.api.dtype(name))))
-            ok = self.api.execute(self.context, {n: b.data_ptr() for n, b in self.buffers.items()}, stream.handle)
+            addresses = {n: b.data_ptr() for n, b in self.buffers.items()}
+            ok = self.api.execute(ctx, addresses, stream.handle, profiled is not None)
             if ok is False:
                 raise RuntimeError("TensorRT execution failed")
             return self.buffers[self.api.outputs[0]].cpu().numpy()
+
+    def profiled_context(self, profiler: Any, shape: tuple[int, ...]) -> Any:
+        """A second execution context of this engine for input `shape`, with `profiler` attached: the timed context
+        never carries one."""
+        ctx = self.engine.create_execution_context()
+        ctx.profiler = profiler
+        if not self.api.set_input_shape(ctx, self.api.inputs[0], shape):
+            raise ValueError(f"TensorRT rejected input shape {shape} on the profiling context")
+        return ctx
+
+    def layer_info(self, trt: Any) -> str | None:
+        """The engine inspector's JSON (TensorRT >= 8.2): layer names, and with detailed verbosity their types and
+        ONNX nodes; None before 8.2."""
+        if not hasattr(self.engine, "create_engine_inspector"):
+            return None
+        return str(self.engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
 
 
 EngineFactory = Callable[["tuple[int, int, int] | None"], bytes]  # batch profile (min, opt, max) → engine bytes
@@ -360,6 +394,7 @@ class TrtSession(Session):
 
     backend = "tensorrt"
     int8_report: int8.Int8Report | None = None  # int8: calibration cache and fallback layers of the latest engine
+    onnx_path: Path | None = None  # the model's ONNX: what profile_layers maps TensorRT's layer names back to
 
     def __init__(
         self,
@@ -413,6 +448,43 @@ class TrtSession(Session):
     def sync(self) -> None:
         self.stream.synchronize()
 
+    def profile_layers(self, x: np.ndarray, calls: int) -> LayerProfile:
+        """TensorRT's per-layer times through an IProfiler on a second context of the engine that runs this batch,
+        timed in alternating windows beside the unprofiled context (same buffers, same copies)."""
+        batch = int(x.shape[0])
+        engine = self._engine(batch, exact=False)
+        sink = LayerTimeSink()
+        with device_scope(self.torch, self.device):
+            engine.run(x, self.stream)  # binds the buffers for this shape
+            ctx = engine.profiled_context(tensorrt_profiler(self.trt, sink), tuple(x.shape))
+
+            def plain() -> None:
+                engine.run(x, self.stream)
+                self.stream.synchronize()
+
+            def profiled() -> None:
+                engine.run(x, self.stream, ctx)
+                self.stream.synchronize()
+
+            for _ in range(2):  # warm-up of the new context, not counted
+                profiled()
+            sink.ms.clear()
+            a, b = paired_times(plain, profiled, calls)
+            info = engine.layer_info(self.trt)
+        layers = sink.layers(len(b))
+        if self.onnx_path is not None:
+            resolve_trt_layers(layers, OnnxGraph.load(self.onnx_path), read_layer_info(info) if info else None)
+        call = "execute_async_v3" if isinstance(engine.api, _TensorApi) else "execute_v2"
+        return LayerProfile(
+            self.backend,
+            batch,
+            len(b),
+            layers,
+            float(np.median(b)),
+            float(np.median(a)),
+            f"tensorrt {self.trt.__version__} IProfiler ({call})",
+        )
+
     def close(self) -> None:
         self.engines.clear()
 
@@ -459,6 +531,7 @@ def load_tensorrt(
     session = TrtSession(
         trt, engine_for, device, dynamic, snapshot, min_window_s, report_int8 if precision == "int8" else None
     )
+    session.onnx_path = onnx_path
     if batch_size is not None:
         session.prepare(batch_size)
     return session

@@ -19,6 +19,9 @@ board's version (the `[TensorRT vNNNN]` banner):
   earlier versions measure, so `Latency` stays H2D + compute + D2H and the energy window covers the copies.
   Spin wait is also on by default in 11 (off before); it changes CPU power, not what is timed, and is left as
   trtexec sets it (docs/devices.md, support matrix).
+- Per-layer profiles (`profile_argv`): `--exportProfile` in every version; the profiler is attached in a second run
+  after the timed one with `--separateProfileRun` (8.0-10.x; 11 always runs it apart and deprecates the flag), and
+  `--exportLayerInfo` names the layers from 8.2 on (devices/layer_profile.py reads both files).
 """
 
 from __future__ import annotations
@@ -235,6 +238,34 @@ def timing_argv(
         f"--duration={max(1, math.ceil(min_seconds))}",
         f"--exportTimes={times_file}",
     ]
+
+
+def profile_argv(
+    exe: str,
+    engine: str,
+    input_name: str,
+    shape: Sequence[int] | None,
+    warmup_ms: float,
+    iterations: int,
+    profile_file: str,
+    layer_info_file: str | None,
+    trt_version: str | None = None,
+) -> list[str]:
+    """Per-layer times of an engine: a timed run of `iterations` queries without the profiler (its summary gives the
+    unprofiled latency), then the profile run (--separateProfileRun; TensorRT 11 always separates them and deprecates
+    the flag), written by --exportProfile; --exportLayerInfo (TensorRT >= 8.2 only) adds the engine's layer
+    information. --duration=0: the iteration count alone bounds both runs."""
+    argv = _engine_argv(exe, engine, input_name, shape, trt_version) + [
+        f"--warmUp={int(round(warmup_ms))}",
+        f"--iterations={int(iterations)}",
+        "--duration=0",
+        f"--exportProfile={profile_file}",
+    ]
+    if version_tuple(trt_version)[0] < TRANSFERS_OFF_FROM:
+        argv.append("--separateProfileRun")
+    if layer_info_file and has_layer_info(trt_version):
+        argv.append(f"--exportLayerInfo={layer_info_file}")
+    return argv
 
 
 def infer_argv(

@@ -12,6 +12,7 @@ import contextlib
 import io
 import random
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,27 @@ def to_onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], opset: int = O
             dynamo=False,
         )
     return buf.getvalue()
+
+
+def node_module(node_name: str, modules: Collection[str] = ()) -> str:
+    """The PyTorch module an exported ONNX node came from ("" for ops of the model's own forward).
+
+    The TorchScript exporter names a node `/<scope>/.../<Op>[_N]`, one scope per module call on the way down, each
+    the module's *unqualified* name: its qualified name from the last non-numeric atom on (torch.onnx.utils,
+    `_unqualified_variable_name`: `layer1.0.conv1` → `conv1`, `layer1.0` → `layer1.0`). A child's attribute name is
+    the last atom of its scope, so the qualified name is the first scope, then the last atom of each later one:
+    /layer1/layer1.0/conv1/Conv → layer1.0.conv1; /feature.4/conv/Conv (an FX module calling feature.4 directly, as
+    compaction's are) → feature.4.conv. When `modules` (the model's module names) is given and the name is not one
+    of them (a call that skipped its parent's forward), the one module ending in it is taken."""
+    scopes = [p for p in node_name.split("/")[1:-1] if p] if node_name.startswith("/") else []
+    if not scopes:
+        return ""
+    name = scopes[0] + "".join("." + s.rsplit(".", 1)[-1] for s in scopes[1:])
+    if modules and name not in modules:
+        ends = [m for m in modules if m.endswith("." + name)]
+        if len(ends) == 1:
+            return ends[0]
+    return name
 
 
 def slim(blob: bytes) -> bytes | None:

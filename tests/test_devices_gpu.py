@@ -4,6 +4,13 @@ The fake engine really reads its input and writes its output through the device 
 (ctypes on torch CPU tensors), so a wrong binding order or a stale address fails the numeric checks. Like
 the real one it rejects input shapes outside its optimization profile (set_input_shape returns False),
 records the stream each execution was enqueued on, and from 11.0 on has no BuilderFlag.FP16.
+
+Per-layer profiling as the real API does it: an `IProfiler` subclass must call `IProfiler.__init__`; a context's
+`profiler` gets report_layer_time(layer_name, ms) once per layer per execution, from `execute_v2` only up to 8.4
+("enqueue() does not currently support profiling") and from `execute_async_v3` too from 8.5. Layers are named like
+TensorRT's fused layers of the parsed ONNX ("<conv> + <relu>", an input reformat first), each reporting a fixed
+time (`LAYER_MS`); from 8.2 the engine inspector returns them as JSON, names only unless the engine was built with
+ProfilingVerbosity.DETAILED, with Metadata ("[ONNX Layer: x]" joined by \x1e in 8.6, \x1f from 10) from 8.6.
 """
 
 from __future__ import annotations
@@ -27,6 +34,29 @@ from ticketbench.models.export import to_onnx_bytes
 from ticketbench.models.zoo import create_model
 
 K = 4  # fake output classes
+LAYER_MS = 0.25  # what the fake reports per layer and call, times the layer's position (1, 2, ...)
+
+
+def fake_trt_layers(model) -> list[dict]:
+    """TensorRT-style layers of an ONNX graph: a Conv or Gemm read only by a Relu fuses with it; an input reformat."""
+    readers: dict[str, list] = {}
+    for n in model.graph.node:
+        for t in n.input:
+            readers.setdefault(t, []).append(n)
+    layers, fused = [], set()
+    for n in model.graph.node:
+        if n.name in fused or n.op_type == "Identity":
+            continue
+        nodes = [n]
+        nxt = readers.get(n.output[0], [])
+        if n.op_type in ("Conv", "Gemm") and len(nxt) == 1 and nxt[0].op_type == "Relu":
+            nodes.append(nxt[0])
+            fused.add(nxt[0].name)
+        kind = {"Conv": "CaskConvolution", "Gemm": "CaskGemm"}.get(n.op_type, "CaskPooling")
+        layers.append({"Name": " + ".join(m.name for m in nodes), "LayerType": kind, "nodes": [m.name for m in nodes]})
+    first = layers[0]["Name"]
+    reformat = {"Name": f"Reformatting CopyNode for Input Tensor 0 to {first}", "LayerType": "Reformat", "nodes": []}
+    return [reformat, *layers]
 
 
 def _floats(ptr: int, n: int) -> np.ndarray:
@@ -55,12 +85,21 @@ def fake_tensorrt(version: str) -> types.ModuleType:
     trt.parsed = []  # the ONNX models the parser saw
     trt.streams = []  # the stream handle of every execution
     trt.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")
+    trt.ProfilingVerbosity = types.SimpleNamespace(LAYER_NAMES_ONLY=0, DETAILED=2)
+    trt.LayerInformationFormat = types.SimpleNamespace(ONELINE=0, JSON=1)
+
+    class IProfiler:
+        def __init__(self):
+            self.initialized = True  # pybind11: a subclass that skips this is not a profiler TensorRT can call
+
+    trt.IProfiler = IProfiler
     trt.DataType = types.SimpleNamespace(FLOAT="float32")
     trt.nptype = lambda dt: np.float32
 
     class Config:
         def __init__(self):
             self.flags, self.profiles = set(), []
+            self.profiling_verbosity = None  # LAYER_NAMES_ONLY, the default
 
         def set_flag(self, f):
             self.flags.add(f)
@@ -80,6 +119,7 @@ def fake_tensorrt(version: str) -> types.ModuleType:
 
     class Network:
         input_name = None
+        layers: list = []
 
     class Builder:
         def __init__(self, logger):
@@ -97,7 +137,13 @@ def fake_tensorrt(version: str) -> types.ModuleType:
         def build_serialized_network(self, network, config):
             trt.builds.append(config)
             profile = config.profiles[0][network.input_name] if config.profiles else None
-            note = {"input": network.input_name, "fp16": 1 in config.flags, "profile": profile}
+            note = {
+                "input": network.input_name,
+                "fp16": 1 in config.flags,
+                "profile": profile,
+                "layers": network.layers,
+                "detailed": config.profiling_verbosity == trt.ProfilingVerbosity.DETAILED,
+            }
             return json.dumps(note).encode()
 
     class OnnxParser:
@@ -112,11 +158,21 @@ def fake_tensorrt(version: str) -> types.ModuleType:
             model = onnx.load_from_string(blob)
             trt.parsed.append(model)
             self.network.input_name = model.graph.input[0].name
+            self.network.layers = fake_trt_layers(model)
             return True
 
     class Context:
-        def __init__(self, names, profile):
+        profiler = None
+
+        def __init__(self, names, profile, layers=()):
             self.names, self.shapes, self.addr, self.profile = names, {}, {}, profile
+            self.layers = list(layers)
+
+        def _report(self):
+            if self.profiler is not None:
+                assert getattr(self.profiler, "initialized", False), "IProfiler.__init__ was not called"
+                for i, layer in enumerate(self.layers):
+                    self.profiler.report_layer_time(layer["Name"], LAYER_MS * (i + 1))
 
         def _accept(self, shape):
             """Like TensorRT: False (and nothing set) for a batch outside the optimization profile."""
@@ -144,7 +200,9 @@ def fake_tensorrt(version: str) -> types.ModuleType:
 
         def execute_async_v3(self, stream):
             trt.streams.append(stream)
-            return self._compute(self.addr[self.names[0]], self.addr[self.names[1]])
+            ok = self._compute(self.addr[self.names[0]], self.addr[self.names[1]])
+            self._report()  # >= 8.5: enqueue emits the profile (enqueue_emits_profile defaults to True)
+            return ok
 
     class Context8(Context):
         def set_binding_shape(self, i, shape):
@@ -158,9 +216,41 @@ def fake_tensorrt(version: str) -> types.ModuleType:
 
         def execute_async_v2(self, bindings, stream_handle):
             trt.streams.append(stream_handle)
-            return self._compute(bindings[0], bindings[1])
+            return self._compute(bindings[0], bindings[1])  # 8.0-8.4: enqueue does not profile
 
-    class Engine10:
+        def execute_v2(self, bindings):
+            ok = self._compute(bindings[0], bindings[1])
+            self._report()
+            return ok
+
+    class Inspector:
+        def __init__(self, note):
+            self.note = note
+
+        def get_engine_information(self, fmt):
+            assert fmt == trt.LayerInformationFormat.JSON
+            layers = self.note.get("layers") or []
+            if not self.note.get("detailed"):
+                return json.dumps({"Layers": [la["Name"] for la in layers], "Bindings": ["input", "logits"]})
+            sep = "\x1e" if (major, minor) < (10, 0) else "\x1f"
+            out = []
+            for la in layers:
+                rec = {"Name": la["Name"], "LayerType": la["LayerType"]}
+                if (major, minor) >= (8, 6):
+                    rec["Metadata"] = sep.join(f"[ONNX Layer: {n}]" for n in la["nodes"])
+                out.append(rec)
+            return json.dumps({"Layers": out, "Bindings": ["input", "logits"]})
+
+    class Engine:
+        note: dict = {}
+
+        def create_engine_inspector(self):
+            return Inspector(self.note)
+
+    if (major, minor) < (8, 2):  # the engine inspector came with 8.2
+        del Engine.create_engine_inspector
+
+    class Engine10(Engine):
         num_io_tensors = 2
 
         def __init__(self, names, profile):
@@ -176,9 +266,9 @@ def fake_tensorrt(version: str) -> types.ModuleType:
             return trt.DataType.FLOAT
 
         def create_execution_context(self):
-            return Context10(self.names, self.profile)
+            return Context10(self.names, self.profile, self.note.get("layers") or [])
 
-    class Engine8:
+    class Engine8(Engine):
         num_bindings = 2
 
         def __init__(self, names, profile):
@@ -194,7 +284,7 @@ def fake_tensorrt(version: str) -> types.ModuleType:
             return trt.DataType.FLOAT
 
         def create_execution_context(self):
-            return Context8(self.names, self.profile)
+            return Context8(self.names, self.profile, self.note.get("layers") or [])
 
     class Runtime:
         def __init__(self, logger):
@@ -203,7 +293,9 @@ def fake_tensorrt(version: str) -> types.ModuleType:
         def deserialize_cuda_engine(self, blob):
             note = json.loads(blob)
             names = [note["input"], "logits"]
-            return Engine10(names, note.get("profile")) if tensor_api else Engine8(names, note.get("profile"))
+            engine = Engine10(names, note.get("profile")) if tensor_api else Engine8(names, note.get("profile"))
+            engine.note = note
+            return engine
 
     trt.Builder, trt.OnnxParser, trt.Runtime = Builder, OnnxParser, Runtime
     return trt
