@@ -26,11 +26,13 @@ import torch
 from tqdm import tqdm
 
 from ticketbench import threads as thread_policy
+from ticketbench.bench.layers import layer_rows, profile_summary, to_csv
 from ticketbench.bench.provenance import git_sha, host_info, package_versions
 from ticketbench.bench.rundir import RunDir
 from ticketbench.bench.suite import Case, MeasureConfig, Suite
 from ticketbench.bench.training import TrainingMeter, start_meter
 from ticketbench.devices.base import DeviceAdapter, Session
+from ticketbench.devices.layer_profile import LayerProfileUnavailable
 from ticketbench.devices.measure import (
     IdleBaseline,
     LatencyConfig,
@@ -45,7 +47,7 @@ from ticketbench.devices.measure import (
 from ticketbench.devices.power import PowerSampler, Window
 from ticketbench.files import DISK_FULL, atomic_write_text, one_line
 from ticketbench.models.compact import CompactionConfig, compact
-from ticketbench.models.cost import ModelCost, analyze
+from ticketbench.models.cost import LayerCost, ModelCost, analyze
 from ticketbench.models.data import DataBundle, load_dataset
 from ticketbench.models.export import OPSET, export_onnx, to_onnx_bytes
 from ticketbench.models.masks import apply_masks
@@ -364,7 +366,13 @@ class Runner:
         for precision in self.suite.measure.precision_list():  # one ticket, one export: a row set per precision
             try:
                 rows += self._measure_precision(
-                    case, data, tdir, exp.path, compacted, {**common, "precision": precision}
+                    case,
+                    data,
+                    tdir,
+                    exp.path,
+                    compacted,
+                    {**common, "precision": precision},
+                    (cost_dense.layers, cost_compact.layers),
                 )
             except Exception as exc:  # int8 failing (say, no calibrator) must not drop the fp32 rows
                 self._case_failed(f"case {case.case_id} at {precision}", exc)
@@ -392,8 +400,18 @@ class Runner:
         raise ValueError(f"device {self.device.name} has no int8 path")
 
     def _measure_precision(
-        self, case: Case, data: DataBundle, tdir: Path, onnx_path: Path, compacted: torch.nn.Module, common: dict
+        self,
+        case: Case,
+        data: DataBundle,
+        tdir: Path,
+        onnx_path: Path,
+        compacted: torch.nn.Module,
+        common: dict,
+        layer_costs: tuple[list[LayerCost], list[LayerCost]] = ([], []),
     ) -> list[dict[str, Any]]:
+        """The rows of one precision: eval epoch, timed rounds beside the dense reference, then (after every
+        timed round) the per-layer profile of each batch size; `layer_costs` = (dense, compacted ticket) per-layer
+        MACs (models/cost.py)."""
         precision, shape = common["precision"], data.input_shape
         load_kw: dict[str, Any] = {}
         if precision == "int8":
@@ -413,14 +431,17 @@ class Runner:
         reference = self._reference_session(case, data) if timed_beside else None
         tag = "" if precision == "fp32" else f"-{precision}"  # fp32 files keep their names
         measure_load = not is_remote(self.identity)  # a remote board's load is not this machine's
-        for bm in measure_session(
+        measured = measure_session(
             session, shape, self.suite.measure, self.power, reference, common.get("threads"), measure_load
-        ):
+        )
+        for bm in measured:  # profiled only once every batch size's rounds are done: never inside a timed window
+            layers = self._layer_profile(f"{case.case_id}{tag}", bm, session, reference, shape, layer_costs)
             rows.append(
                 empty_row(
                     **common,
                     batch_size=bm.batch_size,
                     **bm.columns,
+                    **layers,
                     samples_file=self._write_samples(f"{case.case_id}{tag}", bm),
                     energy_j_per_eval_epoch=e_eval.energy_j if e_eval else None,
                     accuracy_top1=evalr.accuracy_top1,
@@ -428,6 +449,59 @@ class Runner:
                 )
             )
         return rows
+
+    def _layer_profile(
+        self,
+        case_id: str,
+        bm: BatchMeasurement,
+        session: Session,
+        reference: Session | None,
+        shape: tuple[int, ...],
+        costs: tuple[list[LayerCost], list[LayerCost]],
+    ) -> dict[str, Any]:
+        """Per-layer profile of the case, and of its dense reference beside it, at one batch size: layer table
+        (bench/layers.py) in samples/<case>-b<bs>-layers.csv, the profiles' sources and the profiler's measured cost
+        in -layers.json; the results columns naming them. Nothing when [measure] layer_profile is false or the
+        backend has no profiler; a profile that fails is logged and leaves the row's layer columns empty."""
+        if not self.suite.measure.layer_profile:
+            return {}
+        x = timing_input(bm.batch_size, shape)
+        calls = max(LAYER_PROFILE_CALLS, self.suite.measure.min_iterations)
+        before = thread_policy.cpu_sample()
+        try:
+            prof = session.profile_layers(x, calls)
+            ref = reference.profile_layers(x, calls) if reference is not None else None
+        except LayerProfileUnavailable as exc:
+            log.info("no layer profile for %s: %s", case_id, exc)
+            return {}
+        except Exception as exc:  # the timed rows stand without it
+            log.warning("layer profile of %s b%d failed: %s: %s", case_id, bm.batch_size, type(exc).__name__, exc)
+            return {}
+        # what other processes took of our CPUs while profiling: long layers on a crowded core are preempted in the
+        # middle, so their medians grow where short ones' do not (the rows' own `other_load_cores` is for the rounds)
+        other = thread_policy.other_load_cores(before, thread_policy.cpu_sample())
+        dense_cost, ticket_cost = costs
+        rows = layer_rows(prof, ticket_cost, ref, dense_cost if ref is not None else None)
+        stem = f"samples/{case_id}-b{bm.batch_size}-layers"
+        coverage = _ratio(prof.total_ms, bm.columns.get("latency_ms_p50"))
+        check = layers_check(coverage)
+        if check:
+            log.warning("%s b%d: %s", case_id, bm.batch_size, check)
+        atomic_write_text(self.rundir.root / f"{stem}.csv", to_csv(rows))
+        meta = {
+            "ticket": profile_summary(prof),
+            "dense": profile_summary(ref) if ref is not None else None,
+            "latency_ms_p50": bm.columns.get("latency_ms_p50"),
+            "coverage": coverage,
+            # time outside the runtime's layers: against the timed rounds, and against the profiled calls themselves
+            "gap_ms": _difference(bm.columns.get("latency_ms_p50"), prof.total_ms),
+            "gap_profiled_ms": _difference(prof.profiled_ms, prof.total_ms),
+            "coverage_bounds": list(COVERAGE_BOUNDS),
+            "check": check or "ok",
+            "other_load_cores": other,
+        }
+        atomic_write_text(self.rundir.root / f"{stem}.json", json.dumps(meta, indent=2))
+        return {"layers_file": f"{stem}.csv", "layers_coverage": coverage, "layers_profile_overhead": prof.overhead}
 
     def _saved_ticket(self, case: Case, data: DataBundle) -> Ticket:
         """A `ticket = "path"` case: the saved ticket as it is, its accuracy measured on this case's data."""
@@ -608,6 +682,34 @@ class BatchMeasurement:
     columns: dict[str, Any]  # results.csv columns: latency stats, rounds, spread, energy, throttle
 
 
+def timing_input(batch_size: int, input_shape: tuple[int, ...]) -> np.ndarray:
+    """The input every timed round and every layer profile of a batch size runs on (seeded standard normal)."""
+    return np.random.default_rng(0).standard_normal((batch_size, *input_shape), dtype=np.float32)
+
+
+# Calls per side (profiled and plain) of a layer profile, at least: [measure] min_iterations raises it.
+LAYER_PROFILE_CALLS = 20
+# Σ per-layer times of a profile / the p50 of the timed rounds outside these bounds is reported as a failed check:
+# below, the timed calls spent most of their time outside the runtime's layers (call overhead; on a crowded machine,
+# waiting for a CPU); above, the profiler inflated the layers (ONNX Runtime CPU: 4-7 µs per node, docs/devices.md).
+COVERAGE_BOUNDS = (0.5, 1.5)
+
+
+def layers_check(coverage: float | None) -> str:
+    """'' when the per-layer times add up to the timed latency within COVERAGE_BOUNDS, else what is wrong."""
+    lo, hi = COVERAGE_BOUNDS
+    if coverage is None:
+        return "per-layer times not comparable with the timed latency (no p50)"
+    if not lo <= coverage <= hi:
+        return f"per-layer times add up to {coverage:.2f} of the timed p50, outside [{lo:g}, {hi:g}]: " + (
+            "the timed calls spent most of their time outside the runtime's layers (call overhead, or waiting "
+            "for a CPU other processes held: see other_load_cores)"
+            if coverage < lo
+            else "the profiler inflated the layers"
+        )
+    return ""
+
+
 def measure_session(
     session: Session,
     input_shape: tuple[int, ...],
@@ -630,7 +732,7 @@ def measure_session(
     )
     targets: list[tuple[Session, np.ndarray]] = []
     for bs in m.batch_sizes:
-        x = np.random.default_rng(0).standard_normal((bs, *input_shape), dtype=np.float32)
+        x = timing_input(bs, input_shape)
         targets += [(session, x)] + ([(reference, x)] if reference is not None else [])
     # Contiguous windows, never iteration-by-iteration alternation: alternating with the dense reference evicts the
     # ticket's weights from the caches every iteration, so tickets were timed cold and the dense case (no reference)
@@ -785,6 +887,15 @@ def finalize_speedups(rows: list[dict[str, Any]]) -> None:
             r["speedup_vs_fp32_dense"] = r["speedup"]
         else:
             r["speedup_vs_fp32_dense"] = _ratio(dense.get(_group({**r, "precision": "fp32"})), p50)
+
+
+def _difference(a: Any, b: Any) -> float | None:
+    """a − b for two finite numbers, else None."""
+    try:
+        a, b = float(a), float(b)
+    except (TypeError, ValueError):
+        return None
+    return a - b if np.isfinite(a) and np.isfinite(b) else None
 
 
 def _ratio(a: Any, b: Any) -> float | None:

@@ -42,6 +42,9 @@ class MeasureConfig:
     calibration_size: int = 256  # int8: training images in the calibration set (models/quantize.py)
     calibration_seed: int = 0  # int8: seed of the calibration draw
     calibration_method: str = "entropy"  # int8 on ONNX Runtime: entropy | minmax | percentile
+    # per-layer profile of every case and its dense reference, after the timed rounds, in windows of their own
+    # (samples/<case>-b<bs>-layers.csv); false skips it (backends without a profiler skip it anyway)
+    layer_profile: bool = True
 
     def precision_list(self) -> list[str]:
         return list(self.precisions) if self.precisions else [self.precision]
@@ -180,6 +183,7 @@ def _measure(mdoc: Any, source: str) -> MeasureConfig:
         "min_seconds": (lambda v: _is_num(v) and v >= 0, "a number ≥ 0"),
         "idle_seconds": (lambda v: _is_num(v) and v >= 0, "a number ≥ 0"),
         "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+        "layer_profile": (lambda v: isinstance(v, bool), "true or false"),
     }
     for key, (ok, what) in checks.items():
         if key in mdoc and not ok(mdoc[key]):

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ticketbench.bench.layers import COLUMNS, LayerRow, biggest_losses, dense_key, format_table, layer_rows, to_csv
+from ticketbench.bench.suite import SuiteError, parse_suite
 from ticketbench.devices.cpu import OrtCpuSession
 from ticketbench.devices.layer_profile import (
     LayerProfile,
@@ -34,6 +35,7 @@ from ticketbench.models.export import node_module, to_onnx_bytes
 from ticketbench.models.zoo import create_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "layer_profile"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 
 
 def fixture(name: str) -> str:
@@ -249,6 +251,36 @@ def test_dense_key_takes_the_longest_dotted_prefix():
     assert dense_key("feature.4.conv", ["feature.4", "feature.40", "feature"]) == "feature.4"
     assert dense_key("feature.40", ["feature.4"]) == "feature.40"  # a prefix must end at a dot
     assert LayerRow("x", "conv", 10, 0, 1.0, 0.0).realization is None  # a removed layer: no ratio, no error
+
+
+def test_layers_csv_columns_are_documented_in_order():
+    text = DOCS.read_text().split("## Per-layer profiles")[1].split("\n## ")[0]
+    import re
+
+    documented = []
+    for cell in re.findall(r"^\| (`[a-z_]+`(?:, `[a-z_]+`)*) \|", text, flags=re.M):
+        documented += re.findall(r"`([a-z_]+)`", cell)
+    assert documented == list(COLUMNS)
+
+
+def test_layer_profile_setting_is_a_checked_bool():
+    doc = {"cases": [{"model": "small_cnn", "dataset": "digits", "method": "dense"}]}
+    assert parse_suite({**doc, "measure": {"layer_profile": False}}, "t").measure.layer_profile is False
+    assert parse_suite(doc, "t").measure.layer_profile is True
+    with pytest.raises(SuiteError, match="layer_profile must be true or false"):
+        parse_suite({**doc, "measure": {"layer_profile": "no"}}, "t")
+
+
+def test_layer_profile_off_never_touches_the_session():
+    from ticketbench.bench.runner import Runner
+
+    class Untouchable:
+        def profile_layers(self, x, calls):
+            raise AssertionError("profiled although [measure] layer_profile is false")
+
+    fake = types.SimpleNamespace(suite=types.SimpleNamespace(measure=types.SimpleNamespace(layer_profile=False)))
+    bm = types.SimpleNamespace(batch_size=1, columns={})
+    assert Runner._layer_profile(fake, "c", bm, Untouchable(), None, (1, 8, 8), ([], [])) == {}
 
 
 def test_resolve_marks_ort_reorders_inserted(small_graph):

@@ -104,6 +104,26 @@ def test_rounds_and_dense_reference_are_recorded(tiny_run):
             )
 
 
+def test_every_row_has_its_per_layer_table_beside_the_dense_reference(tiny_run):
+    """Profiled after the timed rounds: one layers table per row, each conv of the compacted ticket (cost.json) a row
+    of its own with a time in the ticket and, for the ticket timed beside its reference, in the dense model too."""
+    _, out, _ = tiny_run
+    df = pd.read_csv(out / "results.csv")
+    assert df["layers_file"].notna().all() and (df["layers_coverage"] > 0).all()
+    assert df["layers_profile_overhead"].notna().all()
+    for r in df.to_dict("records"):
+        table = pd.read_csv(out / r["layers_file"])
+        cost = json.loads((out / "tickets" / r["case_id"] / "cost.json").read_text())
+        convs = table[table["kind"].isin(["conv", "linear"])]
+        assert set(convs["layer"]) == {lc["name"] for lc in cost["compacted"]["layers"]}
+        assert convs["ticket_ms"].notna().all() and (convs["mac_reduction"].dropna() >= 1).all()
+        paired = r["method"] != "dense"
+        assert convs["dense_ms"].notna().all() == paired and convs["realization"].notna().all() == paired
+        meta = json.loads((out / r["layers_file"].replace(".csv", ".json")).read_text())
+        assert meta["ticket"]["source"].startswith("onnxruntime") and (meta["dense"] is not None) == paired
+        assert meta["coverage"] == pytest.approx(r["layers_coverage"]) and meta["gap_ms"] is not None
+
+
 def test_paired_ratios_cancel_a_machine_state_shared_by_adjacent_iterations():
     """A tenant takes a core for some iterations: case and reference iterations beside each other slow alike, so
     the per-round median of their pairwise ratios is exact where the ratio of the two medians is not."""

@@ -85,6 +85,9 @@ EXTRA_COLUMNS = [
     "other_load_cores",  # CPU used by other processes on our CPUs during the case's timing windows (cores)
     "disturbed",  # rounds disagree beyond the bound, or other load crowded the threads; empty = not measured
     "disturbance_note",  # why the row is disturbed, with the figures
+    "layers_file",  # per-layer table of the ticket beside its dense reference, relative to the run directory
+    "layers_coverage",  # Σ per-layer times of the ticket's profile / latency_ms_p50 of the timed rounds
+    "layers_profile_overhead",  # profiled / unprofiled per-call time − 1, measured in the profiling window
 ]
 
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS
@@ -97,7 +100,7 @@ TEXT_COLUMNS = {"run_id", "case_id", "model", "dataset", "method", "device", "de
                  "power_source", "status", "error", "power_note", "samples_file", "throttle_note",
                  "throttled", "structure", "backend_note", "train_device", "int8_calibration",
                 "int8_within_tolerance", "int8_note", "speedup_basis", "runtime_settings", "disturbed",
-                "disturbance_note"}  # fmt: skip
+                "disturbance_note", "layers_file"}  # fmt: skip
 
 STATUSES = ("ok", "failed", "skipped")
 POWER_SOURCES = ("nvml-energy", "nvml-power", "jtop", "ina3221-sysfs", "tegrastats", "rapl", "none")
