@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +18,7 @@ import pandas as pd
 from ticketbench.files import InputError, atomic_write_text, read_json_object, read_results_csv
 from ticketbench.reports import plots
 from ticketbench.reports.artifacts import TicketArtifacts, load_run_artifacts
+from ticketbench.reports.layers import LayerTable, load_layer_tables
 from ticketbench.reports.pages import fmt_cell, template_env
 from ticketbench.reports.summary import disturbance_banner, disturbed_rows, summary_tables
 from ticketbench.results import COLUMNS
@@ -36,6 +38,17 @@ class ReportInputs:
     df: pd.DataFrame
     metas: list[dict]
     artifacts: list[TicketArtifacts] = field(default_factory=list)
+    layers: list[LayerTable] = field(default_factory=list)
+
+
+@dataclass
+class LayerSection:
+    """One ticket at one batch size in "Where the time goes": its per-layer figure and the layers that lose most."""
+
+    title: str
+    figure: Figure
+    facts: str  # realization, how far the layers add up, what profiling cost
+    losses: list[dict]  # layer, kind, mac_reduction, time_reduction, realization, lost_ms
 
 
 def _load_run(d: Path) -> tuple[pd.DataFrame, dict]:
@@ -60,6 +73,7 @@ def load_report_inputs(run_dirs: list[Path]) -> ReportInputs:
     df = pd.concat([f for f, _ in loaded], ignore_index=True)
     metas = [m for _, m in loaded]
     arts: list[TicketArtifacts] = []
+    layers: list[LayerTable] = []
     seen: set[str] = set()
     for d, (own, meta) in zip(run_dirs, loaded):
         run_id = str(meta.get("run_id", Path(d).name))
@@ -69,7 +83,8 @@ def load_report_inputs(run_dirs: list[Path]) -> ReportInputs:
         new = [c for c in cases if c not in seen]
         seen.update(new)
         arts.extend(load_run_artifacts(Path(d), new, run_id))
-    return ReportInputs(df, metas, arts)
+        layers.extend(load_layer_tables(Path(d), own[own["case_id"].astype(str).isin(new)]))
+    return ReportInputs(df, metas, arts, layers)
 
 
 def case_labels(df: pd.DataFrame) -> dict[str, str]:
@@ -116,13 +131,40 @@ def figures(inputs: ReportInputs) -> list[Figure]:
     ]
 
 
+def _x(v: float | None, spec: str = ".2f") -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def layer_sections(inputs: ReportInputs) -> list[LayerSection]:
+    """ "Where the time goes": per ticket (dense cases aside) and batch size, its layers beside the dense reference's,
+    read from its layers file as written."""
+    labels = case_labels(inputs.df)
+    dense = set(inputs.df.loc[inputs.df["method"] == "dense", "case_id"].astype(str))
+    out = []
+    for t in inputs.layers:
+        if t.case_id in dense:
+            continue
+        title = f"{labels.get(t.case_id, t.case_id)} b{t.batch_size}"
+        fig = _figure(title, partial(plots.layer_times, t.rows, title), "no per-layer times")
+        facts = (
+            f"realization {_x(t.realization)}; the per-layer times add up to {_x(t.coverage)} of the timed p50; "
+            f"profiling slowed a call by {_x(None if t.overhead is None else 100 * t.overhead, '.0f')} %"
+        )
+        cols = ["layer", "kind", "mac_reduction", "time_reduction", "realization", "lost_ms"]
+        losses = t.losses[cols].astype(object).where(t.losses[cols].notna(), None).to_dict("records")
+        out.append(LayerSection(title, fig, facts, losses))
+    return out
+
+
 def render_html(
     df: pd.DataFrame,
     metas: list[dict],
     title: str = "ticketbench report",
     artifacts: list[TicketArtifacts] | None = None,
+    layers: list[LayerTable] | None = None,
 ) -> str:
-    figs = figures(ReportInputs(df, metas, artifacts or []))
+    inputs = ReportInputs(df, metas, artifacts or [], layers or [])
+    figs = figures(inputs)
     table = df.drop(columns=[c for c in ("run_id",) if c in df and df["run_id"].nunique() == 1])
     return (
         template_env()
@@ -140,6 +182,7 @@ def render_html(
             ],
             banner=disturbance_banner(df),
             disturbed=disturbed_rows(df),
+            layer_sections=layer_sections(inputs),
         )
     )
 
@@ -169,7 +212,8 @@ def write_csv(df: pd.DataFrame, path: Path) -> Path:
 
 def write_report(run_dirs: list[Path], html_path: Path, csv_path: Path | None = None) -> Path:
     inputs = load_report_inputs([Path(d) for d in run_dirs])
-    atomic_write_text(Path(html_path), render_html(inputs.df, inputs.metas, artifacts=inputs.artifacts))
+    html = render_html(inputs.df, inputs.metas, artifacts=inputs.artifacts, layers=inputs.layers)
+    atomic_write_text(Path(html_path), html)
     if csv_path is not None:
         write_csv(inputs.df, csv_path)
     return Path(html_path)

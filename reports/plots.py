@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
 
 from ticketbench.reports.artifacts import TicketArtifacts  # noqa: E402
 
@@ -317,3 +318,50 @@ def trend(df: pd.DataFrame, ylabel: str) -> str | None:
         ax.grid(alpha=0.3)
         _legend(ax)
     return _svg(fig, "trend-" + ylabel)
+
+
+MAX_LAYER_ROWS = 40  # layers drawn per ticket; the rest (least ticket time) are in the CSV only
+
+
+def layer_times(rows: pd.DataFrame, title: str) -> str | None:
+    """One ticket's per-layer table (reports.layers): per layer, its time in the dense reference and in the ticket
+    (ms per call), and beside it its MAC reduction and time reduction (×, log scale); realization = their ratio.
+    Layers in execution order, the runtime's overhead rows last."""
+    d = rows[rows["ticket_ms"].notna() | rows["dense_ms"].notna()]
+    if d.empty:
+        return None
+    order = {"conv": 0, "linear": 0, "other": 0, "overhead": 1}
+    d = d.assign(_o=d["kind"].map(order).fillna(1)).sort_values("_o", kind="stable").head(MAX_LAYER_ROWS)
+    y = list(range(len(d)))[::-1]
+    fig, (a1, a2) = plt.subplots(
+        1, 2, figsize=(11, 1.2 + 0.28 * len(d)), sharey=True, layout="constrained", width_ratios=(3, 2)
+    )
+    h = 0.4
+    a1.barh([v + h / 2 for v in y], d["dense_ms"].fillna(0), h, label="dense reference", color="#9aa7b8")
+    a1.barh([v - h / 2 for v in y], d["ticket_ms"].fillna(0), h, label="ticket", color="#d9822b")
+    a1.set_yticks(
+        y, [f"{lay} ({k})" if k in ("other", "overhead") else str(lay) for lay, k in zip(d["layer"], d["kind"])]
+    )
+    a1.set_xlabel("time per call (ms)")
+    a1.set_title(title)
+    a1.grid(axis="x", alpha=0.3)
+    a1.legend(fontsize=8, loc="lower right")
+    compute = d["kind"].isin(["conv", "linear"])
+    for col, marker, label in (("mac_reduction", "o", "MAC reduction"), ("time_reduction", "s", "time reduction")):
+        sel = compute & d[col].notna() & (d[col] > 0)
+        a2.scatter(d.loc[sel, col], [v for v, s in zip(y, sel) if s], marker=marker, label=label, zorder=3)
+    a2.axvline(1.0, color="#888", lw=0.8)
+    a2.set_xscale("log")
+    seen = pd.concat([d.loc[compute, "mac_reduction"], d.loc[compute, "time_reduction"]]).dropna()
+    seen = seen[seen > 0]
+    lo, hi = (float(seen.min()), float(seen.max())) if len(seen) else (1.0, 1.0)
+    left, right = min(0.5, lo / 1.3), max(2.0, hi * 1.3)
+    a2.set_xlim(left, right)
+    a2.set_xticks([2.0**k for k in range(-6, 9) if left <= 2.0**k <= right])
+    a2.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    a2.xaxis.set_minor_formatter(NullFormatter())
+    a2.set_xlabel("dense ÷ ticket (×)")
+    a2.set_title("MAC reduction vs time reduction")
+    a2.grid(alpha=0.3)
+    a2.legend(fontsize=8, loc="lower right")
+    return _svg(fig, f"layers-{title}")
