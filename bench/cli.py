@@ -556,9 +556,18 @@ def _input_shape(cfg, load_dataset) -> tuple[int, ...]:
 
 def cmd_measure(args: argparse.Namespace) -> int:
 
-    from ticketbench.bench.runner import PowerState, is_remote, measure_session, runtime_columns, start_power
+    from ticketbench.bench.runner import (
+        LAYER_PROFILE_CALLS,
+        PowerState,
+        is_remote,
+        measure_session,
+        runtime_columns,
+        start_power,
+        timing_input,
+    )
     from ticketbench.bench.suite import MeasureConfig
     from ticketbench.devices.base import DeviceUnavailable, get_device, resolve_device
+    from ticketbench.devices.layer_profile import LayerProfile, LayerProfileUnavailable
     from ticketbench.results import empty_row
 
     path = Path(args.model)
@@ -580,6 +589,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
     m = MeasureConfig(batch_sizes=[args.batch], min_seconds=args.duration, idle_seconds=args.idle, rounds=args.rounds)
     m.precision = args.precision
     power = PowerState()
+    profile: LayerProfile | None = None
+    no_profile = ""
     try:
         ident = device.identity()
         try:
@@ -591,6 +602,11 @@ def cmd_measure(args: argparse.Namespace) -> int:
         power = start_power(device, idle_seconds=m.idle_seconds)
         runtime = runtime_columns(ident)
         (bm,) = measure_session(session, shape, m, power, threads=runtime["threads"], measure_load=not is_remote(ident))
+        if args.layers:  # after the timed rounds, in a window of its own
+            try:
+                profile = session.profile_layers(timing_input(args.batch, shape), LAYER_PROFILE_CALLS)
+            except LayerProfileUnavailable as exc:
+                no_profile = str(exc)
     except UsageError:
         raise
     except ValueError as exc:  # e.g. a precision the backend does not run
@@ -613,6 +629,12 @@ def cmd_measure(args: argparse.Namespace) -> int:
         size_mb=path.stat().st_size / 1e6,
         status="ok",
     )
+    if profile is not None:
+        p50 = row.get("latency_ms_p50")
+        row["layers_coverage"] = profile.total_ms / p50 if isinstance(p50, float) and p50 > 0 else None
+        row["layers_profile_overhead"] = profile.overhead
+    if no_profile:
+        print(f"no per-layer profile: {no_profile}", file=sys.stderr)
     if args.json:
         print(json.dumps(row))
     else:
@@ -638,9 +660,24 @@ def cmd_measure(args: argparse.Namespace) -> int:
             "other_load_cores",
             "disturbed",
             "disturbance_note",
+            *(("layers_coverage", "layers_profile_overhead") if profile is not None else ()),
         ):
             print(f"{k:36s} {row[k]}")
+        if profile is not None:
+            _print_layers(profile)
     return 0
+
+
+def _print_layers(profile) -> None:
+    """`measure --layers`: the per-layer table of one ONNX (bench/layers.py), most time first; no dense reference and
+    no MACs here (those need the PyTorch model: `bench run` has them)."""
+    from ticketbench.bench.layers import format_table, layer_rows
+
+    print(f"\nper-layer profile: {profile.source}, {profile.iterations} calls at batch {profile.batch_size}")
+    print(format_table(layer_rows(profile, [])))
+    if profile.overhead is not None:
+        ms = f"{profile.plain_ms:.4g} → {profile.profiled_ms:.4g} ms"
+        print(f"profiling slowed a call by {100 * profile.overhead:.0f} % ({ms})")
 
 
 def _onnx_input_shape(path: Path, batch: int) -> tuple[int, ...]:
@@ -896,6 +933,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true", help="one JSON object keyed by results.csv columns")
     m.add_argument("--host", help="USER@HOST of a Jetson driven over SSH (remote mode)")
     m.add_argument("--idle", type=float, default=0.0, help="seconds of idle baseline to measure first (0 = off)")
+    m.add_argument(
+        "--layers",
+        action="store_true",
+        help="after timing, profile each layer and print the per-layer table (with --json: its coverage and overhead)",
+    )
     m.set_defaults(func=cmd_measure)
 
     e = sub.add_parser("export", help="compact a saved ticket and export it to validated ONNX")

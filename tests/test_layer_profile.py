@@ -291,3 +291,20 @@ def test_resolve_marks_ort_reorders_inserted(small_graph):
     assert by["/features/features.9/Relu_output_0_nchwc"].onnx_nodes[0] == "/features/features.7/Conv"
     assert by["/features/features.14/Flatten"].onnx_ops == ["Flatten"] and not by["/classifier/Gemm"].inserted
     assert json.loads(json.dumps([lt.ms for lt in layers]))  # plain floats
+
+
+def test_bench_measure_layers_prints_the_table_of_one_onnx(onnx_model, capsys):
+    from ticketbench.bench.cli import main
+
+    args = ["measure", str(onnx_model), "--duration", "0.05", "--rounds", "1", "--threads", "1", "--layers"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "per-layer profile: onnxruntime" in out and "profiling slowed a call by" in out
+    table = out.split("per-layer profile:")[1].splitlines()[1:]
+    assert table[0].split() == ["layer", "kind", "ms", "share", "%", "runtime", "layers"]
+    layers = {ln.split()[0]: ln.split()[1] for ln in table[1:] if ln and not ln.startswith("profiling")}
+    assert {k for k, v in layers.items() if v == "conv"} == {"features.0", "features.3", "features.7", "features.10"}
+    assert layers["classifier"] == "linear" and layers["ReorderOutput"] == "overhead"
+    assert main([*args, "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["layers_coverage"] > 0 and row["layers_profile_overhead"] is not None and "layers" not in row
