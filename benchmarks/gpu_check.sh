@@ -15,6 +15,10 @@
 #   4. devices   python benchmarks/bench_devices.py --quick --device gpu
 #   5. nvml      python benchmarks/nvml_check.py   (each CUDA device found in NVML by its PCI bus id, as bytes,
 #                under torch's name; energy counter vs polled power; the nvidia-ml-py version)
+#   6. layers    python benchmarks/layer_profile_check.py   (every per-layer profiler present: TensorRT's IProfiler
+#                when tensorrt imports, a real trtexec --exportProfile/--exportLayerInfo when trtexec is found, torch
+#                profiler on CUDA; each read by our readers and mapped to the model; raw TensorRT files kept in
+#                OUTDIR/layers/raw; on the CPU fallback, ONNX Runtime's profile and the readers over the fixtures)
 # OUTDIR/summary.txt has one line per step (status, seconds, exit code); exit 0 when every step passed,
 # 1 when one failed or nothing sane can run (the preflight says why within seconds), 2 on bad usage.
 #
@@ -201,6 +205,7 @@ step eb_vgg16 150 "${BENCH[@]}" run --device "$DEVICE" --suite "$OUTDIR/eb_vgg16
   --out "$OUTDIR/eb_vgg16" --db "$OUTDIR/ticketbench.sqlite" -q
 step devices 60 "$PY" "$REPO/benchmarks/bench_devices.py" "${DEVBENCH[@]}"
 step nvml 30 "$PY" "$REPO/benchmarks/nvml_check.py" --json "$OUTDIR/nvml.json"
+step layers 90 "$PY" "$REPO/benchmarks/layer_profile_check.py" --device "$DEVICE" --out "$OUTDIR/layers"
 
 # -- what the runs measured, in one place ----------------------------------------------------------------------
 "$PY" - "$OUTDIR" >> "$SUMMARY" 2>&1 << 'EOF'
@@ -227,8 +232,8 @@ except Exception as exc:  # the summary must not hide the steps' own outcome
 EOF
 
 if [ "$LIGHT" = 1 ]; then
-  find "$OUTDIR" \( -name ticket.pt -o -name model.onnx \) -type f -delete
-  say "--light: removed ticket.pt and model.onnx files"
+  find "$OUTDIR" \( -name ticket.pt -o -name model.onnx -o -name '*.engine' \) -type f -delete
+  say "--light: removed ticket.pt, model.onnx and TensorRT engine files"
 fi
 total=$(( $(date +%s) - START ))
 if [ $FAILED -eq 0 ]; then

@@ -28,8 +28,10 @@ def test_cpu_fallback_runs_every_step_and_writes_everything_under_outdir(tmp_pat
     res = run_script(str(out), "--cpu-fallback", "--light", env={"GPU_CHECK_SUITE": suite})
     summary = (out / "summary.txt").read_text()
     assert res.returncode == 0, summary + res.stderr
-    for step in ("doctor", "quick", "eb_vgg16", "devices", "nvml"):
+    for step in ("doctor", "quick", "eb_vgg16", "devices", "nvml", "layers"):
         assert f"gpu_check: {step} ok" in summary
+    layers = json.loads((out / "layers" / "layers.json").read_text())
+    assert layers["onnxruntime-cpu"]["status"] == "ok" and not layers["onnxruntime-cpu"]["unmapped_convs"]
     doctor = json.loads((out / "doctor" / "doctor.json").read_text())
     assert doctor["ok"] and any(c["name"] == "latency onnxruntime-cpu" for c in doctor["checks"])
     quick = pd.read_csv(out / "quick" / "results.csv")
