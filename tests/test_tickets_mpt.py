@@ -16,9 +16,12 @@ from ticketbench.models.tickets.mpt import (
     PowerProp,
     attach,
     bake,
+    mask_change,
     mpt_init_,
     ramp_kept,
     ramp_length,
+    score_lr_scale,
+    score_weight_decay,
     threshold_masks,
     thresholds,
     topk_masks,
@@ -234,3 +237,82 @@ def test_finetuning_reports_sign_flips_and_alpha_movement(tiny_data):
     assert rep["alpha_before"] == pytest.approx(float(w0[kept].abs()[0]), rel=1e-5)
     assert rep["alpha_after"] == pytest.approx(float(w1[kept].abs()[0]), rel=1e-5)
     assert base.artifacts["finetune"] == {}
+
+
+def test_score_lr_scale_hand_computed():
+    # 1 / (α² · τ^(2(α−1)/α))
+    assert score_lr_scale(2.0, 0.01) == pytest.approx(1 / (4 * 0.01))  # 25
+    assert score_lr_scale(3.0, 0.001) == pytest.approx(1 / (9 * 1e-4))  # τ^(4/3) = 1e-4
+    assert score_lr_scale(0.5, 0.1) == pytest.approx(4 * 0.01)  # α < 1: τ^(−2), so the lr shrinks
+    assert score_lr_scale(1.0, 0.01) == score_lr_scale(None, 0.01) == 1.0
+    assert score_lr_scale(2.0, 0.0) == score_lr_scale(2.0, float("-inf")) == 1.0  # no boundary: nothing to match
+    assert score_weight_decay(1e-4, 2.0, 25.0) == pytest.approx(1e-4 / 50)
+
+
+def _sgd_step_on_S(alpha: float, S0: torch.Tensor, g: torch.Tensor, lr: float, wd: float = 0.0) -> torch.Tensor:
+    """One plain SGD step on s = Ψ⁻¹(S0) with ∂L/∂S = g; returns the new S."""
+    s = torch.nn.Parameter(torch.sign(S0) * S0.abs().pow(1 / alpha))
+    opt = torch.optim.SGD([s], lr=lr, weight_decay=wd)
+    (PowerProp.apply(s, alpha) * g).sum().backward()
+    opt.step()
+    return PowerProp.apply(s.detach(), alpha)
+
+
+@pytest.mark.parametrize("alpha", [2.0, 3.0])
+def test_boundary_lr_moves_boundary_scores_as_fast_as_alpha_one(alpha):
+    tau, lr = 0.02, 0.1
+    S0 = torch.tensor([tau, -tau], dtype=torch.float64)
+    g = torch.tensor([1e-4, -2e-4], dtype=torch.float64)  # small steps: first order holds
+    step_one = _sgd_step_on_S(1.0, S0, g, lr) - S0
+    step_rule = _sgd_step_on_S(alpha, S0, g, lr * score_lr_scale(alpha, tau)) - S0
+    torch.testing.assert_close(step_rule, step_one, rtol=1e-2, atol=0)
+    step_shared = _sgd_step_on_S(alpha, S0, g, lr) - S0  # the stall: α²·τ^(2(α−1)/α) as fast
+    torch.testing.assert_close(
+        step_shared / step_one, torch.full_like(S0, alpha**2 * tau ** (2 * (alpha - 1) / alpha)), rtol=1e-2, atol=0
+    )
+    # decay alone shrinks S by the same fraction per step when λ is divided by α·scale
+    x = score_lr_scale(alpha, tau)
+    decayed_one = _sgd_step_on_S(1.0, S0, torch.zeros_like(S0), lr, wd=1e-3)
+    decayed = _sgd_step_on_S(alpha, S0, torch.zeros_like(S0), lr * x, wd=score_weight_decay(1e-3, alpha, x))
+    torch.testing.assert_close(decayed, decayed_one, rtol=1e-4, atol=0)
+
+
+def test_mask_change_counts_new_kept_weights_of_the_final_mask():
+    initial = [torch.tensor([1.0, 1.0, 0.0, 0.0]), torch.tensor([[1.0, 0.0]])]
+    final = [torch.tensor([1.0, 0.0, 1.0, 0.0]), torch.tensor([[0.0, 1.0]])]
+    assert mask_change(initial, final) == pytest.approx(2 / 3)  # index 2 and [0, 1] are new; 3 kept
+    assert mask_change(initial, initial) == 0.0
+
+
+def test_a_search_that_cannot_move_reports_no_mask_change_despite_the_ramp(tiny_data):
+    # lr 0: the scores never move; the ramp draws wider masks early, which must not count as change
+    cfg = _cfg(sparsity=0.9, epochs=3, ramp_epochs=10, finetune="none")
+    t = find_ticket(TicketConfig(**{**cfg.__dict__, "lr": 0.0}), tiny_data)
+    assert t.artifacts["ramp_kept_per_epoch"][0] == pytest.approx(0.5)
+    assert t.artifacts["mask_change_fraction"] == 0.0
+    moved = find_ticket(cfg, tiny_data)
+    # against the initial scores' own mask at the target sparsity (rebuilt as the method draws it), not the ramp's
+    torch.manual_seed(cfg.seed)
+    model = create_model("conv4", num_classes=10, in_channels=3, width=0.125)
+    mpt_init_(model, 0.1)
+    sm = attach(model, 0.9, floor_fraction=MptOptions().min_kept_per_layer)
+    sm.draw_masks(exact=True)
+    final = [moved.masks[f"{la.name}.weight"] for la in sm.layers]
+    expect = mask_change([la.drawn_mask() for la in sm.layers], final)
+    assert moved.artifacts["mask_change_fraction"] == pytest.approx(expect) and expect > 0.0
+
+
+def test_boundary_rule_is_the_shared_search_at_the_scaled_lr(tiny_data):
+    # global scope, no floor-bound layer: one τ, so every layer gets the same factor; with no weight decay the
+    # boundary rule at lr η is exactly the shared search at lr η·factor
+    rule = find_ticket(_cfg(power=2.0, power_lr="boundary", weight_decay=0.0, finetune="none"), tiny_data)
+    scales = set(rule.artifacts["score_lr_scale"].values())
+    (tau,) = set(rule.artifacts["boundary_abs_score_at_init"].values())
+    assert scales == {score_lr_scale(2.0, tau)} and scales != {1.0}
+    cfg = _cfg(power=2.0, power_lr="shared", weight_decay=0.0, finetune="none")
+    shared = find_ticket(TicketConfig(**{**cfg.__dict__, "lr": 0.1 * scales.pop()}), tiny_data)
+    assert _losses(rule) == pytest.approx(_losses(shared), rel=1e-6)
+    assert all(torch.equal(rule.masks[k], shared.masks[k]) for k in rule.masks)
+    plain = find_ticket(_cfg(power=2.0, power_lr="shared", weight_decay=0.0, finetune="none"), tiny_data)
+    assert _losses(plain) != _losses(rule)
+    assert MptOptions().power_lr == "boundary"

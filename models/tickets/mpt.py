@@ -9,7 +9,9 @@ Naming: the paper's and biprop's `prune_rate` is the fraction KEPT (GetSubnet ke
 `sparsity` is the fraction REMOVED, so prune_rate = 1 − sparsity.
 
 Efficient-MPT report (seed 000):
-- power-propagation: S = s·|s|^(α−1), dS/ds = α·|s|^(α−1); α = 1 is exactly the plain method;
+- power-propagation: S = s·|s|^(α−1), dS/ds = α·|s|^(α−1); α = 1 is exactly the plain method. α changes
+  how fast a shared learning rate moves the scores where the mask is decided (`score_lr_scale`); by default
+  (`power_lr = boundary`) each layer's score lr is rescaled so that speed matches α = 1 (issue 27);
 - thresholding instead of sorting: masks compare |S| with a threshold refreshed by one sort every
   `refresh_steps` steps (0: once per epoch) instead of sorting every step; the final mask is always drawn
   by an exact sort, so the ticket has exactly the requested sparsity;
@@ -25,7 +27,9 @@ Fidelity at high sparsity (issue 9):
 - power-propagation scores initialized through Ψ⁻¹ (see `init_scores_`), so α > 1 starts from the α = 1
   scores and mask instead of from near-zero scores with vanishing gradients;
 - fine-tuning reports, per tuned layer, how many kept weights flipped sign and how α moved (artifacts
-  "finetune"): with α·sign(W) only sign flips (and α ratios between layers) can change the network.
+  "finetune"): with α·sign(W) only sign flips (and α ratios between layers) can change the network;
+- `mask_change_fraction`: the share of the final mask that the initial scores' mask at the same sparsity did
+  not hold, so a stalled search shows as ≈ 0 beside its accuracy.
 - `structure` kernel | group ranks whole kernels or keeps a block-diagonal grouped support
   (models/tickets/structure.py); under group the classes are planned once from Σ|S| per kernel at score init.
 
@@ -131,6 +135,44 @@ def ramp_kept(epoch: int, target_kept: float, ramp_epochs: int) -> float:
     return target_kept + (0.5 - target_kept) * (1.0 - epoch / ramp_epochs) ** 3
 
 
+def score_lr_scale(alpha: float | None, tau: float) -> float:
+    """Score learning-rate factor under which α moves a score at the mask boundary (|S| = τ) as fast as α = 1.
+
+    S = Ψ(s) = s·|s|^(α−1), so dS/ds = α·|s|^(α−1). An SGD step on s with learning rate η and gradient
+    g = ∂L/∂S is Δs = −η·α·|s|^(α−1)·g, which moves S by ΔS ≈ (dS/ds)·Δs = −η·α²·|s|^(2(α−1))·g
+    = −η·α²·|S|^(2(α−1)/α)·g (|s| = |S|^(1/α)). At α = 1 that is −η·g. Where the mask is decided, |S| = τ,
+    the two match when η_α = η / (α²·τ^(2(α−1)/α)): this factor. At the digits/conv scale τ is 0.008–0.04,
+    so α = 2 at a shared η moves boundary scores only 4τ = 3–15 % as fast and the search stalls.
+    Scores far above the boundary still move faster than at α = 1 (∝ |S|^(2(α−1)/α)): the Powerprop
+    "rich get richer" dynamics are kept; only the boundary speed is matched. For α > 2 that growth is
+    superlinear in s (Δs ∝ |s|^(α−1)) and the largest scores overflow in finite time, at this factor or at a
+    shared lr (α = 3 on digits, docs/mpt_claims.md). 1 for α = 1 or None, and for a τ that is not a positive
+    number (no weight is pruned: there is no boundary to match).
+    """
+    if alpha is None or alpha == 1.0 or not math.isfinite(tau) or tau <= 0:
+        return 1.0
+    return 1.0 / (alpha**2 * tau ** (2.0 * (alpha - 1.0) / alpha))
+
+
+def score_weight_decay(weight_decay: float, alpha: float | None, scale: float) -> float:
+    """Weight decay on s that shrinks S by the same fraction per step as `weight_decay` at α = 1 and scale 1.
+
+    Decay alone: Δs = −η_α·λ_α·s, so ΔS ≈ α·|s|^(α−1)·Δs = −α·η_α·λ_α·S (a fraction α·η_α·λ_α of S per step);
+    at α = 1 the fraction is η·λ. Equal when λ_α = λ / (α·scale), scale = η_α/η.
+    """
+    return weight_decay / ((alpha or 1.0) * scale)
+
+
+def mask_change(initial: list[torch.Tensor], final: list[torch.Tensor]) -> float:
+    """Fraction of the final mask's kept weights that the initial mask (same sparsity) did not keep.
+
+    0: the search kept exactly what the initial scores chose (a stalled search); 1: an entirely new support.
+    Both masks must be drawn at the same sparsity: the ramp's wider early masks would count as change.
+    """
+    new = sum(int((f.bool() & ~i.bool()).sum()) for i, f in zip(initial, final, strict=True))
+    return new / max(sum(int(f.bool().sum()) for f in final), 1)
+
+
 @dataclass
 class _Layer:
     name: str
@@ -199,6 +241,14 @@ class Supermask:
             return gain(w, mask) * sign_ste(w) * mask
         assert S is not None  # searching: S is this pass's scores
         return torch.sign(w.detach()) * BinaryGain.apply(S.abs(), w, mask)
+
+    @torch.no_grad()
+    def boundary(self, sparsity: float) -> list[float]:
+        """Per layer, the |S| (kernel mean |S| for structure=kernel) of the best unit the masks at `sparsity`
+        leave out: the score a unit must beat to enter the mask (global scope: one value, except in layers held
+        up by their floor)."""
+        space = self._space([S.detach() for S in self.effective_scores()])
+        return [float(t) for t in space.thresholds(space.select(sparsity, self.scope, int), self.scope)]
 
     def kept_fraction(self) -> float:
         masks = [la.drawn_mask() for la in self.layers]
@@ -332,6 +382,15 @@ class MptOptions(StructureOptions):
     min_kept_per_layer: float = opt(
         0.01, "fraction of every layer's weights always kept (at least one), so no layer dies; 0: allow empty layers"
     )
+    power_lr: Literal["boundary", "shared"] = opt(
+        "boundary",
+        "α ≠ 1: score learning rate. boundary: per layer lr·1/(α²·τ^(2(α−1)/α)) and weight decay /(α·that factor), "
+        "τ = the layer's |S| at the mask boundary at init, so scores at the boundary move as fast as at α = 1 "
+        "(score_lr_scale); shared: the search lr for every α (the report's setting; α = 2 then moves boundary "
+        "scores 3-15 % as fast and the search stalls). Measured unstable for α = 3 under either: a step moves s by "
+        "∝ |s|^(α−1), which for α > 2 sends the largest scores to infinity in finite time (artifacts "
+        "nonfinite_scores; docs/mpt_claims.md)",
+    )
     weight_decay: float = opt(1e-4, "weight decay on the scores (biprop's configs)")
     momentum: float = opt(0.9, "SGD momentum on the scores")
     finetune: Literal["last", "first", "all", "none"] = opt("last", "layers whose latent weights are fine-tuned")
@@ -351,11 +410,6 @@ class MptOptions(StructureOptions):
 def ramp_length(ramp_epochs: int, epochs: int) -> int:
     """The ramp is squeezed into short searches so that at least the last search epoch runs at the target."""
     return min(ramp_epochs, max(epochs - 1, 0))
-
-
-def _unit_masks_changed(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-    changed = sum(int((x != y).sum()) for x, y in zip(a, b, strict=True))
-    return changed / max(sum(x.numel() for x in a), 1)
 
 
 @register_method("mpt", options=MptOptions)
@@ -394,16 +448,29 @@ def multi_prize(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Tick
         sm.support = {name.removesuffix(".weight"): v for name, v in support.items()}  # keyed like sm.layers
 
     replan()
+    sm.sparsity = cfg.sparsity  # the initial scores' own mask at the target: what the search must move away from
     sm.draw_masks(exact=True)
     initial = [la.drawn_mask().clone() for la in sm.layers]
+    taus = sm.boundary(cfg.sparsity)
+    sm.sparsity = schedule[0]
+    sm.draw_masks(exact=True)
     dead_at_init = sm.dead_layers()
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d) and o.train_bn:
             m.weight.requires_grad_(True)
             m.bias.requires_grad_(True)
-    params = [layer.scores for layer in sm.layers] + [p for p in model.parameters() if p.requires_grad]
     tcfg = cfg.train_config()
-    opt_ = torch.optim.SGD(params, lr=tcfg.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    scales = [score_lr_scale(o.power, t) if o.power_lr == "boundary" else 1.0 for t in taus]
+    if all(x == 1.0 for x in scales):  # one group: α = 1 stays bit-identical to the plain method
+        groups: list[dict] = [{"params": [la.scores for la in sm.layers]}]
+    else:
+        groups = [
+            {"params": [la.scores], "lr": tcfg.lr * x, "weight_decay": score_weight_decay(o.weight_decay, o.power, x)}
+            for la, x in zip(sm.layers, scales, strict=True)
+        ]
+    bn = [p for p in model.parameters() if p.requires_grad]
+    groups += [{"params": bn}] if bn else []
+    opt_ = torch.optim.SGD(groups, lr=tcfg.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     step = {"n": 0}
 
     def after_step(_m: nn.Module) -> None:
@@ -466,6 +533,7 @@ def multi_prize(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Tick
         "scope": o.scope,
         "mode": o.mode,
         "power": o.power,
+        "power_lr": o.power_lr,
         "prune_rate_kept": target_kept,
         "finetune": which,
         "refresh_steps": o.refresh_steps,
@@ -482,7 +550,9 @@ def multi_prize(cfg: TicketConfig, data: DataBundle, ctx: TicketContext) -> Tick
         "dead_layers": dead,
         "dead_layers_at_init": dead_at_init,
         "dead_layers_per_epoch": dead_log,
-        "mask_change_fraction": _unit_masks_changed(initial, final),
+        "mask_change_fraction": mask_change(initial, final),
+        "boundary_abs_score_at_init": dict(zip([la.name for la in sm.layers], taus, strict=True)),
+        "score_lr_scale": dict(zip([la.name for la in sm.layers], scales, strict=True)),
         "nonfinite_scores": sum(int((~torch.isfinite(la.scores.detach())).sum()) for la in sm.layers),
         "finetune": finetune_report,
     }
