@@ -784,8 +784,9 @@ def paired_speedup(ratios: np.ndarray | None) -> dict[str, Any]:
 
 
 # A row is disturbed when its rounds disagree by more than this (std/mean of its per-round statistic: the ratio to
-# the dense reference when it has one, else the time). Quiet quick-suite runs on a 2-core VM spread 1-3% between
-# rounds (docs/regression.md); a neighbour process that takes a core now and then spreads them by 15-40%.
+# the dense reference when it has one, else the time). Quick suite, 2 threads on a 2-core VM: in a quiet run (other
+# load 0.00 cores) the ratios spread 1.5-3.4% between rounds; in a run while other users' work came and went (0.2-0.3
+# cores on average) 15-39%, beside a CPU-bound neighbour 15-86% (benchmarks/bench_load_robustness.py).
 ROUND_CV_BOUND = 0.10
 
 

@@ -9,8 +9,8 @@ at start. `--threads N` fixes the count and switches the adaptation off. The cho
 are recorded in the run's provenance, since latency from a loaded machine is not comparable.
 
 The count is chosen once per run, never per case: it is part of what a row is (a ticket's gain over dense
-changes with it: the quick suite's Early-Bird b1 ticket read 0.19 of dense on 1 thread and 0.30 on 2), and the
-dense reference timed beside every ticket is loaded once per run. What the machine does later is measured
+changes with it: the quick suite's Early-Bird b1 ticket read 3.8-3.9x dense on 1 thread and 2.8x on 2, quiet),
+and the dense reference timed beside every ticket is loaded once per run. What the machine does later is measured
 instead: `cpu_sample` / `other_load_cores` give the CPU time other processes (and the hypervisor: steal) took
 on our CPUs during each case's timing windows, and `crowded` applies this policy's own rounding to it.
 """
