@@ -10,7 +10,9 @@ covers); here every runtime layer is put back on the model layer it computes, an
   time the layer takes beyond what its MAC reduction would leave (what the report ranks).
 
 How a runtime layer finds its model layer: its compute node (a conv or matmul among the ONNX nodes it covers; a
-fused "conv + relu" is its conv) names a module (models/export.node_module); a module compaction rewrote keeps its
+fused "conv + relu" is its conv) is paired with its cost row when the caller gives the export's node map
+(models/export.onnx_layer_map: by order, checked by weight shape; what compacted FX models need, their node names
+being `/conv1_3/Conv`), else named by its module (models/export.node_module); a module compaction rewrote keeps its
 dense name as a prefix (a grouped conv `feature.4.conv`, a split conv's `feature.4.convs.0`, its Gathers in
 `feature.4`), so it is the dense layer whose name is that module or a dotted prefix of it. Runtime layers with no
 compute node (pooling, flatten) are rows of kind `other`, keyed `module:Op`; what the runtime inserted (ONNX Runtime's
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ticketbench.devices.layer_profile import COMPUTE_OPS, LayerProfile, LayerTime
@@ -114,9 +116,10 @@ def dense_key(module: str, dense_layers: Iterable[str]) -> str:
 class _Keys:
     """Assigns runtime layers of one model to row keys, given the dense model's compute layers and this model's."""
 
-    def __init__(self, compute: dict[str, str], own: Sequence[str]) -> None:
+    def __init__(self, compute: dict[str, str], own: Sequence[str], nodes: Mapping[str, str] | None = None) -> None:
         self.compute = compute  # dense layer name → conv | linear
         self.own = set(own)  # this model's compute layer names (for node_module's suffix match)
+        self.nodes = nodes or {}  # ONNX compute node → this model's layer name (models/export.onnx_layer_map)
 
     def key(self, lt: LayerTime) -> tuple[str, str]:
         """(row key, kind) of one runtime layer."""
@@ -133,7 +136,7 @@ class _Keys:
     def _node_key(self, nodes: list[str], ops: list[str]) -> tuple[str, str]:
         compute = [n for n, op in zip(nodes, ops) if op in COMPUTE_OPS]
         if compute:
-            k = dense_key(node_module(compute[0], self.own), self.compute)
+            k = dense_key(self.nodes.get(compute[0]) or node_module(compute[0], self.own), self.compute)
             return k, self.compute.get(k, "conv" if "Conv" in ops[nodes.index(compute[0])] else "linear")
         if not nodes:
             return "(unmapped)", "overhead"
@@ -149,10 +152,13 @@ def layer_rows(
     ticket_cost: Sequence[LayerCost],
     dense: LayerProfile | None = None,
     dense_cost: Sequence[LayerCost] | None = None,
+    ticket_nodes: Mapping[str, str] | None = None,
+    dense_nodes: Mapping[str, str] | None = None,
 ) -> list[LayerRow]:
     """The per-layer table of a ticket profile (and its dense reference's, when given), in execution order.
 
-    `ticket_cost` / `dense_cost` are models/cost.py's per-call rows of the compacted ticket and of the dense model.
+    `ticket_cost` / `dense_cost` are models/cost.py's per-call rows of the compacted ticket and of the dense model;
+    `ticket_nodes` / `dense_nodes` their exports' node maps (models/export.onnx_layer_map), when known.
     Compute layers absent from a profile (fused into another runtime layer) keep their MACs and an empty time."""
     base = dense_cost if dense_cost is not None else ticket_cost
     compute = {lc.name: lc.kind for lc in base}
@@ -163,8 +169,8 @@ def layer_rows(
             rows[key] = LayerRow(key, kind)
         return rows[key]
 
-    def add(profile: LayerProfile, own: Sequence[LayerCost], side: str) -> None:
-        keys = _Keys(compute, [lc.name for lc in own])
+    def add(profile: LayerProfile, own: Sequence[LayerCost], side: str, nodes: Mapping[str, str] | None) -> None:
+        keys = _Keys(compute, [lc.name for lc in own], nodes)
         for lt in profile.layers:
             r = row(*keys.key(lt))
             if side == "dense":
@@ -175,8 +181,8 @@ def layer_rows(
                 r.ticket_runtime_layers.append(lt.name)
 
     if dense is not None:
-        add(dense, base, "dense")
-    add(ticket, ticket_cost, "ticket")
+        add(dense, base, "dense", dense_nodes)
+    add(ticket, ticket_cost, "ticket", ticket_nodes)
     for lc in base if dense_cost is not None else ():
         r = row(lc.name, lc.kind)
         r.macs_dense = (r.macs_dense or 0) + lc.macs

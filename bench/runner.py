@@ -49,7 +49,7 @@ from ticketbench.files import DISK_FULL, atomic_write_text, one_line
 from ticketbench.models.compact import CompactionConfig, compact
 from ticketbench.models.cost import LayerCost, ModelCost, analyze
 from ticketbench.models.data import DataBundle, load_dataset
-from ticketbench.models.export import OPSET, export_onnx, to_onnx_bytes
+from ticketbench.models.export import OPSET, export_onnx, onnx_layer_map, to_onnx_bytes
 from ticketbench.models.masks import apply_masks
 from ticketbench.models.quantize import (
     CalibrationSet,
@@ -131,6 +131,7 @@ class Runner:
         self._dense_refs: dict[str, tuple[ModelCost, float]] = {}
         self._calibrations: dict[str, CalibrationSet] = {}
         self._ref_sessions: dict[str, Session | None] = {}  # dense reference per architecture, timed in every round
+        self._ref_nodes: dict[str, dict[str, str]] = {}  # its export's ONNX node → layer map (layer profiles)
         self._ref_dir = tempfile.TemporaryDirectory(prefix="tb-dense-ref-")
         self.power = PowerState()
         self.sampler: PowerSampler | None = None
@@ -434,8 +435,13 @@ class Runner:
         measured = measure_session(
             session, shape, self.suite.measure, self.power, reference, common.get("threads"), measure_load
         )
+        nodes = (  # each export's ONNX node → layer map: compacted (FX) models' node names are ambiguous
+            (self._ref_nodes.get(self._dense_key(case, data), {}), self._node_map(model_path, layer_costs[1]))
+            if self.suite.measure.layer_profile
+            else ({}, {})
+        )
         for bm in measured:  # profiled only once every batch size's rounds are done: never inside a timed window
-            layers = self._layer_profile(f"{case.case_id}{tag}", bm, session, reference, shape, layer_costs)
+            layers = self._layer_profile(f"{case.case_id}{tag}", bm, session, reference, shape, layer_costs, nodes)
             rows.append(
                 empty_row(
                     **common,
@@ -450,6 +456,15 @@ class Runner:
             )
         return rows
 
+    @staticmethod
+    def _node_map(path: Path, layers: list[LayerCost]) -> dict[str, str]:
+        """models/export.onnx_layer_map, or {} (names decide) when the file cannot be read: never fails a case."""
+        try:
+            return onnx_layer_map(path, layers)
+        except Exception as exc:
+            log.warning("%s: no ONNX node → layer map (%s); layer names come from node names", path, one_line(exc))
+            return {}
+
     def _layer_profile(
         self,
         case_id: str,
@@ -458,6 +473,7 @@ class Runner:
         reference: Session | None,
         shape: tuple[int, ...],
         costs: tuple[list[LayerCost], list[LayerCost]],
+        nodes: tuple[dict[str, str], dict[str, str]] = ({}, {}),
     ) -> dict[str, Any]:
         """Per-layer profile of the case, and of its dense reference beside it, at one batch size: layer table
         (bench/layers.py) in samples/<case>-b<bs>-layers.csv, the profiles' sources and the profiler's measured cost
@@ -481,7 +497,7 @@ class Runner:
         # middle, so their medians grow where short ones' do not (the rows' own `other_load_cores` is for the rounds)
         other = thread_policy.other_load_cores(before, thread_policy.cpu_sample())
         dense_cost, ticket_cost = costs
-        rows = layer_rows(prof, ticket_cost, ref, dense_cost if ref is not None else None)
+        rows = layer_rows(prof, ticket_cost, ref, dense_cost if ref is not None else None, nodes[1], nodes[0])
         stem = f"samples/{case_id}-b{bm.batch_size}-layers"
         coverage = _ratio(prof.total_ms, bm.columns.get("latency_ms_p50"))
         check = layers_check(coverage)
@@ -557,6 +573,7 @@ class Runner:
             try:
                 path.write_bytes(to_onnx_bytes(dense, data.input_shape))
                 self._ref_sessions[key] = self.device.load(path, "fp32", module=dense)
+                self._ref_nodes[key] = self._node_map(path, analyze(dense, data.input_shape).layers)
             except Exception as exc:  # the case is still measured; compare falls back to absolute times
                 log.warning("dense reference for %s not loaded (%s): ratios left empty", case.case_id, exc)
                 self._ref_sessions[key] = None

@@ -12,15 +12,17 @@ import contextlib
 import io
 import random
 import warnings
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from ticketbench.files import atomic_write_bytes
+from ticketbench.models.cost import LayerCost
 from ticketbench.models.train import _device_of
 
 OPSET = 17
@@ -82,6 +84,70 @@ def node_module(node_name: str, modules: Collection[str] = ()) -> str:
         if len(ends) == 1:
             return ends[0]
     return name
+
+
+_WEIGHT_PASSTHROUGH = ("Identity", "DequantizeLinear", "Cast")  # ops between an initializer and the layer reading it
+
+
+def _weight_dims(model: Any) -> Callable[[str], list[int] | None]:
+    """tensor → dims of the initializer (or Constant) it is, or comes from through Identity/DequantizeLinear/Cast."""
+    from onnx import numpy_helper
+
+    inits = {t.name: list(t.dims) for t in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+
+    def dims(tensor: str) -> list[int] | None:
+        for _ in range(8):
+            if tensor in inits:
+                return inits[tensor]
+            node = producers.get(tensor)
+            if node is None:
+                return None
+            if node.op_type == "Constant" and node.attribute:
+                return list(numpy_helper.to_array(node.attribute[0].t).shape)
+            if node.op_type not in _WEIGHT_PASSTHROUGH:
+                return None
+            tensor = node.input[0]
+        return None
+
+    return dims
+
+
+def onnx_layer_map(onnx_path: Path, layers: Sequence[LayerCost]) -> dict[str, str]:
+    """ONNX node → the models/cost.py row it computes, for every conv and weighted matmul of an export.
+
+    Names cannot say it for a compacted (FX) model: its calls skip their parents' forward, so the exporter names its
+    convs `/conv1/Conv`, `/conv1_1/Conv`, ... (models/export.node_module works for plain modules only). Order and
+    shape can: the exporter traces the same forward that analyze() counts, so each conv/matmul with a weight takes
+    the earliest row not yet taken whose weight has its shape ([out, in/groups, k...] for a conv, [in, out/groups,
+    k...] transposed, {in, out} for a matmul). Earliest, not next: onnxslim's topological sort moves a ResNet
+    shortcut (1×1) ahead of the block's second conv (3×3). Two parallel branches of one shape that the sort swapped
+    would swap their rows; no zoo model has them. A node no row fits stays out (names decide for it)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    dims = _weight_dims(model)
+    rows = [lc for lc in layers if lc.kind in ("conv", "linear")]
+    taken = [False] * len(rows)
+    out: dict[str, str] = {}
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul") or len(node.input) < 2:
+            continue
+        w = dims(node.input[1]) if node.op_type != "MatMul" else (dims(node.input[1]) or dims(node.input[0]))
+        if w is None:
+            continue  # a product of two activations (attention): no cost row
+        k = next((i for i, lc in enumerate(rows) if not taken[i] and _same_weight(node.op_type, w, lc)), None)
+        if k is not None:
+            taken[k] = True
+            out[node.name or node.output[0]] = rows[k].name
+    return out
+
+
+def _same_weight(op: str, w: list[int], lc: LayerCost) -> bool:
+    if op in ("Conv", "ConvTranspose"):
+        first, second = (lc.in_channels, lc.out_channels) if lc.transposed else (lc.out_channels, lc.in_channels)
+        return w == [first, second // max(lc.groups, 1), *lc.kernel]
+    return sorted(w) == sorted([lc.in_channels, lc.out_channels])
 
 
 def slim(blob: bytes) -> bytes | None:

@@ -9,6 +9,7 @@ import types
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from torch import nn
@@ -31,7 +32,7 @@ from ticketbench.devices.layer_profile import (
 )
 from ticketbench.models.cost import analyze
 from ticketbench.models.decompose import GroupedConv2d
-from ticketbench.models.export import node_module, to_onnx_bytes
+from ticketbench.models.export import export_onnx, node_module, onnx_layer_map, to_onnx_bytes
 from ticketbench.models.zoo import create_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "layer_profile"
@@ -139,8 +140,6 @@ def test_trtexec_profile_with_layer_information_resolves_to_model_layers(small_g
 
 def test_node_module_follows_the_exporters_scope_names():
     model = create_model("resnet18_cifar", num_classes=10)
-    import onnx
-
     graph = onnx.load_from_string(to_onnx_bytes(model, (3, 32, 32))).graph
     modules = dict(model.named_modules())
     for node in graph.node:
@@ -178,6 +177,32 @@ def test_every_conv_of_a_real_resnet_maps_to_its_module_once(tmp_path):
     assert {r.kind for r in rows} <= {"conv", "linear", "other", "overhead"}
     mapped = [n for r in rows for n in r.ticket_runtime_layers]
     assert sorted(mapped) == sorted(lt.name for lt in prof.layers)  # every runtime layer in exactly one row
+
+
+def test_a_compacted_fx_models_convs_are_paired_with_their_layers_by_order_and_weight_shape(tmp_path):
+    """Compaction returns FX modules, whose calls skip their parents' forward: the exporter names ResNet-18's convs
+    /conv1/Conv, /conv1_1/Conv, /conv2/Conv, ... and names cannot say which layer is which. The export's node map
+    (models/export.onnx_layer_map: execution order, checked by weight shape) must."""
+    torch.manual_seed(0)
+    model = torch.fx.symbolic_trace(create_model("resnet18_cifar", num_classes=10).eval())
+    shape = (3, 32, 32)
+    path = tmp_path / "fx.onnx"
+    path.write_bytes(to_onnx_bytes(model, shape))
+    cost = analyze(model, shape).layers
+    nodes = onnx_layer_map(path, cost)
+    assert len(nodes) == 21 and nodes["/conv1/Conv"] == "conv1" and nodes["/conv1_1/Conv"] == "layer1.0.conv1"
+    assert node_module("/conv1_1/Conv") == "conv1_1"  # what the name alone says
+    prof = OrtCpuSession(path, 1).profile_layers(np.zeros((1, *shape), np.float32), 6)
+    rows = layer_rows(prof, cost, ticket_nodes=nodes)
+    compute = {r.layer: r for r in rows if r.kind in ("conv", "linear")}
+    assert set(compute) == {lc.name for lc in cost}
+    assert all(len(r.ticket_runtime_layers) == 1 for r in compute.values())
+    slimmed = export_onnx(model, model, shape, tmp_path / "slim.onnx").path  # as the runner exports a ticket
+    convs = [n.name for n in onnx.load(str(slimmed)).graph.node if n.op_type in ("Conv", "Gemm")]
+    assert {n: onnx_layer_map(slimmed, cost)[n] for n in convs} == {n: nodes[n] for n in convs}  # reordered, same
+    swapped = [cost[1], cost[0], *cost[2:]]  # rows out of order: each node still takes the row of its shape
+    assert onnx_layer_map(path, swapped) == nodes
+    assert "/conv1/Conv" not in onnx_layer_map(path, cost[1:])  # no row of the stem's shape: left to its name
 
 
 class _Dense(nn.Module):
