@@ -20,6 +20,7 @@ import torch
 from ticketbench.files import InputError, one_line, parse_toml, read_text, safe_component
 from ticketbench.models.data import DataError, check_data_options, input_shape_problem
 from ticketbench.models.tickets import OptionsError, Ticket, TicketConfig, load_ticket, method_options
+from ticketbench.settings import SettingError, from_mapping, setting
 
 
 class SuiteError(ValueError):
@@ -32,15 +33,18 @@ PRECISIONS = ("fp32", "fp16", "int8")
 @dataclass
 class MeasureConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [1])
-    min_iterations: int = 50  # per (case, batch) over all rounds
-    min_seconds: float = 1.0  # per (case, batch) over all rounds
-    warmup_iterations: int = 10
-    rounds: int = 5  # interleaved timing windows per (case, batch), dense reference beside: the regression test's unit
+    # numbers carry their ranges (ticketbench.settings: checked as compare's floors and job files are)
+    min_iterations: int = setting(50, 1, 10_000_000)  # per (case, batch) over all rounds
+    min_seconds: float = setting(1.0, 0, 3600)  # per (case, batch) over all rounds
+    warmup_iterations: int = setting(10, 0, 1_000_000)
+    # interleaved timing windows per (case, batch), dense reference beside: the regression test's unit
+    rounds: int = setting(5, 1, 1000)  # as `measure --rounds`
     precision: str = "fp32"  # one precision; `precisions` (when given) replaces it with several
-    idle_seconds: float = 0.0  # idle power baseline measured once before the cases (0 = off); reported beside energy
+    # idle power baseline measured once before the cases (0 = off); reported beside energy
+    idle_seconds: float = setting(0.0, 0, 3600)
     precisions: list[str] | None = None  # e.g. ["fp32", "int8"]: one row per precision, the ticket built once
-    calibration_size: int = 256  # int8: training images in the calibration set (models/quantize.py)
-    calibration_seed: int = 0  # int8: seed of the calibration draw
+    calibration_size: int = setting(256, 1, 1_000_000)  # int8: training images in the calibration set
+    calibration_seed: int = setting(0, 0, 2**32 - 1)  # int8: seed of the calibration draw
     calibration_method: str = "entropy"  # int8 on ONNX Runtime: entropy | minmax | percentile
     # per-layer profile of every case and its dense reference, after the timed rounds, in windows of their own
     # (samples/<case>-b<bs>-layers.csv); false skips it (backends without a profiler skip it anyway)
@@ -176,23 +180,19 @@ def _measure(mdoc: Any, source: str) -> MeasureConfig:
         )
     if len(set(bs)) != len(bs):
         raise SuiteError(f"{source}: [measure] batch_sizes has duplicates: {_short(bs)}")
-    checks = {
-        "min_iterations": (lambda v: _is_int(v) and v >= 1, "a whole number ≥ 1"),
-        "warmup_iterations": (lambda v: _is_int(v) and v >= 0, "a whole number ≥ 0"),
-        "rounds": (lambda v: _is_int(v) and 1 <= v <= 1000, "a whole number in [1, 1000]"),  # as `measure --rounds`
-        "min_seconds": (lambda v: _is_num(v) and v >= 0, "a number ≥ 0"),
-        "idle_seconds": (lambda v: _is_num(v) and v >= 0, "a number ≥ 0"),
-        "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
-        "layer_profile": (lambda v: isinstance(v, bool), "true or false"),
-    }
-    for key, (ok, what) in checks.items():
-        if key in mdoc and not ok(mdoc[key]):
-            raise SuiteError(f"{source}: [measure] {key} must be {what}, got {_short(mdoc[key])}")
+    if "precision" in mdoc and mdoc["precision"] not in PRECISIONS:
+        known = ", ".join(PRECISIONS)
+        raise SuiteError(f"{source}: [measure] precision must be one of {known}, got {_short(mdoc['precision'])}")
     if "precisions" in mdoc and not (isinstance(mdoc["precisions"], list) and mdoc["precisions"]):
         raise SuiteError(f"{source}: [measure] precisions must be a non-empty list, got {_short(mdoc['precisions'])}")
-    if "calibration_seed" in mdoc and not (_is_int(mdoc["calibration_seed"]) and mdoc["calibration_seed"] >= 0):
-        raise SuiteError(f"{source}: [measure] calibration_seed must be a whole number ≥ 0")
-    measure = MeasureConfig(**{**mdoc, "batch_sizes": list(bs)})
+    scalars = {k: v for k, v in mdoc.items() if k not in ("batch_sizes", "precisions")}
+    try:  # every scalar of its declared type and in its declared range (ticketbench.settings)
+        measure = from_mapping(MeasureConfig, scalars, f"{source}: [measure]")
+    except SettingError as exc:
+        raise SuiteError(str(exc)) from None
+    measure.batch_sizes = list(bs)
+    if "precisions" in mdoc:
+        measure.precisions = list(mdoc["precisions"])
     measure.check(source)  # precisions and int8 calibration settings
     return measure
 

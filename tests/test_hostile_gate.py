@@ -93,12 +93,12 @@ def test_compare_floors_must_be_finite_and_in_range(tmp_path, capsys, pair, flag
     base, cur = pair
     code = main(["compare", str(base), str(cur), flag, value])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and flag in err[0] and "expected a finite number" in err[0]
+    assert code == 2 and len(err) == 1 and flag in err[0] and "must be a finite number in" in err[0]
 
 
 @pytest.mark.parametrize(
     "compare, word",
-    [({"accuracy_floor_points": "nan"}, "expected a number"), ({"accuracy_floor_points": float("nan")}, "finite"),
+    [({"accuracy_floor_points": "nan"}, "must be a finite number"), ({"accuracy_floor_points": float("nan")}, "finite"),
      ({"gate_times": "false"}, "true or false"), ({"history_runs": -3}, "history_runs"),
      ({"latency_floor": 1e9}, "latency_floor"), ({"bogus": 1}, "unknown setting")],
 )  # fmt: skip

@@ -212,7 +212,7 @@ def test_wrong_image_shape_is_exit_2_one_line(tmp_path, capsys, monkeypatch):
     [
         ('precisions = ["fp32", "int4"]', "'int4' unknown"),
         ('precisions = ["int8", "int8"]', "repeat"),
-        ("calibration_size = 0", "calibration_size must be a positive integer"),
+        ("calibration_size = 0", "calibration_size must be a whole number in [1, 1e+06]"),
         ('calibration_method = "mse"', "calibration_method 'mse' unknown"),
     ],
 )

@@ -47,16 +47,32 @@ def _describe(f: dataclasses.Field) -> str:
 
 def _range_text(meta: typing.Mapping[str, Any]) -> str:
     lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is None and hi is None:
+        return ""
     left = "(" if meta.get("lo_open") or lo is None else "["
     right = ")" if meta.get("hi_open") or hi is None else "]"
     lo_text = "-inf" if lo is None else f"{lo:g}"
     hi_text = "inf" if hi is None else f"{hi:g}"
-    return f"{left}{lo_text}, {hi_text}{right}"
+    return f" in {left}{lo_text}, {hi_text}{right}"
+
+
+def _expected(f: dataclasses.Field, kind: Any) -> str:
+    """What a field takes, in words: 'a whole number in [1, 1000]', 'a finite number in [0, 10)', 'true or false'."""
+    if kind is bool:
+        return "true or false"
+    if kind is str:
+        return "a string"
+    return ("a whole number" if kind is int else "a finite number") + _range_text(f.metadata)
+
+
+def _fail(where: str, f: dataclasses.Field, kind: Any, value: Any) -> SettingError:
+    prefix = f"{where} " if where else ""
+    return SettingError(f"{prefix}{_describe(f)} must be {_expected(f, kind)}, got {value!r}"[:300])
 
 
 def check(obj: Any, where: str = "") -> None:
     """Every numeric field of the dataclass `obj` is finite and inside its declared range, else SettingError."""
-    prefix = f"{where}: " if where else ""
+    hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -68,29 +84,22 @@ def check(obj: Any, where: str = "") -> None:
         if not bad and hi is not None:
             bad = value >= hi if f.metadata.get("hi_open") else value > hi
         if bad:
-            allowed = _range_text(f.metadata) if lo is not None or hi is not None else "finite"
-            raise SettingError(f"{prefix}{_describe(f)} = {value!r}: expected a finite number in {allowed}")
+            raise _fail(where, f, hints.get(f.name, float), value)
 
 
 def _coerce(f: dataclasses.Field, kind: Any, value: Any, where: str) -> Any:
-    name = f"{where}: {f.name}"
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise SettingError(f"{name} = {value!r}: expected true or false (a boolean, not a string)")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SettingError(f"{name} = {value!r}: expected a whole number")
-        return value
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise SettingError(f"{name} = {value!r}: expected a number")
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise SettingError(f"{name} = {value!r}: expected a string")
-        return value
-    raise SettingError(f"{name}: cannot be set from a file")
+    """`value` as the field's type, strictly: no string for a bool or number, no bool for a number."""
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(kind)
+    if ok is None:
+        raise SettingError(f"{where} {f.name}: cannot be set from a file")
+    if not ok:
+        raise _fail(where, f, kind, value)
+    return float(value) if kind is float else value
 
 
 def from_mapping(cls: type[T], data: Any, where: str) -> T:
@@ -100,7 +109,7 @@ def from_mapping(cls: type[T], data: Any, where: str) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise SettingError(f"{where}: unknown setting(s) {unknown}; valid: {', '.join(sorted(fields))}")
+        raise SettingError(f"{where}: unknown setting(s) {unknown}; valid: {', '.join(sorted(fields))}"[:300])
     hints = typing.get_type_hints(cls)
     values = {k: _coerce(fields[k], hints[k], v, where) for k, v in data.items()}
     obj = cls(**values)
