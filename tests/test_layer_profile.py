@@ -333,3 +333,21 @@ def test_bench_measure_layers_prints_the_table_of_one_onnx(onnx_model, capsys):
     assert main([*args, "--json"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["layers_coverage"] > 0 and row["layers_profile_overhead"] is not None and "layers" not in row
+
+
+def test_torch_profiler_times_each_leaf_module_and_maps_it_to_its_layer():
+    """The torch-cuda session's profiler, on a CPU device (no GPU here): one record_function range per leaf module
+    (CPU time there, kernel time on CUDA), each module its own row; convs and the linear layer on their cost rows."""
+    from ticketbench.devices.gpu import TorchCudaSession
+
+    torch.manual_seed(0)
+    model = create_model("small_cnn", num_classes=10, in_channels=1, width=8).eval()
+    prof = TorchCudaSession(model, "cpu", "fp32").profile_layers(np.zeros((2, 1, 8, 8), np.float32), 4)
+    leaves = {n for n, m in model.named_modules() if n and not list(m.children())}
+    assert {lt.module for lt in prof.layers} == leaves and prof.iterations == 6  # 3 windows of ceil(4 / 3) calls
+    assert "CPU time of each module's forward" in prof.source and prof.plain_ms and prof.profiled_ms
+    assert all(lt.ms >= 0 for lt in prof.layers)
+    cost = analyze(model, (1, 8, 8)).layers
+    rows = {r.layer: r for r in layer_rows(prof, cost)}
+    assert {r.layer for r in rows.values() if r.kind in ("conv", "linear")} == {lc.name for lc in cost}
+    assert rows["features.6:MaxPool2d"].kind == "other"
