@@ -23,6 +23,13 @@ def cpu_logits(onnx_path: Path, x: np.ndarray) -> np.ndarray:
     return sess.run(None, {"input": x})[0]
 
 
+def trtexec_board(tmp_path, monkeypatch, kind: str, trt_version: str) -> JetsonDevice:
+    """A local fake board of `kind` whose PATH holds the fake trtexec of `trt_version` (its banner's digits)."""
+    root = make_board(tmp_path / "board", kind)
+    monkeypatch.setenv("PATH", path_with(install_bin(tmp_path / "bin", trt_version=trt_version)))
+    return JetsonDevice(root=str(root), workdir=str(tmp_path / "work"))
+
+
 @pytest.fixture
 def board(tmp_path, monkeypatch):
     root = make_board(tmp_path / "board", "tx2")
@@ -80,9 +87,7 @@ def test_latency_and_eval_with_trtexec(board, onnx_model):
 
 
 def test_trt82_trace_with_warmups(tmp_path, monkeypatch, onnx_model):
-    root = make_board(tmp_path / "board", "tx2")
-    monkeypatch.setenv("PATH", path_with(install_bin(tmp_path / "bin", trt_version="8201")))
-    dev = JetsonDevice(root=str(root), workdir=str(tmp_path / "work"))
+    dev = trtexec_board(tmp_path, monkeypatch, "tx2", "8201")
     session = dev.load(onnx_model, "fp16")
     lat = measure_latency(session, np.zeros((1, 1, 8, 8), np.float32), LatencyConfig(0, 0.05, 10, 0.1))
     s = lat.extra["trtexec"]
@@ -122,9 +127,7 @@ def test_tensorrt11_trtexec_gets_an_fp16_graph_instead_of_the_removed_fp16_flag(
     """trtexec 11 has no --fp16 (strongly typed networks): the board receives an fp16 ONNX instead."""
     import onnx
 
-    root = make_board(tmp_path / "board", "orin_nano")
-    monkeypatch.setenv("PATH", path_with(install_bin(tmp_path / "bin", trt_version="110000")))
-    dev = JetsonDevice(root=str(root), workdir=str(tmp_path / "work"))
+    dev = trtexec_board(tmp_path, monkeypatch, "orin_nano", "110000")
     session = dev.load(onnx_model, "fp16")
     lat = measure_latency(session, np.zeros((2, 1, 8, 8), np.float32), LatencyConfig(0, 0.01, 5, 0.05))
     assert lat.extra["trtexec"]["version"] == "11.0.0" and len(lat.samples_ms) >= 5
@@ -138,9 +141,7 @@ def test_tensorrt11_trtexec_gets_an_fp16_graph_instead_of_the_removed_fp16_flag(
 def test_tensorrt11_trtexec_times_the_copies_without_a_cuda_graph(tmp_path, monkeypatch, onnx_model):
     """trtexec 11 leaves H2D/D2H out of the timing and captures a CUDA graph by default: rows would not compare with
     8.x/10.x rows, and the energy window would miss the copies. The session asks for both back."""
-    root = make_board(tmp_path / "board", "orin_nano")
-    monkeypatch.setenv("PATH", path_with(install_bin(tmp_path / "bin", trt_version="110000")))
-    dev = JetsonDevice(root=str(root), workdir=str(tmp_path / "work"))
+    dev = trtexec_board(tmp_path, monkeypatch, "orin_nano", "110000")
     session = dev.load(onnx_model, "fp32")
     measure_latency(session, np.zeros((2, 1, 8, 8), np.float32), LatencyConfig(0, 0.01, 5, 0.05))
     job = session.last_run["jobs"][0]
@@ -152,9 +153,7 @@ def test_tensorrt11_trtexec_times_the_copies_without_a_cuda_graph(tmp_path, monk
 
 def test_trt80_board_jetpack46_measures_fp32(tmp_path, monkeypatch, onnx_model):
     """JetPack 4.6 (TX2) ships TensorRT 8.0.1: nothing in the fp32 path uses an option its trtexec lacks."""
-    root = make_board(tmp_path / "board", "tx2")
-    monkeypatch.setenv("PATH", path_with(install_bin(tmp_path / "bin", trt_version="8001")))
-    dev = JetsonDevice(root=str(root), workdir=str(tmp_path / "work"))
+    dev = trtexec_board(tmp_path, monkeypatch, "tx2", "8001")
     session = dev.load(onnx_model, "fp32")
     lat = measure_latency(session, np.zeros((2, 1, 8, 8), np.float32), LatencyConfig(0, 0.01, 5, 0.05))
     assert lat.extra["trtexec"]["version"] == "8.0.1" and len(lat.samples_ms) >= 5
@@ -171,9 +170,7 @@ def test_trt82_board_gets_a_validated_opset13_export(tmp_path, monkeypatch):
     from ticketbench.models.export import OPSET, export_onnx
     from ticketbench.models.zoo import create_model
 
-    root = make_board(tmp_path / "board", "tx2")
-    monkeypatch.setenv("PATH", path_with(install_bin(tmp_path / "bin", trt_version="8201")))
-    dev = JetsonDevice(root=str(root), workdir=str(tmp_path / "work"))
+    dev = trtexec_board(tmp_path, monkeypatch, "tx2", "8201")
     assert dev.max_onnx_opset == 13 and dev.identity()["max_onnx_opset"] == 13
     torch.manual_seed(0)
     model = create_model("small_cnn", num_classes=10, in_channels=1, width=8)
