@@ -133,11 +133,11 @@ class RunRef:
 
     def samples(self, rel: Any, column: str) -> np.ndarray | None:
         df = self._csv(rel)
-        try:
-            values = df[column].to_numpy(dtype=float) if df is not None else None
-        except (KeyError, ValueError):
+        if df is None:
             return None
-        if values is None:
+        try:
+            values = df[column].to_numpy(dtype=float)
+        except (KeyError, ValueError):
             return None
         values = values[np.isfinite(values)]
         return values if values.size else None
