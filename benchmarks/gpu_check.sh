@@ -71,14 +71,8 @@ else
   DEVICE=gpu; TRAIN=cuda; MODE="gpu"
 fi
 
-# -- import path: the checkout as the installed namespace, without pip --------------------------------------
-SHIM=$OUTDIR/.pythonpath
-rm -rf -- "$SHIM"
-mkdir -p -- "$SHIM/ticketbench"
-for f in "$REPO"/package/ticketbench/*.py; do ln -s "$f" "$SHIM/ticketbench/"; done
-for d in bench models devices reports; do ln -s "$REPO/$d" "$SHIM/ticketbench/$d"; done
-ln -s "$REPO/package/bench" "$SHIM/bench"
-export PYTHONPATH=$SHIM${PYTHONPATH:+:$PYTHONPATH}
+# -- import path: the checkout itself, without pip (ticketbench/__init__.py maps the top-level folders) --------
+export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 
 # -- preflight: seconds, and the reason when nothing sane can run ------------------------------------------

@@ -1,8 +1,8 @@
 """Per-ticket artifacts a report draws beside the results table, read from the run directory as stored.
 
 - `tickets/<case>/cost.json`: `ticket.layers[*]` with `name`, `kind`, `kernels`, `zero_kernels` (written by the runner).
-- `tickets/<case>/artifacts.json`: the ticket's `artifacts` dict as JSON (written by `Ticket.save`, see
-  models/tickets/artifacts.py). Early-Bird: `mask_distance_matrix` (pairwise mask distance over search
+- `tickets/<case>/artifacts.json`: the ticket's `artifacts` dict as JSON (written by `Ticket.save` in
+  models/tickets/base.py). Early-Bird: `mask_distance_matrix` (pairwise mask distance over search
   epochs; also read as `eb_mask_distances`, a flat list or one matrix per ratio), `mask_distance_epochs` (the
   epoch of each row, 1-based as `eb_epoch`), `eb_epoch`. MPT: `score_histograms` (also `score_hist`):
   per layer `{"counts", "edges"}`.

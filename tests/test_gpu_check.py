@@ -43,7 +43,7 @@ def test_cpu_fallback_runs_every_step_and_writes_everything_under_outdir(tmp_pat
     assert "-- EB training energy (J):" in summary and "all steps passed" in summary
     assert not list(out.rglob("ticket.pt")) and not list(out.rglob("model.onnx"))  # --light
     ticketbench = [ln for ln in (out / "env.txt").read_text().splitlines() if ln.startswith("ticketbench ")]
-    assert ticketbench == [f"ticketbench {out / '.pythonpath' / 'ticketbench' / '__init__.py'}"]  # this checkout
+    assert ticketbench == [f"ticketbench {REPO / 'ticketbench' / '__init__.py'}"]  # this checkout, not an install
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")

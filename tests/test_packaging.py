@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ["pyproject.toml", "README.md", "package", "bench", "models", "devices", "reports"]
+SOURCES = ["pyproject.toml", "README.md", "ticketbench", "bench", "models", "devices", "reports"]
 
 
 def test_wheel_installs_only_ticketbench_and_the_bench_shim(tmp_path):
@@ -49,3 +50,30 @@ def test_a_users_own_models_package_does_not_shadow_ours(tmp_path):
     code = "import ticketbench.models.zoo, ticketbench.devices, ticketbench.reports.html, ticketbench.registry"
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def _module_name(path: Path) -> str:
+    """The README's rule, written once: `<folder>/<module>.py` is `ticketbench.<folder>.<module>` for the four
+    layer folders, `ticketbench/<module>.py` is `ticketbench.<module>`."""
+    rel = path.relative_to(REPO).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts if parts[0] == "ticketbench" else ["ticketbench", *parts])
+
+
+def test_every_module_is_where_its_import_path_says_from_the_checkout_root():
+    files = [p for d in ("ticketbench", "bench", "models", "devices", "reports") for p in (REPO / d).rglob("*.py")]
+    names = {_module_name(p): str(p) for p in files if "__pycache__" not in p.parts}
+    code = (
+        "import importlib.util, json, sys\n"
+        "names = json.loads(sys.stdin.read())\n"
+        "print(json.dumps({n: importlib.util.find_spec(n).origin for n in names}))\n"
+    )
+    # The checkout root on sys.path, as for `python -m bench` run there or PYTHONPATH=<root>.
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, input=json.dumps(sorted(names)),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = json.loads(proc.stdout)
+    assert len(found) > 70
+    assert {n: found[n] for n in names} == names

@@ -245,7 +245,7 @@ def test_artifacts_json_roundtrip_and_layer_parsing(tmp_path):
 
 
 def test_reports_import_neither_torch_nor_bench():
-    """reports/ renders tables and JSON only: it must load on a machine without torch (DESIGN layering)."""
+    """reports/ renders tables and JSON only: it must load on a machine without torch (README, Layout)."""
     code = (
         "import sys, ticketbench.reports.html, ticketbench.reports.compare, ticketbench.reports.nightly; "
         "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('ticketbench.bench', 'ticketbench.models'))]; "

@@ -1,4 +1,4 @@
-"""results.csv columns must match the contract (DESIGN's list, kept in docs/results.md with units) exactly."""
+"""results.csv columns must match the contract (the list kept in docs/results.md with units) exactly."""
 
 import re
 from pathlib import Path

@@ -1,6 +1,6 @@
 """Atomic file writes (temp file in the same folder, fsync, rename): every layer writes results this way,
 so an interruption never leaves a half-written run.json, results.csv, ticket or report. And checked reads of
-the files and names that come from other people and machines (../shared/DESIGN.md, "Trust and input")."""
+the files and names that come from other people and machines (README, "Trust and input")."""
 
 from __future__ import annotations
 

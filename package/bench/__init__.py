@@ -1,1 +1,0 @@
-"""Shim so that `python -m bench` keeps working: the code lives in `ticketbench.bench`."""

@@ -1,5 +1,0 @@
-import sys
-
-from ticketbench.bench.cli import main
-
-sys.exit(main())
