@@ -372,7 +372,7 @@ def test_mask_file_is_only_for_open_lth(tmp_path, capsys):
 def test_user_code_is_imported_only_when_named(tmp_path, monkeypatch):
     from ticketbench.models import zoo
 
-    monkeypatch.setattr(zoo, "_ALLOWED_CODE", set())
+    monkeypatch.setattr(zoo.base, "_ALLOWED_CODE", set())
     monkeypatch.delenv("TICKETBENCH_MODEL_CODE", raising=False)
     with pytest.raises(ValueError, match="is user code: name it"):
         zoo.create_model("fixtures.import_models:vgg11_slim")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ticketbench.models.zoo import register_model
+from ticketbench.models.zoo.base import register_model
 from ticketbench.models.zoo.layers import scaled
 
 _STAGES = {4: (64, 128), 6: (64, 128, 256), 8: (64, 128, 256, 512)}

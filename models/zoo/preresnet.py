@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ticketbench.models.zoo import register_model
+from ticketbench.models.zoo.base import register_model
 from ticketbench.models.zoo.layers import ChannelSelection, scaled, slimming_init
 
 

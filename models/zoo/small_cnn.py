@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ticketbench.models.zoo import register_model
+from ticketbench.models.zoo.base import register_model
 
 
 def _conv_bn(cin: int, cout: int) -> list[nn.Module]:

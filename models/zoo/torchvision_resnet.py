@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from ticketbench.models.zoo import register_model
+from ticketbench.models.zoo.base import register_model
 from ticketbench.models.zoo.layers import scaled
 
 try:
