@@ -36,9 +36,9 @@ Session (a prepared model; subclass it)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -46,8 +46,55 @@ from ticketbench.devices.layer_profile import LayerProfile, LayerProfileUnavaila
 from ticketbench.devices.power import PowerReader
 from ticketbench.registry import Registry
 
-if TYPE_CHECKING:  # measure.py builds on this module; these are only annotations here
-    from ticketbench.devices.measure import EvalResult, LatencyConfig, LatencyResult
+# The protocol's value types: what a session's timing and evaluation return (devices/measure.py fills them).
+
+@dataclass
+class LatencyConfig:
+    """Warm up, then run until BOTH min_iterations and min_seconds are reached (as trtexec does)."""
+
+    warmup_iterations: int = 10
+    warmup_seconds: float = 0.2
+    min_iterations: int = 50
+    min_seconds: float = 1.0
+    max_iterations: int = 100_000
+
+
+def latency_stats(samples_ms: np.ndarray, batch_size: int) -> dict[str, float]:
+    """Results columns from per-iteration latencies (ms); throughput = inferences per timed second."""
+    s = np.asarray(samples_ms, dtype=float)
+    return {
+        "latency_ms_p50": float(np.percentile(s, 50)),
+        "latency_ms_p90": float(np.percentile(s, 90)),
+        "latency_ms_p99": float(np.percentile(s, 99)),
+        "latency_ms_mean": float(s.mean()),
+        "latency_ms_std": float(s.std(ddof=1)) if len(s) > 1 else 0.0,
+        "throughput_ips": float(batch_size * len(s) / (s.sum() / 1e3)),
+    }
+
+
+@dataclass
+class LatencyResult:
+    samples_ms: np.ndarray
+    batch_size: int
+    t0: float  # monotonic window start (s)
+    t1: float
+    throttled: bool | None = None  # None: the device exposes no clocks/temperatures to check
+    throttle_note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # backend-specific facts (e.g. trtexec's own summary)
+
+    @property
+    def stats(self) -> dict[str, float]:
+        return latency_stats(self.samples_ms, self.batch_size)
+
+
+@dataclass
+class EvalResult:
+    accuracy_top1: float  # %
+    seconds: float
+    n: int
+    t0: float
+    t1: float
+    segments: list[tuple[float, float]] | None = None  # disjoint device-busy windows, when not [t0, t1]
 
 
 @dataclass

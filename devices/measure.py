@@ -20,54 +20,20 @@ import itertools
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ticketbench.devices.base import Session
+from ticketbench.devices.base import (  # noqa: F401  (the value types are the protocol's; re-exported here)
+    EvalResult,
+    LatencyConfig,
+    LatencyResult,
+    Session,
+    latency_stats,
+)
 from ticketbench.devices.power import PowerSampler, Window
 
 UNCOVERED = "power trace does not cover the timed window: energy left empty"  # power_note when energy_window is None
-
-
-@dataclass
-class LatencyConfig:
-    """Warm up, then run until BOTH min_iterations and min_seconds are reached (as trtexec does)."""
-
-    warmup_iterations: int = 10
-    warmup_seconds: float = 0.2
-    min_iterations: int = 50
-    min_seconds: float = 1.0
-    max_iterations: int = 100_000
-
-
-def latency_stats(samples_ms: np.ndarray, batch_size: int) -> dict[str, float]:
-    """Results columns from per-iteration latencies (ms); throughput = inferences per timed second."""
-    s = np.asarray(samples_ms, dtype=float)
-    return {
-        "latency_ms_p50": float(np.percentile(s, 50)),
-        "latency_ms_p90": float(np.percentile(s, 90)),
-        "latency_ms_p99": float(np.percentile(s, 99)),
-        "latency_ms_mean": float(s.mean()),
-        "latency_ms_std": float(s.std(ddof=1)) if len(s) > 1 else 0.0,
-        "throughput_ips": float(batch_size * len(s) / (s.sum() / 1e3)),
-    }
-
-
-@dataclass
-class LatencyResult:
-    samples_ms: np.ndarray
-    batch_size: int
-    t0: float  # monotonic window start (s)
-    t1: float
-    throttled: bool | None = None  # None: the device exposes no clocks/temperatures to check
-    throttle_note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)  # backend-specific facts (e.g. trtexec's own summary)
-
-    @property
-    def stats(self) -> dict[str, float]:
-        return latency_stats(self.samples_ms, self.batch_size)
 
 
 def detect_throttle(before: dict, after: dict, rel_tol: float = 0.05) -> tuple[bool | None, str]:
@@ -267,16 +233,6 @@ def measure_rounds(
         for i, (session, x) in enumerate(targets):
             out[i].append(measure_latency(session, x, rcfg))
     return [RoundedLatency(r) for r in out]
-
-
-@dataclass
-class EvalResult:
-    accuracy_top1: float  # %
-    seconds: float
-    n: int
-    t0: float
-    t1: float
-    segments: list[tuple[float, float]] | None = None  # disjoint device-busy windows, when not [t0, t1]
 
 
 def run_eval_epoch(session: Session, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> EvalResult:
