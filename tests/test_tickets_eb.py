@@ -14,7 +14,7 @@ from torch import nn
 
 from ticketbench.models.cost import analyze
 from ticketbench.models.data import load_dataset
-from ticketbench.models.quant import fake_quantize, low_precision, quantize
+from ticketbench.models.low_precision import fake_quantize, low_precision, quantize
 from ticketbench.models.tickets import TicketConfig, find_ticket, load_ticket
 from ticketbench.models.tickets.channels import bn_groups, channel_masks, weight_masks
 from ticketbench.models.tickets.eb import EarlyBirdDetector, bn_l1_penalty, distance_matrix, mask_distance

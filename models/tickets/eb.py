@@ -36,8 +36,8 @@ from torch import nn
 
 from ticketbench.models.cost import analyze
 from ticketbench.models.data import DataBundle, dataset_len
+from ticketbench.models.low_precision import low_precision
 from ticketbench.models.masks import apply_masks
-from ticketbench.models.quant import low_precision
 from ticketbench.models.tickets.base import (
     Ticket,
     TicketConfig,
