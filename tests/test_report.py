@@ -321,7 +321,7 @@ def test_summary_rows_carry_the_speedup_range_reductions_and_accuracy_change(tmp
 
 
 def test_the_cli_prints_the_same_summary_and_one_warning_line(tmp_path, capsys, caplog):
-    from ticketbench.bench.cli import _print_summary
+    from ticketbench.bench.commands.run import _print_summary
 
     df = pd.read_csv(_paired_run(tmp_path / "a") / "results.csv")
     rows = df.astype(object).where(df.notna(), None).to_dict("records")
