@@ -21,7 +21,6 @@ Nothing is estimated: a device without a power source gets a "no power source: <
 
 from __future__ import annotations
 
-import inspect
 import json
 import tempfile
 import threading
@@ -29,16 +28,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
-from ticketbench.bench.options import device_at, probe_device
-from ticketbench.devices.base import DEVICES, DeviceAdapter
+from ticketbench.devices.base import DEVICES, DeviceAdapter, get_device
 from ticketbench.devices.gpu import GpuDevice
-from ticketbench.devices.jetson import JetsonDevice
 from ticketbench.devices.measure import LatencyConfig, measure_latency
-from ticketbench.devices.power import PowerReader, PowerSampler, is_counter
+from ticketbench.devices.power import PowerSource
+from ticketbench.devices.power_meter import PowerMeter
 
 AGREEMENT_TOL = 0.05  # two sources of one device must agree within 5 % over the same window
 LIMIT_SLACK = 0.05  # a window mean may exceed the device's limit by 5 % (limits are enforced over longer windows)
@@ -130,139 +128,9 @@ def exit_code(checks: Sequence[Check]) -> int:
     return 1 if any(c.status == "failed" for c in checks) else 0
 
 
-# -- power sources per device -----------------------------------------------------------------------------
-@dataclass
-class PowerSource:
-    """A reader to sample (or why there is none) and the limit it is checked against."""
-
-    source: str
-    reader: PowerReader | None
-    why_not: str = ""
-    limit_w: float | None = None
-    limit_what: str = ""
-    owned: bool = True  # opened by the doctor (closed by it); False: the adapter's own reader
-
-
-def _read_float(path: Path) -> float | None:
-    try:
-        return float(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def rapl_max_w(domains: Sequence[Path]) -> tuple[float | None, str]:
-    """The package domains' summed ceiling (W): constraint_N_max_power_uw where the firmware gives one, else
-    the highest constraint_N_power_limit_uw (PL2 ≥ PL1); None when no domain exposes either."""
-    total, what = 0.0, set()
-    for d in domains:
-        maxes = [v for f in sorted(d.glob("constraint_*_max_power_uw")) if (v := _read_float(f))]
-        limits = [v for f in sorted(d.glob("constraint_*_power_limit_uw")) if (v := _read_float(f))]
-        if maxes:
-            total += max(maxes) / 1e6
-            what.add("RAPL max power")
-        elif limits:
-            total += max(limits) / 1e6
-            what.add("RAPL power limit")
-        else:
-            return None, ""
-    return (total, " + ".join(sorted(what))) if what else (None, "")
-
-
-def ina3221_limit_w(root: str, rail_spec: tuple) -> tuple[float | None, str]:
-    """Critical current (mA) × rail voltage (mV) of the total rail, from the INA3221's own sysfs files
-    (JetPack 4 iio: crit_current_limit_N / in_voltageN_input; JetPack 5+ hwmon: currN_crit / inN_input)."""
-    if rail_spec[0] == "mw":
-        power = Path(rail_spec[1])
-        n = power.name[len("in_power") : -len("_input")]
-        crit, volt = power.parent / f"crit_current_limit_{n}", power.parent / f"in_voltage{n}_input"
-    else:
-        volt, curr = Path(rail_spec[1]), Path(rail_spec[2])
-        crit = curr.parent / curr.name.replace("_input", "_crit")
-    ma, mv = _read_float(crit), _read_float(volt)
-    if not ma or not mv:
-        return None, ""
-    return ma * mv / 1e6, "INA3221 critical current × rail voltage"
-
-
-def gpu_sources(device: GpuDevice) -> list[PowerSource]:
-    """NVML energy counter (reference) and NVML power polling on the same GPU, each against the enforced limit.
-    The GPU is the adapter's, found by its PCI bus id (NVML's index is not CUDA's)."""
-    from ticketbench.devices.power_nvml import NvmlEnergyReader, NvmlPowerReader, nvml_identity, probe_nvml_reader
-
-    reader, why = probe_nvml_reader(device.pci_bus_id)
-    if reader is None:
-        return [PowerSource("nvml", None, why)]
-    try:
-        limit = nvml_identity(device.pci_bus_id).get("power_limit_w")
-    except Exception:  # the limit is a bound to check against; its absence only weakens the check
-        limit = None
-    what = "NVML enforced power limit" if limit else ""
-    out = [PowerSource(reader.source, reader, "", limit, what)]
-    if isinstance(reader, NvmlEnergyReader):
-        out.append(PowerSource("nvml-power", NvmlPowerReader(reader.nvml, reader.handle), "", limit, what))
-    else:
-        out.append(PowerSource("nvml-energy", None, "the GPU has no NVML energy counter (pre-Volta)"))
-    return out
-
-
-def cpu_sources() -> list[PowerSource]:
-    from ticketbench.devices.power import probe_rapl
-
-    reader, why = probe_rapl()
-    if reader is None:
-        return [PowerSource("rapl", None, why)]
-    limit, what = rapl_max_w(reader.domains)
-    return [PowerSource("rapl", reader, "", limit, what)]
-
-
-def jetson_sources(root: str, rate_hz: float) -> list[PowerSource]:
-    """Every total-board source on a local Jetson, opened independently so they can be compared."""
-    from ticketbench.devices import jetson_board as jb
-
-    rails = jb.find_ina3221_rails(root)
-    name = jb.total_rail(rails)
-    limit, what = ina3221_limit_w(root, rails[name]) if name else (None, "")
-    out = []
-    for source, opener in (
-        ("ina3221-sysfs", lambda: jb.Ina3221Reader(root)),  # the reference: the board's own rail, read directly
-        ("jtop", lambda: jb.JtopReader(root)),
-        ("tegrastats", lambda: _tegrastats(jb, rate_hz)),
-    ):
-        try:
-            # jetson_board.py runs on the board without this package: its readers have PowerReader's attributes
-            # (source, kind, read_watts, ...) without the base class
-            out.append(PowerSource(source, cast(PowerReader, opener()), "", limit, what))
-        except ImportError as exc:
-            out.append(PowerSource(source, None, f"jetson-stats not installed ({exc})"))
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-            out.append(PowerSource(source, None, str(exc)))
-    return out
-
-
-def _tegrastats(jb: Any, rate_hz: float) -> Any:
-    if not jb.find_tegrastats():
-        raise OSError("tegrastats not on PATH")
-    return jb.TegrastatsStream(max(1, int(1000.0 / rate_hz)))
-
-
-def power_sources(device: DeviceAdapter) -> list[PowerSource]:
-    if isinstance(device, GpuDevice):
-        return gpu_sources(device)
-    if device.name == "cpu":
-        return cpu_sources()
-    if isinstance(device, JetsonDevice) and not getattr(device.board.transport, "remote", True):
-        return jetson_sources(device.root, device.rate_hz)
-    reader, why = device.power_reader()  # a remote Jetson: the board's own sampler, one source
-    return [PowerSource(reader.source if reader else "board", reader, why, owned=False)]
-
-
 # -- sampling ---------------------------------------------------------------------------------------------
-def _window_mean(sampler: PowerSampler, t0: float, t1: float) -> tuple[float | None, float | None]:
-    """(mean W, J) over [t0, t1]; None when the trace does not reach both edges (never extrapolated)."""
-    win = sampler.window("w", t0, t1)
-    return (win.power_w_mean, win.energy_j) if win.covered else (None, None)
-
-
+# Each device adapter declares its power sources (DeviceAdapter.power_sources: the reference first, each with the
+# limit it is checked against); the doctor samples each with a PowerMeter of its own over shared windows.
 LoadFn = Callable[[float], "tuple[float, float] | None"]  # runs for ~seconds; may return its own work window
 
 
@@ -278,12 +146,10 @@ def sample_sources(
     A board that samples itself (a remote Jetson's feed) measures its own idle window (`idle_window`), and a
     load that reports its work window (a trtexec run, placed on the local clock) is integrated over that window
     instead of the wall time around the call (process start-up and engine loading excluded)."""
-    samplers = {s.source: PowerSampler(s.reader, rate_hz=opts.power_rate_hz).start() for s in sources if s.reader}
+    meters = {s.source: PowerMeter(s.reader, rate_hz=opts.power_rate_hz).start() for s in sources if s.reader}
     try:
         # a board that samples itself records the idle window there (PowerReader.idle_window; None = sleep here)
-        own_idle = next((s.reader for s in sources if s.reader and type(s.reader).idle_window
-                         is not PowerReader.idle_window), None)  # fmt: skip
-        window = own_idle.idle_window(opts.idle_s) if own_idle is not None else None
+        window = next((own for s in sources if s.reader and (own := s.reader.idle_window(opts.idle_s))), None)
         if window is not None:
             t0, t1 = window
         else:
@@ -305,24 +171,24 @@ def sample_sources(
         if work is not None:
             t2, t3 = work
         deadline = time.monotonic() + 2.0  # wait for a sample past the load window (push sources lag)
-        while time.monotonic() < deadline and any(not s.t or s.t[-1] < t3 for s in samplers.values()):
+        while time.monotonic() < deadline and not all(m.covers(t3) for m in meters.values()):
             time.sleep(0.05)
     finally:
-        for s in samplers.values():
-            s.stop()
+        for m in meters.values():
+            m.stop()
     settle = min(SETTLE_S, (t3 - t2) / 3)
     out = []
     for src in sources:
-        sampler = samplers.get(src.source)
-        if sampler is None:
+        meter = meters.get(src.source)
+        if meter is None:
             continue
-        idle_w, _ = _window_mean(sampler, t0, t1)
-        load_w, _ = _window_mean(sampler, t2, t3)
-        _, energy = _window_mean(sampler, t2 + settle, t3 - settle / 4)  # clear of both edges of the load
-        if is_counter(sampler.reader):
+        idle_w = meter.measure("idle", t0, t1).power_w_mean
+        load_w = meter.measure("load", t2, t3).power_w_mean
+        energy = meter.measure("compare", t2 + settle, t3 - settle / 4).energy_j  # clear of both edges of the load
+        if meter.counter:
             readings = [v for v in (idle_w, load_w) if v is not None]  # counters: per-sample watts are quantized
         else:
-            _, w = sampler.trace(t0, t3)
+            _, w = meter.trace(t0, t3)
             readings = [float(v) for v in w]
         out.append(SourceReading(src.source, idle_w, load_w, readings, energy, src.limit_w, src.limit_what))
     return out, idle_snap, load_snap
@@ -433,9 +299,7 @@ def latency_check(device: DeviceAdapter, backend: str, model: TinyModel, opts: D
     import copy
 
     try:
-        takes_module = "module" in inspect.signature(device.load).parameters
-        extra = {"module": copy.deepcopy(model.module)} if takes_module else {}
-        session = device.load(model.onnx, "fp32", 1, **extra)
+        session = device.load(model.onnx, "fp32", 1, module=copy.deepcopy(model.module))  # ignored off torch
         out = np.asarray(session.run(model.x), dtype=np.float32)
         err = float(np.abs(out - model.reference).max())
         scale = max(1.0, float(np.abs(model.reference).max()))
@@ -539,7 +403,7 @@ def power_mode(ident: dict[str, Any]) -> str:
 def doctor_device(name: str, host: str | None, opts: DoctorOptions, tmp: Path) -> list[Check]:
     """Every check for one device; an adapter that cannot be opened is one failed check."""
     try:
-        device = device_at(name, host)
+        device = get_device(name, **({"host": host} if host else {}))
     except Exception as exc:
         return [Check(name, "adapter", "failed", f"{type(exc).__name__}: {exc}".splitlines()[0])]
     checks: list[Check] = []
@@ -552,7 +416,7 @@ def doctor_device(name: str, host: str | None, opts: DoctorOptions, tmp: Path) -
         if name == "jetson":
             checks.append(Check(name, "power mode", "info", power_mode(ident)))
         # opened before any session: a remote Jetson's sessions deliver the board's samples to the feed it has
-        sources = power_sources(device)
+        sources = device.power_sources()
         model = tiny_model(tmp)
         session = None
         for backend, why in backends_to_check(device):
@@ -562,9 +426,8 @@ def doctor_device(name: str, host: str | None, opts: DoctorOptions, tmp: Path) -
             check, sess = latency_check(device_for_backend(device, backend), backend, model, opts)
             checks.append(check)
             session = session or sess
-        torch_device = getattr(device, "torch_device", None)
-        if torch_device:
-            load = matmul_load(torch_device)
+        if device.torch_device:
+            load = matmul_load(device.torch_device)
         elif session is not None:
             load = session_load(session, model.x)
         else:
@@ -579,13 +442,8 @@ def doctor_device(name: str, host: str | None, opts: DoctorOptions, tmp: Path) -
     except Exception as exc:  # report, don't crash: the other devices' checks still count
         checks.append(Check(name, "doctor", "failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:300]))
     finally:
-        for src in sources:  # readers the doctor opened itself (INA3221 files, jtop); the adapter closes its own
-            close = getattr(src.reader, "close", None)
-            if close is not None and src.owned:
-                try:
-                    close()
-                except Exception:  # closing is best effort; the checks are already recorded
-                    pass
+        for src in sources:  # readers opened for the doctor (INA3221 files, jtop); the adapter closes its own
+            src.close()
         device.close()
     return checks
 
@@ -598,7 +456,8 @@ def run_doctor(device: str = "auto", host: str | None = None, opts: DoctorOption
     checks: list[Check] = []
     with tempfile.TemporaryDirectory(prefix="ticketbench-doctor-") as d:
         for name in names:
-            avail = probe_device(name, host)
+            cls = DEVICES.get(name)
+            avail = cls.probe(host=host) if host and name == "jetson" else cls.probe()
             if not avail.ok:
                 status = "failed" if device != "auto" else "skipped"
                 checks.append(Check(name, "adapter", status, f"not available: {avail.reason}"))

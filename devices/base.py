@@ -10,7 +10,12 @@ DeviceAdapter (one per device kind, registered in DEVICES)
                                    PyTorch (gpu's torch-cuda) use it, every other adapter ignores it;
                                    `calibration` is the int8 calibration set (float32 N×C×H×W) for adapters
                                    whose int8_input is "calibrator", ignored by every other adapter
-    power_reader()                 (reader, "") or (None, reason)
+    power_reader()                 (reader, "") or (None, reason): the one source measurements use
+                                   (devices/power_meter.PowerMeter samples it)
+    power_sources()                every source on the device, each opened on its own, the reference first, with
+                                   its limit (the doctor compares them); default: power_reader()'s
+    torch_power(torch_device)      classmethod: (reader, "") or (None, why) metering PyTorch work on that torch
+                                   device when this adapter's hardware runs it, else None (training energy)
     snapshot()                     clocks/temperatures/throttle reasons now ({} = nothing to show)
     close()
     torch_device                   where PyTorch training epochs run (None = not on this device)
@@ -43,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from ticketbench.devices.layer_profile import LayerProfile, LayerProfileUnavailable
-from ticketbench.devices.power import PowerReader
+from ticketbench.devices.power import PowerReader, PowerSource
 from ticketbench.registry import Registry
 
 # The protocol's value types: what a session's timing and evaluation return (devices/measure.py fills them).
@@ -182,6 +187,17 @@ class DeviceAdapter:
     def power_reader(self) -> tuple[PowerReader | None, str]:
         """(reader, "") or (None, reason) when no power source is usable here."""
         return None, "no power source implemented for this device"
+
+    def power_sources(self) -> list[PowerSource]:
+        """Every power source of this device, the reference first; the adapter's own reader by default."""
+        reader, why = self.power_reader()
+        return [PowerSource(reader.source if reader else "none", reader, why, owned=False)]
+
+    @classmethod
+    def torch_power(cls, torch_device: str) -> tuple[PowerReader | None, str] | None:
+        """The power source of PyTorch work on `torch_device` ("cpu", "cuda:1") when it runs on this adapter's
+        hardware: (reader, "") or (None, why); None when the torch device is not this adapter's."""
+        return None
 
     def snapshot(self) -> dict[str, Any]:
         """Clocks (MHz), temperatures (°C), limits and throttle reasons now; {} when the device shows none."""

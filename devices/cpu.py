@@ -11,7 +11,7 @@ import numpy as np
 from ticketbench import threads as thread_policy
 from ticketbench.devices.base import DEVICES, Availability, DeviceAdapter, Session
 from ticketbench.devices.layer_profile import LayerProfile, ort_profile
-from ticketbench.devices.power import PowerReader, probe_rapl
+from ticketbench.devices.power import PowerReader, PowerSource, probe_rapl
 
 
 def cpu_model_name() -> str:
@@ -126,3 +126,14 @@ class CpuDevice(DeviceAdapter):
 
     def power_reader(self) -> tuple[PowerReader | None, str]:
         return probe_rapl()
+
+    def power_sources(self) -> list[PowerSource]:
+        """RAPL package energy, checked against the packages' own ceiling (max power, else PL2)."""
+        reader, why = probe_rapl()
+        if reader is None:
+            return [PowerSource("rapl", None, why)]
+        return [PowerSource("rapl", reader, "", *reader.max_power_w())]
+
+    @classmethod
+    def torch_power(cls, torch_device: str) -> tuple[PowerReader | None, str] | None:
+        return probe_rapl() if torch_device.split(":")[0] == "cpu" else None

@@ -22,7 +22,7 @@ import numpy as np
 
 from ticketbench.devices.base import DEVICES, Availability, DeviceAdapter, Session
 from ticketbench.devices.layer_profile import LayerProfile, LayerProfileUnavailable, torch_profile
-from ticketbench.devices.power import PowerReader
+from ticketbench.devices.power import PowerReader, PowerSource
 from ticketbench.devices.power_nvml import cuda_pci_bus_id
 
 ONNX_BACKENDS = ("tensorrt", "onnxruntime-tensorrt", "onnxruntime-cuda")
@@ -318,3 +318,33 @@ class GpuDevice(DeviceAdapter):
 
         self._reader, why = probe_nvml_reader(self.pci_bus_id)
         return self._reader, why
+
+    def power_sources(self) -> list[PowerSource]:
+        """NVML energy counter (the reference) and NVML power polling on this GPU, found by its PCI bus id (NVML's
+        index is not CUDA's), each checked against the enforced power limit."""
+        from ticketbench.devices.power_nvml import NvmlEnergyReader, NvmlPowerReader, nvml_identity, probe_nvml_reader
+
+        reader, why = probe_nvml_reader(self.pci_bus_id)
+        if reader is None:
+            return [PowerSource("nvml", None, why)]
+        try:
+            limit = nvml_identity(self.pci_bus_id).get("power_limit_w")
+        except Exception:  # the limit is a bound to check against; its absence only weakens the check
+            limit = None
+        what = "NVML enforced power limit" if limit else ""
+        out = [PowerSource(reader.source, reader, "", limit, what)]
+        if isinstance(reader, NvmlEnergyReader):
+            out.append(PowerSource("nvml-power", NvmlPowerReader(reader.nvml, reader.handle), "", limit, what))
+        else:
+            out.append(PowerSource("nvml-energy", None, "the GPU has no NVML energy counter (pre-Volta)"))
+        return out
+
+    @classmethod
+    def torch_power(cls, torch_device: str) -> tuple[PowerReader | None, str] | None:
+        """NVML on the CUDA device torch calls `torch_device`, addressed by its bus id (never by CUDA's index)."""
+        kind, _, index = torch_device.partition(":")
+        if kind != "cuda":
+            return None
+        from ticketbench.devices.power_nvml import cuda_pci_bus_id, probe_nvml_reader
+
+        return probe_nvml_reader(cuda_pci_bus_id(int(index or 0)))

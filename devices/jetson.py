@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -46,7 +46,7 @@ from ticketbench.devices.layer_profile import (
 )
 from ticketbench.devices.measure import EvalResult, LatencyConfig, LatencyResult, detect_throttle
 from ticketbench.devices.onnx_fp16 import convert_bytes
-from ticketbench.devices.power import PowerReader
+from ticketbench.devices.power import PowerReader, PowerSource, read_float
 from ticketbench.devices.tensorrt_engine import (
     STRONGLY_TYPED_FROM,
     file_sha256,
@@ -383,6 +383,22 @@ class TrtexecSession(Session):
         return EvalResult(100.0 * correct / max(n, 1), busy, n, segments[0][0], segments[-1][1], segments)
 
 
+def ina3221_limit_w(rail_spec: tuple) -> tuple[float | None, str]:
+    """Critical current (mA) × rail voltage (mV) of the total rail, from the INA3221's own sysfs files
+    (JetPack 4 iio: crit_current_limit_N / in_voltageN_input; JetPack 5+ hwmon: currN_crit / inN_input)."""
+    if rail_spec[0] == "mw":
+        power = Path(rail_spec[1])
+        n = power.name[len("in_power") : -len("_input")]
+        crit, volt = power.parent / f"crit_current_limit_{n}", power.parent / f"in_voltage{n}_input"
+    else:
+        volt, curr = Path(rail_spec[1]), Path(rail_spec[2])
+        crit = curr.parent / curr.name.replace("_input", "_crit")
+    ma, mv = read_float(crit), read_float(volt)
+    if not ma or not mv:
+        return None, ""
+    return ma * mv / 1e6, "INA3221 critical current × rail voltage"
+
+
 def _torch_cuda() -> bool:
     try:
         import torch
@@ -512,6 +528,46 @@ class JetsonDevice(DeviceAdapter):
             return self._reader, ""
         reader, reasons = jetson_board.open_power(self.root, self.power, self.rate_hz)
         self._reader = reader
+        return reader, "; ".join(f"{k}: {v}" for k, v in reasons.items()) if reader is None else ""
+
+    def power_sources(self) -> list[PowerSource]:
+        """A local board: every total-board source, each opened on its own so they can be compared (INA3221 sysfs,
+        the board's own rail read directly, is the reference), against the rail's critical current × voltage.
+        A remote board: the adapter's own feed (the board samples itself), one source."""
+        if self.board.transport.remote:
+            reader, why = self.power_reader()
+            return [PowerSource(reader.source if reader else "board", reader, why, owned=False)]
+        jb, root = jetson_board, self.root
+        rails = jb.find_ina3221_rails(root)
+        name = jb.total_rail(rails)
+        limit, what = ina3221_limit_w(rails[name]) if name else (None, "")
+        out = []
+        for source, opener in (
+            ("ina3221-sysfs", lambda: jb.Ina3221Reader(root)),
+            ("jtop", lambda: jb.JtopReader(root)),
+            ("tegrastats", self._tegrastats),
+        ):
+            try:
+                # jetson_board.py runs on the board without this package: its readers have PowerReader's attributes
+                # (source, kind, read_watts, ...) without the base class
+                out.append(PowerSource(source, cast(PowerReader, opener()), "", limit, what))
+            except ImportError as exc:
+                out.append(PowerSource(source, None, f"jetson-stats not installed ({exc})"))
+            except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+                out.append(PowerSource(source, None, str(exc)))
+        return out
+
+    def _tegrastats(self) -> Any:
+        if not jetson_board.find_tegrastats():
+            raise OSError("tegrastats not on PATH")
+        return jetson_board.TegrastatsStream(max(1, int(1000.0 / self.rate_hz)))
+
+    @classmethod
+    def torch_power(cls, torch_device: str) -> tuple[PowerReader | None, str] | None:
+        """CUDA on a local Jetson is the board's integrated GPU: the board's total power (first usable source)."""
+        if torch_device.split(":")[0] != "cuda" or not cls.probe().ok:
+            return None
+        reader, reasons = jetson_board.open_power(os.environ.get("TICKETBENCH_JETSON_ROOT", "/"))
         return reader, "; ".join(f"{k}: {v}" for k, v in reasons.items()) if reader is None else ""
 
     def load(

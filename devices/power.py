@@ -15,6 +15,9 @@ Three kinds of reader plug into `PowerSampler`:
   (a tegrastats stream, the samples a Jetson board recorded next to trtexec); no polling thread runs.
 
 All timestamps are `time.monotonic()` seconds. Energy is integrated over the measured window only.
+`PowerSource` is one source a device adapter declares (DeviceAdapter.power_sources) with the limit it is checked
+against; devices/power_meter.py's `PowerMeter` owns a sampler over the adapter's chosen source and measures named
+windows on it.
 """
 
 from __future__ import annotations
@@ -253,6 +256,35 @@ class PowerSampler:
         return t[sel], w[sel]
 
 
+@dataclass
+class PowerSource:
+    """One power source a device offers (DeviceAdapter.power_sources): a reader, or why there is none, and the
+    ceiling its readings are checked against (the doctor's plausibility check)."""
+
+    source: str  # a power_source value
+    reader: PowerReader | None
+    why_not: str = ""
+    limit_w: float | None = None
+    limit_what: str = ""  # where the limit came from (NVML enforced power limit, RAPL max, INA3221 crit)
+    owned: bool = True  # opened for whoever asked (who closes it); False: the adapter's own reader, closed by it
+
+    def close(self) -> None:
+        """Close an owned reader; best effort (what it measured is already taken)."""
+        if self.owned and self.reader is not None:
+            try:
+                self.reader.close()
+            except Exception:  # a reader that fails to close must not hide the checks made with it
+                pass
+
+
+def read_float(path: Path) -> float | None:
+    """The first number in a sysfs file, or None when it is missing or not a number."""
+    try:
+        return float(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class RaplReader(PowerReader):
     """Intel/AMD RAPL package energy via powercap sysfs, summed over package domains (a counter reader).
 
@@ -291,6 +323,23 @@ class RaplReader(PowerReader):
         watts = (j - self._last_j) / dt if dt > 0 else 0.0
         self._last_j, self._last_t = j, t
         return watts
+
+    def max_power_w(self) -> tuple[float | None, str]:
+        """The package domains' summed ceiling (W) and where it came from: constraint_N_max_power_uw where the
+        firmware gives one, else the highest constraint_N_power_limit_uw (PL2 ≥ PL1); None when a domain has neither."""
+        total, what = 0.0, set()
+        for d in self.domains:
+            maxes = [v for f in sorted(d.glob("constraint_*_max_power_uw")) if (v := read_float(f))]
+            limits = [v for f in sorted(d.glob("constraint_*_power_limit_uw")) if (v := read_float(f))]
+            if maxes:
+                total += max(maxes) / 1e6
+                what.add("RAPL max power")
+            elif limits:
+                total += max(limits) / 1e6
+                what.add("RAPL power limit")
+            else:
+                return None, ""
+        return (total, " + ".join(sorted(what))) if what else (None, "")
 
 
 def probe_rapl(root: Path = Path("/sys/class/powercap")) -> tuple[RaplReader | None, str]:

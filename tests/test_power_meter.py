@@ -1,5 +1,5 @@
 """The one power meter: named windows (nesting, overlap, refusals), empty energy with a reason, and energy over a
-window equal to the hand-computed integral of a fake's known power trace."""
+window equal to the hand-computed integral of a fake's known power trace; the adapters' declared sources."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from power_fakes import PushReader
 
 from ticketbench.devices.measure import UNCOVERED
-from ticketbench.devices.power import PowerReader
+from ticketbench.devices.power import PowerReader, PowerSource
 from ticketbench.devices.power_meter import NO_SOURCE, PowerMeter
 
 
@@ -128,3 +128,31 @@ def test_a_polled_source_measures_a_real_window_and_the_idle_baseline():
     m = span.measurement
     assert m is not None and m.energy_j == pytest.approx(6.0 * m.duration_s) and m.samples >= 5
     assert meter.effective_rate_hz() is not None
+
+
+def test_adapters_declare_their_sources():
+    from ticketbench.devices.base import DeviceAdapter
+    from ticketbench.devices.cpu import CpuDevice
+    from ticketbench.devices.gpu import GpuDevice
+
+    (rapl,) = CpuDevice().power_sources()
+    assert rapl.source == "rapl" and (rapl.reader is not None or rapl.why_not)
+    assert DeviceAdapter().power_sources() == [
+        PowerSource("none", None, "no power source implemented for this device", owned=False)
+    ]
+    assert CpuDevice.torch_power("cuda:1") is None and GpuDevice.torch_power("cpu") is None
+    assert CpuDevice.torch_power("cpu") is not None
+
+
+def test_an_owned_source_is_closed_once_and_an_adapters_is_not():
+    closed = []
+
+    class Closing(Steady):
+        def close(self) -> None:
+            closed.append(self)
+            raise OSError("already gone")  # best effort: not raised to the caller
+
+    own, theirs = Closing(), Closing()
+    PowerSource("a", own).close()
+    PowerSource("b", theirs, owned=False).close()
+    assert closed == [own]

@@ -321,15 +321,13 @@ def test_training_energy_reads_the_training_gpu(monkeypatch, train_device, name)
 
 
 def test_doctor_checks_the_adapters_gpu(monkeypatch):
-    """The doctor passed the CUDA index to NVML; now it uses the adapter's bus id."""
-    from ticketbench.bench.doctor import gpu_sources
-
+    """The doctor passed the CUDA index to NVML; now it uses the adapter's bus id (the adapter declares its sources)."""
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(gpus=GPUS))
     monkeypatch.setattr(gpu, "torch_cuda", lambda: True)
     monkeypatch.setattr(gpu, "available_backends", lambda: {"onnxruntime-cuda": "", "torch-cuda": ""})
     monkeypatch.setattr(gpu, "cuda_pci_bus_id", lambda index: {0: H100, 1: _bus(0, 0x17)}[index])
     for index, watts in ((0, 250.0), (1, 45.0)):
-        sources = gpu_sources(gpu.GpuDevice(index=index))
+        sources = gpu.GpuDevice(index=index).power_sources()
         assert [s.source for s in sources] == ["nvml-energy", "nvml-power"]
         assert all(s.reader is not None and s.limit_w == 700.0 for s in sources)
         assert sources[1].reader.read_watts() == pytest.approx(watts)
