@@ -13,7 +13,6 @@ import logging
 import os
 import stat
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -30,21 +29,18 @@ from ticketbench.bench.layers import layer_rows, profile_summary, to_csv
 from ticketbench.bench.provenance import git_sha, host_info, package_versions
 from ticketbench.bench.rundir import RunDir
 from ticketbench.bench.suite import Case, MeasureConfig, Suite
-from ticketbench.bench.training import TrainingMeter, start_meter
+from ticketbench.bench.training import start_meter
 from ticketbench.devices.base import DeviceAdapter, Session
 from ticketbench.devices.layer_profile import LayerProfileUnavailable
 from ticketbench.devices.measure import (
-    IdleBaseline,
     LatencyConfig,
     RoundedLatency,
-    energy_window,
     inference_energy_columns,
-    measure_idle,
     measure_rounds,
     round_cv,
     run_eval_epoch,
 )
-from ticketbench.devices.power import PowerSampler, Window
+from ticketbench.devices.power_meter import Measurement, PowerMeter
 from ticketbench.files import DISK_FULL, atomic_write_text, one_line
 from ticketbench.models.compact import CompactionConfig, compact
 from ticketbench.models.cost import LayerCost, ModelCost, analyze
@@ -133,14 +129,11 @@ class Runner:
         self._ref_sessions: dict[str, Session | None] = {}  # dense reference per architecture, timed in every round
         self._ref_nodes: dict[str, dict[str, str]] = {}  # its export's ONNX node → layer map (layer profiles)
         self._ref_dir = tempfile.TemporaryDirectory(prefix="tb-dense-ref-")
-        self.power = PowerState()
-        self.sampler: PowerSampler | None = None
-        self.power_note = ""
-        self.idle: IdleBaseline | None = None
+        self.meter = PowerMeter()  # the measured device's power meter (inference, eval and training epochs)
         self.identity: dict[str, Any] = {}  # the device's identity, read once per run
         self._bar: tqdm | None = None
         self.ctx = TicketContext(progress=self._progress, device=resolve_train_device(opts.train_device))
-        self.train_meter: TrainingMeter | None = None
+        self.train_meter: PowerMeter | None = None  # the meter on the ticket-training device (maybe self.meter)
         self._run_log: logging.Handler | None = None  # RUN_DIR/run.log while run() runs
 
     # -- helpers -------------------------------------------------------------------------------
@@ -180,20 +173,14 @@ class Runner:
                 self.calibration(case.ticket)
 
     def _start_power(self) -> None:
-        self.power = start_power(self.device, self.opts.power_rate_hz, self.suite.measure.idle_seconds)
-        self.sampler, self.power_note, self.idle = self.power.sampler, self.power.note, self.power.idle
+        self.meter = start_power(self.device, self.opts.power_rate_hz, self.suite.measure.idle_seconds)
 
     def _start_training_meter(self) -> None:
-        """Meter ticket training with the training device's power source: the run's own sampler when tickets
-        train on the measured device, else a sampler of their own (e.g. NVML while measuring on the CPU)."""
-        same = _same_torch_device(self.ctx.device, getattr(self.device, "torch_device", None))
-        if same and self.sampler is not None:
-            self.train_meter = TrainingMeter(self.ctx.device, self.sampler, "")
-        elif same:
-            self.train_meter = TrainingMeter(self.ctx.device, None, self.power_note)
-        else:
-            self.train_meter = start_meter(self.ctx.device, self.opts.power_rate_hz)
-        if self.train_meter.sampler is not None:
+        """Meter ticket training with the training device's power source: the run's own meter when tickets train
+        on the measured device, else a meter of their own (e.g. NVML while measuring on the CPU)."""
+        same = _same_torch_device(self.ctx.device, self.device.torch_device)
+        self.train_meter = self.meter if same else start_meter(self.ctx.device, self.opts.power_rate_hz)
+        if self.train_meter.sampling:
             self.ctx.energy, self.ctx.power_source = self.train_meter.energy, self.train_meter.source
 
     # -- the run -------------------------------------------------------------------------------
@@ -240,9 +227,9 @@ class Runner:
         meta["train_device"] = self.ctx.device
         meta["train_power_source"] = self.train_meter.source if self.train_meter else "none"
         meta["train_power_note"] = self.train_meter.note if self.train_meter else ""
-        meta["power_source"] = self.sampler.reader.source if self.sampler else "none"
-        meta["power_note"] = self.power_note
-        meta["idle_baseline"] = asdict(self.idle) if self.idle else None
+        meta["power_source"] = self.meter.source
+        meta["power_note"] = self.meter.note
+        meta["idle_baseline"] = asdict(self.meter.idle) if self.meter.idle else None
         todo = [c for c in self.suite.cases if c.case_id not in done]
         if done:
             log.info("resuming: %d finished case(s) kept, %d to run", len(done), len(todo))
@@ -259,10 +246,10 @@ class Runner:
         finally:
             if self._bar is not None:
                 self._bar.close()
-            if self.sampler:
-                self.sampler.stop()
-                meta["power_rate_hz"] = self.sampler.effective_rate_hz()  # what the source really delivered
-            if self.train_meter and self.train_meter.sampler is not self.sampler:
+            self.meter.stop()
+            if self.meter.sampling:
+                meta["power_rate_hz"] = self.meter.effective_rate_hz()  # what the source really delivered
+            if self.train_meter is not None and self.train_meter is not self.meter:
                 self.train_meter.stop()
             for ref in self._ref_sessions.values():
                 if ref is not None:
@@ -423,7 +410,7 @@ class Runner:
         # adapters that can run PyTorch (gpu's torch-cuda backend) get the module the ONNX was validated against
         session = self.device.load(model_path, precision, module=compacted, **load_kw)
         evalr = run_eval_epoch(session, _numpy_batches(data, 256))
-        e_eval = energy_window(self.sampler, "eval", evalr.t0, evalr.t1, evalr.segments)
+        e_eval = self.meter.measure("eval", evalr.t0, evalr.t1, evalr.segments)
         if precision == "int8":
             common = {**common, **_int8_agreement(session, onnx_path, data)}
         rows = []
@@ -433,7 +420,7 @@ class Runner:
         tag = "" if precision == "fp32" else f"-{precision}"  # fp32 files keep their names
         measure_load = not is_remote(self.identity)  # a remote board's load is not this machine's
         measured = measure_session(
-            session, shape, self.suite.measure, self.power, reference, common.get("threads"), measure_load
+            session, shape, self.suite.measure, self.meter, reference, common.get("threads"), measure_load
         )
         nodes = (  # each export's ONNX node → layer map: compacted (FX) models' node names are ambiguous
             (self._ref_nodes.get(self._dense_key(case, data), {}), self._node_map(model_path, layer_costs[1]))
@@ -449,7 +436,7 @@ class Runner:
                     **bm.columns,
                     **layers,
                     samples_file=self._write_samples(f"{case.case_id}{tag}", bm),
-                    energy_j_per_eval_epoch=e_eval.energy_j if e_eval else None,
+                    energy_j_per_eval_epoch=e_eval.energy_j,
                     accuracy_top1=evalr.accuracy_top1,
                     status="ok",
                 )
@@ -554,9 +541,9 @@ class Runner:
                 for i, (m, r, q, w) in enumerate(zip(lat.round_medians_ms, ref, ratios, lat.rounds))
             ),
         )
-        if self.sampler:
+        if self.meter.sampling:
             t0 = lat.rounds[0].t0
-            trace = [self.sampler.trace(a, b) for a, b in lat.segments]
+            trace = [self.meter.trace(a, b) for a, b in lat.segments]
             atomic_write_text(
                 self.rundir.root / f"{stem}-power.csv",
                 "t_s,watts\n" + "".join(f"{a - t0:.6f},{w:.4f}\n" for t, ws in trace for a, w in zip(t, ws)),
@@ -595,23 +582,24 @@ class Runner:
             self._dense_refs[key] = (analyze(dense_model, data.input_shape), size)
         return self._dense_refs[key]
 
-    def _train_epoch(self, ticket: Ticket, data: DataBundle):
-        """One PyTorch training epoch of the ticket (mask fixed) on the device, when torch runs there."""
+    def _train_epoch(self, ticket: Ticket, data: DataBundle) -> tuple[float | None, Measurement | None]:
+        """One PyTorch training epoch of the ticket (mask fixed) on the device, when torch runs there: (seconds,
+        its energy over the measured device's meter)."""
         torch_device = self.device.torch_device
         if torch_device is None:
             return None, None
         model = copy.deepcopy(ticket.model).to(torch_device)
         masks = {k: v.to(torch_device) for k, v in ticket.masks.items()}
-        t0 = time.monotonic()
-        train(
-            model,
-            data,
-            ticket.config.train_config(epochs=1, lr=1e-3),
-            after_step=[lambda m: apply_masks(m, masks)],
-            evaluate_each_epoch=False,
-        )
-        t1 = time.monotonic()
-        return t1 - t0, energy_window(self.sampler, "train", t0, t1)
+        with self.meter.window("train") as epoch:
+            train(
+                model,
+                data,
+                ticket.config.train_config(epochs=1, lr=1e-3),
+                after_step=[lambda m: apply_masks(m, masks)],
+                evaluate_each_epoch=False,
+            )
+        assert epoch.measurement is not None, "set when the block completes"
+        return epoch.measurement.duration_s, epoch.measurement
 
 
 def _structure(cfg: TicketConfig) -> str | None:
@@ -660,33 +648,18 @@ def _int8_agreement(session: Any, onnx_path: Path, data: DataBundle) -> dict[str
     return cols
 
 
-@dataclass
-class PowerState:
-    """The power side of a measurement: the sampler (None without a power source), why not, the idle baseline."""
-
-    sampler: PowerSampler | None = None
-    note: str = ""
-    idle: IdleBaseline | None = None
-
-    @property
-    def source(self) -> str:
-        return self.sampler.reader.source if self.sampler else "none"
-
-    def stop(self) -> None:
-        if self.sampler:
-            self.sampler.stop()
+# `bench measure` (bench/cli.py, moving to bench/commands/) still names the meter by its old name; drop this alias
+# once it says PowerMeter.
+PowerState = PowerMeter
 
 
-def start_power(device: DeviceAdapter, rate_hz: float = 50.0, idle_seconds: float = 0.0) -> PowerState:
-    """Start sampling the device's power source (if any) and measure the idle baseline first when asked."""
-    reader, why = device.power_reader()
-    if reader is None:
-        return PowerState(note=why)
-    sampler = PowerSampler(reader, rate_hz=rate_hz).start()
-    idle = measure_idle(sampler, idle_seconds) if idle_seconds > 0 else None
+def start_power(device: DeviceAdapter, rate_hz: float = 50.0, idle_seconds: float = 0.0) -> PowerMeter:
+    """The device's power meter, started, with the idle baseline measured first when asked."""
+    meter = PowerMeter.of(device.power_reader(), rate_hz, device.name).start()
+    idle = meter.measure_idle(idle_seconds)
     if idle:
         log.info("idle baseline: %.2f W over %.1f s", idle.watts, idle.seconds)
-    return PowerState(sampler, "", idle)
+    return meter
 
 
 @dataclass
@@ -694,7 +667,7 @@ class BatchMeasurement:
     batch_size: int
     latency: RoundedLatency
     reference: RoundedLatency | None  # the dense reference, timed in the same rounds
-    energy: Window | None
+    energy: Measurement  # over the timed rounds (energy_j None, with the reason, when not measured)
     round_ratios: np.ndarray | None  # per round: median of (case iteration ÷ the reference iteration beside it)
     columns: dict[str, Any]  # results.csv columns: latency stats, rounds, spread, energy, throttle
 
@@ -731,7 +704,7 @@ def measure_session(
     session: Session,
     input_shape: tuple[int, ...],
     m: MeasureConfig,
-    power: PowerState,
+    power: PowerMeter,
     reference: Session | None = None,
     threads: int | None = None,
     measure_load: bool = True,
@@ -762,14 +735,14 @@ def measure_session(
     for bs in m.batch_sizes:
         lat = next(timed)
         ref = next(timed) if reference is not None else None
-        e_lat = energy_window(power.sampler, "latency", lat.rounds[0].t0, lat.rounds[-1].t1, lat.segments)
+        e_lat = power.measure("latency", lat.rounds[0].t0, lat.rounds[-1].t1, lat.segments)
         n_inf = len(lat.samples_ms) * bs
         ratios = paired_ratios(lat, ref)
         columns = {
             **lat.stats,
             "latency_samples": len(lat.samples_ms),
             "power_source": power.source,
-            **inference_energy_columns(e_lat, n_inf, power.idle, power.sampler is not None, power.note),
+            **inference_energy_columns(e_lat.window, n_inf, power.idle, power.sampling, power.note),
             "throttled": lat.throttled,
             "throttle_note": lat.throttle_note or None,
             **paired_speedup(ratios),
