@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from ticketbench.devices.base import DEVICES, DeviceAdapter, get_device
+from ticketbench.bench.options import device_at, probe_device
+from ticketbench.devices.base import DEVICES, DeviceAdapter
 from ticketbench.devices.gpu import GpuDevice
 from ticketbench.devices.measure import LatencyConfig, measure_latency
 from ticketbench.devices.power import PowerSource
@@ -403,7 +404,7 @@ def power_mode(ident: dict[str, Any]) -> str:
 def doctor_device(name: str, host: str | None, opts: DoctorOptions, tmp: Path) -> list[Check]:
     """Every check for one device; an adapter that cannot be opened is one failed check."""
     try:
-        device = get_device(name, **({"host": host} if host else {}))
+        device = device_at(name, host)
     except Exception as exc:
         return [Check(name, "adapter", "failed", f"{type(exc).__name__}: {exc}".splitlines()[0])]
     checks: list[Check] = []
@@ -456,8 +457,7 @@ def run_doctor(device: str = "auto", host: str | None = None, opts: DoctorOption
     checks: list[Check] = []
     with tempfile.TemporaryDirectory(prefix="ticketbench-doctor-") as d:
         for name in names:
-            cls = DEVICES.get(name)
-            avail = cls.probe(host=host) if host and name == "jetson" else cls.probe()
+            avail = probe_device(name, host)
             if not avail.ok:
                 status = "failed" if device != "auto" else "skipped"
                 checks.append(Check(name, "adapter", status, f"not available: {avail.reason}"))
