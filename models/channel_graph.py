@@ -17,6 +17,29 @@ depend on the input (a zero filter gives its bias, BN with γ = 0 gives β, a pa
 map), and *constant* when, in addition, that value is the same at every position: zero padding breaks
 constness at borders but not independence. The value of an independent channel is read off one forward pass
 (`trace` records every node's batch-1 output), which is exact: it does not depend on the input.
+
+What the builder knows about a module kind sits in one `LayerRule` per kind, found through the module's type
+(the most specific registered class in its MRO wins; rules sharing a type are tried in registration order,
+the first whose `applies(m)` holds is used). A rule says how the layer ties channels (`read`: a dense source
+whose filters mix every input channel, an internal per-channel layer, a pass-through, a selection, or a
+refusal with a reason), what a constant input channel becomes (`constant`), and how to slice it (`take_out`
+and `take_in` for dense layers, `take_channels` for per-channel ones). A module kind without a rule is not
+understood: its input and output groups are pinned with the reason "module <type> not understood".
+
+To add a layer kind:
+
+1. Subclass `LayerRule[YourModule]` and decorate it with `@register_layer_rule("<name>", YourModule, ...)`.
+   `trace` keeps the listed types as fx leaves (one call_module node each); a subclass of a listed type uses
+   the rule too when fx leaves it whole (override `applies(m)` to take only some instances).
+2. In `read(b, node, m, x)` tie its channels through the `Builder`: `b.internal(node, x)` for a per-channel
+   layer with parameters (channel c in is channel c out), `b.follow(node, x)` for one without,
+   `b.unsupported(node, why)` to pin its groups with a reason. A dense layer subclasses `DenseRule` instead.
+3. Override `constant(m, f)` when a constant input channel stays constant through it (the default: never;
+   `f.kept()` passes constants through), and `take_channels(m, index)` when it holds per-channel parameters.
+   A dense kind also needs `mix_edge`, and compaction (models/compact.py) folds only into nn.Conv2d and
+   nn.Linear: on another dense kind it fails and leaves the model as it was, with the reason.
+
+tests/test_channel_graph.py registers a toy per-channel scale this way and compacts through it.
 """
 
 from __future__ import annotations
@@ -24,7 +47,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import torch
 import torch.fx as fx
@@ -34,26 +57,10 @@ from torch.fx.node import Argument
 from torch.fx.passes.shape_prop import ShapeProp
 from torchvision.ops import stochastic_depth
 
+from ticketbench.registry import Registry
+
 M = TypeVar("M", bound=nn.Module)
 
-# Modules applied channel by channel with no parameters: the output channel c depends on input channel c only.
-_ELEMENTWISE_MODULES = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.Hardtanh,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.SiLU,
-    nn.GELU,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.ELU,
-    nn.Mish,
-    nn.Softplus,
-)
-_IDENTITY_MODULES = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.AlphaDropout)
-_POOL_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 _ELEMENTWISE_FUNCTIONS = {
     F.relu,
     torch.relu,
@@ -103,11 +110,12 @@ def is_selection_module(m: nn.Module) -> bool:
 
 
 class SelectionTracer(fx.Tracer):
-    """fx tracer that keeps channel selections (their forward often calls numpy on the mask) and bias maps (so a
-    compacted model reads back as it was built) as leaves."""
+    """fx tracer that keeps channel selections (their forward often calls numpy on the mask), bias maps (so a
+    compacted model reads back as it was built) and every type registered with a layer rule as leaves."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return is_selection_module(m) or isinstance(m, BiasMap) or super().is_leaf_module(m, qualname)
+        registered = type(m) in _RULES_BY_TYPE  # the exact type: a subclass may compute something else
+        return is_selection_module(m) or registered or super().is_leaf_module(m, qualname)
 
 
 class _Recorder(ShapeProp):
@@ -231,7 +239,7 @@ class ChannelGraph:
     # [C] bool: channel does not depend on the input (constant, or a fixed map where zero padding meets a constant)
     indep: dict[fx.Node, torch.Tensor] = field(default_factory=dict)
     cats: set[fx.Node] = field(default_factory=set)  # torch.cat nodes (sources of their output group)
-    kind: dict[fx.Node, str] = field(default_factory=dict)  # how the builder read each node (see _Builder.kind)
+    kind: dict[fx.Node, str] = field(default_factory=dict)  # how the builder read each node (see Builder.kind)
 
     def module(self, node: fx.Node) -> nn.Module:
         return self.gm.get_submodule(module_path(node))
@@ -300,7 +308,370 @@ def dense_kernel_view(m: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
     return nz, sm
 
 
-class _Builder:
+# Layer rules: one class per module kind (see "To add a layer kind" in the module docstring)
+
+
+@dataclass
+class Constants:
+    """What `LayerRule.constant` reads: the constants of the layer's input channels, the size of its output."""
+
+    graph: ChannelGraph
+    node: fx.Node  # the layer's call
+    x: fx.Node  # its input
+    k: torch.Tensor  # [C_in] bool: input channel c is constant (input-independent when not exact)
+    v: torch.Tensor  # [C_in, mult_in]: its value (0 where not constant)
+    c: int  # output channels
+    mult: int  # output features per channel
+    exact: bool  # False: pretend zero padding keeps a constant constant (input independence)
+
+    def none(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """No output channel is constant."""
+        return torch.zeros(self.c, dtype=torch.bool), torch.zeros(self.c, self.mult)
+
+    def kept(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each constant stays that constant, spread over the output's features per channel."""
+        v = self.v.reshape(self.c, -1).expand(self.c, self.mult) if self.v.shape[1] != self.mult else self.v
+        return self.k, v
+
+
+class LayerRule(Generic[M]):
+    """How one module kind ties input to output channels, what it holds per channel, and how to slice it.
+
+    The defaults describe a layer through which no constant is folded and that holds nothing to slice;
+    override what the kind needs (the module docstring says which).
+    """
+
+    dense: ClassVar[bool] = False  # output filters mix every input channel: a group source and a MixEdge sink
+
+    def applies(self, m: M) -> bool:
+        """Whether this rule describes `m` (rules may share a type: dense, depthwise and grouped convs)."""
+        return True
+
+    def read(self, b: Builder, node: fx.Node, m: M, x: fx.Node) -> None:
+        """Tie node's channels to its one tracked input `x`: b.source, b.internal, b.follow or b.unsupported."""
+        raise NotImplementedError
+
+    def constant(self, m: M, f: Constants) -> tuple[torch.Tensor, torch.Tensor]:
+        """([C] bool, [C, mult] value): which output channels are constant given the input's, and their value."""
+        return f.none()
+
+    def take_channels(self, m: M, index: torch.Tensor) -> None:
+        """Keep channels `index` (in that order) of a per-channel layer."""
+        raise TypeError(f"{type(m).__name__} holds no per-channel parameters to slice")
+
+    def take_out(self, m: M, index: torch.Tensor) -> None:
+        """Keep output filters `index` (in that order) of a dense layer."""
+        raise TypeError(f"{type(m).__name__} is not a dense layer")
+
+    def take_in(self, m: M, index: torch.Tensor) -> None:
+        """Keep input channels/features `index` (in that order) of a dense layer."""
+        raise TypeError(f"{type(m).__name__} is not a dense layer")
+
+    def mix_edge(self, consumer: fx.Node, member: fx.Node, m: M, channels: int, mult: int) -> MixEdge:
+        """How a dense layer reads group channels (input column c holds features [c·mult, (c+1)·mult))."""
+        raise TypeError(f"{type(m).__name__} is not a dense layer")
+
+    def source_constant(self, m: M, c: int, mult: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Constant outputs of a dense layer whose input the graph does not track (its zero filters)."""
+        raise TypeError(f"{type(m).__name__} is not a dense layer")
+
+
+LAYER_RULES: Registry[LayerRule] = Registry("layer rule")
+_RULES_BY_TYPE: dict[type, list[LayerRule]] = {}
+R = TypeVar("R", bound=LayerRule)
+
+
+def register_layer_rule(name: str, *modules: type[nn.Module]) -> Callable[[type[R]], type[R]]:
+    """Class decorator: an instance of the LayerRule subclass describes `modules` and their subclasses."""
+
+    def deco(cls: type[R]) -> type[R]:
+        rule = cls()
+        LAYER_RULES.register(name)(rule)
+        for t in modules:
+            _RULES_BY_TYPE.setdefault(t, []).append(rule)
+        return cls
+
+    return deco
+
+
+def layer_rule(m: nn.Module) -> LayerRule | None:
+    """The rule describing `m`: from the most specific registered class of its MRO, the first that applies."""
+    for t in type(m).__mro__:
+        for rule in _RULES_BY_TYPE.get(t, ()):
+            if rule.applies(m):
+                return rule
+    return None
+
+
+def _rule(m: nn.Module) -> LayerRule:
+    rule = layer_rule(m)
+    if rule is None:
+        raise TypeError(f"no layer rule for {type(m).__name__}")
+    return rule
+
+
+def _take(p: torch.Tensor, index: torch.Tensor, dim: int) -> nn.Parameter:
+    return nn.Parameter(p.data.index_select(dim, index).clone(), requires_grad=p.requires_grad)
+
+
+def _take_filters(m: nn.Conv2d | nn.Linear, index: torch.Tensor) -> None:
+    m.weight = _take(m.weight, index, 0)
+    if m.bias is not None:
+        m.bias = _take(m.bias, index, 0)
+
+
+def _conv_constant(m: nn.Conv2d, f: Constants) -> tuple[torch.Tensor, torch.Tensor]:
+    nz, wsum = dense_kernel_view(m)
+    vin1 = f.v[:, 0]
+    ok_in = f.k & ((vin1 == 0) | (not (f.exact and zero_padded(m))))
+    k = ~(nz & ~ok_in.unsqueeze(0)).any(1)
+    v = (wsum * vin1.unsqueeze(0)).sum(1) + (m.bias.detach() if m.bias is not None else 0)
+    return k, v.unsqueeze(1)
+
+
+D = TypeVar("D", nn.Conv2d, nn.Linear)
+
+
+class DenseRule(LayerRule[D]):
+    """A layer whose output filters each mix every input channel: a group's source, and a MixEdge of its input."""
+
+    dense = True
+    counts: ClassVar[tuple[str, str]]  # the module's attributes holding its output and input channel counts
+
+    def read(self, b: Builder, node: fx.Node, m: D, x: fx.Node) -> None:
+        b.source(node, x)
+
+    def take_out(self, m: D, index: torch.Tensor) -> None:
+        _take_filters(m, index)
+        setattr(m, self.counts[0], int(index.numel()))
+
+    def take_in(self, m: D, index: torch.Tensor) -> None:
+        m.weight = _take(m.weight, index, 1)
+        setattr(m, self.counts[1], int(index.numel()))
+
+    def source_constant(self, m: D, c: int, mult: int) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = m.weight.detach().flatten(1).eq(0).all(1), torch.zeros(c, mult)
+        if m.bias is not None:
+            v = m.bias.detach().view(c, 1).expand(c, mult).clone()
+        return k, v
+
+
+@register_layer_rule("conv", nn.Conv2d)
+class ConvRule(DenseRule[nn.Conv2d]):
+    """A dense conv (groups = 1)."""
+
+    counts = ("out_channels", "in_channels")
+
+    def applies(self, m: nn.Conv2d) -> bool:
+        return m.groups == 1
+
+    def constant(self, m: nn.Conv2d, f: Constants) -> tuple[torch.Tensor, torch.Tensor]:
+        return _conv_constant(m, f)
+
+    def mix_edge(self, consumer: fx.Node, member: fx.Node, m: nn.Conv2d, channels: int, mult: int) -> MixEdge:
+        taps = m.weight.detach().flatten(2)
+        return MixEdge(consumer, member, taps.ne(0).any(-1), taps.sum(-1, keepdim=True), not zero_padded(m))
+
+
+@register_layer_rule("depthwise_conv", nn.Conv2d)
+class DepthwiseConvRule(LayerRule[nn.Conv2d]):
+    """A depthwise conv (groups = in = out channels): channel c in is channel c out, one filter per channel."""
+
+    def applies(self, m: nn.Conv2d) -> bool:
+        return m.groups != 1 and m.groups == m.in_channels == m.out_channels
+
+    def read(self, b: Builder, node: fx.Node, m: nn.Conv2d, x: fx.Node) -> None:
+        b.internal(node, x)
+
+    def constant(self, m: nn.Conv2d, f: Constants) -> tuple[torch.Tensor, torch.Tensor]:
+        return _conv_constant(m, f)
+
+    def take_channels(self, m: nn.Conv2d, index: torch.Tensor) -> None:
+        _take_filters(m, index)
+        m.out_channels = m.in_channels = m.groups = int(index.numel())
+
+
+@register_layer_rule("grouped_conv", nn.Conv2d)
+class GroupedConvRule(LayerRule[nn.Conv2d]):
+    """Any other grouped conv: refused (its channels tie in blocks the graph does not model)."""
+
+    def applies(self, m: nn.Conv2d) -> bool:
+        return m.groups != 1 and not m.groups == m.in_channels == m.out_channels
+
+    def read(self, b: Builder, node: fx.Node, m: nn.Conv2d, x: fx.Node) -> None:
+        b.unsupported(node, f"grouped conv (groups={m.groups})")
+
+
+@register_layer_rule("linear", nn.Linear)
+class LinearRule(DenseRule[nn.Linear]):
+    """A linear on [batch, features]; an input channel spans `mult` input columns (after a flatten)."""
+
+    counts = ("out_features", "in_features")
+
+    def read(self, b: Builder, node: fx.Node, m: nn.Linear, x: fx.Node) -> None:
+        if len(_tracked_shape(x)) != 2:
+            b.unsupported(node, "linear on a tensor that is not [batch, features]")
+            return
+        b.source(node, x)
+
+    def constant(self, m: nn.Linear, f: Constants) -> tuple[torch.Tensor, torch.Tensor]:
+        w = m.weight.detach()
+        feats_const = f.k.repeat_interleave(f.graph.mult[f.x])
+        k = ~(w.ne(0) & ~feats_const.unsqueeze(0)).any(1)
+        v = w @ f.v.flatten() + (m.bias.detach() if m.bias is not None else 0)
+        return k, v.unsqueeze(1)
+
+    def mix_edge(self, consumer: fx.Node, member: fx.Node, m: nn.Linear, channels: int, mult: int) -> MixEdge:
+        w = m.weight.detach()
+        wv = w.view(w.shape[0], channels, mult)
+        return MixEdge(consumer, member, wv.ne(0).any(-1), wv.clone(), True)
+
+
+_BatchNorm = nn.BatchNorm1d | nn.BatchNorm2d
+
+
+@register_layer_rule("batchnorm", nn.BatchNorm1d, nn.BatchNorm2d)
+class BatchNormRule(LayerRule[_BatchNorm]):
+    """BatchNorm with running statistics: γ, β, mean and var per channel (without statistics: refused)."""
+
+    def read(self, b: Builder, node: fx.Node, m: _BatchNorm, x: fx.Node) -> None:
+        if not m.track_running_stats or m.running_mean is None:
+            b.unsupported(node, "batch norm without running statistics")
+            return
+        b.internal(node, x)
+
+    def constant(self, m: _BatchNorm, f: Constants) -> tuple[torch.Tensor, torch.Tensor]:
+        assert m.running_var is not None and m.running_mean is not None  # `read` refused BNs without them
+        scale = torch.rsqrt(m.running_var + m.eps)
+        shift = -m.running_mean * scale
+        if m.affine:
+            scale, shift = scale * m.weight.detach(), shift * m.weight.detach() + m.bias.detach()
+        scale, shift = scale.view(f.c, -1), shift.view(f.c, -1)
+        k = f.k | scale.eq(0).all(1)
+        return k, f.v * scale + shift
+
+    def take_channels(self, m: _BatchNorm, index: torch.Tensor) -> None:
+        if m.affine:
+            m.weight = _take(m.weight, index, 0)
+            if m.bias is not None:
+                m.bias = _take(m.bias, index, 0)
+        assert m.running_mean is not None and m.running_var is not None  # `read` refused BNs without them
+        m.running_mean = m.running_mean.index_select(0, index).clone()
+        m.running_var = m.running_var.index_select(0, index).clone()
+        m.num_features = int(index.numel())
+
+
+@register_layer_rule("prelu", nn.PReLU)
+class PReLURule(LayerRule[nn.PReLU]):
+    """PReLU: per channel with a slope per channel, a pass-through with one shared slope."""
+
+    def read(self, b: Builder, node: fx.Node, m: nn.PReLU, x: fx.Node) -> None:
+        if m.num_parameters > 1:
+            b.internal(node, x)
+        else:
+            b.follow(node, x)
+
+    def constant(self, m: nn.PReLU, f: Constants) -> tuple[torch.Tensor, torch.Tensor]:
+        return f.k, m(f.v.clone().view(1, f.c * f.mult)).view(f.c, f.mult)
+
+    def take_channels(self, m: nn.PReLU, index: torch.Tensor) -> None:
+        m.weight = _take(m.weight, index, 0)
+        m.num_parameters = int(index.numel())
+
+
+@register_layer_rule("bias_map", BiasMap)
+class BiasMapRule(LayerRule[BiasMap]):
+    """A folded constant (y = x + map): per channel, its map sliced with the channel."""
+
+    def read(self, b: Builder, node: fx.Node, m: BiasMap, x: fx.Node) -> None:
+        out = _shape(node)
+        if out is None or m.map.dim() + 1 != len(out) or m.map.shape[0] != out[1]:
+            b.unsupported(node, "bias map that is not per channel")
+            return
+        b.internal(node, x)
+
+    def constant(self, m: BiasMap, f: Constants) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = m.map.reshape(f.c, -1)
+        return (f.k & uniform(flat)) if f.exact else f.k, f.v + flat[:, :1]
+
+    def take_channels(self, m: BiasMap, index: torch.Tensor) -> None:
+        m.map = m.map.index_select(0, index).clone()
+
+
+_PASS_THROUGH: tuple[type[nn.Module], ...] = (
+    nn.Identity, nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
+)  # fmt: skip
+
+
+@register_layer_rule("pass_through", *_PASS_THROUGH)
+class PassThroughRule(LayerRule[M]):
+    """Identity, dropout, pools: channel c out is channel c in, and a constant channel stays that constant."""
+
+    def read(self, b: Builder, node: fx.Node, m: M, x: fx.Node) -> None:
+        b.follow(node, x)
+
+    def constant(self, m: M, f: Constants) -> tuple[torch.Tensor, torch.Tensor]:
+        return f.kept()
+
+
+# Activations applied channel by channel with no parameters: the output channel c depends on input channel c only.
+_ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.GELU, nn.Hardswish,
+    nn.Hardsigmoid, nn.ELU, nn.Mish, nn.Softplus,
+)  # fmt: skip
+
+
+@register_layer_rule("elementwise", *_ACTIVATIONS)
+class ElementwiseRule(PassThroughRule[nn.Module]):
+    """An activation without parameters: a pass-through whose constant is mapped value by value."""
+
+    def constant(self, m: nn.Module, f: Constants) -> tuple[torch.Tensor, torch.Tensor]:
+        return f.k, m(f.v.clone())
+
+
+@register_layer_rule("avg_pool", nn.AvgPool2d)
+class AvgPoolRule(PassThroughRule[nn.AvgPool2d]):
+    """AvgPool2d: a pass-through, but zero padding, ceil mode or a divisor make a non-zero constant vary."""
+
+    def constant(self, m: nn.AvgPool2d, f: Constants) -> tuple[torch.Tensor, torch.Tensor]:
+        pads = m.padding if isinstance(m.padding, tuple) else (m.padding,)
+        if f.exact and (any(p > 0 for p in pads) or m.ceil_mode or m.divisor_override):
+            return f.k & f.v.eq(0).all(1), f.v
+        return f.k, f.v
+
+
+@register_layer_rule("flatten", nn.Flatten)
+class FlattenRule(PassThroughRule[nn.Flatten]):
+    """nn.Flatten from dim 1: channel c becomes a block of H·W features."""
+
+    def read(self, b: Builder, node: fx.Node, m: nn.Flatten, x: fx.Node) -> None:
+        b.flatten(node, x, m.start_dim, m.end_dim)
+
+
+@register_layer_rule("selection", nn.Module)
+class SelectionRule(LayerRule[nn.Module]):
+    """A channel selection of any type (`is_selection_module`), read by probing it (`probe_selection`)."""
+
+    def applies(self, m: nn.Module) -> bool:
+        return is_selection_module(m)
+
+    def read(self, b: Builder, node: fx.Node, m: nn.Module, x: fx.Node) -> None:
+        out = _shape(node)
+        found = probe_selection(m, b.channels(x)) if len(_tracked_shape(x)) == 4 and b.mult[x] == 1 else None
+        if found is None or out is None or out[1] != found[0].numel():
+            b.unsupported(node, "selection module with unknown behaviour")
+        else:
+            b.select(node, x, found)
+
+    def constant(self, m: nn.Module, f: Constants) -> tuple[torch.Tensor, torch.Tensor]:
+        index, scale = f.graph.selections[f.node]
+        return f.k[index] | scale.eq(0), f.v[index] * scale.view(f.c, 1)
+
+
+class Builder:
+    """Reads a traced graph into channel groups; layer rules call its `source`, `internal`, `follow`, `flatten`,
+    `select` and `unsupported` to say how a layer ties its channels."""
+
     def __init__(self, gm: fx.GraphModule) -> None:
         self.gm = gm
         self.mods = dict(gm.named_modules())
@@ -396,66 +767,43 @@ class _Builder:
                 for n in nodes:
                     self.unsupported(n, f"module {target} is called {len(nodes)} times")
 
+    def source(self, node: fx.Node, x: fx.Node | None) -> None:
+        """node's output channels are its own filters (a new group); x's channels are its input columns."""
+        self.add(node)
+        self.roles[node] = self.kind[node] = "source"
+        if x is not None:
+            self.edges.append((node, x, "mix"))
+
+    def internal(self, node: fx.Node, x: fx.Node) -> None:
+        """node is x's channel axis, with parameters per channel (sliced with it)."""
+        self.follow(node, x)
+        self.roles[node] = self.kind[node] = "internal"
+
+    def select(self, node: fx.Node, x: fx.Node, found: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """node's output position j is x's channel index[j] times scale[j] (see `probe_selection`)."""
+        self.selections[node] = found
+        self.add(node)
+        self.roles[node] = "source"
+        self.kind[node] = "select"
+        self.edges.append((node, x, "select"))
+
     def call_module(self, node: fx.Node, m: nn.Module) -> None:
+        rule = layer_rule(m)
         args = self.tensor_args(node)
-        dense = (isinstance(m, nn.Conv2d) and m.groups == 1) or isinstance(m, nn.Linear)
         out = _shape(node)
+        dense = rule is not None and rule.dense
         if not args and dense and len(node.args) == 1 and out is not None and len(out) in (2, 4):
             # its input has no channel axis we track (e.g. after a channel shuffle): the input columns stay,
             # but its output filters are a group like any other
-            self.add(node)
-            self.roles[node] = self.kind[node] = "source"
+            self.source(node, None)
             return
         if len(args) != 1 or len(node.args) != 1:
             self.unsupported(node, "not a single-tensor call")
             return
-        x = args[0]
-        if isinstance(m, nn.Conv2d):
-            c_in, c_out = m.in_channels, m.out_channels
-            if m.groups == 1:
-                self.add(node)
-                self.roles[node] = self.kind[node] = "source"
-                self.edges.append((node, x, "mix"))
-            elif m.groups == c_in == c_out:
-                self.follow(node, x)
-                self.roles[node] = self.kind[node] = "internal"
-            else:
-                self.unsupported(node, f"grouped conv (groups={m.groups})")
-        elif isinstance(m, nn.Linear):
-            if len(_tracked_shape(x)) != 2:
-                self.unsupported(node, "linear on a tensor that is not [batch, features]")
-                return
-            self.add(node)
-            self.roles[node] = self.kind[node] = "source"
-            self.edges.append((node, x, "mix"))
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            if not m.track_running_stats or m.running_mean is None:
-                self.unsupported(node, "batch norm without running statistics")
-                return
-            self.follow(node, x)
-            self.roles[node] = self.kind[node] = "internal"
-        elif isinstance(m, (nn.PReLU, BiasMap)) and (not isinstance(m, nn.PReLU) or m.num_parameters > 1):
-            if isinstance(m, BiasMap) and (out is None or m.map.dim() + 1 != len(out) or m.map.shape[0] != out[1]):
-                self.unsupported(node, "bias map that is not per channel")
-                return
-            self.follow(node, x)
-            self.roles[node] = self.kind[node] = "internal"
-        elif isinstance(m, (*_ELEMENTWISE_MODULES, *_IDENTITY_MODULES, *_POOL_MODULES, nn.PReLU)):
-            self.follow(node, x)
-        elif isinstance(m, nn.Flatten):
-            self.flatten(node, x, m.start_dim, m.end_dim)
-        elif is_selection_module(m):
-            found = probe_selection(m, self.channels(x)) if len(_tracked_shape(x)) == 4 and self.mult[x] == 1 else None
-            if found is None or out is None or out[1] != found[0].numel():
-                self.unsupported(node, "selection module with unknown behaviour")
-            else:
-                self.selections[node] = found
-                self.add(node)
-                self.roles[node] = "source"
-                self.kind[node] = "select"
-                self.edges.append((node, x, "select"))
-        else:
+        if rule is None:
             self.unsupported(node, f"module {type(m).__name__} not understood")
+            return
+        rule.read(self, node, m, args[0])
 
     def flatten(self, node: fx.Node, x: fx.Node, start: Argument, end: Argument) -> None:
         s_in, s_out = _tracked_shape(x), _shape(node)
@@ -611,23 +959,15 @@ class _Builder:
                 g.sinks.append(SelectEdge(consumer, member, *self.selections[consumer]))
             else:
                 m = self.mods[module_path(consumer)]
-                assert isinstance(m, (nn.Conv2d, nn.Linear))  # mix edges come from dense convs and linears only
-                g.sinks.append(_mix_edge(consumer, member, m, g.size, self.mult[member]))
+                rule = _rule(m)
+                assert rule.dense  # mix edges come from dense layers only
+                g.sinks.append(rule.mix_edge(consumer, member, m, g.size, self.mult[member]))
         for cat, member, offset, size in self.cat_edges:
             if cat in group_of and member in group_of:
                 groups[group_of[member]].sinks.append(CatEdge(cat, member, offset, size))
         _propagate_constants(graph, self.mods, exact=True)
         graph.indep = _propagate_constants(graph, self.mods, exact=False)[0]
         return graph
-
-
-def _mix_edge(consumer: fx.Node, member: fx.Node, m: nn.Conv2d | nn.Linear, channels: int, mult: int) -> MixEdge:
-    w = m.weight.detach()
-    if isinstance(m, nn.Linear):
-        wv = w.view(w.shape[0], channels, mult)
-        return MixEdge(consumer, member, wv.ne(0).any(-1), wv.clone(), True)
-    taps = w.flatten(2)
-    return MixEdge(consumer, member, taps.ne(0).any(-1), taps.sum(-1, keepdim=True), not zero_padded(m))
 
 
 @torch.no_grad()
@@ -648,70 +988,24 @@ def _propagate_constants(graph: ChannelGraph, mods: dict[str, nn.Module], exact:
             pass  # an op we do not understand is never constant (its output may not even have c channels)
         elif not args:
             layer = mods[node.target] if node.op == "call_module" else None
-            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            rule = layer_rule(layer) if layer is not None else None
+            if layer is not None and rule is not None and rule.dense:
                 # a source whose input we do not track: only its zero filters are constant
-                k = layer.weight.detach().flatten(1).eq(0).all(1)
-                if layer.bias is not None:
-                    v = layer.bias.detach().view(c, 1).expand(c, mult).clone()
+                k, v = rule.source_constant(layer, c, mult)
         elif node in graph.cats:
             parts = node.args[0]
             if all(p in const for p in parts):
                 k = torch.cat([const[p] for p in parts])
                 v = torch.cat([value[p] for p in parts])
         elif node.op == "call_module":
-            m = mods[node.target]
-            k, v = _module_constant(m, node, args[0], graph, const, value, c, mult, exact)
+            m, x = mods[node.target], args[0]
+            rule = layer_rule(m)
+            if rule is not None and x in const:
+                k, v = rule.constant(m, Constants(graph, node, x, const[x], value[x], c, mult, exact))
         else:
             k, v = _function_constant(node, args, graph, const, value, c, mult, exact)
         const[node], value[node] = k, torch.where(k.unsqueeze(1), v, torch.zeros_like(v))
     return const, value
-
-
-def _module_constant(m, node, x, graph, const, value, c, mult, exact):
-    kin, vin = const.get(x), value.get(x)
-    zeros = torch.zeros(c, dtype=torch.bool), torch.zeros(c, mult)
-    if kin is None:
-        return zeros
-    if isinstance(m, nn.Conv2d) and (m.groups == 1 or node in graph.groups[graph.group_of[node]].internal):
-        nz, wsum = dense_kernel_view(m)
-        vin1 = vin[:, 0]
-        ok_in = kin & ((vin1 == 0) | (not (exact and zero_padded(m))))
-        k = ~(nz & ~ok_in.unsqueeze(0)).any(1)
-        v = (wsum * vin1.unsqueeze(0)).sum(1) + (m.bias.detach() if m.bias is not None else 0)
-        return k, v.unsqueeze(1)
-    if isinstance(m, nn.Linear):
-        w = m.weight.detach()
-        feats_const = kin.repeat_interleave(graph.mult[x])
-        k = ~(w.ne(0) & ~feats_const.unsqueeze(0)).any(1)
-        v = w @ vin.flatten() + (m.bias.detach() if m.bias is not None else 0)
-        return k, v.unsqueeze(1)
-    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        assert m.running_var is not None and m.running_mean is not None  # the builder pins BNs without them
-        scale = torch.rsqrt(m.running_var + m.eps)
-        shift = -m.running_mean * scale
-        if m.affine:
-            scale, shift = scale * m.weight.detach(), shift * m.weight.detach() + m.bias.detach()
-        scale, shift = scale.view(c, -1), shift.view(c, -1)
-        k = kin | scale.eq(0).all(1)
-        return k, vin * scale + shift
-    if node in graph.selections:
-        index, scale = graph.selections[node]
-        return kin[index] | scale.eq(0), vin[index] * scale.view(c, 1)
-    if isinstance(m, BiasMap):
-        flat = m.map.reshape(c, -1)
-        return (kin & uniform(flat)) if exact else kin, vin + flat[:, :1]
-    if isinstance(m, nn.PReLU):
-        return kin, m(vin.clone().view(1, c * mult)).view(c, mult)
-    if isinstance(m, _ELEMENTWISE_MODULES):
-        return kin, m(vin.clone())
-    if isinstance(m, nn.AvgPool2d):
-        pads = m.padding if isinstance(m.padding, tuple) else (m.padding,)
-        if exact and (any(p > 0 for p in pads) or m.ceil_mode or m.divisor_override):
-            return kin & vin.eq(0).all(1), vin
-        return kin, vin
-    if isinstance(m, (*_IDENTITY_MODULES, *_POOL_MODULES, nn.Flatten)):
-        return kin, vin.reshape(c, -1).expand(c, mult) if vin.shape[1] != mult else vin
-    return zeros
 
 
 def _function_constant(node, args, graph, const, value, c, mult, exact):
@@ -757,7 +1051,7 @@ def _zero(graph: ChannelGraph, node: fx.Node, value: torch.Tensor, exact: bool) 
 
 def build(gm: fx.GraphModule) -> ChannelGraph:
     """Channel groups, sinks and constants of a traced, shape-propagated GraphModule (see `trace`)."""
-    b = _Builder(gm)
+    b = Builder(gm)
     b.build()
     return b.finish()
 
@@ -787,51 +1081,6 @@ def expand(index: torch.Tensor, mult: int) -> torch.Tensor:
     return (index.unsqueeze(1) * mult + torch.arange(mult)).flatten()
 
 
-def _take(p: torch.Tensor, index: torch.Tensor, dim: int) -> nn.Parameter:
-    return nn.Parameter(p.data.index_select(dim, index).clone(), requires_grad=p.requires_grad)
-
-
-def take_out(m: nn.Conv2d | nn.Linear, index: torch.Tensor) -> None:
-    """Keep output filters/rows `index` (in that order) of a conv or linear."""
-    m.weight = _take(m.weight, index, 0)
-    if m.bias is not None:
-        m.bias = _take(m.bias, index, 0)
-    if isinstance(m, nn.Conv2d):
-        m.out_channels = int(index.numel())
-    else:
-        m.out_features = int(index.numel())
-
-
-def take_in(m: nn.Conv2d | nn.Linear, index: torch.Tensor) -> None:
-    """Keep input channels/features `index` (in that order) of a dense conv or linear."""
-    m.weight = _take(m.weight, index, 1)
-    if isinstance(m, nn.Conv2d):
-        m.in_channels = int(index.numel())
-    else:
-        m.in_features = int(index.numel())
-
-
-def take_channelwise(m: nn.Module, index: torch.Tensor) -> None:
-    """Keep channels `index` of a per-channel layer: BatchNorm, depthwise conv, PReLU."""
-    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        if m.affine:
-            m.weight = _take(m.weight, index, 0)
-            if m.bias is not None:
-                m.bias = _take(m.bias, index, 0)
-        assert m.running_mean is not None and m.running_var is not None  # the graph pins BNs without them
-        m.running_mean = m.running_mean.index_select(0, index).clone()
-        m.running_var = m.running_var.index_select(0, index).clone()
-        m.num_features = int(index.numel())
-    elif isinstance(m, nn.Conv2d):
-        take_out(m, index)
-        m.in_channels = m.groups = int(index.numel())
-    elif isinstance(m, nn.PReLU):
-        m.weight = _take(m.weight, index, 0)
-        m.num_parameters = int(index.numel())
-    elif isinstance(m, BiasMap):
-        m.map = m.map.index_select(0, index).clone()
-
-
 def _bypass(gm: fx.GraphModule, node: fx.Node) -> None:
     x = next(a for a in node.all_input_nodes)
     node.replace_all_uses_with(x)
@@ -852,13 +1101,16 @@ def reindex(graph: ChannelGraph, index: dict[int, torch.Tensor]) -> None:
         g = graph.groups[gid]
         for n in g.sources:
             if n not in graph.selections and n not in graph.cats:
-                take_out(graph.layer(n), idx)
+                m = graph.module(n)
+                _rule(m).take_out(m, idx)
         for n in g.internal:
             if n not in graph.selections:
-                take_channelwise(graph.module(n), expand(idx, graph.mult[n]))
+                m = graph.module(n)
+                _rule(m).take_channels(m, expand(idx, graph.mult[n]))
         for e in g.sinks:
             if isinstance(e, MixEdge):
-                take_in(graph.layer(e.consumer), expand(idx, graph.mult[e.member]))
+                m = graph.module(e.consumer)
+                _rule(m).take_in(m, expand(idx, graph.mult[e.member]))
     cat_edges: dict[fx.Node, list[CatEdge]] = {}
     for g in graph.groups:
         for e in g.sinks:
