@@ -62,10 +62,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ticketbench.bench.configs import CompareConfig, default_energy_floor
 from ticketbench.devices.measure import round_cv
 from ticketbench.files import confined, read_bytes
 from ticketbench.results import is_true
-from ticketbench.settings import SettingError, setting
 
 KEY = ("case_id", "device", "backend", "precision", "batch_size")
 METRICS = ("latency_ms_p50", "energy_mj_per_inference", "accuracy_top1")
@@ -73,37 +73,6 @@ METRICS = ("latency_ms_p50", "energy_mj_per_inference", "accuracy_top1")
 
 class CompareError(Exception):
     """A run to compare cannot be found or read."""
-
-
-@dataclass
-class CompareConfig:
-    """The gate's settings, each with its range (ticketbench.settings: checked the same way from flags and job
-    files; a NaN or absurd floor would turn every regression into a pass)."""
-
-    # relative, rows tested on their ratio to the dense reference (see the module docstring)
-    latency_floor: float = setting(0.10, 0, 10, hi_open=True, flag="--threshold")
-    # relative, rows tested on a time (dense rows, normalize="none", legacy runs)
-    time_floor: float = setting(0.20, 0, 10, hi_open=True, flag="--time-threshold")
-    energy_floor: float = setting(0.10, 0, 10, hi_open=True, flag="--energy-threshold")  # energy is noisier
-    accuracy_floor_points: float = setting(1.0, 0, 100, flag="--accuracy-points")  # absolute top-1 points
-    alpha: float = setting(0.01, 0, 1, lo_open=True, hi_open=True, flag="--alpha")  # one-sided significance level
-    # latency floor ≥ this × the baseline's between-round spread
-    spread_multiple: float = setting(3.0, 0, 100, hi_open=True, flag="--spread-multiple")
-    normalize: str = "dense"  # per-round latency ÷ the round's dense reference ("dense") or raw time ("none")
-    # farm: earlier good nights whose rounds join the last good night's (bench compare --history)
-    history_runs: int = setting(4, 0, 100)
-    # rows tested on a time under normalize="dense" (dense rows, rows without a reference) are flagged only when
-    # True: identical runs on a shared VM drifted apart in time by up to 27%, in ratio by up to 10%
-    gate_times: bool = False
-    # rows disturbed in either run (other load crowded the threads, or rounds disagreed beyond the runner's bound)
-    # are flagged on time and energy only when True: identical runs, one disturbed, differed by 42% in ratio
-    gate_disturbed: bool = False
-    n_boot: int = setting(2000, 100, 1_000_000)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.normalize not in ("dense", "none"):
-            raise SettingError(f"normalize = {self.normalize!r}: expected 'dense' or 'none'")
 
 
 @dataclass
@@ -254,11 +223,6 @@ def round_test(base: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
     return change, float(ttest_ind(lc, lb, equal_var=False, alternative="greater").pvalue)
 
 
-def default_energy_floor(latency_floor: float) -> float:
-    """The energy floor when none is given: never tighter than the latency floor, nor than 10% (energy is noisier)."""
-    return max(CompareConfig.energy_floor, latency_floor)
-
-
 def latency_floor(cfg: CompareConfig, spread: float | None, time: bool = False) -> float:
     """max(configured floor, spread_multiple × the baseline's between-round spread); the configured floor is the
     time floor when the statistic is a time (never below the ratio floor): a time also moves with the machine."""
@@ -365,7 +329,7 @@ def compare_rows(
     be, ce = _num(b.get("energy_mj_per_inference")), _num(c.get("energy_mj_per_inference"))
     if be is not None and ce is not None and be > 0:
         change = ce / be - 1.0
-        floor = cfg.energy_floor
+        floor = default_energy_floor(cfg.latency_floor) if cfg.energy_floor is None else cfg.energy_floor
         bw = base.samples(_power_file(b.get("samples_file")), "watts")
         cw = cur.samples(_power_file(c.get("samples_file")), "watts")
         if bw is not None and cw is not None and bs is not None and cs is not None:

@@ -25,10 +25,11 @@ import torch
 from tqdm import tqdm
 
 from ticketbench import threads as thread_policy
+from ticketbench.bench.configs import MeasureConfig
 from ticketbench.bench.layers import layer_rows, profile_summary, to_csv
 from ticketbench.bench.provenance import git_sha, host_info, package_versions
 from ticketbench.bench.rundir import RunDir
-from ticketbench.bench.suite import Case, MeasureConfig, Suite
+from ticketbench.bench.suite import Case, Suite
 from ticketbench.bench.training import start_meter
 from ticketbench.devices.base import DeviceAdapter, Session
 from ticketbench.devices.layer_profile import LayerProfileUnavailable

@@ -10,64 +10,24 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ticketbench.bench.configs import MeasureConfig
 from ticketbench.files import InputError, one_line, parse_toml, read_text, safe_component
 from ticketbench.models.data import DataError, check_data_options, input_shape_problem
 from ticketbench.models.tickets import OptionsError, Ticket, TicketConfig, load_ticket, method_options
-from ticketbench.settings import SettingError, from_mapping, setting
+from ticketbench.settings import SettingError, check_mapping, from_mapping
 
 
 class SuiteError(ValueError):
     """A suite name or file that cannot be used; the message says why."""
 
 
-PRECISIONS = ("fp32", "fp16", "int8")
-
-
-@dataclass
-class MeasureConfig:
-    batch_sizes: list[int] = field(default_factory=lambda: [1])
-    # numbers carry their ranges (ticketbench.settings: checked as compare's floors and job files are)
-    min_iterations: int = setting(50, 1, 10_000_000)  # per (case, batch) over all rounds
-    min_seconds: float = setting(1.0, 0, 3600)  # per (case, batch) over all rounds
-    warmup_iterations: int = setting(10, 0, 1_000_000)
-    # interleaved timing windows per (case, batch), dense reference beside: the regression test's unit
-    rounds: int = setting(5, 1, 1000)  # as `measure --rounds`
-    precision: str = "fp32"  # one precision; `precisions` (when given) replaces it with several
-    # idle power baseline measured once before the cases (0 = off); reported beside energy
-    idle_seconds: float = setting(0.0, 0, 3600)
-    precisions: list[str] | None = None  # e.g. ["fp32", "int8"]: one row per precision, the ticket built once
-    calibration_size: int = setting(256, 1, 1_000_000)  # int8: training images in the calibration set
-    calibration_seed: int = setting(0, 0, 2**32 - 1)  # int8: seed of the calibration draw
-    calibration_method: str = "entropy"  # int8 on ONNX Runtime: entropy | minmax | percentile
-    # per-layer profile of every case and its dense reference, after the timed rounds, in windows of their own
-    # (samples/<case>-b<bs>-layers.csv); false skips it (backends without a profiler skip it anyway)
-    layer_profile: bool = True
-
-    def precision_list(self) -> list[str]:
-        return list(self.precisions) if self.precisions else [self.precision]
-
-    def check(self, source: str) -> None:
-        """Typed values: a wrong precision or calibration setting is a suite error, not a failed case later."""
-        for p in self.precision_list():
-            if p not in PRECISIONS:
-                raise SuiteError(f"{source}: [measure] precision {p!r} unknown (known: {', '.join(PRECISIONS)})")
-        if len(set(self.precision_list())) != len(self.precision_list()):
-            raise SuiteError(f"{source}: [measure] precisions repeat: {self.precision_list()}")
-        c = self.calibration_size
-        if not isinstance(c, int) or isinstance(c, bool) or c < 1:
-            raise SuiteError(f"{source}: [measure] calibration_size must be a positive integer (got {c!r})")
-        if self.calibration_method not in ("entropy", "minmax", "percentile"):
-            raise SuiteError(
-                f"{source}: [measure] calibration_method {self.calibration_method!r} unknown "
-                "(known: entropy, minmax, percentile)"
-            )
 
 
 @dataclass
@@ -103,9 +63,6 @@ def _ticket_fields() -> set[str]:
     return {f.name for f in fields(TicketConfig)}
 
 
-PRECISIONS = ("fp32", "fp16", "int8")
-
-
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -132,20 +89,16 @@ def _check_case(merged: dict[str, Any], where: str) -> None:
     _check_data_options(merged["dataset"], merged.get("data_options", {}), where)
 
 
-def _check_values(merged: dict[str, Any], where: str) -> None:
-    """Type and range of every numeric and table field of a case entry (or of a saved ticket's config)."""
-    checks = {  # key: (valid?, what it must be)
-        "epochs": (lambda v: _is_int(v) and 0 <= v <= 100_000, "a whole number ≥ 0"),
-        "finetune_epochs": (lambda v: _is_int(v) and 0 <= v <= 100_000, "a whole number ≥ 0"),
-        "lr": (lambda v: _is_num(v) and v > 0, "a number > 0"),
-        "batch_size": (lambda v: _is_int(v) and 1 <= v <= 1_000_000, "a whole number ≥ 1"),
-        "seed": (lambda v: _is_int(v) and 0 <= v < 2**63, "a whole number ≥ 0"),
-        "options": (lambda v: isinstance(v, dict), "a table"),
-        "data_options": (lambda v: isinstance(v, dict), "a table"),
-    }
-    for key, (ok, what) in checks.items():
-        if key in merged and not ok(merged[key]):
-            raise SuiteError(f"{where}: {key} must be {what}, got {_short(merged[key])}")
+NOT_VALUES = ("model", "dataset", "method", "sparsity")  # names checked against registries; a sparsity list
+
+
+def _check_values(merged: dict[str, Any], where: str, skip: tuple[str, ...] = NOT_VALUES) -> None:
+    """Type and range of every number and table of a case entry (or of a saved ticket's config), as TicketConfig
+    declares them."""
+    try:
+        check_mapping(TicketConfig, {k: v for k, v in merged.items() if k not in skip}, where)
+    except SettingError as exc:
+        raise SuiteError(str(exc)) from None
 
 
 def _check_data_options(dataset: str, options: dict[str, Any], where: str) -> None:
@@ -160,8 +113,7 @@ def _sparsities(value: Any, where: str) -> list[float]:
     if not values:
         raise SuiteError(f"{where}: sparsity list is empty")
     for v in values:
-        if not _is_num(v) or not 0.0 <= v < 1.0:
-            raise SuiteError(f"{where}: sparsity must be a number in [0, 1) (fraction removed), got {_short(v)}")
+        _check_values({"sparsity": v}, where, ())
     return [float(v) for v in values]
 
 
@@ -180,20 +132,16 @@ def _measure(mdoc: Any, source: str) -> MeasureConfig:
         )
     if len(set(bs)) != len(bs):
         raise SuiteError(f"{source}: [measure] batch_sizes has duplicates: {_short(bs)}")
-    if "precision" in mdoc and mdoc["precision"] not in PRECISIONS:
-        known = ", ".join(PRECISIONS)
-        raise SuiteError(f"{source}: [measure] precision must be one of {known}, got {_short(mdoc['precision'])}")
     if "precisions" in mdoc and not (isinstance(mdoc["precisions"], list) and mdoc["precisions"]):
         raise SuiteError(f"{source}: [measure] precisions must be a non-empty list, got {_short(mdoc['precisions'])}")
-    scalars = {k: v for k, v in mdoc.items() if k not in ("batch_sizes", "precisions")}
-    try:  # every scalar of its declared type and in its declared range (ticketbench.settings)
-        measure = from_mapping(MeasureConfig, scalars, f"{source}: [measure]")
+    try:  # every value of its declared type, range and choices (ticketbench.settings)
+        measure = from_mapping(MeasureConfig, mdoc, f"{source}: [measure]")
     except SettingError as exc:
         raise SuiteError(str(exc)) from None
-    measure.batch_sizes = list(bs)
-    if "precisions" in mdoc:
-        measure.precisions = list(mdoc["precisions"])
-    measure.check(source)  # precisions and int8 calibration settings
+    try:
+        measure.check(f"{source}: [measure]")  # the precisions list: known names, no repeats
+    except SettingError as exc:
+        raise SuiteError(str(exc)) from None
     return measure
 
 
@@ -287,9 +235,7 @@ def ticket_case(entry: dict[str, Any], source: str, i: int) -> Case:
     cfg = ticket.config
     if not isinstance(cfg.method, str):
         raise SuiteError(f"{where}: method must be a name, got {_short(cfg.method)}")
-    if not _is_num(cfg.sparsity) or not 0 <= cfg.sparsity < 1:
-        raise SuiteError(f"{where}: sparsity must be a number in [0, 1) (fraction removed), got {_short(cfg.sparsity)}")
-    _check_values({f.name: getattr(cfg, f.name) for f in fields(cfg)}, where)
+    _check_values({f.name: getattr(cfg, f.name) for f in fields(cfg)}, where, ("model", "dataset", "method"))
     dataset, data_options = entry.get("dataset", "synthetic"), entry.get("data_options", {})
     from ticketbench.models.data import dataset_names
 

@@ -48,8 +48,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ticketbench.bench.configs import MeasureConfig
 from ticketbench.bench.runner import PowerState, measure_session
-from ticketbench.bench.suite import MeasureConfig
 from ticketbench.devices.cpu import OrtCpuSession
 from ticketbench.models.compact import CompactionConfig, compact
 from ticketbench.models.cost import analyze

@@ -45,7 +45,8 @@ import numpy as np
 import pandas as pd
 
 from ticketbench.bench import runner as runner_mod
-from ticketbench.bench.regression import CompareConfig, compare_runs, gate, latency_test, load_ref
+from ticketbench.bench.configs import CompareConfig
+from ticketbench.bench.regression import compare_runs, gate, latency_test, load_ref
 from ticketbench.bench.runner import Runner, RunOptions
 from ticketbench.bench.suite import load_suite
 from ticketbench.devices.base import Session

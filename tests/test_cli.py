@@ -27,8 +27,8 @@ def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
         (["run", "--data-root", "/does/not/exist"], "not a directory"),
         (["run", "--device", "gpu"], "device 'gpu' is not available"),
         (["run", "--device", "cpu", "--precision", "fp16"], "does not run fp16"),
-        (["measure", "model.onnx", "--batch", "0"], "--batch must be ≥ 1"),
-        (["measure", "model.onnx", "--duration", "0"], "--duration > 0"),
+        (["measure", "model.onnx", "--batch", "0"], "--batch must be a whole number in [1, 65536], got 0"),
+        (["measure", "model.onnx", "--min-seconds", "-1"], "--min-seconds must be a finite number in [0, 3600]"),
         (["ticket", "--model", "small_cnn", "--method", "dense", "--sparsity", "0", "--epochs", "-1"], "--epochs"),
     ],
 )
@@ -62,6 +62,7 @@ def test_existing_run_needs_resume(tmp_path, capsys):
     assert (tmp_path / "results.csv").read_text() == "run_id\nx\n"
 
 
+@pytest.mark.e2e
 def test_unreadable_data_root_in_subprocess_has_no_traceback(tmp_path):
     res = run_cli("run", "--data-root", str(tmp_path / "nope"))
     assert res.returncode == 2

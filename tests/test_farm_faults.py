@@ -17,8 +17,8 @@ from test_report import CASES
 
 from ticketbench.bench import farm
 from ticketbench.bench.cli import main
+from ticketbench.bench.configs import CompareConfig
 from ticketbench.bench.farm import DeviceSpec, Inventory, NightBusy, nightly, with_retries
-from ticketbench.bench.regression import CompareConfig
 from ticketbench.bench.store import ResultsStore
 
 sa = pytest.importorskip("sqlalchemy")
@@ -50,6 +50,7 @@ def dask_processes(tmp_path):
         yield client, {pid: addr for addr, pid in client.run(os.getpid).items()}
 
 
+@pytest.mark.peer
 def test_a_night_through_a_real_scheduler_and_worker_processes(tmp_path, dask_processes, postgres_db):
     client, workers = dask_processes
     inv = inventory(tmp_path, ["a", "k"], postgres_db, suites=["quick", "seeds"])
@@ -66,6 +67,7 @@ def test_a_night_through_a_real_scheduler_and_worker_processes(tmp_path, dask_pr
     assert (inv.out / "n1" / "summary.html").is_file() and not (inv.out / "n1" / ".nightly.lock").exists()
 
 
+@pytest.mark.peer
 def test_a_worker_killed_mid_job_is_retried_once_and_stored_once(tmp_path, dask_processes, postgres_db):
     client, workers = dask_processes
     inv = inventory(tmp_path, ["k"], postgres_db)
@@ -106,6 +108,7 @@ def test_retries_back_off_on_transient_errors_only():
     assert sleeps == [1.0, 2.0]  # a bad run is not retried
 
 
+@pytest.mark.peer
 def test_database_down_during_ingest_keeps_the_run_then_farm_ingest_stores_it(tmp_path, monkeypatch, capsys):
     from fixtures.postgres import create_database, postgres_server
 

@@ -85,15 +85,24 @@ def test_samples_files_that_leave_the_run_or_name_a_device_end_in_one_line(tmp_p
 
 @pytest.mark.parametrize(
     "flag, value",
-    [("--accuracy-points", "nan"), ("--accuracy-points", "1e9"), ("--energy-threshold", "nan"),
-     ("--threshold", "inf"), ("--alpha", "1"), ("--time-threshold", "-0.1")],
+    [("--accuracy-floor-points", "nan"), ("--accuracy-floor-points", "1e9"), ("--energy-floor", "nan"),
+     ("--latency-floor", "inf"), ("--alpha", "1"), ("--time-floor", "-0.1")],
 )  # fmt: skip
 def test_compare_floors_must_be_finite_and_in_range(tmp_path, capsys, pair, flag, value):
-    """`--accuracy-points nan` or `1e9`, `--energy-threshold nan` turned a regression into exit 0."""
+    """`--accuracy-points nan` or `1e9`, `--energy-threshold nan` (today's --accuracy-floor-points and
+    --energy-floor) turned a regression into exit 0."""
     base, cur = pair
     code = main(["compare", str(base), str(cur), flag, value])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and flag in err[0] and "must be a finite number in" in err[0]
+
+
+def test_compare_takes_the_earlier_flag_spellings_and_names_the_current_one(tmp_path, capsys, caplog, pair):
+    base, cur = pair
+    code = main(["compare", str(base), str(cur), "--threshold", "inf"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["error: --latency-floor must be a finite number in [0, 10), got inf"]
+    assert [r.getMessage() for r in caplog.records] == ["--threshold is now --latency-floor"]
 
 
 @pytest.mark.parametrize(
@@ -210,6 +219,7 @@ def test_the_report_does_not_follow_links_out_of_the_run_directory(tmp_path, cap
     assert [layer["name"] for layer in load_ticket_artifacts(run, "c-mag80").layers] == ["SECRET"]
 
 
+@pytest.mark.e2e
 def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_finished_cases(tmp_path, capsys, monkeypatch):
     """Out of disk space: every later case failed too, five tracebacks, no results.csv, a stale model.onnx.tmp."""
     import errno

@@ -144,6 +144,7 @@ def int8_run(tmp_path_factory):
     return main(["run", "--suite", str(suite), "--out", str(out), "-q"]), out
 
 
+@pytest.mark.e2e
 def test_run_writes_a_row_set_per_precision_from_one_ticket(int8_run):
     code, out = int8_run
     assert code == 0
@@ -175,6 +176,7 @@ def test_run_writes_a_row_set_per_precision_from_one_ticket(int8_run):
     assert meta["suite"]["measure"]["precisions"] == ["fp32", "int8"]
 
 
+@pytest.mark.e2e
 def test_cli_precision_int8_replaces_the_suites_precisions(tmp_path):
     out = tmp_path / "out"
     assert main(["run", "--suite", str(TINY), "--precision", "int8", "--out", str(out), "-q"]) == 0
@@ -212,8 +214,8 @@ def test_wrong_image_shape_is_exit_2_one_line(tmp_path, capsys, monkeypatch):
     [
         ('precisions = ["fp32", "int4"]', "'int4' unknown"),
         ('precisions = ["int8", "int8"]', "repeat"),
-        ("calibration_size = 0", "calibration_size must be a whole number in [1, 1e+06]"),
-        ('calibration_method = "mse"', "calibration_method 'mse' unknown"),
+        ("calibration_size = 0", "calibration_size must be a whole number in [1, 1000000]"),
+        ('calibration_method = "mse"', "calibration_method must be one of entropy, minmax, percentile, got 'mse'"),
     ],
 )
 def test_bad_measure_settings_are_suite_errors(tmp_path, capsys, measure, needle):
@@ -226,6 +228,7 @@ def test_bad_measure_settings_are_suite_errors(tmp_path, capsys, measure, needle
     assert len(err) == 1 and needle in err[0]
 
 
+@pytest.mark.e2e
 def test_report_plots_accuracy_and_latency_per_precision(int8_run):
     from ticketbench.reports import plots
     from ticketbench.reports.html import load_report_inputs

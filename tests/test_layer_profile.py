@@ -179,6 +179,7 @@ def test_every_conv_of_a_real_resnet_maps_to_its_module_once(tmp_path):
     assert sorted(mapped) == sorted(lt.name for lt in prof.layers)  # every runtime layer in exactly one row
 
 
+@pytest.mark.e2e
 def test_a_compacted_fx_models_convs_are_paired_with_their_layers_by_order_and_weight_shape(tmp_path):
     """Compaction returns FX modules, whose calls skip their parents' forward: the exporter names ResNet-18's convs
     /conv1/Conv, /conv1_1/Conv, /conv2/Conv, ... and names cannot say which layer is which. The export's node map
@@ -321,7 +322,7 @@ def test_resolve_marks_ort_reorders_inserted(small_graph):
 def test_bench_measure_layers_prints_the_table_of_one_onnx(onnx_model, capsys):
     from ticketbench.bench.cli import main
 
-    args = ["measure", str(onnx_model), "--duration", "0.05", "--rounds", "1", "--threads", "1", "--layers"]
+    args = ["measure", str(onnx_model), "--min-seconds", "0.05", "--rounds", "1", "--threads", "1", "--layer-profile"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "per-layer profile: onnxruntime" in out and "profiling slowed a call by" in out

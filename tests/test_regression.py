@@ -15,8 +15,8 @@ import pytest
 from test_report import make_run_dir
 
 from ticketbench.bench.cli import main
+from ticketbench.bench.configs import CompareConfig
 from ticketbench.bench.regression import (
-    CompareConfig,
     RunRef,
     compare_runs,
     energy_ratio_lower_bound,
@@ -138,6 +138,7 @@ def test_failed_case_is_a_regression_and_missing_samples_are_untested(tmp_path):
     assert set(t[t["metric"] == "latency_ms_p50"]["verdict"]) <= {"untested"}
 
 
+@pytest.mark.e2e
 def test_cli_compare_exit_codes_and_outputs(tmp_path, capsys):
     base = make_run_dir(tmp_path / "b", "B", seed=1)
     same = make_run_dir(tmp_path / "s", "S", seed=2)
@@ -153,11 +154,12 @@ def test_cli_compare_exit_codes_and_outputs(tmp_path, capsys):
     assert md.startswith("# ticketbench compare\n\n**REGRESSION: ")
     assert md.count("| latency\\_ms\\_p50 |") == 20  # 10 rows flagged, listed again among all findings
     assert '<tr class="bad">' in (tmp_path / "o.html").read_text()
-    floors = ["--time-threshold", "0.4", "--energy-threshold", "0.4"]
+    floors = ["--time-floor", "0.4", "--energy-floor", "0.4"]
     assert main(["compare", str(base), str(slow), *floors]) == 0  # 30% more time and energy: under 40% floors
     assert main(["compare", str(base), str(tmp_path / "nope")]) == 2
 
 
+@pytest.mark.e2e
 def test_compare_by_run_id_from_the_store(tmp_path, monkeypatch):
     pytest.importorskip("sqlalchemy")
     from ticketbench.bench.store import ResultsStore
@@ -215,6 +217,7 @@ def test_round_test_is_a_ratio_test_on_rounds():
     assert round_test(np.ones(3), np.ones(3) * 1.1) == (pytest.approx(0.1), 0.0)  # no spread at all: exact
 
 
+@pytest.mark.e2e
 def test_machine_drift_between_identical_runs_never_flags_a_ticket(tmp_path):
     """The whole current run on a machine 15% slower or faster (another tenant): every ticket's per-round ratio to
     the dense reference is unchanged, so no ticket row is flagged; the drift shows only on the dense time."""
@@ -249,6 +252,7 @@ def test_floor_is_the_larger_of_the_configured_floor_and_the_baselines_spread(tm
     assert (tickets["floor"] < 0.15).all()
 
 
+@pytest.mark.e2e
 def test_a_global_slowdown_fires_on_the_dense_time_unless_the_baseline_wandered_as_much(tmp_path):
     timed = CompareConfig(gate_times=True)  # a dedicated device: times are gated
     slow = _latency(compare_runs(*_rounds_pair(tmp_path, 3, cur_level=1.25, base_sigma=0.01), timed))

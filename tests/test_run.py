@@ -29,6 +29,7 @@ def tiny_run(tmp_path_factory):
     return code, out, suite
 
 
+@pytest.mark.e2e
 def test_run_writes_every_artifact(tiny_run):
     code, out, _ = tiny_run
     assert code == 0
@@ -48,6 +49,7 @@ def test_run_writes_every_artifact(tiny_run):
     assert len(list((out / "samples").glob("*-latency.csv"))) == 4
 
 
+@pytest.mark.e2e
 def test_results_values_are_consistent(tiny_run):
     _, out, _ = tiny_run
     df = pd.read_csv(out / "results.csv")
@@ -79,6 +81,7 @@ def test_results_values_are_consistent(tiny_run):
     assert df["train_s_per_epoch"].gt(0).all()
 
 
+@pytest.mark.e2e
 def test_rounds_and_dense_reference_are_recorded(tiny_run):
     """Each (case, batch) is timed in 5 interleaved rounds; tickets are timed beside the dense reference in each."""
     _, out, _ = tiny_run
@@ -104,6 +107,7 @@ def test_rounds_and_dense_reference_are_recorded(tiny_run):
             )
 
 
+@pytest.mark.e2e
 def test_every_row_has_its_per_layer_table_beside_the_dense_reference(tiny_run):
     """Profiled after the timed rounds: one layers table per row, each conv of the compacted ticket (cost.json) a row
     of its own with a time in the ticket and, for the ticket timed beside its reference, in the dense model too."""
@@ -141,13 +145,14 @@ def test_paired_ratios_cancel_a_machine_state_shared_by_adjacent_iterations():
     assert paired_ratios(case, None) is None
 
 
+@pytest.mark.e2e
 def test_bench_measure_goes_through_the_runner_measurement(tiny_run, monkeypatch, capsys):
     _, out, _ = tiny_run
     seen = []
     real = runner_mod.measure_session
     monkeypatch.setattr(runner_mod, "measure_session", lambda *a, **k: seen.append(a[2]) or real(*a, **k))
     model = next((out / "tickets").glob("*dense*/model.onnx"))
-    args = ["measure", str(model), "--batch", "2", "--duration", "0.05", "--rounds", "3", "--json"]
+    args = ["measure", str(model), "--batch", "2", "--min-seconds", "0.05", "--rounds", "3", "--json"]
     assert main(args) == 0
     row = json.loads(capsys.readouterr().out)
     assert seen and seen[0].rounds == 3 and seen[0].batch_sizes == [2]
@@ -155,6 +160,7 @@ def test_bench_measure_goes_through_the_runner_measurement(tiny_run, monkeypatch
     assert row["status"] == "ok" and row["latency_ms_p50"] > 0 and row["power_source"]
 
 
+@pytest.mark.e2e
 def test_report_is_self_contained(tiny_run):
     _, out, _ = tiny_run
     html = (out / "report.html").read_text()
@@ -162,6 +168,7 @@ def test_report_is_self_contained(tiny_run):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
 
 
+@pytest.mark.e2e
 def test_resume_skips_finished_cases(tiny_run, monkeypatch):
     _, out, suite = tiny_run
     before = pd.read_csv(out / "results.csv")
@@ -173,6 +180,7 @@ def test_resume_skips_finished_cases(tiny_run, monkeypatch):
     pd.testing.assert_frame_equal(before, after)
 
 
+@pytest.mark.e2e
 def test_interrupt_keeps_finished_cases_then_resume_completes(tmp_path, monkeypatch):
     suite = tmp_path / "tiny.toml"
     suite.write_text((Path(__file__).parent / "data" / "tiny_suite.toml").read_text())
@@ -196,6 +204,7 @@ def test_interrupt_keeps_finished_cases_then_resume_completes(tmp_path, monkeypa
     assert set(df["case_id"]) == set(seen) and (df["status"] == "ok").all()
 
 
+@pytest.mark.e2e
 def test_failing_case_is_recorded_and_run_continues(tmp_path, monkeypatch):
     suite = tmp_path / "tiny.toml"
     suite.write_text((Path(__file__).parent / "data" / "tiny_suite.toml").read_text())
@@ -211,6 +220,7 @@ def test_failing_case_is_recorded_and_run_continues(tmp_path, monkeypatch):
     assert (df["error"] == "RuntimeError: exporter exploded").all()
 
 
+@pytest.mark.e2e
 def test_default_run_from_repo_root(tmp_path):
     """The README's main command: no suite/device arguments, embedded data, device auto → cpu."""
     out = tmp_path / "r"
@@ -251,6 +261,7 @@ def _run_tiny_with_reader(tmp_path, monkeypatch, reader) -> list[dict]:
     return rows
 
 
+@pytest.mark.e2e
 def test_energy_columns_follow_the_power_reader(tmp_path, monkeypatch):
     rows = _run_tiny_with_reader(tmp_path, monkeypatch, ConstantPower())
     for r in rows:
@@ -281,6 +292,7 @@ class SilentPush(PowerReader):
         pass
 
 
+@pytest.mark.e2e
 def test_power_trace_missing_the_window_leaves_energy_empty_with_a_reason(tmp_path, monkeypatch):
     from ticketbench.devices.measure import UNCOVERED
 
@@ -379,6 +391,7 @@ def test_rows_record_the_threads_and_settings_they_ran_with():
     assert runtime_columns(board) == {"threads": None, "runtime_settings": "nvpmodel MAXN; jetson_clocks True"}
 
 
+@pytest.mark.e2e
 def test_resuming_a_copied_run_makes_a_run_of_its_own(tiny_run, monkeypatch, tmp_path):
     """A copy of a run directory, resumed elsewhere, kept the original's run id: storing it rewrote the original's
     run_dir (and rows) in the results database."""

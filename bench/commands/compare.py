@@ -7,7 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+from ticketbench.bench.configs import CompareConfig
 from ticketbench.bench.options import UsageError, check_output, distinct_outputs
+from ticketbench.settings import add_arguments as add_arguments_for
 
 NAME = "compare"
 HELP = "flag significant regressions between two runs (exit 1; 2: other threads)"
@@ -24,34 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="earlier runs of the same suite on this machine (directories or run ids): their rounds join the latency "
         "baseline and the spread of their levels widens the floor (identical runs drift apart)",
     )
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=0.10,
-        help="relative latency floor for rows tested on their ratio to the dense reference (default 0.10)",
-    )
-    parser.add_argument(
-        "--time-threshold",
-        type=float,
-        default=0.20,
-        help="relative latency floor for rows tested on a time: dense rows, --normalize none, runs without rounds "
-        "(default 0.20: a shared machine's speed drifts between runs; lower it on a dedicated device)",
-    )
-    parser.add_argument("--energy-threshold", type=float, help="relative energy floor (default max(0.10, threshold))")
-    parser.add_argument("--accuracy-points", type=float, default=1.0, help="top-1 drop floor in points (default 1)")
-    parser.add_argument("--alpha", type=float, default=0.01, help="one-sided significance level (default 0.01)")
-    parser.add_argument(
-        "--spread-multiple",
-        type=float,
-        default=3.0,
-        help="latency floor is at least this × the baseline's between-round spread (default 3)",
-    )
-    parser.add_argument(
-        "--normalize",
-        choices=["dense", "none"],
-        default="dense",
-        help="per-round latency ÷ the round's dense reference (default; dense rows always use time) or raw time",
-    )
+    add_arguments_for(parser, CompareConfig, skip=("history_runs",))  # the gate's settings: one declaration
     parser.add_argument(
         "--allow-missing", action="store_true", help="do not fail when CURRENT lacks some of the baseline's rows"
     )
@@ -60,22 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not fail on what could not be judged: metrics without samples, duplicate rows, failed rows",
     )
-    parser.add_argument(
-        "--gate-times",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="also flag rows tested on a time under --normalize dense (dense rows; rows without a reference: int8, "
-        "imported tickets). Off by default: identical runs on a shared machine drift apart in time by up to 27%% "
-        "(measured), so those rows are reported as time-not-gated; turn on for a dedicated device",
-    )
-    parser.add_argument(
-        "--gate-disturbed",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="also flag time and energy of rows disturbed in either run (results.csv `disturbed`: other load crowded "
-        "the threads, or rounds disagreed). Off by default: identical runs, one disturbed, differed by 42%% in a "
-        "ticket's ratio to dense (measured), so those rows are reported as disturbed-not-gated",
-    )
     parser.add_argument("--db", help="results database, for run ids (default runs/ticketbench.sqlite)")
     parser.add_argument("--md", help="markdown output (default CURRENT/compare.md)")
     parser.add_argument("--html", help="HTML output (default CURRENT/compare.html)")
@@ -83,10 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ticketbench.bench.regression import (
-        CompareConfig,
         CompareError,
         compare_runs,
-        default_energy_floor,
         gate,
         latency_floor,
         load_ref,
@@ -94,22 +51,9 @@ def run(args: argparse.Namespace) -> int:
     )
     from ticketbench.files import read_json_object, read_results_csv
     from ticketbench.reports.pages import fmt_cell
-    from ticketbench.settings import check as check_settings
+    from ticketbench.settings import from_args
 
-    cfg = CompareConfig(
-        latency_floor=args.threshold,
-        time_floor=args.time_threshold,
-        energy_floor=args.energy_threshold
-        if args.energy_threshold is not None
-        else default_energy_floor(args.threshold),
-        accuracy_floor_points=args.accuracy_points,
-        alpha=args.alpha,
-        spread_multiple=args.spread_multiple,
-        normalize=args.normalize,
-        gate_times=args.gate_times,
-        gate_disturbed=args.gate_disturbed,
-    )
-    check_settings(cfg)  # every floor finite and in range: `--accuracy-points nan` made every drop pass
+    cfg = from_args(CompareConfig, args)  # floors finite and in range: `--accuracy-points nan` passed every drop
     specs = (args.baseline, args.current, *args.history)
     dirs = [Path(spec) for spec in specs if (Path(spec) / "results.csv").is_file()]
     for d in dirs:  # check what load_ref will read: a malformed run is one line and exit 2

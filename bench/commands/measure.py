@@ -5,10 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+from ticketbench.bench.configs import MeasureConfig
 from ticketbench.bench.options import THREADS_HELP, UsageError, check_device_choice, check_host, log, open_device, prod
 from ticketbench.files import one_line
+from ticketbench.settings import add_arguments as add_arguments_for
+from ticketbench.settings import from_args
+
+NOT_FLAGS = ("batch_sizes", "precisions", "calibration_size", "calibration_seed", "calibration_method")  # one ONNX
+MEASURE_DEFAULTS = MeasureConfig(min_seconds=3.0, layer_profile=False)  # 3 s as trtexec; the profile on request
 
 NAME = "measure"
 HELP = "time (and power) one ONNX model, like trtexec"
@@ -18,18 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help=THREADS_HELP)
     parser.add_argument("model", help="MODEL.onnx")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
-    parser.add_argument("--duration", type=float, default=3.0, help="minimum timed seconds (default 3, as trtexec)")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing windows the duration is split into")
+    parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     parser.add_argument("--json", action="store_true", help="one JSON object keyed by results.csv columns")
     parser.add_argument("--host", help="USER@HOST of a Jetson driven over SSH (remote mode)")
-    parser.add_argument("--idle", type=float, default=0.0, help="seconds of idle baseline to measure first (0 = off)")
-    parser.add_argument(
-        "--layers",
-        action="store_true",
-        help="after timing, profile each layer and print the per-layer table (with --json: its coverage and overhead)",
-    )
+    # the suite's [measure] settings, one declaration (bench/configs.py), with this command's defaults
+    add_arguments_for(parser, MeasureConfig, skip=NOT_FLAGS, base=MEASURE_DEFAULTS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,15 +42,13 @@ def run(args: argparse.Namespace) -> int:
         start_power,
         timing_input,
     )
-    from ticketbench.bench.suite import MeasureConfig
     from ticketbench.devices.layer_profile import LayerProfile, LayerProfileUnavailable
     from ticketbench.results import empty_row
 
     path = Path(args.model)
-    if args.batch < 1 or not args.duration > 0 or not args.idle >= 0 or args.rounds < 1:
-        raise UsageError("--batch must be ≥ 1, --duration > 0, --idle ≥ 0 and --rounds ≥ 1")
-    if args.batch > 65536 or args.duration > 3600 or args.idle > 3600 or args.rounds > 1000:
-        raise UsageError("--batch must be ≤ 65536, --duration and --idle ≤ 3600 s, --rounds ≤ 1000")
+    if not 1 <= args.batch <= 65536:
+        raise UsageError(f"--batch must be a whole number in [1, 65536], got {args.batch}")
+    m = from_args(MeasureConfig, args, replace(MEASURE_DEFAULTS, batch_sizes=[args.batch]))
     check_device_choice(args, known=False)
     check_host(args.host)
     if not path.is_file():
@@ -58,15 +56,13 @@ def run(args: argparse.Namespace) -> int:
     shape = _onnx_input_shape(path, args.batch)
     device = open_device(args)
     # the runner's own measurement: power lifecycle, interleaved rounds, row columns (one method for both commands)
-    m = MeasureConfig(batch_sizes=[args.batch], min_seconds=args.duration, idle_seconds=args.idle, rounds=args.rounds)
-    m.precision = args.precision
     power = PowerState()
     profile: LayerProfile | None = None
     no_profile = ""
     try:
         ident = device.identity()
         try:
-            session = device.load(path, args.precision, args.batch)
+            session = device.load(path, m.precision, args.batch)
         except (ValueError, OSError):
             raise
         except Exception as exc:  # the runtime refuses the graph (ORT's InvalidGraph, Fail, ...): bad input
@@ -74,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         power = start_power(device, idle_seconds=m.idle_seconds)
         runtime = runtime_columns(ident)
         (bm,) = measure_session(session, shape, m, power, threads=runtime["threads"], measure_load=not is_remote(ident))
-        if args.layers:  # after the timed rounds, in a window of its own
+        if m.layer_profile:  # after the timed rounds, in a window of its own
             try:
                 profile = session.profile_layers(timing_input(args.batch, shape), LAYER_PROFILE_CALLS)
             except LayerProfileUnavailable as exc:
@@ -96,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         device=device.name,
         device_name=ident.get("device_name"),
         backend=ident.get("backend"),
-        precision=args.precision,
+        precision=m.precision,
         batch_size=args.batch,
         size_mb=path.stat().st_size / 1e6,
         status="ok",

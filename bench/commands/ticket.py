@@ -16,6 +16,10 @@ from ticketbench.bench.options import (
     log,
 )
 
+# TicketConfig's fields given here as flags, under their names. They are declared by hand, not generated from the
+# dataclass: generating them would import torch (models/tickets) whenever the CLI starts, for every command.
+CONFIG_FLAGS = ("sparsity", "epochs", "finetune_epochs", "seed")
+
 NAME = "ticket"
 HELP = "find one ticket and save it"
 
@@ -52,15 +56,16 @@ def run(args: argparse.Namespace) -> int:
         method_options,
     )
     from ticketbench.models.zoo import model_names
+    from ticketbench.settings import SettingError, check_mapping
 
     if args.model not in model_names():
         raise UsageError(f"unknown model {args.model!r} (known: {', '.join(model_names())})")
     if args.method not in METHODS.names():
         raise UsageError(f"unknown method {args.method!r} (known: {', '.join(METHODS.names())})")
-    if not 0.0 <= args.sparsity < 1.0:
-        raise UsageError(f"--sparsity must be in [0, 1), got {args.sparsity}")
-    if args.epochs < 0 or args.finetune_epochs < 0:
-        raise UsageError("--epochs and --finetune-epochs must be ≥ 0")
+    try:  # the ranges TicketConfig declares (ticketbench.settings), named as these flags
+        check_mapping(TicketConfig, {k: getattr(args, k) for k in CONFIG_FLAGS}, "", as_flags=True)
+    except SettingError as exc:
+        raise UsageError(str(exc)) from None
     data_root = check_data_root(args.data_root)
     dataset = args.dataset or ("cifar10" if data_root else "synthetic")
     if dataset not in dataset_names():

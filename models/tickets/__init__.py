@@ -15,4 +15,5 @@ from ticketbench.models.tickets.base import (  # noqa: F401
     method_options,
     register_method,
 )
-from ticketbench.models.tickets.options import OptionsError, describe  # noqa: F401
+from ticketbench.models.tickets.options import OptionsError  # noqa: F401
+from ticketbench.settings import describe  # noqa: F401  (a method's options, for --help texts)

@@ -24,6 +24,7 @@ from ticketbench.models.tickets.options import MethodOptions, OptionsError, pars
 from ticketbench.models.train import TrainConfig, evaluate, train
 from ticketbench.models.zoo import create_model, model_kwargs_problem
 from ticketbench.registry import Registry
+from ticketbench.settings import setting
 
 
 @dataclass
@@ -33,14 +34,16 @@ class TicketConfig:
     model: str
     dataset: str
     method: str
-    sparsity: float = 0.0  # fraction of prunable weights (or channels) REMOVED
-    epochs: int = 10  # dense training / search epochs
-    finetune_epochs: int = 3  # retraining with the mask fixed
-    lr: float = 0.05
-    batch_size: int = 64
-    seed: int = 0
-    options: dict[str, Any] = field(default_factory=dict)  # method-specific knobs, typed by METHOD_OPTIONS
-    data_options: dict[str, Any] = field(default_factory=dict)  # passed to the data set (e.g. subset)
+    # numbers carry their ranges (ticketbench.settings): a suite's cases and a saved ticket's config are checked
+    # against these, one declaration
+    sparsity: float = setting(0.0, 0, 1, hi_open=True, help="fraction of prunable weights (or channels) REMOVED")
+    epochs: int = setting(10, 0, 100_000, help="dense training / search epochs")
+    finetune_epochs: int = setting(3, 0, 100_000, help="retraining with the mask fixed")
+    lr: float = setting(0.05, 0, None, lo_open=True, help="learning rate")
+    batch_size: int = setting(64, 1, 1_000_000, help="training batch size")
+    seed: int = setting(0, 0, 2**63, hi_open=True, help="seed of initialization, data order and search")
+    options: dict[str, Any] = setting(factory=dict, help="method-specific knobs, typed by the method's options")
+    data_options: dict[str, Any] = setting(factory=dict, help="passed to the data set (e.g. subset)")
 
     def train_config(self, epochs: int | None = None, lr: float | None = None) -> TrainConfig:
         return TrainConfig(
