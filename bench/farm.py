@@ -32,11 +32,10 @@ from typing import Any
 import pandas as pd
 
 from ticketbench import threads as thread_policy
+from ticketbench.bench.configs import CompareConfig
 from ticketbench.bench.regression import (
-    CompareConfig,
     RunRef,
     compare_runs,
-    default_energy_floor,
     gate,
     load_ref,
     trend_steps,
@@ -54,14 +53,16 @@ from ticketbench.files import (
     read_text,
     safe_component,
 )
-from ticketbench.settings import check as check_settings
-from ticketbench.settings import from_mapping
+from ticketbench.settings import SettingError, from_mapping
 
 log = logging.getLogger("ticketbench.bench.farm")
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
-FARM_KEYS = {"out", "scheduler", "db", "suite", "suites", "threshold", "time_threshold", "energy_threshold",
-             "accuracy_points", "alpha", "timeout_s", "history_nights", "gate_times"}  # fmt: skip
+FARM_KEYS = {"out", "scheduler", "db", "suite", "suites", "timeout_s"}
+# The gate's settings moved from [farm] to [compare], under CompareConfig's names (those of `bench compare`'s flags).
+MOVED_TO_COMPARE = {"threshold": "latency_floor", "time_threshold": "time_floor", "energy_threshold": "energy_floor",
+                    "accuracy_points": "accuracy_floor_points", "alpha": "alpha", "history_nights": "history_runs",
+                    "gate_times": "gate_times"}  # fmt: skip
 
 
 class InventoryError(Exception):
@@ -144,9 +145,16 @@ def parse_inventory(data: dict[str, Any], path: Path | str = "inventory") -> Inv
     """A parsed inventory document → Inventory; anything malformed → InventoryError (see load_inventory)."""
     if not isinstance(data, dict):
         raise InventoryError(f"{path}: an inventory is a TOML document")
+    tables = sorted(set(data) - {"farm", "compare", "device"})
+    if tables:
+        raise InventoryError(f"{path}: unknown table(s) {tables}; an inventory has [farm], [compare], [[device]]")
     farm = data.get("farm", {})
     if not isinstance(farm, dict):
         raise InventoryError(f"{path}: [farm] must be a table")
+    moved = sorted(set(farm) & set(MOVED_TO_COMPARE))
+    if moved:
+        old = moved[0]
+        raise InventoryError(f"{path}: [farm] {old} is now {MOVED_TO_COMPARE[old]} in the [compare] table")
     unknown = set(farm) - FARM_KEYS
     if unknown:
         raise InventoryError(f"{path}: [farm]: unknown keys {sorted(unknown)}")
@@ -203,25 +211,10 @@ def parse_inventory(data: dict[str, Any], path: Path | str = "inventory") -> Inv
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise InventoryError(f"{path}: duplicate device names {dup}")
-    threshold = _number(farm.get("threshold", CompareConfig.latency_floor), f"{path}: [farm] threshold")
-    history = _number(farm.get("history_nights", CompareConfig.history_runs), f"{path}: [farm] history_nights")
-    gate_times = farm.get("gate_times", CompareConfig.gate_times)
-    if not isinstance(gate_times, bool):
-        raise InventoryError(f"{path}: [farm] gate_times must be true or false (got {gate_times!r})"[:300])
-    if history != int(history) or history > 100:
-        raise InventoryError(f"{path}: [farm] history_nights must be a whole number from 0 to 100 (got {history:g})")
-    cfg = CompareConfig(
-        latency_floor=threshold,
-        time_floor=_number(farm.get("time_threshold", CompareConfig.time_floor), f"{path}: [farm] time_threshold"),
-        energy_floor=_number(
-            farm.get("energy_threshold", default_energy_floor(threshold)), f"{path}: [farm] energy_threshold"
-        ),
-        accuracy_floor_points=_number(farm.get("accuracy_points", 1.0), f"{path}: [farm] accuracy_points"),
-        alpha=_number(farm.get("alpha", 0.01), f"{path}: [farm] alpha", strict=True),
-        history_runs=int(history),
-        gate_times=gate_times,
-    )
-    check_settings(cfg, f"{path}: [farm]")  # the gate's own ranges (alpha < 1, floors below absurd)
+    try:  # the gate's settings, as `bench compare` takes them (ticketbench.settings: types and ranges)
+        cfg = from_mapping(CompareConfig, data.get("compare", {}), f"{path}: [compare]")
+    except SettingError as exc:
+        raise InventoryError(str(exc)) from None
     out = Path(_text(farm.get("out"), f"{path}: [farm] out") or Path("runs") / "farm")  # relative to the cwd
     scheduler = _text(farm.get("scheduler"), f"{path}: [farm] scheduler")
     return Inventory(devices, out, scheduler, _text(farm.get("db"), f"{path}: [farm] db"), cfg)

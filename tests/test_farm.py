@@ -14,6 +14,7 @@ import pytest
 from test_report import make_run_dir
 
 from ticketbench.bench.cli import main
+from ticketbench.bench.configs import CompareConfig
 from ticketbench.bench.farm import (
     DeviceDown,
     DeviceSpec,
@@ -25,7 +26,6 @@ from ticketbench.bench.farm import (
     nightly,
     ssh_reachable,
 )
-from ticketbench.bench.regression import CompareConfig
 
 pytest.importorskip("sqlalchemy")
 distributed = pytest.importorskip("distributed")
@@ -90,6 +90,7 @@ def client():
     cluster.close()
 
 
+@pytest.mark.e2e
 def test_three_nights_down_failed_regressed_and_last_good_baseline(tmp_path, client):
     inv = inventory(tmp_path, ["a", "b", "c", "d"])
     fake = FakeRun({("c", "n1"): "down", ("d", "n1"): "crash", ("b", "n2"): "slow"})
@@ -137,6 +138,7 @@ def test_three_nights_down_failed_regressed_and_last_good_baseline(tmp_path, cli
     assert "regressed" in (inv.out / "n2" / "summary.md").read_text()
 
 
+@pytest.mark.e2e
 def test_each_device_runs_one_job_at_a_time(tmp_path, client):
     log = tmp_path / "jobs.jsonl"
     inv = inventory(tmp_path, ["x", "y"], suites=["s1", "s2", "s3"])
@@ -181,6 +183,7 @@ def test_device_without_a_worker_is_down_and_a_partial_run_failed(tmp_path, clie
     assert ResultsStore(inv.db).last_good_run("d", "quick") is None  # a failed night is no baseline
 
 
+@pytest.mark.e2e
 def test_cli_farm_nightly_with_the_real_job_reports_an_unavailable_device(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "farm.toml").write_text(
@@ -208,8 +211,10 @@ def test_example_inventory_and_validation(tmp_path):
         "kind": '[[device]]\nname = "a"\n',
         "keys": '[[device]]\nname = "a"\nkind = "cpu"\ncolour = "red"\n',
         "empty": "[farm]\n",
-        "history": '[farm]\nhistory_nights = 2.5\n[[device]]\nname = "a"\nkind = "cpu"\n',
-        "gate": '[farm]\ngate_times = "yes"\n[[device]]\nname = "a"\nkind = "cpu"\n',
+        "history": '[compare]\nhistory_runs = 2.5\n[[device]]\nname = "a"\nkind = "cpu"\n',
+        "gate": '[compare]\ngate_times = "yes"\n[[device]]\nname = "a"\nkind = "cpu"\n',
+        "moved": '[farm]\nthreshold = 0.1\n[[device]]\nname = "a"\nkind = "cpu"\n',
+        "table": '[compar]\nalpha = 0.1\n[[device]]\nname = "a"\nkind = "cpu"\n',
         "threads": '[[device]]\nname = "a"\nkind = "cpu"\nthreads = 0\n',
         "toml": "[[device]\n",
     }
@@ -218,6 +223,16 @@ def test_example_inventory_and_validation(tmp_path):
         p.write_text(text)
         with pytest.raises(InventoryError):
             load_inventory(p)
+    messages = {}
+    for what in ("history", "moved", "table"):
+        with pytest.raises(InventoryError) as err:
+            load_inventory(tmp_path / f"{what}.toml")
+        messages[what] = str(err.value).split(": ", 1)[1]
+    assert messages == {
+        "history": "[compare] history_runs must be a whole number in [0, 100], got 2.5",
+        "moved": "[farm] threshold is now latency_floor in the [compare] table",
+        "table": "unknown table(s) ['compar']; an inventory has [farm], [compare], [[device]]",
+    }
 
 
 def test_remote_device_command_and_ssh_probe():
@@ -254,6 +269,7 @@ def test_every_night_pins_the_thread_count(monkeypatch, tmp_path):
     assert load_inventory(tmp_path / "inv.toml").devices[0].threads == 3
 
 
+@pytest.mark.e2e
 def test_a_night_at_another_thread_count_starts_a_new_baseline_instead_of_regressing(tmp_path, client):
     inv = inventory(tmp_path, ["x"])
     fake = FakeRun({("x", "n2"): "threads2"})

@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -173,18 +174,21 @@ def test_ticket_artifacts_never_raise(tmp_path_factory, cost, art):
 
 # -- farm inventory -------------------------------------------------------------------------------------------
 DEVICE_KEYS = ["name", "kind", "host", "labels", "suite", "suites", "run_args", "timeout_s", "extra"]
-FARM_KEYS = ["out", "scheduler", "db", "suite", "suites", "threshold", "energy_threshold", "accuracy_points",
-             "alpha", "timeout_s"]  # fmt: skip
+FARM_KEYS = ["out", "scheduler", "db", "suite", "suites", "threshold", "timeout_s"]  # threshold: moved, refused
+COMPARE_KEYS = ["latency_floor", "energy_floor", "accuracy_floor_points", "alpha", "history_runs", "gate_times", "x"]
 devices = st.lists(st.dictionaries(st.sampled_from(DEVICE_KEYS), toml_scalars, max_size=6), max_size=3)
 farms = st.dictionaries(st.sampled_from(FARM_KEYS), toml_scalars, max_size=5)
+compares = st.dictionaries(st.sampled_from(COMPARE_KEYS), toml_scalars, max_size=4)
 
 
 @FUZZ
-@given(farm=farms, devs=devices)
-def test_inventory_gives_an_inventory_or_an_inventory_error(tmp_path_factory, farm, devs):
+@given(farm=farms, compare=compares, devs=devices)
+def test_inventory_gives_an_inventory_or_an_inventory_error(tmp_path_factory, farm, compare, devs):
     path = tmp_path_factory.mktemp("inv") / "farm.toml"
-    path.write_text("[farm]\n" + _table(farm) + "".join("[[device]]\n" + _table(d) for d in devs))
-    for load in (lambda: load_inventory(path), lambda: parse_inventory({"farm": farm, "device": devs}, path)):
+    text = "[farm]\n" + _table(farm) + "[compare]\n" + _table(compare)
+    path.write_text(text + "".join("[[device]]\n" + _table(d) for d in devs))
+    doc = {"farm": farm, "compare": compare, "device": devs}
+    for load in (lambda: load_inventory(path), lambda: parse_inventory(doc, path)):
         try:
             inv = load()
         except InventoryError as exc:
@@ -224,6 +228,7 @@ result_rows = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.e2e
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(result_rows, max_size=5))
 def test_any_readable_results_table_renders(tmp_path_factory, rows):
