@@ -32,6 +32,14 @@ from ticketbench.bench.rundir import RunDir
 from ticketbench.bench.suite import Case, Suite
 from ticketbench.bench.training import start_meter
 from ticketbench.devices.base import DeviceAdapter, Session
+from ticketbench.devices.int8_quantize import (
+    CalibrationSet,
+    QuantizeConfig,
+    calibration_set,
+    compare_outputs,
+    ort_outputs,
+    quantize_onnx,
+)
 from ticketbench.devices.layer_profile import LayerProfileUnavailable
 from ticketbench.devices.measure import (
     LatencyConfig,
@@ -48,14 +56,6 @@ from ticketbench.models.cost import LayerCost, ModelCost, analyze
 from ticketbench.models.data import DataBundle, load_dataset
 from ticketbench.models.export import OPSET, export_onnx, onnx_layer_map, to_onnx_bytes
 from ticketbench.models.masks import apply_masks
-from ticketbench.models.quantize import (
-    CalibrationSet,
-    QuantizeConfig,
-    calibration_set,
-    compare_outputs,
-    ort_outputs,
-    quantize_onnx,
-)
 from ticketbench.models.tickets import (
     OptionsError,
     Ticket,
@@ -632,7 +632,7 @@ def _int8_agreement(session: Any, onnx_path: Path, data: DataBundle) -> dict[str
     """int8 logits from the device's session vs the fp32 ONNX on ONNX Runtime CPU, over the evaluation split.
 
     A second, untimed pass: the timed eval epoch keeps only accuracy. Reported whether or not it is within
-    tolerance (models/quantize.py: AGREEMENT_MIN_PERCENT); a session that calibrated itself may add its report.
+    tolerance (devices/int8_quantize.py: AGREEMENT_MIN_PERCENT); a session that calibrated itself may add its report.
     """
     xs = [x for x, _ in _numpy_batches(data, 256)]
     agreement = compare_outputs(ort_outputs(onnx_path, xs), np.concatenate([session.run(x) for x in xs]))

@@ -7,7 +7,7 @@ of channels with the smallest trained BN |γ| (EB's importance, per layer rather
 so no layer dies) are killed exactly as an EB ticket kills them (models.compact.kill_channels), then the
 ticket is fine-tuned with the mask fixed (`--finetune-epochs`, default 2) and compacted (align 8).
 
-Every model is exported to ONNX (fp32, validated) and quantized by models/quantize.py exactly as
+Every model is exported to ONNX (fp32, validated) and quantized by devices/int8_quantize.py exactly as
 `bench run --precision int8` does it (QDQ, per-channel int8 weights, uint8 activations, entropy calibration on
 256 seeded training images). Accuracy is computed from ORT's outputs on the digits test split (360 images),
 and int8's top-1 agreement with fp32 beside it.
@@ -35,13 +35,19 @@ import torch
 from torch import nn
 
 from ticketbench.devices.cpu import OrtCpuSession
+from ticketbench.devices.int8_quantize import (
+    QuantizeConfig,
+    calibration_set,
+    compare_outputs,
+    ort_outputs,
+    quantize_onnx,
+)
 from ticketbench.devices.measure import LatencyConfig, measure_latency
 from ticketbench.models.compact import CompactionConfig, compact, kill_channels
 from ticketbench.models.cost import analyze
 from ticketbench.models.data import DataBundle, load_dataset
 from ticketbench.models.export import export_onnx
 from ticketbench.models.masks import apply_masks
-from ticketbench.models.quantize import QuantizeConfig, calibration_set, compare_outputs, ort_outputs, quantize_onnx
 from ticketbench.models.train import TrainConfig, evaluate, train
 from ticketbench.models.zoo import create_model
 

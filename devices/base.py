@@ -160,7 +160,7 @@ class DeviceAdapter:
     precisions: tuple[str, ...] = ("fp32",)  # what load() accepts
     max_onnx_opset: int | None = None  # TensorRT 8.0-8.4's ONNX parser stops at opset 13; None: no limit
     # How load(precision="int8") wants its model: "qdq" = an ONNX the caller already quantized (QuantizeLinear /
-    # DequantizeLinear, calibrated by models/quantize.py); "calibrator" = the fp32 ONNX plus `calibration=`, a
+    # DequantizeLinear, calibrated by devices/int8_quantize.py); "calibrator" = the fp32 ONNX plus `calibration=`, a
     # float32 N×C×H×W array the device calibrates with itself (TensorRT's entropy calibrator); "" = no int8.
     int8_input: str = ""
 

@@ -81,7 +81,7 @@ class CpuDevice(DeviceAdapter):
     name = "cpu"
     torch_device = "cpu"  # training epochs run here with PyTorch
     precisions = ("fp32", "int8")
-    int8_input = "qdq"  # int8 = a QDQ ONNX from models/quantize.py; ORT fuses its QDQ pairs into int8 kernels
+    int8_input = "qdq"  # int8 = a QDQ ONNX from devices/int8_quantize.py; ORT fuses its QDQ pairs into int8 kernels
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads or thread_policy.current() or thread_policy.physical_cores()
@@ -121,7 +121,7 @@ class CpuDevice(DeviceAdapter):
         if precision not in self.precisions:
             raise ValueError(f"cpu adapter runs {' and '.join(self.precisions)} (asked for {precision})")
         if precision == "int8" and not is_qdq(onnx_path):
-            raise ValueError(f"{onnx_path}: int8 on the cpu needs a QDQ-quantized ONNX (models/quantize.py)")
+            raise ValueError(f"{onnx_path}: int8 on the cpu needs a QDQ-quantized ONNX (devices/int8_quantize.py)")
         return OrtCpuSession(onnx_path, self.threads)
 
     def power_reader(self) -> tuple[PowerReader | None, str]:

@@ -9,7 +9,7 @@
   data, so the cache is computed on the controller and sent: `write_trtexec_cache` writes TensorRT's cache
   format (`TRT-<version>-EntropyCalibration2` header, then `tensor: <float32 scale as 8 hex digits>`,
   scale = amax / 127) from ONNX Runtime's entropy calibration of the same ONNX on the same calibration set
-  (models/quantize.activation_ranges); the ONNX parser names TensorRT tensors after the ONNX tensors, which is
+  (devices/int8_quantize.activation_ranges); the ONNX parser names TensorRT tensors after the ONNX tensors, which is
   what the cache is matched on. These are ONNX Runtime's ranges, not TensorRT's own calibrator's.
 - Fallback: int8 builds also allow fp16, so layers without an int8 kernel run fp16 instead of fp32; the
   engine's layer information (ProfilingVerbosity.DETAILED; trtexec --exportLayerInfo) says which layers did
@@ -36,7 +36,7 @@ CALIBRATION_BATCH = 32  # images per calibrator batch; a last partial batch is d
 
 
 def calibration_sha256(x: np.ndarray) -> str:
-    """Identity of a calibration array (shape, dtype, bytes); the same digest as models.quantize.CalibrationSet."""
+    """Identity of a calibration array (shape, dtype, bytes); as int8_quantize.CalibrationSet digests it."""
     h = hashlib.sha256(json.dumps([list(x.shape), str(x.dtype)]).encode())
     h.update(np.ascontiguousarray(x).tobytes())
     return h.hexdigest()

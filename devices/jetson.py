@@ -205,7 +205,7 @@ class TrtexecSession(Session):
 
         Ranges come from ONNX Runtime's entropy calibration of this ONNX on the calibration set; the file name
         holds the calibration set's sha256 and the board's TensorRT version, like the engines it feeds."""
-        from ticketbench.models.quantize import CalibrationSet, activation_ranges
+        from ticketbench.devices.int8_quantize import CalibrationSet, activation_ranges
 
         x = np.ascontiguousarray(calibration, dtype=np.float32)
         self.calib_sha = calibration_sha256(x)[:16]

@@ -18,9 +18,7 @@ from torch.utils.data import TensorDataset
 from ticketbench.bench.cli import main
 from ticketbench.bench.runner import finalize_speedups
 from ticketbench.devices.cpu import CpuDevice
-from ticketbench.models.data import DATASETS, DataBundle, load_dataset
-from ticketbench.models.export import to_onnx_bytes
-from ticketbench.models.quantize import (
+from ticketbench.devices.int8_quantize import (
     CalibrationError,
     QuantizeConfig,
     calibration_set,
@@ -28,6 +26,8 @@ from ticketbench.models.quantize import (
     ort_outputs,
     quantize_onnx,
 )
+from ticketbench.models.data import DATASETS, DataBundle, load_dataset
+from ticketbench.models.export import to_onnx_bytes
 from ticketbench.models.train import TrainConfig, train
 from ticketbench.models.zoo import create_model
 from ticketbench.results import empty_row

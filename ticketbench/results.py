@@ -69,7 +69,7 @@ EXTRA_COLUMNS = [
     "int8_calibration",  # int8: calibrator, method, calibration set size, seed and sha256
     "int8_top1_agreement",  # int8: % of eval inputs whose int8 top-1 equals the fp32 ONNX's top-1
     "int8_max_abs_error",  # int8: max |int8 − fp32| logit over the eval split
-    "int8_within_tolerance",  # int8: top-1 agreement ≥ the documented tolerance (models/quantize.py)
+    "int8_within_tolerance",  # int8: top-1 agreement ≥ the documented tolerance (devices/int8_quantize.py)
     "int8_fallback_layers",  # int8: compute layers not running int8 (ORT: left float; TensorRT: fp16/fp32 layers)
     "int8_note",  # int8: the agreement in words, and which layers fell back
     "latency_rounds",  # interleaved timing rounds (windows) the latency samples come from

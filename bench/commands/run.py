@@ -46,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ticketbench.bench.runner import Runner, RunOptions, new_run_id
     from ticketbench.bench.suite import SuiteError, load_suite
+    from ticketbench.devices.int8_quantize import CalibrationError
     from ticketbench.models.data import DataError
-    from ticketbench.models.quantize import CalibrationError
 
     try:
         suite = load_suite(args.suite)

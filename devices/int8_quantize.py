@@ -13,7 +13,8 @@ quantization (QDQ) of the compacted ONNX, and the check of int8 outputs against 
   reported beside it (relative to the fp32 logits' max), never gated: int8 logits differ by design,
   what matters for a classifier is whether the decision moves. Both are written to results.csv either way.
 
-Nothing here imports devices/: the quantized file is an ONNX model like any other.
+It lives in devices/ beside int8_calibration.py (TensorRT's calibrator from these ranges): both prepare an ONNX
+for a device's int8 kernels; the quantized file is an ONNX model like any other.
 """
 
 from __future__ import annotations
