@@ -280,6 +280,7 @@ def test_doctor_table_and_usage_errors(capsys, monkeypatch):
     assert "latency onnxruntime-cpu ok" in " ".join(out.split()) and "every usable check is sane" in out
     assert main(["doctor", "--device", "tpu"]) == 2
     assert main(["doctor", "--device", "cpu", "--host", "me@board"]) == 2
+    assert main(["doctor", "--device", "jetson", "--host", "-oProxyCommand=x"]) == 2  # not probed: exit 2
     if not gpu.GpuDevice.probe().ok:  # a named device that is absent is a failed check, with the reason
         assert main(["doctor", "--device", "gpu"]) == 1
         assert "FAILED gpu adapter: not available:" in capsys.readouterr().out

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ticketbench.bench.options import UsageError, check_device_choice, check_writable_dir
+from ticketbench.bench.options import UsageError, check_device_choice, check_host, check_writable_dir
 
 NAME = "doctor"
 HELP = "real self-check of adapters, backends and power sources here (exit 1: failed)"
@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ticketbench.bench.doctor import exit_code, run_doctor, table, to_json, write_out
 
-    check_device_choice(args)  # a malformed --host is the probe's failed check (exit 1), as it always was
+    check_device_choice(args)
+    check_host(args.host)  # a malformed --host is one line and exit 2, as for run, measure and devices
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out {args.out}: exists and is not a directory")
     if args.out:  # proved writable before the checks run (they time models for a while), not after them
