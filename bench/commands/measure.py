@@ -106,31 +106,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(row))
     else:
-        for k in (
-            "device_name",
-            "backend",
-            "batch_size",
-            "latency_ms_p50",
-            "latency_ms_p90",
-            "latency_ms_p99",
-            "latency_ms_mean",
-            "latency_ms_std",
-            "latency_rounds",
-            "latency_ms_round_cv",
-            "throughput_ips",
-            "power_source",
-            "power_w_mean",
-            "energy_mj_per_inference",
-            "power_w_idle",
-            "energy_mj_per_inference_above_idle",
-            "throttled",
-            "threads",
-            "other_load_cores",
-            "disturbed",
-            "disturbance_note",
-            *(("layers_coverage", "layers_profile_overhead") if profile is not None else ()),
-        ):
-            print(f"{k:36s} {row[k]}")
+        for k, v in row.items():  # the results.csv columns this measurement filled, in their order
+            if v is not None and v != "":
+                print(f"{k:36s} {v}")
         if profile is not None:
             _print_layers(profile)
     return 0
