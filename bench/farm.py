@@ -33,14 +33,8 @@ import pandas as pd
 
 from ticketbench import threads as thread_policy
 from ticketbench.bench.configs import CompareConfig
-from ticketbench.bench.regression import (
-    RunRef,
-    compare_runs,
-    gate,
-    load_ref,
-    trend_steps,
-    write_comparison,
-)
+from ticketbench.bench.regression import RunRef, compare_runs, gate, load_ref, write_comparison
+from ticketbench.bench.trend import trend_steps
 from ticketbench.devices import DEVICES
 from ticketbench.devices.transport import HostError, ssh_argv, validate_host
 from ticketbench.files import (

@@ -1,5 +1,5 @@
 """The nightly farm summary: outcome per device, status history, metric trends over nights per device, and the
-steps in those trends that persisted (bench.regression.trend_steps: one bad night is not a step)."""
+steps in those trends that persisted (bench.trend.trend_steps: one bad night is not a step)."""
 
 from __future__ import annotations
 

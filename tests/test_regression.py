@@ -351,7 +351,7 @@ def _series(levels, sigma=0.02, seed=0):
 
 
 def test_a_step_that_holds_is_found_where_it_starts():
-    from ticketbench.bench.regression import persistent_steps
+    from ticketbench.bench.trend import persistent_steps
 
     (step,) = persistent_steps(_series([1.0] * 8 + [1.2] * 6))
     assert step["index"] == 8 and step["nights"] == 6 and step["change"] == pytest.approx(0.2, abs=0.04)
@@ -363,19 +363,19 @@ def test_a_step_that_holds_is_found_where_it_starts():
     ids=["one-bad-night", "last-night-only", "flat", "spike"],
 )
 def test_one_bad_night_is_not_a_step(levels):
-    from ticketbench.bench.regression import persistent_steps
+    from ticketbench.bench.trend import persistent_steps
 
     assert persistent_steps(_series(levels)) == []
 
 
 def test_a_new_level_counts_once_it_held_two_nights():
-    from ticketbench.bench.regression import persistent_steps
+    from ticketbench.bench.trend import persistent_steps
 
     assert persistent_steps(_series([1.0] * 8 + [1.3] * 2))[0]["nights"] == 2
 
 
 def test_trend_steps_and_the_nightly_summary_mark_only_persistent_steps():
-    from ticketbench.bench.regression import trend_steps
+    from ticketbench.bench.trend import trend_steps
     from ticketbench.reports.nightly import night_html, night_markdown
 
     nights = [f"n{i:02d}" for i in range(12)]
