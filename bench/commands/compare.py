@@ -41,14 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ticketbench.bench.regression import (
-        CompareError,
-        compare_runs,
-        gate,
-        latency_floor,
-        load_ref,
-        write_comparison,
-    )
+    from ticketbench.bench.regression import CompareError, compare_runs, gate, load_ref, write_comparison
+    from ticketbench.bench.stats import latency_floor
     from ticketbench.files import read_json_object, read_results_csv
     from ticketbench.reports.pages import fmt_cell
     from ticketbench.settings import from_args
