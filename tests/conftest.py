@@ -1,4 +1,8 @@
-"""Shared test setup: one torch thread (CI has 2 cores), and small helpers."""
+"""Shared test setup: one torch thread (CI has 2 cores), small helpers, and the peer mark of the PostgreSQL tests.
+
+Tiers (pyproject.toml): plain `pytest` runs the fast default tier; tests marked `e2e` (whole runs and commands,
+training, full-size models) or `peer` (a real PostgreSQL, Dask, sshd, Chromium or wheel build) run with
+`pytest -m e2e`, `pytest -m peer`, or everything with `pytest -m ""` (what tox and CI run)."""
 
 from __future__ import annotations
 
@@ -25,6 +29,13 @@ def onnx_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("onnx") / "small.onnx"
     path.write_bytes(to_onnx_bytes(create_model("small_cnn", num_classes=10, in_channels=1, width=8), (1, 8, 8)))
     return path
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """A test that uses the session's PostgreSQL server (directly or through postgres_db) is a peer test."""
+    for item in items:
+        if "postgres_base_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.peer)
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,10 @@ def _chrome() -> str | None:
 
 
 CHROME = _chrome()
-pytestmark = pytest.mark.skipif(CHROME is None, reason="no Chromium installed (apt-get install chromium)")
+pytestmark = [
+    pytest.mark.peer,
+    pytest.mark.skipif(CHROME is None, reason="no Chromium installed (apt-get install chromium)"),
+]
 
 
 class WebSocket:

@@ -23,6 +23,8 @@ from torch import nn
 from ticketbench.models.compact import CompactionConfig, compact
 from ticketbench.models.export import export_onnx, zero_filters
 
+pytestmark = pytest.mark.e2e  # full-size ImageNet models: seconds per case
+
 MODELS = {
     "resnet34": (tvm.resnet34, 64),
     "resnet50": (tvm.resnet50, 64),

@@ -270,17 +270,14 @@ def test_bias_maps_are_counted_apart_from_params():
 
 # --- totals against torch's counter -------------------------------------------------------------------------------
 
-FAST_TORCHVISION = {"vit_b_16", "swin_t", "resnet18", "mobilenet_v2", "densenet121", "efficientnet_b0"}
-
 
 def _torchvision_cases() -> list:
     """Every classifier torchvision builds offline, at the smallest size it allows or a small one (ViT, Swin and
-    MaxViT need 224×224, Inception-v3 at least 75); the ones not in FAST_TORCHVISION are marked slow."""
+    MaxViT need 224×224, Inception-v3 at least 75); all full-size models, so all in the e2e tier."""
     out = []
     for name in torchvision.models.list_models(module=torchvision.models):
         size = 224 if name.startswith(("vit", "swin", "maxvit")) else 96 if name == "inception_v3" else 64
-        marks = () if name in FAST_TORCHVISION else (pytest.mark.slow,)
-        out.append(pytest.param(name, size, marks=marks, id=name))
+        out.append(pytest.param(name, size, marks=pytest.mark.e2e, id=name))
     return out
 
 
@@ -289,7 +286,7 @@ def _vit_attention_macs(model: VisionTransformer) -> int:
     return len(model.encoder.layers) * 2 * model.seq_length**2 * model.hidden_dim
 
 
-@lru_cache(maxsize=2)  # the two read again below, in the default tier; every model kept would be GBs
+@lru_cache(maxsize=2)  # the two read again below; every model kept would be GBs
 def _torchvision(name: str, size: int) -> tuple[nn.Module, ModelCost]:
     """Built and analysed once (ViT-B/16 takes seconds): the tests below only read them."""
     torch.manual_seed(0)
@@ -308,6 +305,7 @@ def test_macs_of_torchvision_classifiers_match_torch_flop_counter(name, size):
         assert cost.macs_other == attention  # nothing else in a ViT multiplies two activations
 
 
+@pytest.mark.e2e
 def test_vit_counts_every_token_and_the_attention_projections():
     _, cost = _torchvision("vit_b_16", 224)
     # patch conv, 12 × (in_proj, out_proj, 2 MLP linears), head; 197 tokens through every linear of a block
@@ -316,6 +314,7 @@ def test_vit_counts_every_token_and_the_attention_projections():
     assert cost.macs == 17_563_828_224  # torchvision's documented 17.56 GFLOPS (multiply-adds)
 
 
+@pytest.mark.e2e
 def test_swin_attention_is_counted_window_by_window():
     _, cost = _torchvision("swin_t", 224)
     # 7×7 windows: QKᵀ and AV are 2 · 49 MACs per token and channel; stages of 56², 28², 14², 7² tokens

@@ -53,6 +53,7 @@ def test_local_board_identity_and_power(board):
     dev.close()
 
 
+@pytest.mark.e2e
 def test_latency_and_eval_with_trtexec(board, onnx_model):
     root, work = board
     dev = JetsonDevice(root=str(root), workdir=str(work))
@@ -86,6 +87,7 @@ def test_latency_and_eval_with_trtexec(board, onnx_model):
     dev.close()
 
 
+@pytest.mark.e2e
 def test_trt82_trace_with_warmups(tmp_path, monkeypatch, onnx_model):
     dev = trtexec_board(tmp_path, monkeypatch, "tx2", "8201")
     session = dev.load(onnx_model, "fp16")
@@ -123,6 +125,7 @@ def test_no_trtexec_on_board(tmp_path, monkeypatch):
         JetsonDevice(root=str(root), workdir=str(tmp_path / "w"))
 
 
+@pytest.mark.e2e
 def test_tensorrt11_trtexec_gets_an_fp16_graph_instead_of_the_removed_fp16_flag(tmp_path, monkeypatch, onnx_model):
     """trtexec 11 has no --fp16 (strongly typed networks): the board receives an fp16 ONNX instead."""
     import onnx
@@ -138,6 +141,7 @@ def test_tensorrt11_trtexec_gets_an_fp16_graph_instead_of_the_removed_fp16_flag(
     dev.close()
 
 
+@pytest.mark.e2e
 def test_tensorrt11_trtexec_times_the_copies_without_a_cuda_graph(tmp_path, monkeypatch, onnx_model):
     """trtexec 11 leaves H2D/D2H out of the timing and captures a CUDA graph by default: rows would not compare with
     8.x/10.x rows, and the energy window would miss the copies. The session asks for both back."""
@@ -151,6 +155,7 @@ def test_tensorrt11_trtexec_times_the_copies_without_a_cuda_graph(tmp_path, monk
     dev.close()
 
 
+@pytest.mark.e2e
 def test_trt80_board_jetpack46_measures_fp32(tmp_path, monkeypatch, onnx_model):
     """JetPack 4.6 (TX2) ships TensorRT 8.0.1: nothing in the fp32 path uses an option its trtexec lacks."""
     dev = trtexec_board(tmp_path, monkeypatch, "tx2", "8001")

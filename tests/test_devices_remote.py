@@ -72,6 +72,7 @@ def sshd(tmp_path_factory):
     proc.wait(timeout=10)
 
 
+@pytest.mark.peer
 def test_remote_latency_eval_and_power(sshd, tmp_path, onnx_model):
     root = make_board(tmp_path / "board", "tx2")
     dev = JetsonDevice(host=sshd["host"], ssh_options=sshd["opts"], workdir=str(tmp_path / "w"), root=str(root))
@@ -97,6 +98,7 @@ def test_remote_latency_eval_and_power(sshd, tmp_path, onnx_model):
     dev.close()
 
 
+@pytest.mark.peer
 def test_remote_tegrastats_fallback(sshd, tmp_path, onnx_model):
     root = make_board(tmp_path / "board", "bare")  # no readable INA3221: tegrastats on the board
     dev = JetsonDevice(host=sshd["host"], ssh_options=sshd["opts"], workdir=str(tmp_path / "w"), root=str(root))
@@ -117,6 +119,7 @@ def test_unreachable_host_is_reported(tmp_path):
     assert not avail.ok and "cannot reach nobody@127.0.0.1" in avail.reason
 
 
+@pytest.mark.peer
 def test_cli_run_on_remote_jetson(sshd, tmp_path, monkeypatch):
     from ticketbench.bench.cli import main
 
@@ -158,6 +161,7 @@ class LoopbackTransport(LocalTransport):
         self.where = host
 
 
+@pytest.mark.e2e
 def test_remote_protocol_without_sshd(tmp_path, monkeypatch, onnx_model):
     """The board side as a separate process: declared reader kinds, idle window and pushed samples."""
     from ticketbench.devices import jetson

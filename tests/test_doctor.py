@@ -138,6 +138,7 @@ def by_name(checks: list[Check]) -> dict[str, Check]:
     return {c.name: c for c in checks}
 
 
+@pytest.mark.e2e
 def test_fake_sources_that_agree_pass():
     checks = by_name(run_fake(1.0))
     assert checks["power nvml-energy"].status == "ok" and checks["power nvml-power"].status == "ok"
@@ -145,18 +146,21 @@ def test_fake_sources_that_agree_pass():
     assert checks["power nvml-energy"].data["load_w"] == pytest.approx(400.0, rel=0.02)
 
 
+@pytest.mark.e2e
 def test_fake_sources_5_percent_apart_pass_and_say_so():
     check = by_name(run_fake(1.05))["agreement nvml-power vs nvml-energy"]
     assert check.status == "ok" and "(5.0%)" in check.detail
     assert check.data["relative_difference"] == pytest.approx(0.05, abs=0.002)
 
 
+@pytest.mark.e2e
 def test_fake_sources_20_percent_apart_fail_with_the_difference():
     checks = run_fake(1.2)
     check = by_name(checks)["agreement nvml-power vs nvml-energy"]
     assert check.status == "failed" and "(20.0%)" in check.detail and exit_code(checks) == 1
 
 
+@pytest.mark.e2e
 def test_fake_source_with_impossible_values_fails():
     """A polled source that reads negative at idle and above the limit under load; and one with idle > load."""
     checks = by_name(run_fake(2.0, idle_w=40.0, load_w=450.0, offset=-100.0))
@@ -234,6 +238,7 @@ def fake_gpu(monkeypatch):
     return install
 
 
+@pytest.mark.e2e
 def test_gpu_without_onnx_backends_runs_torch_cuda_and_says_why_the_others_were_skipped(fake_gpu):
     fake_gpu()
     checks = doctor.run_doctor("gpu", opts=FAST)
@@ -253,6 +258,7 @@ def test_gpu_without_onnx_backends_runs_torch_cuda_and_says_why_the_others_were_
     assert exit_code(checks) == 0
 
 
+@pytest.mark.e2e
 def test_gpu_whose_nvml_sources_disagree_by_20_percent_fails(fake_gpu):
     fake_gpu(power_scale=1.2)
     checks = doctor.run_doctor("gpu", opts=FAST)
@@ -286,6 +292,7 @@ def test_doctor_table_and_usage_errors(capsys, monkeypatch):
         assert "FAILED gpu adapter: not available:" in capsys.readouterr().out
 
 
+@pytest.mark.e2e
 def test_bench_run_on_a_gpu_without_onnx_backends_measures_through_torch_cuda(fake_gpu, tmp_path):
     """Each row names its backend, says why the ONNX backends were skipped, and carries NVML energy for
     inference, the runner's training epoch and the ticket's own training."""
@@ -318,6 +325,7 @@ def test_clock_faults_at_idle_fail_and_a_power_cap_under_load_warns():
     assert [c.status for c in calm] == ["info"]  # clocks rising under load is not throttling
 
 
+@pytest.mark.e2e
 def test_local_jetson_board_power_mode_ina3221_limit_and_missing_sources(tmp_path, monkeypatch):
     """A fake TX2 (sysfs tree + fake trtexec): the load raises VDD_IN in sysfs, as a real load would."""
     from fixtures.jetson.boards import install_bin, make_board, path_with

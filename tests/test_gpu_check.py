@@ -22,6 +22,7 @@ def run_script(*args: str, env: dict[str, str] | None = None, timeout: float = 4
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=full, timeout=timeout)
 
 
+@pytest.mark.e2e
 def test_cpu_fallback_runs_every_step_and_writes_everything_under_outdir(tmp_path):
     out = tmp_path / "check"
     suite = str(REPO / "tests/data/tiny_suite.toml")
@@ -46,6 +47,7 @@ def test_cpu_fallback_runs_every_step_and_writes_everything_under_outdir(tmp_pat
     assert ticketbench == [f"ticketbench {REPO / 'ticketbench' / '__init__.py'}"]  # this checkout, not an install
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
 def test_gpu_mode_without_cuda_fails_in_the_preflight_with_the_reason(tmp_path):
     res = run_script(str(tmp_path / "check"), timeout=120)

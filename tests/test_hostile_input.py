@@ -118,6 +118,7 @@ def test_report_refuses_a_symlink_to_an_input_and_one_path_twice(two_runs, tmp_p
     assert snapshot(a) == before and not (tmp_path / "out.x").exists()
 
 
+@pytest.mark.e2e
 def test_report_csv_beside_the_runs_still_works(two_runs, tmp_path):
     a, b = two_runs
     assert main(["report", str(a), str(b), "--csv", str(tmp_path / "all.csv")]) == 0
@@ -352,6 +353,7 @@ def test_compare_on_malformed_run_files(tmp_path, capsys, how):
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.e2e
 def test_cost_json_with_wrong_types_leaves_the_plot_out(tmp_path):
     run = make_run_dir(tmp_path / "run")
     for cost in (run / "tickets").glob("*/cost.json"):
@@ -473,6 +475,7 @@ def test_a_failing_report_does_not_hide_the_run(tmp_path, monkeypatch, capsys):
 
 
 # -- a few probes as real processes: no traceback anywhere ---------------------------------------------------------
+@pytest.mark.e2e
 def test_probes_as_subprocesses_print_one_line_and_no_traceback(tmp_path):
     run = make_run_dir(tmp_path / "run")
     suite = tmp_path / "s.toml"

@@ -187,6 +187,7 @@ def test_a_lock_file_just_created_and_still_empty_is_not_stale(tmp_path):
         os.close(fd)
 
 
+@pytest.mark.e2e
 def test_racing_writers_never_both_enter(tmp_path):
     """Eight processes start at once on one lock: the ones that enter never overlap."""
     import subprocess
@@ -258,6 +259,7 @@ def test_export_import_and_quantize_never_follow_links_planted_at_their_old_temp
         assert (out / name).is_file() and not (out / name).is_symlink()
 
 
+@pytest.mark.e2e
 def test_a_second_run_into_the_same_directory_is_refused_while_the_first_writes(tmp_path):
     """Two `bench run --out SAME` at once both exited 0: results.csv kept one case of two, run.json was the
     second's. Now the second ends in one line and exit 2, naming the first."""

@@ -93,6 +93,7 @@ def test_cli_host_option_injection_is_refused(fake_ssh, tmp_path, capsys, cmd):
     assert calls(fake_ssh) == [] and not (tmp_path / "MARKER").exists()
 
 
+@pytest.mark.e2e
 def test_inventory_host_injection_never_reaches_ssh(fake_ssh, tmp_path):
     inv = tmp_path / "farm.toml"
     inv.write_text(f'[farm]\nout = "{tmp_path / "farm"}"\n[[device]]\nname = "b"\nkind = "jetson"\nhost = "-E.pwned"\n')

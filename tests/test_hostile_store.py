@@ -38,6 +38,7 @@ def _ingest(args: tuple[str, str]) -> str:
     return ResultsStore(db).ingest(run).action
 
 
+@pytest.mark.e2e
 def test_concurrent_processes_ingesting_one_run(tmp_path):
     run = make_run_dir(tmp_path / "run", "R1")
     db = f"sqlite:///{tmp_path / 'r.sqlite'}"

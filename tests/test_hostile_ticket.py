@@ -46,6 +46,7 @@ def test_malicious_pickle_never_runs_in_process(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.e2e
 def test_malicious_pickle_never_runs_through_bench_export(tmp_path):
     marker = tmp_path / "PWNED"
     tdir = _malicious_ticket(tmp_path / "t", marker)

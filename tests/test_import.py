@@ -172,6 +172,7 @@ def resprune(dense: nn.Module, seed: int) -> tuple[list[int], dict[str, torch.Te
     return cfg, sd, ref
 
 
+@pytest.mark.e2e
 def test_eb_resprune_checkpoint_places_selected_inputs_and_exports_exactly(tmp_path):
     torch.manual_seed(0)
     dense = lively(create_model("preresnet20", num_classes=10, in_channels=3))
@@ -264,6 +265,7 @@ def test_mpt_masks_are_top_k_scores_at_the_checkpoint_prune_rate(tmp_path):
     export_matches(tmp_path, tdir, BipropNet(dense, scores, k), (1, 8, 8))
 
 
+@pytest.mark.e2e
 def test_plain_state_dict_masks_are_its_zeros(tmp_path):
     torch.manual_seed(0)
     src = lively(create_model("preresnet20", num_classes=10, in_channels=3))

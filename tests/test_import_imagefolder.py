@@ -62,6 +62,7 @@ def test_imagefolder_errors_say_what_to_fix(tmp_path, mangle, needle):
         load_dataset("imagefolder", root, size=32)
 
 
+@pytest.mark.e2e
 def test_imported_ticket_accuracy_on_an_imagefolder(tmp_path):
     """A 2-class model that answers by colour, pruned with torch.nn.utils.prune, imported, run on the folder."""
     root = write_folder(tmp_path / "images")

@@ -63,6 +63,7 @@ def imported(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.e2e
 def test_ticket_case_is_measured_as_saved_beside_a_dense_reference(imported, tmp_path):
     assert (
         main(["run", "--suite", str(imported / "suite.toml"), "--device", "cpu", "--out", str(tmp_path / "run"), "-q"])

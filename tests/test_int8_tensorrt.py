@@ -232,6 +232,7 @@ def test_trtexec_int8_argv_needs_calib():
         build_argv("trtexec", "m.onnx", "e", "int8", "input", None, None, None, True, calib="c.cache")
 
 
+@pytest.mark.e2e
 def test_jetson_trtexec_int8_sends_a_cache_computed_here(tmp_path, monkeypatch, onnx_model):
     root = make_board(tmp_path / "board", "tx2")
     monkeypatch.setenv("PATH", path_with(install_bin(tmp_path / "bin", trt_version="8201")))
@@ -261,6 +262,7 @@ def test_jetson_trtexec_int8_sends_a_cache_computed_here(tmp_path, monkeypatch, 
     dev.close()
 
 
+@pytest.mark.e2e
 def test_jetson_trtexec_80_builds_int8_without_the_layer_report_it_cannot_make(tmp_path, monkeypatch, onnx_model):
     """JetPack 4.6 ships TensorRT 8.0.1, whose trtexec has no --profilingVerbosity/--exportLayerInfo and stops on
     any unknown option: int8 is built without them, and the layer precisions are said to be unreported."""
@@ -313,6 +315,7 @@ def test_local_jetson_tensorrt_backend_calibrates_like_the_gpu(tmp_path, monkeyp
     dev.close()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("trt_version", ["8201", "8001"])
 def test_runner_int8_columns_read_the_sessions_report(tmp_path, monkeypatch, onnx_model, trt_version):
     """The runner's agreement pass (bench/runner._int8_agreement) adds the fallback count and names from the

@@ -90,6 +90,7 @@ def test_profile_argv_follows_the_trtexec_version(version, info, separate):
     assert ("--separateProfileRun" in argv) is separate
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("version", ["8001", "8201", "8601", "100300", "110000"])
 def test_trtexec_profile_on_a_fake_board(version, onnx_model, tmp_path, monkeypatch):
     """The whole trtexec path: argv the version accepts, its profile and layer information read back and mapped."""

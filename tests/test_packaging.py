@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCES = ["pyproject.toml", "README.md", "ticketbench", "bench", "models", "devices", "reports"]
 
 
+@pytest.mark.peer
 def test_wheel_installs_only_ticketbench_and_the_bench_shim(tmp_path):
     pytest.importorskip("setuptools")
     src = tmp_path / "src"
@@ -40,6 +41,7 @@ def test_wheel_installs_only_ticketbench_and_the_bench_shim(tmp_path):
     assert not any(n.startswith(("ticketbench/tests", "benchmarks")) for n in names)
 
 
+@pytest.mark.e2e
 def test_a_users_own_models_package_does_not_shadow_ours(tmp_path):
     for pkg in ("models", "devices", "reports", "registry"):
         (tmp_path / pkg).mkdir()
@@ -62,6 +64,7 @@ def _module_name(path: Path) -> str:
     return ".".join(parts if parts[0] == "ticketbench" else ["ticketbench", *parts])
 
 
+@pytest.mark.e2e
 def test_every_module_is_where_its_import_path_says_from_the_checkout_root():
     files = [p for d in ("ticketbench", "bench", "models", "devices", "reports") for p in (REPO / d).rglob("*.py")]
     names = {_module_name(p): str(p) for p in files if "__pycache__" not in p.parts}

@@ -223,6 +223,7 @@ def test_machine_drift_between_identical_runs_never_flags_a_ticket(tmp_path):
     assert flagged == 0
 
 
+@pytest.mark.e2e
 def test_a_ticket_made_fifteen_percent_slower_is_flagged_despite_drift(tmp_path):
     for seed, level in enumerate([0.9, 1.0, 1.1, 0.95, 1.05] * 2):
         lat = _latency(compare_runs(*_rounds_pair(tmp_path, seed, cur_level=level, slower={"c-mag80": 1.15}), CFG))

@@ -147,6 +147,7 @@ def _write_ticket_files(tdir: Path, method: str, sp: float) -> None:
 
 
 # -- tests --------------------------------------------------------------------------------------------
+@pytest.mark.e2e
 def test_report_over_two_devices_has_every_plot_table_and_metadata(tmp_path):
     a = make_run_dir(tmp_path / "a", "RA", device="cpu")
     b = make_run_dir(tmp_path / "b", "RB", device="jetson", latency_scale=3.0, seed=1)
@@ -160,6 +161,7 @@ def test_report_over_two_devices_has_every_plot_table_and_metadata(tmp_path):
     assert f"EB epoch {EB_EPOCH}" in html  # the heat map marks the EB epoch (matplotlib keeps text as comments)
 
 
+@pytest.mark.e2e
 def test_report_is_self_contained(tmp_path):
     html = write_report([make_run_dir(tmp_path / "a")], tmp_path / "r.html").read_text()
     assert not re.search(r"<(link|iframe|object|embed)\b", html)
@@ -169,6 +171,7 @@ def test_report_is_self_contained(tmp_path):
         assert url.startswith("http://www.w3.org/"), url  # XML namespace names only, never fetched
 
 
+@pytest.mark.e2e
 def test_report_renders_the_table_and_does_not_recompute(tmp_path):
     d = make_run_dir(tmp_path / "a")
     df = pd.read_csv(d / "results.csv")
@@ -187,6 +190,7 @@ def test_report_says_why_a_figure_is_missing(tmp_path):
     assert 'class="s-failed"' in html
 
 
+@pytest.mark.e2e
 def test_report_is_byte_reproducible(tmp_path):
     d = make_run_dir(tmp_path / "a")
     one = write_report([d], tmp_path / "1.html").read_bytes()
@@ -194,6 +198,7 @@ def test_report_is_byte_reproducible(tmp_path):
     assert one == two
 
 
+@pytest.mark.e2e
 def test_cli_report_writes_html_and_combined_csv(tmp_path, capsys):
     a, b = make_run_dir(tmp_path / "a", "RA"), make_run_dir(tmp_path / "b", "RB", device="gpu")
     rc = main(["report", str(a), str(b), "--html", str(tmp_path / "o.html"), "--csv", str(tmp_path / "o.csv")])
@@ -206,6 +211,7 @@ def test_cli_report_writes_html_and_combined_csv(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nope")]) == 2
 
 
+@pytest.mark.e2e
 def test_results_csv_is_left_as_written(tmp_path):
     d = make_run_dir(tmp_path / "a")
     before = (d / "results.csv").read_bytes()
@@ -244,6 +250,7 @@ def test_artifacts_json_roundtrip_and_layer_parsing(tmp_path):
     assert art.layers == [{"name": "a", "kernels": 9, "zero_kernels": 4}]  # conv layers only
 
 
+@pytest.mark.e2e
 def test_reports_import_neither_torch_nor_bench():
     """reports/ renders tables and JSON only: it must load on a machine without torch (README, Layout)."""
     code = (
@@ -286,6 +293,7 @@ def _paired_run(root: Path) -> Path:
     return d
 
 
+@pytest.mark.e2e
 def test_report_opens_with_the_summary_and_a_banner_naming_the_disturbed_rows(tmp_path):
     html = write_report([_paired_run(tmp_path / "a")], tmp_path / "r.html").read_text()
     banner, summary, first_figure = (html.index(x) for x in ('class="banner"', 'id="summary"', 'id="fig-1"'))
@@ -333,6 +341,7 @@ def test_the_cli_prints_the_same_summary_and_one_warning_line(tmp_path, capsys, 
     assert warning.startswith("1 row(s) measured on a disturbed machine, less trustworthy: c-eb50 b1 (")
 
 
+@pytest.mark.e2e
 def test_the_speed_plot_puts_the_mac_reduction_beside_the_speedup(tmp_path, monkeypatch):
     from ticketbench.reports import plots
 

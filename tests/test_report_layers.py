@@ -6,10 +6,13 @@ from __future__ import annotations
 import re
 
 import pandas as pd
+import pytest
 from test_report import make_run_dir
 
 from ticketbench.reports.html import write_report
 from ticketbench.reports.layers import load_layer_tables
+
+pytestmark = pytest.mark.e2e  # each test renders a whole HTML report
 
 HEADER = (
     "layer,kind,macs_dense,macs,mac_reduction,dense_ms,ticket_ms,time_reduction,realization,lost_ms,ticket_share,"

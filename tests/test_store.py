@@ -14,7 +14,7 @@ from ticketbench.results import COLUMNS
 sa = pytest.importorskip("sqlalchemy")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.peer)])
 def store(request, tmp_path):
     """Every store test runs on the embedded SQLite file and on a real PostgreSQL server (fresh database)."""
     if request.param == "sqlite":

@@ -177,6 +177,7 @@ def test_low_precision_search_runs(tiny_data):
     assert t.provenance["low_precision_bits"] == 8 and t.artifacts["eb_epoch"] == 5
 
 
+@pytest.mark.e2e
 def test_cli_ticket_vgg16_eb_on_tiny_cifar(tmp_path):
     write_cifar(tmp_path / "data", "cifar10", n_per_file=8, n_test=16)
     out = tmp_path / "ticket"

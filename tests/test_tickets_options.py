@@ -77,6 +77,7 @@ def test_suite_loader_rejects_an_option_typo_naming_the_case():
         parse_suite(doc, "t.toml")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("option", ["scpoe=filter", "structure=blocks", "groups=auto2", "power=[1]", "ramp_epochs=-1"])
 def test_cli_bad_option_is_exit_2_and_one_line(option):
     args = ["ticket", "--model", "small_cnn", "--method", "mpt", "--sparsity", "0.5", "--option", option]

@@ -195,6 +195,7 @@ def test_group_ticket_is_block_diagonal_and_decomposes(tiny_data, method):
     torch.testing.assert_close(compacted(x), t.model.eval()(x), atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.e2e
 def test_group_ticket_exported_by_bench_export_is_exact_and_holds_grouped_convs(tmp_path, capsys):
     out = tmp_path / "g"
     args = ["ticket", "--model", "resnet18_cifar", "--method", "magnitude", "--sparsity", "0.9", "--epochs", "0"]

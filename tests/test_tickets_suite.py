@@ -18,7 +18,7 @@ def test_seeds_suite_runs_every_method():
     assert {c.ticket.options.get("mode") for c in suite.cases if c.ticket.method == "mpt"} == {"sort", "threshold"}
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_seeds_suite_end_to_end(tmp_path):
     from ticketbench.bench.cli import main
 
