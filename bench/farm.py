@@ -33,7 +33,8 @@ import pandas as pd
 
 from ticketbench import threads as thread_policy
 from ticketbench.bench.configs import CompareConfig
-from ticketbench.bench.regression import RunRef, compare_runs, gate, load_ref, write_comparison
+from ticketbench.bench.regression import compare_runs, gate, write_comparison
+from ticketbench.bench.runref import RunRef, load_ref
 from ticketbench.bench.trend import trend_steps
 from ticketbench.devices import DEVICES
 from ticketbench.devices.transport import HostError, ssh_argv, validate_host

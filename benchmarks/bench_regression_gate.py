@@ -46,8 +46,9 @@ import pandas as pd
 
 from ticketbench.bench import runner as runner_mod
 from ticketbench.bench.configs import CompareConfig
-from ticketbench.bench.regression import compare_runs, gate, load_ref
+from ticketbench.bench.regression import compare_runs, gate
 from ticketbench.bench.runner import Runner, RunOptions
+from ticketbench.bench.runref import load_ref
 from ticketbench.bench.stats import latency_test
 from ticketbench.bench.suite import load_suite
 from ticketbench.devices.base import Session

@@ -31,7 +31,8 @@ from test_report import make_run_dir  # noqa: E402
 
 from ticketbench.bench.configs import CompareConfig  # noqa: E402
 from ticketbench.bench.farm import DeviceSpec, Inventory, nightly  # noqa: E402
-from ticketbench.bench.regression import compare_runs, load_ref  # noqa: E402
+from ticketbench.bench.regression import compare_runs  # noqa: E402
+from ticketbench.bench.runref import load_ref  # noqa: E402
 from ticketbench.bench.store import ResultsStore  # noqa: E402
 from ticketbench.reports.html import write_report  # noqa: E402
 

@@ -16,7 +16,8 @@ from test_report import make_run_dir
 
 from ticketbench.bench.cli import main
 from ticketbench.bench.configs import CompareConfig
-from ticketbench.bench.regression import RunRef, compare_runs, gate, load_ref
+from ticketbench.bench.regression import compare_runs, gate
+from ticketbench.bench.runref import RunRef, load_ref
 from ticketbench.bench.stats import energy_ratio_lower_bound, latency_test, round_test, verdict_for
 
 pytest.importorskip("scipy")

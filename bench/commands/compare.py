@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ticketbench.bench.regression import CompareError, compare_runs, gate, load_ref, write_comparison
+    from ticketbench.bench.regression import compare_runs, gate, write_comparison
+    from ticketbench.bench.runref import CompareError, load_ref
     from ticketbench.bench.stats import latency_floor
     from ticketbench.files import read_json_object, read_results_csv
     from ticketbench.reports.pages import fmt_cell
