@@ -28,8 +28,34 @@ from ticketbench.models.train import _device_of
 OPSET = 17
 
 
+@dataclass(frozen=True)
+class Validation:
+    """ONNX Runtime against the PyTorch reference on standard-normal inputs: what `export_onnx` checked.
+
+    Passed when max_abs_error ≤ tolerance · max(1, reference_max_abs) (absolute for outputs of order one, relative
+    for large logits); a NaN error never passes."""
+
+    max_abs_error: float  # max |ORT − PyTorch reference| over the validation batch
+    reference_max_abs: float  # max |reference output|: the scale the error is judged against
+    tolerance: float
+    seed: int  # seed of the validation inputs
+
+    @property
+    def bound(self) -> float:
+        return self.tolerance * max(1.0, self.reference_max_abs)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.max_abs_error <= self.bound)  # False for NaN
+
+
 class ExportError(RuntimeError):
-    """The exported graph disagrees with PyTorch beyond tolerance, or fails the ONNX checker."""
+    """The exported graph disagrees with PyTorch beyond tolerance (`validation` says by how much), or fails the
+    ONNX checker (`validation` None: never validated)."""
+
+    def __init__(self, message: str, validation: Validation | None = None) -> None:
+        super().__init__(message)
+        self.validation = validation
 
 
 @dataclass
@@ -44,6 +70,10 @@ class ExportResult:
     slimmed: bool = False  # onnxslim cleanup applied
     nodes: int = 0
     zero_filters: dict[str, int] = field(default_factory=dict)  # Conv node → all-zero output filters left
+
+    @property
+    def validation(self) -> Validation:
+        return Validation(self.max_abs_error, self.reference_max_abs, self.tolerance, self.seed)
 
 
 def to_onnx_bytes(model: nn.Module, input_shape: tuple[int, ...], opset: int = OPSET) -> bytes:
@@ -237,10 +267,12 @@ def export_onnx(
         raise ExportError(f"onnx.checker rejected the graph: {exc}") from exc
     seed = random.randrange(2**31) if seed is None else seed
     err, scale = validate(reference, blob, input_shape, seed=seed)
-    if not err <= tolerance * max(1.0, scale):
+    checked = Validation(err, scale, tolerance, seed)
+    if not checked.passed:
         raise ExportError(
             f"ONNX output differs from PyTorch by {err:.3g} > tolerance {tolerance:.1g} "
-            f"(reference max |y| = {scale:.3g}, seed {seed})"
+            f"(reference max |y| = {scale:.3g}, seed {seed})",
+            checked,
         )
     path = Path(path)
     atomic_write_bytes(path, blob)  # a unique temp name: a link planted at a fixed one is never followed
