@@ -15,7 +15,7 @@ import stat
 import tempfile
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -51,21 +51,13 @@ from ticketbench.devices.measure import (
 )
 from ticketbench.devices.power_meter import Measurement, PowerMeter
 from ticketbench.files import DISK_FULL, atomic_write_text, one_line
-from ticketbench.models.compact import CompactionConfig, compact
-from ticketbench.models.cost import LayerCost, ModelCost, analyze
+from ticketbench.models.cost import LayerCost, analyze
 from ticketbench.models.data import DataBundle, load_dataset
-from ticketbench.models.export import OPSET, export_onnx, onnx_layer_map, to_onnx_bytes
+from ticketbench.models.export import OPSET, onnx_layer_map
 from ticketbench.models.masks import apply_masks
-from ticketbench.models.tickets import (
-    OptionsError,
-    Ticket,
-    TicketConfig,
-    TicketContext,
-    find_ticket,
-    load_ticket,
-    method_options,
-)
-from ticketbench.models.train import evaluate, resolve_train_device, train
+from ticketbench.models.pipeline import DenseExport, compact_and_export, export_dense, find, load_saved
+from ticketbench.models.tickets import OptionsError, Ticket, TicketConfig, TicketContext, method_options
+from ticketbench.models.train import resolve_train_device, train
 from ticketbench.results import empty_row
 
 log = logging.getLogger("ticketbench.bench.runner")
@@ -125,10 +117,10 @@ class Runner:
         self.suite, self.device, self.opts = suite, device, opts
         self.rundir = RunDir(opts.out).create()
         self.datasets: dict[str, DataBundle] = {}
-        self._dense_refs: dict[str, tuple[ModelCost, float]] = {}
         self._calibrations: dict[str, CalibrationSet] = {}
-        self._ref_sessions: dict[str, Session | None] = {}  # dense reference per architecture, timed in every round
-        self._ref_nodes: dict[str, dict[str, str]] = {}  # its export's ONNX node → layer map (layer profiles)
+        # the dense reference per architecture (_dense_key): exported once per run, its session loaded when a case
+        # is first timed beside it
+        self._dense: dict[str, DenseReference] = {}
         self._ref_dir = tempfile.TemporaryDirectory(prefix="tb-dense-ref-")
         self.meter = PowerMeter()  # the measured device's power meter (inference, eval and training epochs)
         self.identity: dict[str, Any] = {}  # the device's identity, read once per run
@@ -138,6 +130,11 @@ class Runner:
         self._run_log: logging.Handler | None = None  # RUN_DIR/run.log while run() runs
 
     # -- helpers -------------------------------------------------------------------------------
+    @property
+    def opset(self) -> int:
+        """The ONNX opset of every export of this run, ticket and dense reference: e.g. 13 for TensorRT 8.2 (TX2)."""
+        return min(OPSET, self.device.max_onnx_opset or OPSET)
+
     def _case_failed(self, what: str, exc: Exception) -> None:
         """A failed case (or one precision of it): one line on the terminal, the traceback in run.log (or, when
         that could not be opened, under -v)."""
@@ -252,10 +249,7 @@ class Runner:
                 meta["power_rate_hz"] = self.meter.effective_rate_hz()  # what the source really delivered
             if self.train_meter is not None and self.train_meter is not self.meter:
                 self.train_meter.stop()
-            for ref in self._ref_sessions.values():
-                if ref is not None:
-                    ref.close()
-            self._ref_dir.cleanup()
+            self._close_references()
             self.device.close()
             meta["end_time"] = datetime.now(timezone.utc).isoformat()
             self.rundir.write_json(meta)
@@ -283,12 +277,9 @@ class Runner:
         }
         try:
             return self._measure_case(case, base)
-        except OSError as exc:
-            if exc.errno in DISK_FULL:  # every later case would fail the same way: stop, keep what is written
-                raise
-            self._case_failed(f"case {case.case_id}", exc)
-            return self._failed_rows(base, self.suite.measure.precision_list(), exc)
         except Exception as exc:  # one failing case must not stop the run
+            if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+                raise  # every later case would fail the same way: stop, keep what is written
             self._case_failed(f"case {case.case_id}", exc)
             return self._failed_rows(base, self.suite.measure.precision_list(), exc)
 
@@ -303,17 +294,21 @@ class Runner:
     def _measure_case(self, case: Case, base: dict[str, Any]) -> list[dict[str, Any]]:
         cfg = case.ticket
         data = self.data(cfg)
-        ticket = find_ticket(cfg, data, self.ctx) if case.ticket_dir is None else self._saved_ticket(case, data)
+        if case.ticket_dir is None:
+            ticket = find(cfg, data, self.ctx, self._energy_note())
+        else:  # a `ticket = "path"` case: the saved ticket as it is, its accuracy measured on this case's data
+            ticket = load_saved(case.ticket_dir, data)
         tdir = self.rundir.ticket_dir(case.case_id)
         ticket.save(tdir)
         shape = data.input_shape
-        cost_dense, size_mb_dense = self._dense_reference(case, data, ticket)
+        dense = self._dense_reference(case, data, ticket)
+        cost_dense = dense.export.cost
         cost_ticket = analyze(ticket.model, shape)
-        align = CompactionConfig(align=self.device.channel_alignment)
-        compacted, creport = compact(ticket.model, torch.zeros(1, *shape), align)
+        exp = compact_and_export(
+            ticket, tdir / "model.onnx", shape, align=self.device.channel_alignment, opset=self.opset
+        )
+        compacted, creport = exp.compacted, exp.compaction
         cost_compact = analyze(compacted, shape)
-        opset = min(OPSET, self.device.max_onnx_opset or OPSET)  # e.g. 13 for TensorRT 8.2 (TX2)
-        exp = export_onnx(compacted, ticket.model, shape, tdir / "model.onnx", opset=opset)
         atomic_write_text(
             tdir / "cost.json",
             json.dumps(
@@ -321,7 +316,7 @@ class Runner:
                     "ticket": cost_ticket.to_dict(),
                     "compacted": cost_compact.to_dict(),
                     "compaction": creport.to_dict(),
-                    "onnx": {k: v for k, v in asdict(exp).items() if k != "path"},
+                    "onnx": exp.onnx_record(),
                     "accuracy_torch": ticket.accuracy,
                 },
                 indent=2,
@@ -336,14 +331,14 @@ class Runner:
             "params": cost_compact.params,
             "params_bias_maps": cost_compact.params_bias_maps,
             "params_nonzero": cost_compact.params_nonzero,
-            "size_mb_dense": size_mb_dense,
-            "size_mb": exp.size_mb,
+            "size_mb_dense": dense.export.size_mb,
+            "size_mb": exp.onnx.size_mb,
             "macs_dense": cost_dense.macs,
             "macs": cost_compact.macs,
             "macs_nonzero": cost_compact.macs_nonzero,
             "acceleration_rate": cost_ticket.acceleration_rate,
             "accuracy_top1_torch": ticket.accuracy,
-            "onnx_max_abs_error": exp.max_abs_error,
+            "onnx_max_abs_error": exp.validation.max_abs_error,
             "channels_removed": creport.filters_removed,  # filters, as is the next one
             "channels_kept_for_alignment": creport.filters_kept_for_alignment,
             "eb_epoch": ticket.artifacts.get("eb_epoch"),
@@ -424,7 +419,7 @@ class Runner:
             session, shape, self.suite.measure, self.meter, reference, common.get("threads"), measure_load
         )
         nodes = (  # each export's ONNX node → layer map: compacted (FX) models' node names are ambiguous
-            (self._ref_nodes.get(self._dense_key(case, data), {}), self._node_map(model_path, layer_costs[1]))
+            (self._dense[self._dense_key(case, data)].nodes, self._node_map(model_path, layer_costs[1]))
             if self.suite.measure.layer_profile
             else ({}, {})
         )
@@ -507,16 +502,6 @@ class Runner:
         atomic_write_text(self.rundir.root / f"{stem}.json", json.dumps(meta, indent=2))
         return {"layers_file": f"{stem}.csv", "layers_coverage": coverage, "layers_profile_overhead": prof.overhead}
 
-    def _saved_ticket(self, case: Case, data: DataBundle) -> Ticket:
-        """A `ticket = "path"` case: the saved ticket as it is, its accuracy measured on this case's data."""
-        assert case.ticket_dir is not None, "only `ticket = path` cases have a saved ticket"
-        ticket = load_ticket(case.ticket_dir)
-        shape = tuple(ticket.provenance.get("input_shape") or data.input_shape)
-        if shape != tuple(data.input_shape):
-            raise ValueError(f"ticket input shape {shape} ≠ {data.name}'s {tuple(data.input_shape)}")
-        ticket.accuracy = evaluate(ticket.model, data)
-        return ticket
-
     def _write_samples(self, case_id: str, bm: BatchMeasurement) -> str:
         """samples/<case>-b<bs>-latency.csv (every iteration, its round), -rounds.csv (per-round medians beside the
         dense reference's: what `bench compare` tests) and, with a power source, -power.csv over the timed windows.
@@ -551,37 +536,50 @@ class Runner:
             )
         return f"{stem}-latency.csv"
 
-    def _reference_session(self, case: Case, data: DataBundle) -> Session | None:
-        """The dense architecture of this case, loaded once per run and timed in every round beside the case: the
-        per-round ratio case/dense is steadier than a time (a load change hits both). None when it cannot load."""
-        key = self._dense_key(case, data)
-        if key not in self._ref_sessions:
-            dense = self.ctx.fresh_model(case.ticket, data).cpu()  # built on the training device
-            path = Path(self._ref_dir.name) / f"dense-{hashlib.sha1(key.encode()).hexdigest()[:12]}.onnx"
-            try:
-                path.write_bytes(to_onnx_bytes(dense, data.input_shape))
-                self._ref_sessions[key] = self.device.load(path, "fp32", module=dense)
-                self._ref_nodes[key] = self._node_map(path, analyze(dense, data.input_shape).layers)
-            except Exception as exc:  # the case is still measured; compare falls back to absolute times
-                log.warning("dense reference for %s not loaded (%s): ratios left empty", case.case_id, exc)
-                self._ref_sessions[key] = None
-        return self._ref_sessions[key]
-
     def _dense_key(self, case: Case, data: DataBundle) -> str:
+        """What determines a case's dense reference: architecture, data (and its input shape), the model's options
+        and, for a `ticket = path` case, the ticket (its own module is its dense architecture)."""
         mkw = self.ctx.model_kwargs(data, case.ticket) if case.ticket_dir is None else {}  # imported: no options
-        return json.dumps([case.ticket.model, data.name, mkw, str(case.ticket_dir or "")], default=str)
+        shape = list(data.input_shape)
+        return json.dumps([case.ticket.model, data.name, shape, mkw, str(case.ticket_dir or "")], default=str)
 
-    def _dense_reference(self, case: Case, data: DataBundle, ticket: Ticket) -> tuple[ModelCost, float]:
-        """Cost and ONNX size (MB) of the dense architecture: the denominators for every ticket of it.
+    def _dense_reference(self, case: Case, data: DataBundle, ticket: Ticket) -> DenseReference:
+        """The dense architecture of this case, exported once per run (models/pipeline.export_dense): its cost and
+        ONNX size are the denominators of every ticket of it, and the same file is the reference timed beside them.
         A saved ticket's own module is its dense architecture (its model may be user code the zoo lacks)."""
         key = self._dense_key(case, data)
-        if key not in self._dense_refs:
-            dense_model = (  # fresh_model builds on the training device; a saved ticket's module is its own dense
+        if key not in self._dense:
+            model = (  # fresh_model builds on the training device; a saved ticket's module is its own dense
                 self.ctx.fresh_model(case.ticket, data).cpu() if case.ticket_dir is None else ticket.model
             )
-            size = len(to_onnx_bytes(dense_model, data.input_shape)) / 1e6
-            self._dense_refs[key] = (analyze(dense_model, data.input_shape), size)
-        return self._dense_refs[key]
+            path = Path(self._ref_dir.name) / f"dense-{hashlib.sha1(key.encode()).hexdigest()[:12]}.onnx"
+            self._dense[key] = DenseReference(export_dense(model, data.input_shape, path, self.opset))
+        return self._dense[key]
+
+    def _reference_session(self, case: Case, data: DataBundle) -> Session | None:
+        """The dense reference's session, loaded once per run and timed in every round beside the case: the
+        per-round ratio case/dense is steadier than a time (a load change hits both). None when it cannot load."""
+        ref = self._dense[self._dense_key(case, data)]  # exported by _measure_case before any precision is measured
+        if not ref.loaded:
+            ref.loaded = True
+            try:
+                ref.session = self.device.load(ref.export.path, "fp32", module=ref.export.model)
+                ref.nodes = self._node_map(ref.export.path, ref.export.cost.layers)  # for layer profiles beside it
+            except Exception as exc:  # the case is still measured; compare falls back to absolute times
+                log.warning("dense reference for %s not loaded (%s): ratios left empty", case.case_id, exc)
+        return ref.session
+
+    def _close_references(self) -> None:
+        """Close the dense references' sessions and remove their exports (the run's end)."""
+        for ref in self._dense.values():
+            if ref.session is not None:
+                ref.session.close()
+        self._ref_dir.cleanup()
+
+    def _energy_note(self) -> str:
+        """Why ticket training has no energy (models/pipeline.find), '' when it has."""
+        meter = self.train_meter
+        return "" if meter is None or meter.sampling else f"no power source on {meter.device}: {meter.note}"
 
     def _train_epoch(self, ticket: Ticket, data: DataBundle) -> tuple[float | None, Measurement | None]:
         """One PyTorch training epoch of the ticket (mask fixed) on the device, when torch runs there: (seconds,
@@ -661,6 +659,16 @@ def start_power(device: DeviceAdapter, rate_hz: float = 50.0, idle_seconds: floa
     if idle:
         log.info("idle baseline: %.2f W over %.1f s", idle.watts, idle.seconds)
     return meter
+
+
+@dataclass
+class DenseReference:
+    """A dense architecture's reference in one run: its export, and its session on the device once loaded."""
+
+    export: DenseExport
+    session: Session | None = None
+    loaded: bool = False  # load tried (session None: it failed, and is not tried again)
+    nodes: dict[str, str] = field(default_factory=dict)  # ONNX node → layer map of the export, once loaded
 
 
 @dataclass

@@ -225,11 +225,11 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_finished_cases(tm
     import errno
     from pathlib import Path
 
-    from ticketbench.bench import runner as runner_mod
+    from ticketbench.models import pipeline
 
     suite = Path(__file__).parent / "data" / "tiny_suite.toml"
     out = tmp_path / "run"
-    real = runner_mod.export_onnx
+    real = pipeline.export_onnx
     calls = []
 
     def second_export_hits_a_full_disk(*args, **kwargs):
@@ -238,7 +238,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_finished_cases(tm
             raise OSError(errno.ENOSPC, "No space left on device", str(out / "tickets" / "x" / "model.onnx"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner_mod, "export_onnx", second_export_hits_a_full_disk)
+    monkeypatch.setattr(pipeline, "export_onnx", second_export_hits_a_full_disk)
     code = main(["run", "--suite", str(suite), "--out", str(out), "-q"])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 1 and len(calls) == 2, err

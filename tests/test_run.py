@@ -1,5 +1,6 @@
 """The whole pipeline end to end on the embedded digits: run dir, contract columns, resume, failures."""
 
+import copy
 import json
 import re
 import subprocess
@@ -10,13 +11,18 @@ import numpy as np
 import onnx
 import pandas as pd
 import pytest
+import torch
 
 from ticketbench.bench import runner as runner_mod
 from ticketbench.bench.cli import main
 from ticketbench.devices.power import PowerReader
+from ticketbench.models import pipeline
 from ticketbench.results import COLUMNS, CONTRACT_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+ONNX_EXPORTS: list[str] = []  # every torch.onnx.export of the tiny run, by the exported module's class
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +31,10 @@ def tiny_run(tmp_path_factory):
     suite = tmp / "tiny.toml"
     suite.write_text((Path(__file__).parent / "data" / "tiny_suite.toml").read_text())
     out = tmp / "out"
-    code = main(["run", "--suite", str(suite), "--out", str(out), "-q"])
+    real = torch.onnx.export
+    with pytest.MonkeyPatch.context() as mp:  # a spy: every exporter of the run goes through torch.onnx.export
+        mp.setattr(torch.onnx, "export", lambda m, *a, **k: ONNX_EXPORTS.append(type(m).__name__) or real(m, *a, **k))
+        code = main(["run", "--suite", str(suite), "--out", str(out), "-q"])
     return code, out, suite
 
 
@@ -47,6 +56,47 @@ def test_run_writes_every_artifact(tiny_run):
         onnx.checker.check_model(onnx.load(str(tdir / "model.onnx")))
         assert (tdir / "ticket.pt").is_file() and (tdir / "cost.json").is_file()
     assert len(list((out / "samples").glob("*-latency.csv"))) == 4
+
+
+@pytest.mark.e2e
+def test_each_case_and_the_dense_reference_are_exported_once(tiny_run):
+    """The tiny suite: two cases of one architecture. Each case's compacted ticket is exported once, and the dense
+    reference once for the whole run (its cost, its size and the session timed beside the magnitude ticket all
+    come from that one file); before the pipeline it was exported twice, 4 exports in all."""
+    code, out, _ = tiny_run
+    assert code == 0
+    cases = pd.read_csv(out / "results.csv")["case_id"].nunique()
+    assert cases == 2 and len(ONNX_EXPORTS) == cases + 1, ONNX_EXPORTS
+    assert ONNX_EXPORTS.count("SmallCNN") == 1  # the dense reference; the tickets' compacted modules are FX graphs
+
+
+def test_the_dense_reference_is_built_and_exported_once_per_architecture(tmp_path, monkeypatch):
+    """Runner._dense_reference caches by what determines the reference (architecture, data, input shape, model
+    options): its cost, size, session and node map come from one export; another width is another reference."""
+    from ticketbench.bench.runner import Runner, RunOptions
+    from ticketbench.bench.suite import load_suite
+    from ticketbench.devices.cpu import CpuDevice
+
+    exports = []
+    real = runner_mod.export_dense
+    monkeypatch.setattr(runner_mod, "export_dense", lambda *a, **k: exports.append(a[2]) or real(*a, **k))
+    suite = load_suite(str(Path(__file__).parent / "data" / "tiny_suite.toml"))
+    runner = Runner(suite, CpuDevice(), RunOptions(out=tmp_path / "out", show_progress=False))
+    dense_case, magnitude_case = suite.cases
+    data = runner.data(dense_case.ticket)
+    try:
+        ref = runner._dense_reference(dense_case, data, None)
+        assert runner._dense_reference(magnitude_case, data, None) is ref and ref.export.path.is_file()
+        session = runner._reference_session(magnitude_case, data)
+        assert session is not None and runner._reference_session(magnitude_case, data) is session
+        assert ref.nodes and set(ref.nodes.values()) <= {lc.name for lc in ref.export.cost.layers}
+        assert len(exports) == 1 and ref.export.size_mb == pytest.approx(ref.export.path.stat().st_size / 1e6)
+        wider = copy.deepcopy(magnitude_case)
+        wider.ticket.options = {"model_kwargs": {"width": 4}}
+        assert runner._dense_reference(wider, data, None) is not ref and len(exports) == 2
+    finally:
+        runner._close_references()
+    assert not ref.export.path.exists()
 
 
 @pytest.mark.e2e
@@ -213,7 +263,7 @@ def test_failing_case_is_recorded_and_run_continues(tmp_path, monkeypatch):
     def broken_export(*a, **k):
         raise RuntimeError("exporter exploded\nsecond line")
 
-    monkeypatch.setattr(runner_mod, "export_onnx", broken_export)
+    monkeypatch.setattr(pipeline, "export_onnx", broken_export)
     assert main(["run", "--suite", str(suite), "--out", str(out), "-q"]) == 1
     df = pd.read_csv(out / "results.csv")
     assert (df["status"] == "failed").all()

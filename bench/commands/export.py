@@ -29,11 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ticketbench.models.compact import CompactionConfig, compact
     from ticketbench.models.data import load_dataset
-    from ticketbench.models.export import ExportError, export_onnx
+    from ticketbench.models.export import ExportError
+    from ticketbench.models.pipeline import compact_and_export
     from ticketbench.models.tickets import load_ticket
     from ticketbench.models.tickets.base import TicketError
 
@@ -53,11 +51,9 @@ def run(args: argparse.Namespace) -> int:
     except TicketError as exc:
         raise UsageError(str(exc)) from exc
     shape = _ticket_input_shape(ticket, load_dataset)
-    # bias maps need the real input size: a recorded one, never a guess
-    config = CompactionConfig(align=args.align, input_size_known=ticket.provenance.get("input_shape") is not None)
+    known = ticket.provenance.get("input_shape") is not None  # bias maps need the real input size, never a guess
     try:
-        compacted, report = compact(ticket.model, torch.zeros(1, *shape), config)
-        res = export_onnx(compacted, ticket.model, shape, out)
+        exported = compact_and_export(ticket, out, shape, align=args.align, input_size_known=known)
     except ExportError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
@@ -65,12 +61,13 @@ def run(args: argparse.Namespace) -> int:
         log.debug("export failed", exc_info=True)
         print(f"error: cannot export {tdir}: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return 1
+    res, report = exported.onnx, exported.compaction
     print(
         json.dumps(
             {
                 "onnx": str(res.path),
                 "size_mb": res.size_mb,
-                "max_abs_error": res.max_abs_error,
+                "max_abs_error": exported.validation.max_abs_error,
                 "channels_removed": report.filters_removed,  # filters, as is the next one
                 "channels_kept_for_alignment": report.filters_kept_for_alignment,
                 "zero_filters": sum(res.zero_filters.values()),

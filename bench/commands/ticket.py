@@ -47,14 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ticketbench.models.data import DataError, dataset_names, load_dataset
-    from ticketbench.models.tickets import (
-        METHODS,
-        OptionsError,
-        TicketConfig,
-        TicketContext,
-        find_ticket,
-        method_options,
-    )
+    from ticketbench.models.pipeline import find
+    from ticketbench.models.tickets import METHODS, OptionsError, TicketConfig, TicketContext, method_options
     from ticketbench.models.zoo import model_names
     from ticketbench.settings import SettingError, check_mapping
 
@@ -120,11 +114,9 @@ def run(args: argparse.Namespace) -> int:
         power_source=meter.source,
     )
     try:
-        ticket = find_ticket(cfg, data, ctx)
+        ticket = find(cfg, data, ctx, energy_note=f"no power source on {meter.device}: {meter.note}")
     finally:
         meter.stop()
-    if not meter.sampler:
-        ticket.artifacts["training_energy"]["note"] = f"no power source on {meter.device}: {meter.note}"
     path = ticket.save(out)
     print(
         json.dumps(
