@@ -240,8 +240,8 @@ def test_export_import_and_quantize_never_follow_links_planted_at_their_old_temp
     import numpy as np
     import torch
 
-    from ticketbench.models.export import export_onnx
     from ticketbench.devices.int8_quantize import CalibrationSet, QuantizeConfig, quantize_onnx
+    from ticketbench.models.export import export_onnx
     from ticketbench.models.tickets.base import Ticket, TicketConfig
 
     torch.manual_seed(0)
