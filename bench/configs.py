@@ -35,6 +35,16 @@ class MeasureConfig:
     rounds: int = setting(
         5, 1, 1000, help="interleaved timing windows per (case, batch), the dense reference timed beside the ticket"
     )
+    window_seconds: float = setting(
+        0.01, 0.001, 10,
+        help="within a round the ticket and its dense reference take turns in timing windows of this length (s; "
+        "at least 3 iterations, each after one untimed call): neighbouring windows see the same machine",
+    )  # fmt: skip
+    round_precision: float = setting(
+        0.02, 0, 1, lo_open=True,
+        help="rounds are added until the 95% interval of each ticket's ratio to its reference is within ± this",
+    )  # fmt: skip
+    max_rounds: int = setting(15, 1, 1000, help="at most this many rounds per (case, batch), added ones included")
     precision: str = setting("fp32", choices=PRECISIONS, help="one precision; precisions replaces it with several")
     idle_seconds: float = setting(
         0.0, 0, 3600, aliases=("--idle",),

@@ -43,6 +43,8 @@ INT_COLUMNS = {
     "latency_samples",
     "threads",
     "params_bias_maps",
+    "latency_windows",
+    "latency_windows_preempted",
 }
 STR_COLUMNS = {"run_id", "case_id", "model", "dataset", "method", "device", "device_name", "backend", "precision",
                "power_source", "status", "error", "power_note", "samples_file"}  # fmt: skip

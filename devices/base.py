@@ -78,6 +78,24 @@ def latency_stats(samples_ms: np.ndarray, batch_size: int) -> dict[str, float]:
 
 
 @dataclass
+class TimingWindow:
+    """One contiguous stretch of one target's timed iterations (monotonic s), the CPU time this process used
+    during it (every thread, s), and its samples' positions [start, stop) in the result's samples_ms."""
+
+    t0: float
+    t1: float
+    cpu_s: float
+    start: int
+    stop: int
+    preempted: bool = False  # set by measure.mark_preempted: the window lost CPU to other processes
+
+    @property
+    def cpu_share(self) -> float:
+        """CPU seconds per wall second: how many of our threads ran, on average, during the window."""
+        return self.cpu_s / max(self.t1 - self.t0, 1e-9)
+
+
+@dataclass
 class LatencyResult:
     samples_ms: np.ndarray
     batch_size: int
@@ -86,10 +104,17 @@ class LatencyResult:
     throttled: bool | None = None  # None: the device exposes no clocks/temperatures to check
     throttle_note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # backend-specific facts (e.g. trtexec's own summary)
+    windows: list[TimingWindow] = field(default_factory=list)  # alternating windows; [] when one contiguous window
 
     @property
     def stats(self) -> dict[str, float]:
         return latency_stats(self.samples_ms, self.batch_size)
+
+    @property
+    def kept_ms(self) -> np.ndarray:
+        """The samples outside preempted windows (all of them when every window was preempted, or none marked)."""
+        kept = [self.samples_ms[w.start : w.stop] for w in self.windows if not w.preempted]
+        return np.concatenate(kept) if kept else self.samples_ms
 
 
 @dataclass
@@ -113,6 +138,9 @@ class Session:
 
     backend: str = "unknown"
     self_timed: bool = False  # True: timed_run/eval_epoch replace timing run() from outside
+    # True: run() computes on this process's own CPU threads, so the process's CPU time during a timing window
+    # shows whether other processes took the CPU from it (measure.mark_preempted); a GPU session waits instead
+    host_cpu_bound: bool = False
 
     def __init__(self, snapshot: Callable[[], dict[str, Any]] | None = None, min_window_s: float = 0.0) -> None:
         self._snapshot = snapshot

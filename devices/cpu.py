@@ -43,6 +43,7 @@ ORT_SESSION_CONFIG = {"session.force_spinning_stop": "1"}
 
 class OrtCpuSession(Session):
     backend = "onnxruntime-cpu"
+    host_cpu_bound = True
 
     def __init__(self, onnx_path: Path, threads: int) -> None:
         import onnxruntime as ort

@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -29,6 +29,7 @@ from ticketbench.devices.base import (  # noqa: F401  (the value types are the p
     LatencyConfig,
     LatencyResult,
     Session,
+    TimingWindow,
     latency_stats,
 )
 from ticketbench.devices.power import PowerSampler, Window
@@ -136,12 +137,17 @@ class RoundedLatency:
 
     @property
     def round_medians_ms(self) -> np.ndarray:
-        return np.array([float(np.median(r.samples_ms)) for r in self.rounds])
+        """Each round's median over the samples outside preempted windows (LatencyResult.kept_ms)."""
+        return np.array([float(np.median(r.kept_ms)) for r in self.rounds])
 
     @property
     def segments(self) -> list[tuple[float, float]]:
         """The timed windows (monotonic s): energy integrates over these only, not the other targets' windows."""
-        return [(r.t0, r.t1) for r in self.rounds]
+        return [(w.t0, w.t1) for r in self.rounds for w in r.windows] or [(r.t0, r.t1) for r in self.rounds]
+
+    @property
+    def windows(self) -> list[TimingWindow]:
+        return [w for r in self.rounds for w in r.windows]
 
     @property
     def throttled(self) -> bool | None:
@@ -154,11 +160,15 @@ class RoundedLatency:
 
     @property
     def stats(self) -> dict[str, float | int | None]:
-        """p50/p90/p99/mean/std/throughput over all iterations, plus the round count and between-round spread."""
+        """p50/p90/p99/mean/std/throughput over all iterations, plus the round count, the between-round spread and
+        the timing windows (None when the rounds were single contiguous windows) with how many were preempted."""
+        windows = self.windows
         return {
             **latency_stats(self.samples_ms, self.batch_size),
             "latency_rounds": len(self.rounds),
             "latency_ms_round_cv": round_cv(self.round_medians_ms),
+            "latency_windows": len(windows) if windows else None,
+            "latency_windows_preempted": sum(w.preempted for w in windows) if windows else None,
         }
 
 
@@ -199,40 +209,148 @@ def _interleaved_round(targets: Sequence[tuple[Session, np.ndarray]], cfg: Laten
     return results
 
 
+# Fewest timed iterations in one alternating window, so one slow iteration cannot make a window's median.
+MIN_WINDOW_ITERATIONS = 3
+# A window is preempted when its CPU share (CPU s per wall s, every thread of this process) is more than this
+# below the share of the same target's busiest windows (their 90th percentile): other processes held a CPU our
+# threads were ready to use. Quick suite, 2 threads on the 2-core VM, quiet: a target's window shares spread
+# within a few % of its 90th percentile; beside a neighbour busy in turns, its busy turns cut them by a third.
+PREEMPT_BOUND = 0.15
+
+
+def _alternating_round(
+    targets: Sequence[tuple[Session, np.ndarray]], cfg: LatencyConfig, window_s: float
+) -> list[LatencyResult]:
+    """One round in which the targets take turns in short windows (A A A, B B B, A A A, ...) until each has
+    cfg.min_iterations samples and cfg.min_seconds of timed windows. Each window starts with one untimed
+    iteration, which refills the caches the other target's window evicted, then times iterations for `window_s`
+    (at least MIN_WINDOW_ITERATIONS). Neighbouring windows see nearly the same machine, so a load change between
+    them moves the two targets alike; the process CPU time of each window is kept to tell a preempted window."""
+    for session, x in targets:
+        _warm_up(session, x, cfg)
+    before = [_snapshot(s) for s, _ in targets]
+    samples: list[list[float]] = [[] for _ in targets]
+    windows: list[list[TimingWindow]] = [[] for _ in targets]
+    timed_s = [0.0 for _ in targets]
+    t0 = time.monotonic()
+
+    def wanting() -> bool:
+        full = any(len(v) >= cfg.max_iterations for v in samples)
+        return not full and any(
+            len(v) < cfg.min_iterations or t < cfg.min_seconds for v, t in zip(samples, timed_s)
+        )
+
+    while wanting():
+        for i, (session, x) in enumerate(targets):
+            session.run(x)  # untimed: caches refilled after the other target's window
+            session.sync()
+            start, c0, m0, w0 = len(samples[i]), time.process_time(), time.monotonic(), time.perf_counter()
+            while True:
+                a = time.perf_counter()
+                session.run(x)
+                session.sync()
+                b = time.perf_counter()
+                samples[i].append((b - a) * 1e3)
+                n = len(samples[i]) - start
+                if (b - w0 >= window_s and n >= MIN_WINDOW_ITERATIONS) or len(samples[i]) >= cfg.max_iterations:
+                    break
+            windows[i].append(TimingWindow(m0, time.monotonic(), time.process_time() - c0, start, len(samples[i])))
+            timed_s[i] += time.perf_counter() - w0
+    t1 = time.monotonic()
+    results = []
+    for (session, x), snap, v, w in zip(targets, before, samples, windows):
+        throttled, note = detect_throttle(snap, _snapshot(session))
+        results.append(LatencyResult(np.array(v), int(x.shape[0]), t0, t1, throttled, note, windows=w))
+    return results
+
+
+def mark_preempted(rounded: RoundedLatency, bound: float = PREEMPT_BOUND) -> None:
+    """Mark the windows whose CPU share fell more than `bound` below the 90th percentile of the target's own
+    window shares (see PREEMPT_BOUND); their samples then leave the per-round statistic (LatencyResult.kept_ms)."""
+    windows = rounded.windows
+    if len(windows) < 2:
+        return
+    busiest = float(np.percentile([w.cpu_share for w in windows], 90))
+    for w in windows:
+        w.preempted = w.cpu_share < (1.0 - bound) * busiest
+
+
+def ratio_interval(ratios: np.ndarray) -> float | None:
+    """Relative half-width of the 95% t-interval of the mean log ratio over rounds (0.02 = ±2%), None below 2."""
+    r = np.asarray(ratios, dtype=float)
+    if r.size < 2 or not np.all(np.isfinite(r) & (r > 0)):
+        return None
+    from scipy import stats
+
+    logs = np.log(r)
+    half = float(stats.t.ppf(0.975, r.size - 1) * logs.std(ddof=1) / np.sqrt(r.size))
+    return float(np.expm1(half))
+
+
 def measure_rounds(
     targets: Sequence[tuple[Session, np.ndarray]],
     cfg: LatencyConfig | None = None,
     rounds: int = 5,
     interleave: str = "window",
+    *,
+    window_s: float = 0.01,
+    max_rounds: int | None = None,
+    enough: Callable[[list[RoundedLatency]], bool] | None = None,
 ) -> list[RoundedLatency]:
     """Time every (session, input) in `rounds` interleaved rounds: round 1 of each, then round 2 of each, ...
 
     interleave="window": within a round each target gets its own contiguous window (what a power trace needs:
-    energy integrates over a target's windows only). interleave="iteration": within a round the targets alternate
-    iteration by iteration, among targets of the same input shape (steadier ratios on a shared machine; windows
-    overlap, so no per-target energy).
+    energy integrates over a target's windows only). interleave="alternate": within a round the targets of the same
+    input shape take turns in short windows of `window_s` (at least the sessions' min_window_s), each preceded by
+    one untimed iteration (see _alternating_round); windows preempted by other processes are marked and leave the
+    per-round medians (mark_preempted, CPU-bound sessions only). interleave="iteration": the targets alternate
+    iteration by iteration (kept for comparison: every switch evicts the other's weights, timing both cold).
     Sessions that time themselves (trtexec) always get windows. A load change during the measurement hits every
     target alike, and each target's per-round medians show the run's own between-round noise.
+
+    Adaptive: after `rounds` rounds, more are added while `enough(results so far)` is False, up to `max_rounds`
+    (each with the same budget as the first ones).
     Returns one RoundedLatency per target, in order.
     """
     cfg = cfg or LatencyConfig()
     if rounds < 1:
         raise ValueError(f"rounds must be ≥ 1, got {rounds}")
-    if interleave not in ("window", "iteration"):
-        raise ValueError(f"interleave must be 'window' or 'iteration', got {interleave!r}")
-    by_iteration = interleave == "iteration" and not any(s.self_timed for s, _ in targets)
+    if interleave not in ("window", "alternate", "iteration"):
+        raise ValueError(f"interleave must be 'window', 'alternate' or 'iteration', got {interleave!r}")
+    grouped = interleave != "window" and not any(s.self_timed for s, _ in targets)
     out: list[list[LatencyResult]] = [[] for _ in targets]
-    for k in range(rounds):
+    limit = max(rounds, max_rounds or rounds)
+    for k in range(limit):
+        if k >= rounds and (enough is None or enough(_rounded(targets, out, interleave))):
+            break
         rcfg = round_config(cfg, rounds, first=k == 0)
-        if by_iteration:  # alternate only targets of the same input shape: a shape change costs re-planning
+        if grouped:  # take turns only among targets of the same input shape: a shape change costs re-planning
             for shape in dict.fromkeys(x.shape for _, x in targets):
                 idx = [i for i, (_, x) in enumerate(targets) if x.shape == shape]
-                for i, res in zip(idx, _interleaved_round([targets[i] for i in idx], rcfg)):
+                group = [targets[i] for i in idx]
+                if interleave == "alternate":
+                    wait = max([window_s] + [s.min_window_s for s, _ in group])
+                    results = _alternating_round(group, rcfg, wait)
+                else:
+                    results = _interleaved_round(group, rcfg)
+                for i, res in zip(idx, results):
                     out[i].append(res)
             continue
         for i, (session, x) in enumerate(targets):
             out[i].append(measure_latency(session, x, rcfg))
-    return [RoundedLatency(r) for r in out]
+    return _rounded(targets, out, interleave)
+
+
+def _rounded(
+    targets: Sequence[tuple[Session, np.ndarray]], out: list[list[LatencyResult]], interleave: str
+) -> list[RoundedLatency]:
+    """The results so far, with preempted windows marked (alternating windows of CPU-bound sessions)."""
+    rounded = [RoundedLatency(r) for r in out]
+    if interleave == "alternate":
+        for (session, _), r in zip(targets, rounded):
+            if session.host_cpu_bound:
+                mark_preempted(r)
+    return rounded
 
 
 def run_eval_epoch(session: Session, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> EvalResult:

@@ -261,3 +261,127 @@ def test_self_timing_sessions_always_get_windows():
 
     res = measure_rounds([(SelfTimed(), np.zeros((1, 1)))], rounds=3, interleave="iteration")
     assert res[0].round_medians_ms.tolist() == [2.0, 2.0, 2.0]
+
+
+# -- alternating windows, preemption, adaptive rounds (the gate under load) ---------------------------------------
+class Clocked(Session):
+    """Each run advances a shared fake clock by `ms` and this process's fake CPU time by `ms` × `share`: a session
+    whose windows can be preempted on demand, with a log of which session ran when."""
+
+    host_cpu_bound = True
+
+    def __init__(self, name, clock, ms) -> None:
+        super().__init__()
+        self.name, self.clock, self.ms, self.share = name, clock, ms, 1.0
+
+    def run(self, x):
+        self.clock["t"] += self.ms / 1e3
+        self.clock["cpu"] += self.share * self.ms / 1e3
+        self.clock["log"].append(self.name)
+        return x
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    from ticketbench.devices import measure
+
+    clock = {"t": 0.0, "cpu": 0.0, "log": []}
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: clock["t"])
+    monkeypatch.setattr(measure.time, "monotonic", lambda: clock["t"])
+    monkeypatch.setattr(measure.time, "process_time", lambda: clock["cpu"])
+    return clock
+
+
+def test_alternating_windows_take_turns_each_after_one_untimed_call(fake_clock):
+    from ticketbench.devices.measure import MIN_WINDOW_ITERATIONS, measure_rounds
+
+    ticket, ref = Clocked("T", fake_clock, 1.0), Clocked("R", fake_clock, 4.0)
+    x = np.zeros((1, 3), np.float32)
+    cfg = LatencyConfig(warmup_iterations=0, warmup_seconds=0.0, min_iterations=1, min_seconds=0.2)
+    t, r = measure_rounds([(ticket, x), (ref, x)], cfg, rounds=2, interleave="alternate", window_s=0.01)
+    assert len(t.rounds) == len(r.rounds) == 2
+    windows = sorted(t.windows + r.windows, key=lambda w: w.t0)
+    owners = ["T" if w in t.windows else "R" for w in windows]
+    assert owners[:4] == ["T", "R", "T", "R"]  # turns, not one contiguous window each
+    for a, b in zip(windows, windows[1:]):
+        assert a.t1 <= b.t0  # disjoint in time: energy can integrate each target's own windows
+    for w in t.windows:  # 10 ms of 1 ms calls (11 where the fake clock's float sum falls short of 10 ms)
+        assert w.stop - w.start in (10, 11)
+    for w in r.windows:  # the 4 ms reference: at least MIN_WINDOW_ITERATIONS calls, though 12 ms > 10 ms
+        assert w.stop - w.start == MIN_WINDOW_ITERATIONS
+    # every window begins with one untimed call: calls = timed samples + windows + round 2's brief warm-up (2)
+    assert fake_clock["log"].count("T") == len(t.samples_ms) + len(t.windows) + 2
+    assert t.segments == [(w.t0, w.t1) for w in t.windows]
+    assert t.stats["latency_windows"] == len(t.windows) and t.stats["latency_windows_preempted"] == 0
+
+
+def test_a_window_that_lost_cpu_is_marked_and_left_out_of_the_round_median(fake_clock):
+    from ticketbench.devices.measure import measure_rounds
+
+    ticket, ref = Clocked("T", fake_clock, 1.0), Clocked("R", fake_clock, 1.0)
+    x = np.zeros((1, 3), np.float32)
+    cfg = LatencyConfig(warmup_iterations=0, warmup_seconds=0.0, min_iterations=1, min_seconds=0.1)
+    calls = {"n": 0}
+    inner = ticket.run
+
+    def run(x):  # the ticket's 3rd window (its untimed call 23, timed 24-27): a neighbour takes the CPU
+        calls["n"] += 1
+        slowed = 23 <= calls["n"] <= 27  # 3 ms of wall per call, 1 ms of it on our CPU
+        ticket.ms, ticket.share = (3.0, 1 / 3) if slowed else (1.0, 1.0)
+        return inner(x)
+
+    ticket.run = run
+    (t, _) = measure_rounds([(ticket, x), (ref, x)], cfg, rounds=1, interleave="alternate", window_s=0.01)
+    marked = [w for w in t.windows if w.preempted]
+    assert len(marked) == 1 and marked[0].cpu_share == pytest.approx(1 / 3)
+    assert t.stats["latency_windows_preempted"] == 1
+    assert np.median(t.rounds[0].samples_ms) == pytest.approx(1.0)  # most windows were quiet anyway
+    assert t.rounds[0].kept_ms.max() == pytest.approx(1.0)  # the slow window's samples are gone from the round
+    assert len(t.rounds[0].kept_ms) == len(t.samples_ms) - (marked[0].stop - marked[0].start)
+
+
+def test_mark_preempted_by_hand():
+    from ticketbench.devices.base import TimingWindow
+    from ticketbench.devices.measure import RoundedLatency, mark_preempted
+
+    shares = [2.0, 1.95, 2.0, 1.6, 1.9, 2.0, 1.0, 2.0, 1.98, 2.0]  # 90th percentile: 2.0; bound 15%: below 1.7
+    wins = [TimingWindow(i, i + 1.0, s, 2 * i, 2 * i + 2) for i, s in enumerate(shares)]
+    res = LatencyResult(np.arange(20, dtype=float), 1, 0.0, 10.0, windows=wins)
+    mark_preempted(RoundedLatency([res]))
+    assert [w.preempted for w in wins] == [s < 1.7 for s in shares]
+    assert list(res.kept_ms) == [v for i, v in enumerate(np.arange(20.0)) if shares[i // 2] >= 1.7]
+    for w in wins:
+        w.preempted = True
+    assert len(res.kept_ms) == 20  # every window preempted: nothing better to keep, the round keeps all
+
+
+def test_ratio_interval_by_hand():
+    from scipy import stats
+
+    from ticketbench.devices.measure import ratio_interval
+
+    r = np.array([0.30, 0.33, 0.27, 0.31])
+    logs = np.log(r)
+    half = stats.t.ppf(0.975, 3) * logs.std(ddof=1) / 2.0
+    assert ratio_interval(r) == pytest.approx(np.exp(half) - 1)
+    assert ratio_interval(np.array([0.3, 0.3])) == 0.0 and ratio_interval(np.array([0.3])) is None
+
+
+def test_rounds_are_added_until_enough_or_the_cap(fake_clock):
+    from ticketbench.devices.measure import measure_rounds
+
+    a, b = Clocked("A", fake_clock, 1.0), Clocked("B", fake_clock, 2.0)
+    x = np.zeros((1, 3), np.float32)
+    cfg = LatencyConfig(warmup_iterations=0, warmup_seconds=0.0, min_iterations=1, min_seconds=0.05)
+    seen = []
+
+    def enough(results):
+        seen.append(len(results[0].rounds))
+        return len(results[0].rounds) >= 7
+
+    out = measure_rounds([(a, x), (b, x)], cfg, 3, "alternate", window_s=0.01, max_rounds=10, enough=enough)
+    assert len(out[0].rounds) == len(out[1].rounds) == 7 and seen == [3, 4, 5, 6, 7]
+    capped = measure_rounds([(a, x), (b, x)], cfg, 3, "alternate", window_s=0.01, max_rounds=5, enough=lambda r: False)
+    assert len(capped[0].rounds) == 5
+    plain = measure_rounds([(a, x), (b, x)], cfg, 3, "alternate", window_s=0.01)  # no rule: exactly `rounds`
+    assert len(plain[0].rounds) == 3

@@ -72,7 +72,7 @@ EXTRA_COLUMNS = [
     "int8_within_tolerance",  # int8: top-1 agreement ≥ the documented tolerance (devices/int8_quantize.py)
     "int8_fallback_layers",  # int8: compute layers not running int8 (ORT: left float; TensorRT: fp16/fp32 layers)
     "int8_note",  # int8: the agreement in words, and which layers fell back
-    "latency_rounds",  # interleaved timing rounds (windows) the latency samples come from
+    "latency_rounds",  # interleaved timing rounds the latency samples come from (adaptive: see docs/results.md)
     "latency_ms_round_cv",  # between-round spread: std / mean of the per-round median latencies
     "params_bias_maps",  # floats in the compacted model's bias maps (compaction's buffers): in the ONNX, not in params
     "speedup_lo",  # the slowest round's gain over the dense reference timed beside it (paired rows)
@@ -88,6 +88,8 @@ EXTRA_COLUMNS = [
     "layers_file",  # per-layer table of the ticket beside its dense reference, relative to the run directory
     "layers_coverage",  # Σ per-layer times of the ticket's profile / latency_ms_p50 of the timed rounds
     "layers_profile_overhead",  # profiled / unprofiled per-call time − 1, measured in the profiling window
+    "latency_windows",  # alternating timing windows over all rounds (ticket and reference take turns); empty: one each
+    "latency_windows_preempted",  # of those, windows that lost CPU to other processes: left out of the round medians
 ]
 
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS
