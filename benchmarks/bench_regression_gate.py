@@ -20,10 +20,11 @@ while the benchmark stays within minutes on a shared 2-core machine. `--retrain`
 The load average is printed beside the figures.
 
 `--tenant N` runs N other processes beside every run, each busy and idle in turns of 0.5-3 s (seeded): a
-neighbour that takes a core now and then, as on a shared CI machine.
+neighbour that takes a core now and then, as on a shared CI machine; with `--tenant-always` they are busy all the
+time.
 
-Run: `python benchmarks/bench_regression_gate.py [--runs 6] [--b-runs 2] [--slowdowns 0.15 0.30] [--tenant N]
-[--json out.json]`.
+Run: `python benchmarks/bench_regression_gate.py [--runs 6] [--b-runs 2] [--slowdowns 0.10 0.20 0.30]
+[--tenant N [--tenant-always]] [--threads T] [--json out.json]`.
 """
 
 from __future__ import annotations
@@ -74,14 +75,16 @@ class SlowerSession(Session):
         self.inner.sync()
 
 
-def tenant(seed: int) -> None:
-    """Another tenant: busy (a Python spin loop) and idle in turns of 0.5-3 s each, until killed."""
+def tenant(seed: int, always: bool = False) -> None:
+    """Another tenant: busy (a Python spin loop) and idle in turns of 0.5-3 s each, or busy all the time
+    (`always`), until killed."""
     rng = random.Random(seed)
     while True:
         end = time.monotonic() + rng.uniform(0.5, 3.0)
         while time.monotonic() < end:
             pass
-        time.sleep(rng.uniform(0.5, 3.0))
+        if not always:
+            time.sleep(rng.uniform(0.5, 3.0))
 
 
 def reuse_tickets(tickets_from: Path | None = None) -> None:
@@ -94,10 +97,28 @@ def reuse_tickets(tickets_from: Path | None = None) -> None:
         for p in sorted(tickets_from.glob("tickets/*/ticket.pt")):
             t = load_ticket(p)
             cache[t.config.key()] = t
-    real_find = runner_mod.find_ticket
-    runner_mod.find_ticket = lambda cfg, data, ctx: (
-        cache.get(cfg.key()) or cache.setdefault(cfg.key(), real_find(cfg, data, ctx))
+    real_find = runner_mod.find  # the pipeline's find step, as the runner calls it
+    runner_mod.find = lambda cfg, data, ctx, *a, **k: (
+        cache.get(cfg.key()) or cache.setdefault(cfg.key(), real_find(cfg, data, ctx, *a, **k))
     )
+
+
+def timing_summary(dirs: list[Path]) -> dict[str, Any]:
+    """How the runs' rows were timed: rounds per row (adaptive), preempted windows, the paired ratios' spread."""
+    df = pd.concat([pd.read_csv(d / "results.csv") for d in dirs if (d / "results.csv").is_file()])
+
+    def col(name: str) -> pd.Series:
+        return pd.to_numeric(df[name], errors="coerce") if name in df else pd.Series(dtype=float)
+
+    cv = col("speedup_round_cv").dropna()
+    return {
+        "rounds_median": float(col("latency_rounds").median()),
+        "rounds_max": float(col("latency_rounds").max()),
+        "windows": int(col("latency_windows").sum()),
+        "windows_preempted": int(col("latency_windows_preempted").sum()),
+        "speedup_round_cv_median": float(cv.median()) if len(cv) else float("nan"),
+        "speedup_round_cv_max": float(cv.max()) if len(cv) else float("nan"),
+    }
 
 
 def load_text() -> str:
@@ -177,13 +198,16 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="keep the run directories here")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--tenant", type=int, default=0, help="other processes busy half the time beside every run")
+    ap.add_argument("--tenant-always", action="store_true", help="the --tenant processes are busy all the time")
     ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: the thread policy's)")
     ap.add_argument("--history", type=int, default=2, help="other A runs given as --history in the second figures")
     ap.add_argument("--compare-only", type=Path, help="no runs: compare the A*/B* runs kept (--keep) in this directory")
     args = ap.parse_args()
     if args.compare_only:
         args.keep, args.tenant = args.compare_only, 0
-    tenants = [multiprocessing.Process(target=tenant, args=(i,), daemon=True) for i in range(args.tenant)]
+    tenants = [
+        multiprocessing.Process(target=tenant, args=(i, args.tenant_always), daemon=True) for i in range(args.tenant)
+    ]
     for t in tenants:
         t.start()
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench_gate_"))
@@ -192,7 +216,8 @@ def main() -> None:
         reuse_tickets(args.tickets_from)
     cfg = CompareConfig()
     out: dict[str, Any] = {"load_start": load_text(), "suite": args.suite, "config": cfg.__dict__,
-                           "tenants": args.tenant, "threads": args.threads}  # fmt: skip
+                           "tenants": args.tenant, "tenant_always": args.tenant_always,
+                           "threads": args.threads}  # fmt: skip
     print(out["load_start"])
     t0 = time.time()
     a_dirs, walls = [], []
@@ -252,6 +277,7 @@ def main() -> None:
             "legacy_detected": sum(set(target) <= set(c["legacy_flagged"]) for c in comps),
             "pairs": comps,
         }
+    out["timing"] = timing_summary(a_dirs + [d for dirs in b_dirs.values() for d in dirs])
     out["run_wall_s_median"] = float(np.median(walls)) if walls else None
     out["wall_s"] = round(time.time() - t0, 1)
     aa_s = out["aa"]
@@ -266,6 +292,10 @@ def main() -> None:
               f"{r['target_rows_flagged']}/{2 * n}, gate exit 1 {r['gate_exit_1']}/{n}; with --history both rows "
               f"{r['detected_history']}/{n}, gate exit 1 {r['gate_exit_1_history']}/{n} "
               f"(legacy {r['legacy_detected']}/{n}); other rows flagged {r['other_rows_flagged']}")  # fmt: skip
+    tm = out["timing"]
+    print(f"rows: rounds per row median {tm['rounds_median']} (max {tm['rounds_max']}); preempted windows "
+          f"{tm['windows_preempted']}/{tm['windows']}; paired ratio spread between rounds median "
+          f"{tm['speedup_round_cv_median']:.1%}, max {tm['speedup_round_cv_max']:.1%}")  # fmt: skip
     print(f"median run wall time {out['run_wall_s_median'] or 0:.1f} s; total {out['wall_s']} s")
     print(f"{out['load_start']} at start, {out['load_after_a']} after A, {out['load_after_b']} after B; "
           f"{args.tenant} tenant process(es), threads {args.threads or 'policy'}")  # fmt: skip
