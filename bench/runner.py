@@ -648,11 +648,6 @@ def _int8_agreement(session: Any, onnx_path: Path, data: DataBundle) -> dict[str
     return cols
 
 
-# `bench measure` (bench/cli.py, moving to bench/commands/) still names the meter by its old name; drop this alias
-# once it says PowerMeter.
-PowerState = PowerMeter
-
-
 def start_power(device: DeviceAdapter, rate_hz: float = 50.0, idle_seconds: float = 0.0) -> PowerMeter:
     """The device's power meter, started, with the idle baseline measured first when asked."""
     meter = PowerMeter.of(device.power_reader(), rate_hz, device.name).start()

@@ -49,8 +49,9 @@ import numpy as np
 import torch
 
 from ticketbench.bench.configs import MeasureConfig
-from ticketbench.bench.runner import PowerState, measure_session
+from ticketbench.bench.runner import measure_session
 from ticketbench.devices.cpu import OrtCpuSession
+from ticketbench.devices.power_meter import PowerMeter
 from ticketbench.models.compact import CompactionConfig, compact
 from ticketbench.models.cost import analyze
 from ticketbench.models.data import load_dataset
@@ -165,7 +166,7 @@ def part_a(
         m = _latency(batch)
         m = replace(m, rounds=rounds)
         for r in rows:
-            (bm,) = measure_session(OrtCpuSession(r["path"], threads), SHAPE, m, PowerState(), reference, threads)
+            (bm,) = measure_session(OrtCpuSession(r["path"], threads), SHAPE, m, PowerMeter(), reference, threads)
             col = bm.columns
             r[f"p50_ms_b{batch}"] = col["latency_ms_p50"]
             r[f"dense_p50_ms_b{batch}"] = float(np.median(bm.reference.samples_ms)) if bm.reference else None
@@ -218,7 +219,7 @@ def conv_realization(threads: int, rounds: int, width: float = 1.0) -> list[dict
             for g, path in paths.items():
                 if g == 1:
                     continue
-                (bm,) = measure_session(OrtCpuSession(path, threads), (c, hw, hw), m, PowerState(), reference, threads)
+                (bm,) = measure_session(OrtCpuSession(path, threads), (c, hw, hw), m, PowerMeter(), reference, threads)
                 col = bm.columns
                 rows.append(
                     {

@@ -35,7 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ticketbench.bench.runner import (
         LAYER_PROFILE_CALLS,
-        PowerState,
         is_remote,
         measure_session,
         runtime_columns,
@@ -43,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         timing_input,
     )
     from ticketbench.devices.layer_profile import LayerProfile, LayerProfileUnavailable
+    from ticketbench.devices.power_meter import PowerMeter
     from ticketbench.results import empty_row
 
     path = Path(args.model)
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     shape = _onnx_input_shape(path, args.batch)
     device = open_device(args)
     # the runner's own measurement: power lifecycle, interleaved rounds, row columns (one method for both commands)
-    power = PowerState()
+    power = PowerMeter()  # no source until start_power: closing it is a no-op
     profile: LayerProfile | None = None
     no_profile = ""
     try:
