@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import math
 import types
 import typing
@@ -28,6 +29,7 @@ from typing import Any, Literal, TypeVar, Union
 from ticketbench.files import InputError
 
 T = TypeVar("T")
+log = logging.getLogger("ticketbench")
 
 
 class SettingError(InputError):
@@ -201,37 +203,38 @@ def _check_value(f: dataclasses.Field, kind: Any, value: Any, where: str, as_fla
         raise _fail(where, f, kind, value, as_flag)
 
 
+def _coerced(cls: type, data: typing.Mapping[str, Any], where: str, as_flags: bool = False) -> dict[str, Any]:
+    """The keys of `data` that are fields of `cls`, each coerced to its field's type, else SettingError."""
+    kinds = hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            try:
+                values[f.name] = coerce(data[f.name], kinds[f.name])
+            except TypeError:
+                raise _fail(where, f, kinds[f.name], data[f.name], as_flags) from None
+    return values
+
+
 def check_mapping(cls: type, data: typing.Mapping[str, Any], where: str, as_flags: bool = False) -> None:
     """Every key of `data` that is a field of `cls`: of its field's type and in its range, else SettingError. For
     entries that are not yet a whole `cls` (a suite case before its defaults are merged, a loaded config)."""
+    values = _coerced(cls, data, where, as_flags)
     kinds = hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        try:
-            value = coerce(value, kinds[f.name])
-        except TypeError:
-            raise _fail(where, f, kinds[f.name], value, as_flags) from None
-        _check_value(f, kinds[f.name], value, where, as_flags)
+        if f.name in values:
+            _check_value(f, kinds[f.name], values[f.name], where, as_flags)
 
 
 def from_mapping(cls: type[T], data: Any, where: str) -> T:
     """`cls(**data)` with every key known, every value of its field's type, and every number in range."""
     if not isinstance(data, dict):
         raise SettingError(f"{where}: expected a table of settings, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - set(fields))
+    names = sorted(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(names))
     if unknown:
-        raise SettingError(f"{where}: unknown setting(s) {unknown}; valid: {', '.join(sorted(fields))}"[:300])
-    kinds = hints(cls)
-    values = {}
-    for key, value in data.items():
-        try:
-            values[key] = coerce(value, kinds[key])
-        except TypeError:
-            raise _fail(where, fields[key], kinds[key], value) from None
-    obj = cls(**values)
+        raise SettingError(f"{where}: unknown setting(s) {unknown}; valid: {', '.join(names)}"[:300])
+    obj = cls(**_coerced(cls, data, where))
     check(obj, where)
     return obj
 
@@ -268,9 +271,7 @@ class _Alias(argparse.Action):
     """An earlier spelling of a flag: sets the same value (its const, for an on-switch), and says the current name."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        import logging
-
-        logging.getLogger("ticketbench").warning("%s is now %s", option_string, flag(self.dest))
+        log.warning("%s is now %s", option_string, flag(self.dest))
         setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
 
 
